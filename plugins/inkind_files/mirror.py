@@ -1,0 +1,710 @@
+"""Mirroring one directory tree into ``STORE/NAME``, entry by entry.
+
+Both trees are worked on through directory file descriptors opened with
+O_NOFOLLOW, so neither a symlink in the source nor one planted in the store
+can lead a write outside ``STORE/NAME`` or a read outside the source root.
+Names are handled as ``str`` with surrogate escapes, which round-trip every
+byte string the kernel allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import xattr
+
+from inkind import (
+    CorruptionError,
+    RunContext,
+    SourceError,
+    SourceWarning,
+    UpdateFile,
+    UpdateImage,
+    XAttrs,
+)
+from inkind.hashing import hash_fd, new_hasher
+from inkind.store import is_temp_name, set_mode, set_mtime, set_owner
+from inkind.store.files import is_zero, temp_name
+from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
+from inkind.store.sparse import data_segments
+from inkind_files import fakesuper
+
+BIG_FILE = 64 << 20
+BLOCK = 4 << 20
+CHUNK = 1 << 20
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+_NOATIME = getattr(os, "O_NOATIME", 0)
+_ZEROS = memoryview(bytes(BLOCK))
+
+Key = tuple[bytes, ...]
+log = logging.getLogger("inkind")
+
+
+class Changed(SourceWarning):
+    """The source file changed while it was read; its old copy is kept."""
+
+
+def key_text(key: Key) -> str:
+    return os.fsdecode(b"/".join(key))
+
+
+def text_key(text: str) -> Key:
+    return tuple(p for p in os.fsencode(text).split(b"/") if p)
+
+
+@dataclass
+class Bounds:
+    """Which part of the tree a walk phase covers: keys in (lo, hi].
+
+    Keys are tuples of name components, so tuple order is the walk order
+    (a directory sorts before its contents). A directory that is an ancestor
+    of a bound is entered but only partly walked.
+    """
+
+    lo: Key | None = None
+    hi: Key | None = None
+
+    def place(self, key: Key) -> str:
+        """ "skip", "stop", "enter" (ancestor of a bound) or "do"."""
+        n = len(key)
+        if self.lo is not None and key <= self.lo:
+            return "enter" if self.lo[:n] == key and key != self.lo else "skip"
+        if self.hi is not None and key >= self.hi:
+            if self.hi[:n] == key and key != self.hi:
+                return "enter"
+            return "skip" if key == self.hi else "stop"
+        return "do"
+
+    def inner(self, key: Key) -> Bounds:
+        """The bounds that still apply below ``key``."""
+        n = len(key)
+        lo = self.lo if self.lo is not None and self.lo[:n] == key else None
+        hi = self.hi if self.hi is not None and self.hi[:n] == key else None
+        return Bounds(lo, hi)
+
+
+class Mirror:
+    """Makes ``run.data_dir`` mirror a source tree (see FilesSource)."""
+
+    def __init__(
+        self,
+        run: RunContext,
+        root: str,
+        *,
+        excluded: Callable[[str, bool], bool],
+        one_file_system: bool,
+        exclude_caches: bool,
+    ):
+        self.run = run
+        self.stats = run.stats
+        self.root = root
+        self.excluded = excluded
+        self.one_file_system = one_file_system
+        self.exclude_caches = exclude_caches
+        self.as_root = os.geteuid() == 0
+        self.links: dict[tuple[int, int], Key] = {}
+        self.corrupt: list[str] = []
+        self.root_dev = 0
+        self.last: Key | None = None
+        self._tick = 0
+        self._next_save = 0.0
+
+    # ----- the walk -------------------------------------------------------
+
+    def backup(self) -> None:
+        """Walk the whole tree, starting after the resume pointer and
+        wrapping around to it, so repeated interruptions still advance."""
+        try:
+            src = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise SourceError(f"source path {self.root}: {e.strerror}") from None
+        try:
+            st = os.fstat(src)
+            self.root_dev = st.st_dev
+            resume = self.run.state.resume
+            start = text_key(resume) if resume else None
+            phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
+            with self.run.progress("files") as progress:
+                self.progress = progress
+                for bounds in phases:
+                    self.walk(src, self.run.data_fd, (), bounds)
+            self.apply_meta(self.run.data_fd, None, st, src_fd=src, new=True)
+            self.run.state.set_resume(None, force=True)
+        finally:
+            os.close(src)
+        self.raise_corruption()
+
+    def walk(self, src: int, dst: int, prefix: Key, bounds: Bounds) -> None:
+        """Mirror the entries of one directory that fall within ``bounds``."""
+        try:
+            names = os.listdir(src)
+        except OSError as e:
+            raise SourceWarning(f"{key_text(prefix) or '.'}: cannot list: {e.strerror}") from None
+        entries = sorted((os.fsencode(n), n) for n in names)
+        present: set[str] = set()
+        for raw, name in entries:
+            key = (*prefix, raw)
+            where = bounds.place(key)
+            if where == "stop":
+                break
+            present.add(name)
+            if where == "skip":
+                continue
+            try:
+                self.entry(src, dst, name, key, bounds if where == "enter" else Bounds())
+            except SourceWarning as w:
+                self.run.warn(str(w))
+                self.stats.objects_skipped += 1
+            if where == "do":
+                self._done(key)
+        if self.run.full:
+            self.sweep(dst, prefix, present, bounds)
+
+    def _done(self, key: Key) -> None:
+        """Advance the resume pointer; save it every few seconds."""
+        if self.last is None or self.last[: len(key)] != key:
+            self.last = key
+        self._tick += 1
+        if self._tick & 255 == 0:
+            self.progress.advance(256)
+            now = time.monotonic()
+            if now >= self._next_save:
+                self.run.state.set_resume(key_text(self.last), force=True)
+                self._next_save = now + 5.0
+
+    def entry(self, src: int, dst: int, name: str, key: Key, bounds: Bounds) -> None:
+        """Mirror one entry (and, for a directory, what is below it)."""
+        self.stats.objects_seen += 1
+        if is_temp_name(name):
+            raise SourceWarning(f"{key_text(key)}: name is reserved for inkind temp files; skipped")
+        try:
+            st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        except FileNotFoundError:
+            raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if self.excluded(key_text(key), is_dir):
+            self.stats.objects_seen -= 1
+            return
+        try:
+            dst_st: os.stat_result | None = os.stat(name, dir_fd=dst, follow_symlinks=False)
+        except FileNotFoundError:
+            dst_st = None
+        if is_dir:
+            self.directory(src, dst, name, key, st, dst_st, bounds)
+        elif stat.S_ISREG(st.st_mode):
+            self.regular(src, dst, name, key, st, dst_st)
+        elif stat.S_ISLNK(st.st_mode):
+            self.symlink(src, dst, name, key, st, dst_st)
+        else:
+            self.special(src, dst, name, key, st, dst_st)
+
+    def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> None:
+        """Full pass: remove what the source no longer has (within bounds)."""
+        for name in os.listdir(dst):
+            if name in present:
+                continue
+            key = (*prefix, os.fsencode(name))
+            if not is_temp_name(name) and bounds.place(key) != "do":
+                continue
+            self.remove(dst, name)
+            if not is_temp_name(name):
+                self.stats.objects_deleted += 1
+
+    # ----- entry kinds ----------------------------------------------------
+
+    def directory(
+        self,
+        src: int,
+        dst: int,
+        name: str,
+        key: Key,
+        st: os.stat_result,
+        dst_st: os.stat_result | None,
+        bounds: Bounds,
+    ) -> None:
+        if self.exclude_caches and self._cache_dir(src, name):
+            self.stats.objects_seen -= 1
+            if dst_st is not None and self.run.full:
+                self.remove(dst, name)
+                self.stats.objects_deleted += 1
+            return
+        new = dst_st is None or not stat.S_ISDIR(dst_st.st_mode)
+        if new:
+            if dst_st is not None:
+                self.remove(dst, name)
+            os.mkdir(name, 0o700, dir_fd=dst)
+            self.stats.objects_changed += 1
+        else:
+            self.stats.objects_unchanged += 1
+        try:
+            sfd = os.open(name, DIR_FLAGS, dir_fd=src)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                raise SourceWarning(f"{key_text(key)}: changed type or vanished during the backup") from None
+            raise SourceWarning(f"{key_text(key)}: cannot open: {e.strerror}") from None
+        try:
+            if not self.one_file_system or st.st_dev == self.root_dev:
+                dfd = os.open(name, DIR_FLAGS, dir_fd=dst)
+                try:
+                    self.walk(sfd, dfd, key, bounds.inner(key))
+                    self.apply_meta(dfd, None, os.fstat(sfd), src_fd=sfd, new=new)
+                finally:
+                    os.close(dfd)
+            else:
+                self.apply_meta(dst, name, st, src_fd=sfd, new=new)
+        finally:
+            os.close(sfd)
+
+    def _cache_dir(self, src: int, name: str) -> bool:
+        try:
+            fd = os.open(f"{name}/CACHEDIR.TAG", READ_FLAGS, dir_fd=src)
+        except OSError:
+            return False
+        try:
+            return os.read(fd, len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+        finally:
+            os.close(fd)
+
+    def regular(
+        self,
+        src: int,
+        dst: int,
+        name: str,
+        key: Key,
+        st: os.stat_result,
+        dst_st: os.stat_result | None,
+    ) -> None:
+        if st.st_nlink > 1 and self._hardlink(dst, name, key, st, dst_st):
+            return
+        same = (
+            dst_st is not None
+            and stat.S_ISREG(dst_st.st_mode)
+            and dst_st.st_size == st.st_size
+            and dst_st.st_mtime_ns == st.st_mtime_ns
+            and (self.as_root or self._fake_matches(dst, name, st))
+        )
+        if not same:
+            self.copy(src, dst, name, key, st, dst_st)
+            return
+        self.stats.objects_unchanged += 1
+        self.apply_meta(dst, name, st, src_fd=None, new=False, dst_st=dst_st, src=src)
+        if self.run.should_scrub():
+            self.scrub(src, dst, name, key)
+
+    def _hardlink(
+        self, dst: int, name: str, key: Key, st: os.stat_result, dst_st: os.stat_result | None
+    ) -> bool:
+        """Link ``name`` to the stored copy of an inode seen earlier in this
+        run. Returns False when this is the first path of the inode."""
+        first = self.links.setdefault((st.st_dev, st.st_ino), key)
+        if first == key:
+            return False
+        parent = b"/".join((self.run.name.encode(), *first[:-1]))
+        try:
+            pfd = open_beneath(self.run.root_fd, parent, DIR_FLAGS)
+        except OSError:
+            return False
+        try:
+            first_st = os.stat(first[-1], dir_fd=pfd, follow_symlinks=False)
+            if dst_st is not None and (dst_st.st_dev, dst_st.st_ino) == (
+                first_st.st_dev,
+                first_st.st_ino,
+            ):
+                self.stats.objects_unchanged += 1
+                return True
+            if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+                self.remove(dst, name)
+            tmp = temp_name()
+            os.link(first[-1], tmp, src_dir_fd=pfd, dst_dir_fd=dst, follow_symlinks=False)
+            os.rename(tmp, name, src_dir_fd=dst, dst_dir_fd=dst)
+            self.stats.objects_changed += 1
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(pfd)
+
+    def copy(
+        self,
+        src: int,
+        dst: int,
+        name: str,
+        key: Key,
+        st: os.stat_result,
+        dst_st: os.stat_result | None,
+    ) -> None:
+        """Bring the stored copy's content up to date (read the source)."""
+        try:
+            fd = os.open(name, READ_FLAGS | _NOATIME, dir_fd=src)
+        except PermissionError:
+            try:
+                fd = os.open(name, READ_FLAGS, dir_fd=src)
+            except OSError as e:
+                raise SourceWarning(f"{key_text(key)}: cannot read: {e.strerror}") from None
+        except FileNotFoundError:
+            raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
+        except OSError as e:
+            raise SourceWarning(f"{key_text(key)}: cannot read: {e.strerror}") from None
+        try:
+            fst = os.fstat(fd)
+            if (fst.st_ino, fst.st_dev) != (st.st_ino, st.st_dev) or not stat.S_ISREG(fst.st_mode):
+                raise Changed(f"{key_text(key)}: replaced during the backup")
+            if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+                self.remove(dst, name)
+                dst_st = None
+            try:
+                if st.st_size >= BIG_FILE and dst_st is not None and stat.S_ISREG(dst_st.st_mode):
+                    changed = self._copy_blocks(fd, dst, name, key, st)
+                else:
+                    changed = self._copy_whole(fd, dst, name, key, st)
+            except OSError as e:
+                if e.errno == errno.EIO:
+                    raise SourceWarning(f"{key_text(key)}: read error: {e.strerror}") from None
+                raise
+        finally:
+            os.close(fd)
+        if changed:
+            self.stats.objects_changed += 1
+        else:
+            self.stats.objects_unchanged += 1
+            self.apply_meta(dst, name, st, src_fd=None, new=False, src=src)
+
+    def _check_stable(self, fd: int, st: os.stat_result, key: Key) -> None:
+        after = os.fstat(fd)
+        if after.st_size != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
+            raise Changed(f"{key_text(key)}: changed while it was read; previous copy kept")
+
+    def _read_blocks(self, fd: int, size: int, hasher, buf: memoryview):
+        """Yield (offset, view) of the file's content in BLOCK pieces, holes
+        as zero views without reading, counting bytes read and hashing."""
+        pos = 0
+        for off, length in [*data_segments(fd, size), (size, 0)]:
+            while pos < off:  # a hole
+                n = min(BLOCK, off - pos)
+                hasher.update(_ZEROS[:n])
+                yield pos, _ZEROS[:n]
+                pos += n
+            end = off + length
+            while pos < end:
+                want = min(BLOCK, end - pos)
+                n = os.preadv(fd, [buf[:want]], pos)
+                if n == 0:
+                    raise Changed("file shrank while it was read")
+                self.stats.bytes_read += n
+                hasher.update(buf[:n])
+                yield pos, buf[:n]
+                pos += n
+
+    def _copy_whole(self, fd: int, dst: int, name: str, key: Key, st: os.stat_result) -> bool:
+        buf = memoryview(bytearray(BLOCK))
+        hasher = new_hasher()
+
+        def before_commit(tfd: int) -> None:
+            self._check_stable(fd, st, key)
+            self.apply_meta(tfd, None, st, src_fd=fd, new=True)
+
+        with UpdateFile(name, dir_fd=dst, stats=self.stats, before_commit=before_commit) as f:
+            for _, view in self._read_blocks(fd, st.st_size, hasher, buf):
+                f.write(view)
+            self._check_stable(fd, st, key)
+        return f.changed
+
+    def _copy_blocks(self, fd: int, dst: int, name: str, key: Key, st: os.stat_result) -> bool:
+        """A large file: compare block by block with the stored copy and
+        write only the blocks that differ, through update_image.
+
+        The image update is opened at the first difference, so an unchanged
+        file costs no write, and blocks stream through: memory stays flat.
+        """
+        buf = memoryview(bytearray(BLOCK))
+        old = memoryview(bytearray(BLOCK))
+        hasher = new_hasher()
+        rel = os.fsdecode(b"/".join((self.run.name.encode(), *key)))
+        ofd = os.open(name, READ_FLAGS, dir_fd=dst)
+        with contextlib.ExitStack() as stack:
+            stack.callback(os.close, ofd)
+            old_size = os.fstat(ofd).st_size
+            img: UpdateImage | None = None
+            for off, view in self._read_blocks(fd, st.st_size, hasher, buf):
+                n = len(view)
+                have = os.preadv(ofd, [old[:n]], off) if off < old_size else 0
+                if have == n and old[:n] == view:
+                    continue
+                if img is None:
+                    img = stack.enter_context(
+                        UpdateImage(self.run.root_fd, rel, st.st_size, stats=self.stats)
+                    )
+                if view.obj is _ZEROS.obj or is_zero(view):
+                    img.zero(off, n)
+                else:
+                    img.write(off, view)
+            self._check_stable(fd, st, key)
+            if img is None:
+                if old_size == st.st_size:
+                    return False
+                img = stack.enter_context(UpdateImage(self.run.root_fd, rel, st.st_size, stats=self.stats))
+            img.xxh3 = hasher.hexdigest()
+        self.apply_meta(dst, name, st, src_fd=fd, new=True)
+        return True
+
+    def symlink(
+        self,
+        src: int,
+        dst: int,
+        name: str,
+        key: Key,
+        st: os.stat_result,
+        dst_st: os.stat_result | None,
+    ) -> None:
+        try:
+            target = os.readlink(name, dir_fd=src)
+        except FileNotFoundError:
+            raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
+        if not self.as_root:
+            self._fake_file(dst, name, key, st, dst_st, os.fsencode(target))
+            return
+        if dst_st is not None and stat.S_ISLNK(dst_st.st_mode) and os.readlink(name, dir_fd=dst) == target:
+            self.stats.objects_unchanged += 1
+            self.apply_meta(dst, name, st, src_fd=None, new=False, dst_st=dst_st, src=src)
+            return
+        self._replace(dst, name, dst_st, lambda tmp: os.symlink(target, tmp, dir_fd=dst), st, src)
+
+    def special(
+        self,
+        src: int,
+        dst: int,
+        name: str,
+        key: Key,
+        st: os.stat_result,
+        dst_st: os.stat_result | None,
+    ) -> None:
+        """Fifos, sockets and device nodes: never opened, only recreated."""
+        if not self.as_root:
+            self._fake_file(dst, name, key, st, dst_st, b"")
+            return
+        kind = stat.S_IFMT(st.st_mode)
+        if dst_st is not None and stat.S_IFMT(dst_st.st_mode) == kind and dst_st.st_rdev == st.st_rdev:
+            self.stats.objects_unchanged += 1
+            self.apply_meta(dst, name, st, src_fd=None, new=False, dst_st=dst_st, src=src)
+            return
+        self._replace(
+            dst,
+            name,
+            dst_st,
+            lambda tmp: os.mknod(tmp, kind | 0o600, st.st_rdev, dir_fd=dst),
+            st,
+            src,
+        )
+
+    def _replace(
+        self,
+        dst: int,
+        name: str,
+        dst_st: os.stat_result | None,
+        make: Callable[[bytes], None],
+        st: os.stat_result,
+        src: int,
+    ) -> None:
+        """Create a non-regular entry under a temp name, set its metadata,
+        and rename it into place."""
+        if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+            self.remove(dst, name)
+        tmp = temp_name()
+        make(tmp)
+        try:
+            self.apply_meta(dst, os.fsdecode(tmp), st, src_fd=None, new=True, src=src, src_name=name)
+            os.rename(tmp, name, src_dir_fd=dst, dst_dir_fd=dst)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dst)
+            raise
+        self.stats.objects_changed += 1
+
+    def _fake_file(
+        self,
+        dst: int,
+        name: str,
+        key: Key,
+        st: os.stat_result,
+        dst_st: os.stat_result | None,
+        content: bytes,
+    ) -> None:
+        """Non-root: a symlink or special file stored as rsync's stand-in."""
+        if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
+            self.remove(dst, name)
+
+        def before_commit(tfd: int) -> None:
+            self.apply_meta(tfd, None, st, src_fd=None, new=True)
+
+        with UpdateFile(name, dir_fd=dst, stats=self.stats, before_commit=before_commit) as f:
+            f.write(content)
+        if f.changed:
+            self.stats.objects_changed += 1
+        else:
+            self.stats.objects_unchanged += 1
+            self.apply_meta(dst, name, st, src_fd=None, new=False)
+
+    def _fake_matches(self, dst: int, name: str, st: os.stat_result) -> bool:
+        got = XAttrs(fd_path(dst, name), namespace="").get(fakesuper.STAT_XATTR)
+        return got == fakesuper.encode(st)
+
+    # ----- metadata -------------------------------------------------------
+
+    def apply_meta(
+        self,
+        dst: int,
+        name: str | None,
+        st: os.stat_result,
+        *,
+        src_fd: int | None,
+        new: bool,
+        dst_st: os.stat_result | None = None,
+        src: int | None = None,
+        src_name: str | None = None,
+    ) -> None:
+        """Give a stored entry the source's owner, mode, xattrs and mtime.
+
+        ``dst``/``name`` name the stored entry (``name`` None: ``dst`` is the
+        entry's own fd). Owner and mode are compared on every run, xattrs
+        only for new or rewritten entries and in a full pass, mtime last.
+        """
+        target: int | str = dst if name is None else name
+        dir_fd = None if name is None else dst
+        is_link = stat.S_ISLNK(st.st_mode)
+        cur = dst_st or (os.fstat(dst) if name is None else os.stat(name, dir_fd=dst, follow_symlinks=False))
+        if new or self.run.full:
+            self._sync_xattrs(dst, name, st, src_fd, src, src_name)
+            cur = os.fstat(dst) if name is None else os.stat(name, dir_fd=dst, follow_symlinks=False)
+        if self.as_root:
+            if set_owner(target, st.st_uid, st.st_gid, dir_fd=dir_fd, stats=self.stats, st=cur):
+                cur = os.fstat(dst) if name is None else os.stat(name, dir_fd=dst, follow_symlinks=False)
+            if not is_link:
+                set_mode(target, st.st_mode, dir_fd=dir_fd, stats=self.stats, st=cur)
+        else:
+            set_mode(target, fakesuper.stored_mode(st), dir_fd=dir_fd, stats=self.stats, st=cur)
+        set_mtime(target, st.st_mtime_ns, dir_fd=dir_fd, stats=self.stats, st=cur)
+
+    def _sync_xattrs(
+        self,
+        dst: int,
+        name: str | None,
+        st: os.stat_result,
+        src_fd: int | None,
+        src: int | None,
+        src_name: str | None,
+    ) -> None:
+        if src_fd is not None:
+            src_item: int | bytes = src_fd
+        elif src is not None:
+            src_item = fd_path(src, src_name or name or "")
+        else:
+            src_item = -1
+        wanted: dict[str, bytes] = {}
+        if src_item != -1:
+            wanted = dict(self._source_xattrs(src_item))
+        if not self.as_root:
+            wanted = {k: v for k, v in wanted.items() if k.startswith("user.")}
+            wanted[fakesuper.STAT_XATTR] = fakesuper.encode(st)
+        dst_item: int | bytes = dst if name is None else fd_path(dst, name)
+        if stat.S_ISLNK(st.st_mode) and self.as_root:
+            wanted = {k: v for k, v in wanted.items() if not k.startswith("user.")}
+        try:
+            XAttrs(dst_item, namespace="", stats=self.stats).sync(
+                wanted, keep=lambda k: k.startswith("user.inkind.")
+            )
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise
+            self.run.warn(f"{self.run.name}: cannot set xattrs: {e.strerror}")
+
+    def _source_xattrs(self, item: int | bytes) -> list[tuple[str, bytes]]:
+        kwargs = {} if isinstance(item, int) else {"nofollow": True}
+        try:
+            pairs = xattr.get_all(item, **kwargs)
+        except OSError as e:
+            if e.errno in (errno.ENOTSUP, errno.EPERM, errno.ENOENT):
+                return []
+            raise
+        return [
+            (k.decode("utf-8", "surrogateescape"), v) for k, v in pairs if not k.startswith(b"user.inkind.")
+        ]
+
+    # ----- scrub ----------------------------------------------------------
+
+    def scrub(self, src: int | None, dst: int, name: str, key: Key) -> None:
+        """Check one stored file against its checksum, then the source.
+
+        A stored file that fails its own checksum is corruption: it is named
+        in the log and in the error that ends the run (exit 2), and rebuilt
+        from the source when the source is at hand. A file that only differs
+        from a source with the same size and mtime is repaired and counted.
+        """
+        self.stats.objects_scrubbed += 1
+        rel = f"{self.run.name}/{key_text(key)}"
+        fd = os.open(name, READ_FLAGS, dir_fd=dst)
+        try:
+            dst_st = os.fstat(fd)
+            want = XAttrs(fd).text("xxh3")
+            got, _ = hash_fd(fd, dst_st.st_size)
+        finally:
+            os.close(fd)
+        corrupt = want != got
+        if corrupt:
+            self.corrupt.append(rel)
+            self.stats.errors += 1
+            log.error(
+                "%s: corruption: %s: %s",
+                self.run.name,
+                rel,
+                "content does not match user.inkind.xxh3" if want else "no user.inkind.xxh3",
+            )
+        if src is None:
+            return
+        try:
+            st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        same_meta = (st.st_size, st.st_mtime_ns) == (dst_st.st_size, dst_st.st_mtime_ns)
+        if not stat.S_ISREG(st.st_mode) or not same_meta:
+            return  # a pending change, not a scrub finding: the next backup copies it
+        if not corrupt:
+            sfd = os.open(name, READ_FLAGS, dir_fd=src)
+            try:
+                src_hash, n = hash_fd(sfd, st.st_size)
+            finally:
+                os.close(sfd)
+            self.stats.bytes_read += n
+            if src_hash == got:
+                return
+            log.info(
+                "%s: %s: differed from the source with the same size and mtime; repaired",
+                self.run.name,
+                rel,
+            )
+        self.copy(src, dst, name, key, st, None)
+        self.stats.objects_repaired += 1
+
+    def raise_corruption(self) -> None:
+        """End the run with exit 2 if scrub found corruption."""
+        if self.corrupt:
+            shown = ", ".join(self.corrupt[:10]) + (" ..." if len(self.corrupt) > 10 else "")
+            raise CorruptionError(shown, f"{len(self.corrupt)} stored file(s) failed their checksum")
+
+    # ----- removal --------------------------------------------------------
+
+    def remove(self, dst: int, name: str) -> None:
+        """Remove a stored entry of any kind, never following a symlink."""
+        st = os.stat(name, dir_fd=dst, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=dst)
+        else:
+            os.unlink(name, dir_fd=dst)

@@ -1,0 +1,22 @@
+"""``inkind backup``: bring the store up to date with the sources."""
+
+import click
+
+from inkind.cli.common import finish, json_option, seed_option
+
+
+@click.command("backup")
+@click.argument("sources", nargs=-1)
+@click.option("--full", is_flag=True, help="Force a full pass (deletion sweep, full metadata check).")
+@click.option(
+    "--scrub-fraction",
+    type=click.FloatRange(0, 1),
+    help="Override the chance that an object is scrubbed.",
+)
+@seed_option
+@json_option
+@click.pass_obj
+def command(env, sources, full, scrub_fraction, seed, as_json):
+    """Back up SOURCES (default: all configured sources)."""
+    report = env.runner(seed, progress=not as_json).backup(sources, full=full, scrub_fraction=scrub_fraction)
+    finish(report, as_json)

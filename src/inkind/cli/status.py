@@ -1,0 +1,97 @@
+"""``inkind status``: store health and the last run of each source."""
+
+import os
+import shutil
+import sys
+
+import click
+
+from inkind.cli.common import emit_json, json_option
+from inkind.state import SourceState
+from inkind.store.image import JOURNAL_DIR
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@click.command("status")
+@json_option
+@click.pass_obj
+def command(env, as_json):
+    """Store health and the last run of each source.
+
+    Exit 0 when every source's last backup succeeded, 1 when one has
+    warnings or never ran, 2 when one failed or the store is unusable.
+    """
+    cfg = env.config
+    store = cfg.store.path
+    problems = []
+    if not store.is_dir():
+        problems.append(f"store {store} is missing")
+    elif not (store / ".inkind" / "store.json").is_file():
+        problems.append(f"store {store} has no .inkind/store.json (never used)")
+    usage = shutil.disk_usage(store) if store.is_dir() else None
+    worst = 2 if problems else 0
+    sources = []
+    for name, src in cfg.sources.items():
+        state = (
+            SourceState.load(store / ".inkind" / "sources" / f"{name}.json")
+            if store.is_dir()
+            else SourceState(store)
+        )
+        last = state.data.get("last_backup", {})
+        running = state.data.get("running")
+        journals = store / JOURNAL_DIR / name
+        pending = sorted(p.name for p in journals.glob("*.journal")) if journals.is_dir() else []
+        row = {
+            "name": name,
+            "type": src.type,
+            "last_run": last.get("end"),
+            "outcome": last.get("outcome"),
+            "last_success": state.data.get("last_success"),
+            "last_full_pass": state.data.get("last_full_pass"),
+            "running": bool(running and _alive(running.get("pid", 0))),
+            "interrupted": bool(running and not _alive(running.get("pid", 0))),
+            "pending_journals": pending,
+            "resume": state.resume,
+        }
+        sources.append(row)
+        outcome = row["outcome"]
+        worst = max(worst, 0 if outcome == "ok" else 2 if outcome in ("failed", "interrupted") else 1)
+    data = {
+        "store": str(store),
+        "snapshots": cfg.store.snapshots,
+        "free_bytes": usage.free if usage else None,
+        "total_bytes": usage.total if usage else None,
+        "problems": problems,
+        "sources": sources,
+        "exit_status": worst,
+    }
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(f"store: {store}")
+        if usage:
+            click.echo(f"free: {usage.free // 2**20} MiB of {usage.total // 2**20} MiB")
+        for p in problems:
+            click.echo(f"problem: {p}")
+        for r in sources:
+            flags = (
+                " (running)"
+                if r["running"]
+                else " (previous run was killed; next run finishes it)"
+                if r["interrupted"]
+                else ""
+            )
+            click.echo(
+                f"{r['name']:<16} {r['type']:<10} last run {r['last_run'] or 'never'}: {r['outcome'] or '-'}"
+                f", last success {r['last_success'] or 'never'}{flags}"
+            )
+    sys.exit(worst)

@@ -1,0 +1,217 @@
+"""The TOML configuration, checked key by key against dataclasses.
+
+Every table maps onto a dataclass; a key that is not a field, a value of the
+wrong type, or a missing required field is a :class:`ConfigError` that names
+the key and where it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inkind.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/inkind/inkind.toml")
+SNAPSHOT_PROVIDERS = ("auto", "btrfs", "lvm", "zfs", "reflink", "hardlink", "none")
+
+
+@dataclass
+class Retention:
+    keep_last: int = 3
+    keep_hourly: int = 0
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 12
+    keep_yearly: int = 0
+    min_free: str = "10%"
+
+
+@dataclass
+class StoreConfig:
+    path: Path
+    snapshots: str = "auto"
+    snapshot_dir: Path | None = None
+    retention: Retention = field(default_factory=Retention)
+
+
+@dataclass
+class Defaults:
+    """Keys every source may override."""
+
+    full_probability: float = 0.033
+    scrub_fraction: float = 0.01
+
+
+@dataclass
+class SourceConfig:
+    """One ``[sources.NAME]`` table: host keys plus the raw plugin options."""
+
+    name: str
+    type: str
+    full_probability: float
+    scrub_fraction: float
+    options: dict[str, Any]
+
+
+@dataclass
+class Config:
+    path: Path
+    store: StoreConfig
+    defaults: Defaults
+    sources: dict[str, SourceConfig]
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is Path:
+        return isinstance(value, str)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    names[Path] = "a path string"
+    if typing.get_origin(hint) is list:
+        return f"a list of {_describe(typing.get_args(hint)[0]).split(' ', 1)[1]}s"
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return " or ".join(_describe(h) for h in typing.get_args(hint) if h is not type(None))
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def build(cls: type, table: dict[str, Any], where: str, *, extra_ok: frozenset[str] = frozenset()):
+    """Make a ``cls`` dataclass from a TOML table, or raise ConfigError.
+
+    ``where`` names the table in messages (``sources.home``). Keys in
+    ``extra_ok`` are accepted and ignored (the host's keys in a source table).
+    """
+    if not isinstance(table, dict):
+        raise ConfigError(f"config: {where}: must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in extra_ok:
+            continue
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(f"config: {where}: unknown key '{key}' (known keys: {known})")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = build(hint, value, f"{where}.{key}")
+            continue
+        if not _type_ok(value, hint):
+            raise ConfigError(
+                f"config: {where}.{key}: expected {_describe(hint)}, got {type(value).__name__} {value!r}"
+            )
+        kwargs[key] = Path(value) if hint in (Path, Path | None) and value is not None else value
+    for name, f in fields.items():
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if no_default and name not in kwargs:
+            raise ConfigError(f"config: {where}: missing required key '{name}'")
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        check(where)
+    return obj
+
+
+def _probability(value: float, key: str) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"config: {key}: must be between 0 and 1, got {value}")
+
+
+def find_config(option: str | None) -> Path:
+    """``-c PATH``, else ``$INKIND_CONFIG``, else /etc/inkind/inkind.toml."""
+    if option:
+        return Path(option)
+    env = os.environ.get("INKIND_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def parse(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: {path}: {e}") from None
+    known = {"store", "defaults", "sources"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"config: unknown table or key '{key}' (known: defaults, sources, store)")
+    if "store" not in data:
+        raise ConfigError("config: missing required table [store]")
+    store = build(StoreConfig, data["store"], "store")
+    if store.snapshots not in SNAPSHOT_PROVIDERS:
+        raise ConfigError(
+            f"config: store.snapshots: must be one of {', '.join(SNAPSHOT_PROVIDERS)}, got {store.snapshots!r}"
+        )
+    defaults = build(Defaults, data.get("defaults", {}), "defaults")
+    _probability(defaults.full_probability, "defaults.full_probability")
+    _probability(defaults.scrub_fraction, "defaults.scrub_fraction")
+    sources_table = data.get("sources", {})
+    if not isinstance(sources_table, dict):
+        raise ConfigError("config: sources: must be a table of [sources.NAME] tables")
+    sources = {}
+    for name, table in sources_table.items():
+        sources[name] = _source(name, table, defaults)
+    return Config(path=path, store=store, defaults=defaults, sources=sources)
+
+
+def _source(name: str, table: Any, defaults: Defaults) -> SourceConfig:
+    where = f"sources.{name}"
+    if not name or "/" in name or name.startswith(".") or name != name.strip():
+        raise ConfigError(f"config: {where}: a source name must be a plain directory name")
+    if not isinstance(table, dict):
+        raise ConfigError(f"config: {where}: must be a table")
+    if "type" not in table:
+        raise ConfigError(f"config: {where}: missing required key 'type'")
+    if not isinstance(table["type"], str):
+        raise ConfigError(f"config: {where}.type: expected a string")
+    common = build(
+        Defaults, {k: table[k] for k in ("full_probability", "scrub_fraction") if k in table}, where
+    )
+    merged = dataclasses.replace(
+        defaults,
+        **{k: getattr(common, k) for k in ("full_probability", "scrub_fraction") if k in table},
+    )
+    _probability(merged.full_probability, f"{where}.full_probability")
+    _probability(merged.scrub_fraction, f"{where}.scrub_fraction")
+    options = {k: v for k, v in table.items() if k not in ("type", "full_probability", "scrub_fraction")}
+    return SourceConfig(
+        name=name,
+        type=table["type"],
+        full_probability=merged.full_probability,
+        scrub_fraction=merged.scrub_fraction,
+        options=options,
+    )
+
+
+def load(option: str | None) -> Config:
+    """Find, read and check the configuration."""
+    path = find_config(option)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config: {path}: no such file (give one with -c or INKIND_CONFIG)") from None
+    except OSError as e:
+        raise ConfigError(f"config: {path}: {e.strerror}") from None
+    return parse(text, path)

@@ -1,0 +1,35 @@
+"""Every hook inkind calls, one docstring each.
+
+Plugins implement them with ``@inkind.hookimpl``. Hook names start with
+``inkind_``; a hook that wants one answer is marked ``firstresult``.
+docs/writing-a-source.md documents each one, and a test fails if a hook is
+missing from the docs or from the tests.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("inkind")
+
+
+@hookspec
+def inkind_source_types() -> list[type]:
+    """Return the :class:`inkind.Source` subclasses this plugin provides.
+
+    Each class names its config ``type`` in ``type_name`` and its options
+    in the ``Options`` dataclass. Two plugins providing the same type name is
+    an error that names both.
+    """
+
+
+@hookspec
+def inkind_run_finished(report: dict) -> None:
+    """Called once after a ``backup`` or ``scrub`` run, with its report.
+
+    ``report`` is the JSON-ready dict that ``inkind backup --json`` prints:
+    command, start and end times, exit status, and per source its outcome,
+    full pass flag, messages and stats. For metrics, notifications and the
+    like; an exception here is logged with the plugin's name and does not
+    change the run's exit status.
+    """

@@ -1,0 +1,350 @@
+"""Running the configured sources: one after the other, each isolated.
+
+The runner decides, with the run's one RNG, whether a source gets a full
+pass; it takes the source's flock, replays pending journals, sweeps temps a
+killed run left, and keeps ``.inkind/sources/NAME.json`` current.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from inkind.config import Config, SourceConfig, build
+from inkind.errors import ConfigError, CorruptionError, InkindError, StoreError
+from inkind.plugins import Plugins
+from inkind.source import Finding, RunContext, Source
+from inkind.state import SourceState, now_iso
+from inkind.stats import Stats
+from inkind.store.files import sweep_temps
+from inkind.store.image import replay_journals
+from inkind.store.paths import DIR_FLAGS
+from inkind.storeroot import Store
+
+log = logging.getLogger("inkind")
+
+OK, WARNINGS, FAILED, BUSY, INTERRUPTED = "ok", "warnings", "failed", "busy", "interrupted"
+EXIT_FOR = {OK: 0, WARNINGS: 1, BUSY: 1, FAILED: 2, INTERRUPTED: 2}
+
+
+class Interrupted(BaseException):
+    """SIGTERM (or SIGINT) arrived: stop at once, every object whole."""
+
+
+@dataclass
+class SourceResult:
+    name: str
+    type: str
+    outcome: str = OK
+    full: bool = False
+    messages: list[str] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "outcome": self.outcome,
+            "full": self.full,
+            "messages": self.messages,
+            "stats": self.stats.as_dict(),
+        }
+
+
+@dataclass
+class RunReport:
+    command: str
+    start: str
+    seed: int
+    results: list[SourceResult] = field(default_factory=list)
+    end: str = ""
+
+    @property
+    def exit_status(self) -> int:
+        return max((EXIT_FOR[r.outcome] for r in self.results), default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "start": self.start,
+            "end": self.end,
+            "seed": self.seed,
+            "exit_status": self.exit_status,
+            "sources": [r.as_dict() for r in self.results],
+        }
+
+
+def make_source(cfg: SourceConfig, plugins: Plugins) -> Source:
+    """Instantiate a configured source, checking its options."""
+    cls = plugins.types.get(cfg.type)
+    if cls is None:
+        failed = ", ".join(p.name for p in plugins.failed)
+        hint = f" (plugins that failed to load: {failed})" if failed else ""
+        known = ", ".join(sorted(plugins.types)) or "none"
+        raise ConfigError(
+            f"config: sources.{cfg.name}.type: unknown source type '{cfg.type}' (known: {known}){hint}"
+        )
+    return cls(cfg.name, build(cls.Options, cfg.options, f"sources.{cfg.name}"))
+
+
+def resolve_seed(seed: int | None) -> int:
+    """``--seed``, else ``INKIND_SEED``, else a fresh random seed (logged)."""
+    if seed is not None:
+        return seed
+    env = os.environ.get("INKIND_SEED")
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise ConfigError(f"INKIND_SEED: expected an integer, got {env!r}") from None
+    return secrets.randbits(32)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into :class:`Interrupted` for the run."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Runner:
+    """Runs one command over the selected sources of a config."""
+
+    def __init__(
+        self,
+        config: Config,
+        plugins: Plugins,
+        *,
+        seed: int | None = None,
+        progress_factory: Any = None,
+    ):
+        self.config = config
+        self.plugins = plugins
+        self.seed = resolve_seed(seed)
+        self.rng = random.Random(self.seed)
+        self.progress_factory = progress_factory
+
+    def select(self, names: tuple[str, ...] | list[str]) -> list[SourceConfig]:
+        """The named sources (all when none are named), in config order."""
+        for n in names:
+            if n not in self.config.sources:
+                known = ", ".join(self.config.sources) or "none"
+                raise ConfigError(f"no source named '{n}' in {self.config.path} (known: {known})")
+        wanted = set(names)
+        return [s for s in self.config.sources.values() if not wanted or s.name in wanted]
+
+    def prepare(self, names) -> list[tuple[SourceConfig, Source | None, str | None]]:
+        """Check every selected source's config before anything is written.
+
+        A source whose type belongs to a plugin that failed to load is
+        returned with its error, so the other sources still run.
+        """
+        prepared = []
+        for cfg in self.select(names):
+            try:
+                prepared.append((cfg, make_source(cfg, self.plugins), None))
+            except ConfigError as e:
+                if cfg.type in self.plugins.types or not self.plugins.failed:
+                    raise
+                prepared.append((cfg, None, str(e)))
+        return prepared
+
+    def backup(self, names=(), *, full: bool = False, scrub_fraction: float | None = None) -> RunReport:
+        def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
+            run.scrub_fraction = cfg.scrub_fraction if scrub_fraction is None else scrub_fraction
+            source.backup(run)
+
+        return self._run("backup", names, op, full=full)
+
+    def scrub(self, names=(), *, fraction: float | None = None) -> RunReport:
+        def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
+            run.scrub_fraction = cfg.scrub_fraction if fraction is None else fraction
+            source.scrub(run)
+
+        return self._run("scrub", names, op)
+
+    def verify(self, names=()) -> tuple[RunReport, list[Finding]]:
+        findings: list[Finding] = []
+
+        def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
+            found = source.verify(run)
+            findings.extend(found)
+            for f in found:
+                log.log(logging.WARNING if f.recoverable else logging.ERROR, "%s", f)
+            if any(not f.recoverable for f in found):
+                raise CorruptionError(
+                    cfg.name,
+                    f"{sum(not f.recoverable for f in found)} object(s) failed verification",
+                )
+            if found:
+                run.stats.warnings += len(found)
+
+        return self._run("verify", names, op), findings
+
+    def _run(self, command: str, names, op: Callable, *, full: bool = False) -> RunReport:
+        prepared = self.prepare(names)
+        store = Store.open(self.config.store.path, create=command != "verify")
+        report = RunReport(command, now_iso(), self.seed)
+        log.info("%s: seed %d", command, self.seed)
+        try:
+            with sigterm_interrupts():
+                for cfg, source, error in prepared:
+                    result = SourceResult(cfg.name, cfg.type)
+                    report.results.append(result)
+                    if source is None:
+                        result.outcome = FAILED
+                        result.messages.append(error or "")
+                        log.error("%s: %s", cfg.name, error)
+                        continue
+                    self._one(store, cfg, source, result, op, command, full)
+                    if result.outcome == INTERRUPTED:
+                        break
+        finally:
+            store.close()
+            report.end = now_iso()
+        if command != "verify":
+            self.plugins.call("inkind_run_finished", report=report.as_dict())
+        return report
+
+    def _one(
+        self,
+        store: Store,
+        cfg: SourceConfig,
+        source: Source,
+        result: SourceResult,
+        op: Callable,
+        command: str,
+        full: bool,
+    ) -> None:
+        writes = command != "verify"
+        full_draw = self.rng.random() < cfg.full_probability
+        if not writes and not store.data_dir(cfg.name).is_dir():
+            result.messages.append("nothing stored yet")
+            log.info("%s: nothing stored yet", cfg.name)
+            return
+        lock = store.lock(cfg.name, shared=not writes)
+        if lock is None:
+            result.outcome = BUSY
+            msg = "another inkind run is working on this source; skipped"
+            result.messages.append(msg)
+            log.warning("%s: %s", cfg.name, msg)
+            return
+        started = time.monotonic()
+        stats = result.stats
+        state = store.load_state(cfg.name)
+        try:
+            if state.set_aside:
+                msg = f"state file did not parse; set aside as {state.set_aside.name} and rebuilt"
+                result.messages.append(msg)
+                log.warning("%s: %s", cfg.name, msg)
+                stats.warnings += 1
+            if writes:
+                full = self._recover(store, cfg, source, state, stats) or full or full_draw
+                state.data.update(
+                    type=cfg.type,
+                    running={"pid": os.getpid(), "start": now_iso(), "command": command},
+                )
+                if command == "backup":
+                    state.data["config"] = source.fingerprint()
+                    state.data["full_pending"] = full
+                state.save()
+            result.full = full
+            run = RunContext(
+                name=cfg.name,
+                store_path=store.path,
+                root_fd=store.root_fd,
+                data_fd=lock,
+                state=state,
+                stats=stats,
+                rng=self.rng,
+                full=full,
+                progress_factory=self.progress_factory,
+            )
+            log.info("%s: %s%s", cfg.name, command, " (full pass)" if full else "")
+            try:
+                op(source, cfg, run)
+                result.outcome = WARNINGS if stats.warnings else OK
+            except Interrupted as e:
+                result.outcome = INTERRUPTED
+                result.messages.append(f"interrupted by {e}")
+                log.error("%s: interrupted by %s; every stored object is whole", cfg.name, e)
+            except InkindError as e:
+                self._failed(result, str(e))
+            except OSError as e:
+                where = f" {e.filename}" if e.filename else ""
+                self._failed(result, f"{e.strerror or e}:{where}".rstrip(":"))
+            except Exception as e:
+                log.debug("%s", traceback.format_exc())
+                self._failed(result, f"{type(e).__name__}: {e}")
+            result.messages[:0] = run.warnings_seen
+        finally:
+            stats.duration_seconds = round(time.monotonic() - started, 3)
+            if writes:
+                self._record(state, cfg, command, result)
+            os.close(lock)
+        log.info("%s: %s %s", cfg.name, result.outcome, stats.nonzero())
+
+    def _failed(self, result: SourceResult, message: str) -> None:
+        result.outcome = FAILED
+        result.stats.errors += 1
+        result.messages.append(message)
+        log.error("%s: %s", result.name, message)
+
+    def _recover(
+        self, store: Store, cfg: SourceConfig, source: Source, state: SourceState, stats: Stats
+    ) -> bool:
+        """Finish what a killed run left; return whether a full pass is due."""
+        replayed = replay_journals(store.root_fd, cfg.name, stats)
+        if replayed:
+            log.info("%s: replayed %d pending journal(s)", cfg.name, replayed)
+        if "running" in state.data:
+            fd = os.open(store.data_dir(cfg.name), DIR_FLAGS)
+            try:
+                removed = sweep_temps(fd)
+            finally:
+                os.close(fd)
+            log.info("%s: previous run did not finish; removed %d temp(s)", cfg.name, removed)
+        if state.data.get("config") not in (None, source.fingerprint()):
+            log.info("%s: configuration changed: full pass", cfg.name)
+            state.set_resume(None, force=False)
+            return True
+        return bool(state.data.get("full_pending"))
+
+    def _record(self, state: SourceState, cfg: SourceConfig, command: str, result: SourceResult) -> None:
+        running = state.data.pop("running", None) or {}
+        last = {
+            "command": command,
+            "start": running.get("start", ""),
+            "end": now_iso(),
+            "outcome": result.outcome,
+            "full": result.full,
+            "stats": result.stats.as_dict(),
+            "messages": result.messages[-20:],
+        }
+        state.data[f"last_{command}"] = last
+        if command == "backup" and result.outcome in (OK, WARNINGS):
+            state.data["last_success"] = last["end"]
+            if result.full:
+                state.data["last_full_pass"] = last["end"]
+                state.data["full_pending"] = False
+        try:
+            state.save()
+        except OSError as e:
+            raise StoreError(f"store: cannot record state of {cfg.name}: {e.strerror}") from None

@@ -1,0 +1,131 @@
+"""The interface a backup source implements, and what a run hands it."""
+
+from __future__ import annotations
+
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from inkind.state import SourceState
+from inkind.stats import Stats
+from inkind.ui import Progress, null_progress
+
+log = logging.getLogger("inkind")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem ``verify`` found. ``recoverable`` ones (a leftover temp, a
+    pending journal) are fixed by the next run; the others are corruption."""
+
+    obj: str
+    message: str
+    recoverable: bool = False
+
+    def __str__(self) -> str:
+        kind = "recoverable" if self.recoverable else "error"
+        return f"{self.obj}: {self.message} ({kind})"
+
+
+@dataclass
+class RunContext:
+    """Everything one source needs for one run.
+
+    ``data_dir`` is ``STORE/NAME``; ``root_fd``/``data_fd`` are open
+    descriptors of the store root and of ``data_dir`` for fd-relative work.
+    ``rng`` is the run's single random generator (seeded by ``--seed``).
+    """
+
+    name: str
+    store_path: Path
+    root_fd: int
+    data_fd: int
+    state: SourceState
+    stats: Stats
+    rng: random.Random
+    full: bool = False
+    scrub_fraction: float = 0.0
+    progress_factory: Any = None
+    warnings_seen: list[str] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.store_path / self.name
+
+    def should_scrub(self) -> bool:
+        """One draw: whether the object at hand is scrubbed in this run."""
+        return self.scrub_fraction > 0 and self.rng.random() < self.scrub_fraction
+
+    def warn(self, message: str) -> None:
+        """An object was skipped and its previous copy kept: exit status 1."""
+        self.stats.warnings += 1
+        self.warnings_seen.append(message)
+        log.warning("%s: %s", self.name, message)
+
+    @contextmanager
+    def progress(self, description: str, total: int | None = None) -> Iterator[Progress]:
+        """A progress bar on a terminal for a long loop; nothing otherwise."""
+        if self.progress_factory is None:
+            yield null_progress
+            return
+        with self.progress_factory(f"{self.name}: {description}", total) as p:
+            yield p
+
+
+class Source(ABC):
+    """One configured backup source of a given type.
+
+    Subclasses set ``type_name`` and ``Options`` (a dataclass whose fields are
+    the source's config keys) and implement the operations below.
+    """
+
+    type_name: ClassVar[str]
+    Options: ClassVar[type]
+
+    def __init__(self, name: str, options: Any):
+        self.name = name
+        self.options = options
+
+    @abstractmethod
+    def backup(self, run: RunContext) -> None:
+        """Bring ``run.data_dir`` up to date with the source.
+
+        Incremental unless ``run.full``; scrub the objects for which
+        ``run.should_scrub()`` says so; keep ``run.state`` resumable.
+        """
+
+    @abstractmethod
+    def scrub(self, run: RunContext) -> None:
+        """Check a sample of stored objects against their checksum and source.
+
+        Raise CorruptionError for a stored object that fails its own
+        checksum; repair (and count) one that only differs from the source.
+        """
+
+    def verify(self, run: RunContext) -> list[Finding]:
+        """Check the store alone; return the problems found (empty: sound).
+
+        The default checks every regular file's ``user.inkind.xxh3``.
+        """
+        from inkind.verify import verify_tree
+
+        return verify_tree(run)
+
+    @abstractmethod
+    def restore_commands(
+        self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
+    ) -> list[list[str]]:
+        """The standard-tool commands that restore ``data_dir`` (or ``path``
+        below it) to ``dest``, as argument lists. ``state`` is the plugin's
+        own saved state (``run.state.plugin`` of the last run)."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The configuration that, when it changes, forces a full pass."""
+        import dataclasses
+
+        return {k: str(v) for k, v in dataclasses.asdict(self.options).items()}

@@ -1,0 +1,243 @@
+"""Atomic, compare-first replacement of whole files.
+
+A new content is compared with the stored file as it streams in; a temp file
+is started only at the first differing byte (the equal prefix is copied from
+the old file), so rewriting an unchanged dump costs no write at all. The temp
+is a sibling named ``.inkind-tmp-*``, fsynced and renamed over the old name,
+so the final name always holds a whole file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Callable
+from types import TracebackType
+
+import xxhash
+
+from inkind.stats import Stats
+from inkind.store.paths import DIR_FLAGS, PathLike, split_path
+from inkind.store.xattrs import XAttrs
+
+TEMP_PREFIX = ".inkind-tmp-"
+_TEMP_PREFIX_B = TEMP_PREFIX.encode()
+HOLE_MIN = 4096
+_ZEROS = bytes(1 << 20)
+
+
+def is_temp_name(name: str | bytes) -> bool:
+    """Whether ``name`` is a temp file a (possibly killed) run left behind."""
+    return os.fsencode(name).startswith(_TEMP_PREFIX_B)
+
+
+def temp_name() -> bytes:
+    return _TEMP_PREFIX_B + secrets.token_hex(8).encode()
+
+
+def is_zero(data: bytes | memoryview) -> bool:
+    """Whether ``data`` holds only zero bytes (cheap: one memcmp per MiB)."""
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), len(_ZEROS)):
+        part = view[start : start + len(_ZEROS)]
+        if part != _ZEROS[: len(part)]:
+            return False
+    return True
+
+
+def copy_range(src_fd: int, dst_fd: int, length: int, offset: int = 0) -> int:
+    """Copy ``length`` bytes at ``offset`` between files (reflinked where the
+    filesystem can). Returns the bytes copied."""
+    done = 0
+    while done < length:
+        n = os.copy_file_range(src_fd, dst_fd, length - done, offset + done, offset + done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+class UpdateFile:
+    """Stream new content into ``path``; replace the file only if it differs.
+
+    >>> with UpdateFile("dump.sql", stats=run.stats) as f:
+    ...     for chunk in chunks:
+    ...         f.write(chunk)
+    >>> f.changed          # False: not one byte was written
+
+    ``before_commit(fd)`` is called with the temp file's descriptor before the
+    rename, so that mode, owner and mtime are right the moment the new file
+    appears. On an exception the temp is removed and the old file stays.
+    Zero runs of at least 4 KiB in new content are left as holes.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        dir_fd: int | None = None,
+        stats: Stats | None = None,
+        before_commit: Callable[[int], None] | None = None,
+        mode: int = 0o600,
+    ):
+        self.path = path
+        self.dir_fd = dir_fd
+        self.stats = stats if stats is not None else Stats()
+        self.before_commit = before_commit
+        self.mode = mode
+        self.changed = False
+        self.xxh3 = ""
+        self._pfd = -1
+        self._name = b""
+        self._old_fd = -1
+        self._old_size = 0
+        self._tmp_fd = -1
+        self._tmp_name = b""
+        self._pos = 0
+        self._hasher = xxhash.xxh3_128()
+        self._hole_at_end = False
+
+    def __enter__(self) -> UpdateFile:
+        self._pfd, self._name = split_path(self.path, self.dir_fd)
+        try:
+            fd = os.open(self._name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._pfd)
+        except OSError:
+            fd = -1  # missing, a symlink, or unreadable: write a new file
+        if fd >= 0:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                self._old_fd, self._old_size = fd, st.st_size
+            else:
+                os.close(fd)
+        return self
+
+    def write(self, data: bytes | memoryview) -> None:
+        n = len(data)
+        if not n:
+            return
+        self._hasher.update(data)
+        if self._tmp_fd < 0 and self._old_fd >= 0 and self._pos + n <= self._old_size:
+            old = os.pread(self._old_fd, n, self._pos)
+            if old == data:
+                self._pos += n
+                return
+        if self._tmp_fd < 0:
+            self._start_temp()
+        self._put(data)
+
+    def _start_temp(self) -> None:
+        self._tmp_name = temp_name()
+        self._tmp_fd = os.open(
+            self._tmp_name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            self.mode,
+            dir_fd=self._pfd,
+        )
+        if self._pos:
+            self.stats.bytes_written += copy_range(self._old_fd, self._tmp_fd, self._pos)
+        os.lseek(self._tmp_fd, self._pos, os.SEEK_SET)
+
+    def _put(self, data: bytes | memoryview) -> None:
+        n = len(data)
+        if n >= HOLE_MIN and is_zero(data):
+            os.lseek(self._tmp_fd, n, os.SEEK_CUR)
+            self._hole_at_end = True
+        else:
+            view = memoryview(data)
+            done = 0
+            while done < n:
+                done += os.write(self._tmp_fd, view[done:])
+            self.stats.bytes_written += n
+            self._hole_at_end = False
+        self._pos += n
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+        finally:
+            self._cleanup()
+
+    def _finish(self) -> None:
+        self.xxh3 = self._hasher.hexdigest()
+        if self._tmp_fd < 0 and self._old_fd >= 0 and self._pos == self._old_size:
+            XAttrs(self._old_fd, stats=self.stats)["xxh3"] = self.xxh3
+            return
+        if self._tmp_fd < 0:
+            self._start_temp()
+        if self._hole_at_end:
+            os.ftruncate(self._tmp_fd, self._pos)
+        XAttrs(self._tmp_fd, stats=self.stats)["xxh3"] = self.xxh3
+        if self.before_commit is not None:
+            self.before_commit(self._tmp_fd)
+        os.fsync(self._tmp_fd)
+        os.rename(self._tmp_name, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
+        self._tmp_name = b""
+        self.changed = True
+
+    def _cleanup(self) -> None:
+        for fd in (self._tmp_fd, self._old_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._tmp_fd = self._old_fd = -1
+        if self._tmp_name:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp_name, dir_fd=self._pfd)
+            self._tmp_name = b""
+        if self._pfd >= 0:
+            os.close(self._pfd)
+            self._pfd = -1
+
+
+def update_file(
+    path: PathLike,
+    data: bytes,
+    *,
+    dir_fd: int | None = None,
+    stats: Stats | None = None,
+    before_commit: Callable[[int], None] | None = None,
+) -> bool:
+    """Make ``path`` hold ``data``; return whether the file was replaced.
+
+    >>> update_file(run.data_dir / "globals.sql", text.encode(), stats=run.stats)
+    """
+    with UpdateFile(path, dir_fd=dir_fd, stats=stats, before_commit=before_commit) as f:
+        f.write(data)
+    return f.changed
+
+
+def sweep_temps(root_fd: int) -> int:
+    """Remove every ``.inkind-tmp-*`` entry below ``root_fd``; return the count.
+
+    Runs when the previous run did not end cleanly. Symlinks are never
+    followed; a temp directory (an unfinished tree) is removed whole.
+    """
+    import shutil
+
+    removed = 0
+    stack = [os.dup(root_fd)]
+    while stack:
+        fd = stack.pop()
+        try:
+            with os.scandir(fd) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            for name, is_dir in entries:
+                if is_temp_name(name):
+                    if is_dir:
+                        shutil.rmtree(name, dir_fd=fd)
+                    else:
+                        os.unlink(name, dir_fd=fd)
+                    removed += 1
+                elif is_dir:
+                    with contextlib.suppress(OSError):
+                        stack.append(os.open(name, DIR_FLAGS, dir_fd=fd))
+        finally:
+            os.close(fd)
+    return removed

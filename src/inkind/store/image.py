@@ -1,0 +1,410 @@
+"""In-place updates of large files by changed byte ranges, atomically.
+
+Two ways to make the update atomic, chosen per file:
+
+* **clone** (btrfs, XFS): FICLONE the image into a sibling temp, write the
+  changed ranges into the clone, fsync, rename. Unchanged extents stay shared,
+  so a store snapshot pays only for the changed blocks.
+* **journal** (ext4 and others): write the ranges to a redo journal under
+  ``STORE/.inkind/journal/<source>/``, fsync it, give it its final name, mark
+  the image ``user.inkind.dirty``, apply the ranges in place, fsync, drop the
+  journal. A run that finds a journal replays it first.
+
+A new image, or one hard-linked into older history (st_nlink > 1), is built
+in a temp and renamed, so history never changes under it. Zero ranges become
+holes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import stat
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import xxhash
+
+from inkind.hashing import hash_fd
+from inkind.stats import Stats
+from inkind.store.files import copy_range, temp_name
+from inkind.store.paths import DIR_FLAGS, PathLike, open_beneath
+from inkind.store.sparse import data_segments, punch_hole
+from inkind.store.xattrs import XAttrs, xattr_items
+
+FICLONE = 0x40049409
+JOURNAL_DIR = ".inkind/journal"
+_MAGIC = b"INKJRNL1"
+_REC = struct.Struct("<cQQ")  # kind (b"D" data, b"Z" zero), offset, length
+_END = b"E"
+
+
+@dataclass(frozen=True)
+class Extent:
+    """A changed byte range: ``data`` to write, or None for zeros (a hole)."""
+
+    offset: int
+    length: int
+    data: bytes | memoryview | None = None
+
+
+def _open_store(store: PathLike | int) -> tuple[int, bool]:
+    if isinstance(store, int):
+        return store, False
+    return os.open(store, DIR_FLAGS), True
+
+
+def _parent_fd(root_fd: int, relpath: str) -> tuple[int, bytes]:
+    parent, _, name = os.fsencode(relpath).rpartition(b"/")
+    if parent:
+        return open_beneath(root_fd, parent, DIR_FLAGS), name
+    return os.dup(root_fd), name
+
+
+def _try_clone(src_fd: int, dst_fd: int) -> bool:
+    try:
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EPERM):
+            return False
+        raise
+    return True
+
+
+class UpdateImage:
+    """Update ``relpath`` (below the store root) to ``size`` bytes by ranges.
+
+    >>> with UpdateImage(run.store_root, "vm1/disk.img", size, stats=run.stats) as img:
+    ...     img.write(offset, block)      # changed data
+    ...     img.zero(offset2, length)     # became zeros: a hole
+    ...     img.xxh3 = whole_content_hash # optional; else computed by reading
+
+    Leaving the block without an exception commits; an exception leaves the
+    previous image as it was (clone/new) or untouched with no journal.
+    ``mode`` tells which way was taken: "new", "clone", "copy" or "journal".
+    """
+
+    def __init__(self, store: PathLike | int, relpath: str, size: int, *, stats: Stats | None = None):
+        self.relpath = os.fsdecode(relpath).strip("/")
+        self.size = size
+        self.stats = stats if stats is not None else Stats()
+        self.xxh3: str | None = None
+        self.mode = ""
+        self._store = store
+        self._root_fd = -1
+        self._own_root = False
+        self._pfd = -1
+        self._name = b""
+        self._fd = -1  # the temp being built (new/clone/copy)
+        self._tmp = b""
+        self._journal: _JournalWriter | None = None
+
+    def __enter__(self) -> UpdateImage:
+        self._root_fd, self._own_root = _open_store(self._store)
+        self._pfd, self._name = _parent_fd(self._root_fd, self.relpath)
+        try:
+            old = os.open(self._name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._pfd)
+        except FileNotFoundError:
+            old = -1
+        try:
+            st = os.fstat(old) if old >= 0 else None
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EEXIST, "not a regular file in the store", self.relpath)
+            self._open_target(old, st)
+        finally:
+            if old >= 0:
+                os.close(old)
+        return self
+
+    def _open_target(self, old: int, st: os.stat_result | None) -> None:
+        if st is None:
+            self._new_temp()
+            self.mode = "new"
+        else:
+            self._new_temp()
+            if _try_clone(old, self._fd):
+                self.mode = "clone"
+                self._inherit(old, st)
+            elif st.st_nlink > 1:
+                self.mode = "copy"
+                for off, length in data_segments(old, st.st_size):
+                    self.stats.bytes_written += copy_range(old, self._fd, length, off)
+                self._inherit(old, st)
+            else:
+                self._drop_temp()
+                self.mode = "journal"
+                self._journal = _JournalWriter(self._root_fd, self.relpath, self.size)
+                return
+        os.ftruncate(self._fd, self.size)
+
+    def _inherit(self, old: int, st: os.stat_result) -> None:
+        """Give the temp the old file's owner, mode and xattrs: to everyone
+        but the store's snapshots, the image was updated in place."""
+        if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+            os.fchown(self._fd, st.st_uid, st.st_gid)
+        os.fchmod(self._fd, st.st_mode & 0o7777)
+        target = XAttrs(self._fd, namespace="", stats=self.stats)
+        for key, value in xattr_items(old):
+            target[key] = value
+
+    def _new_temp(self) -> None:
+        self._tmp = temp_name()
+        self._fd = os.open(
+            self._tmp,
+            os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=self._pfd,
+        )
+
+    def _drop_temp(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp, dir_fd=self._pfd)
+            self._tmp = b""
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Write changed ``data`` at ``offset``."""
+        if self._journal is not None:
+            self._journal.record(b"D", offset, len(data), data)
+        else:
+            view = memoryview(data)
+            done = 0
+            while done < len(view):
+                done += os.pwrite(self._fd, view[done:], offset + done)
+        self.stats.bytes_written += len(data)
+
+    def zero(self, offset: int, length: int) -> None:
+        """Make ``length`` bytes at ``offset`` read as zeros, as a hole."""
+        if self._journal is not None:
+            self._journal.record(b"Z", offset, length)
+        elif self.mode != "new":
+            punch_hole(self._fd, offset, length)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            if self._journal is not None:
+                self._journal.abort()
+            self._drop_temp()
+            if self._pfd >= 0:
+                os.close(self._pfd)
+            if self._own_root:
+                os.close(self._root_fd)
+
+    def _commit(self) -> None:
+        if self._journal is not None:
+            path = self._journal.finish(self.xxh3)
+            self._journal = None
+            apply_journal(self._root_fd, path, self.stats)
+            return
+        x = XAttrs(self._fd, stats=self.stats)
+        x["xxh3"] = self.xxh3 or hash_fd(self._fd, self.size)[0]
+        os.fsync(self._fd)
+        os.rename(self._tmp, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
+        self._tmp = b""
+
+
+def update_image(
+    store: PathLike | int,
+    relpath: str,
+    size: int,
+    extents: Iterable[Extent],
+    *,
+    xxh3: str | None = None,
+    stats: Stats | None = None,
+) -> str:
+    """Apply ``extents`` to the image at ``relpath``; return the way taken."""
+    with UpdateImage(store, relpath, size, stats=stats) as img:
+        for ext in extents:
+            if ext.data is None:
+                img.zero(ext.offset, ext.length)
+            else:
+                img.write(ext.offset, ext.data)
+        img.xxh3 = xxh3
+    return img.mode
+
+
+class _JournalWriter:
+    """A redo journal: a header, records, and a digest trailer.
+
+    It is written under a temp name and renamed when complete and fsynced,
+    so a journal under its final name is always whole.
+    """
+
+    def __init__(self, root_fd: int, relpath: str, size: int):
+        self.relpath = relpath
+        source = relpath.split("/", 1)[0]
+        self.dir_rel = f"{JOURNAL_DIR}/{source}"
+        os.makedirs(Path(f"/proc/self/fd/{root_fd}") / self.dir_rel, exist_ok=True)
+        self.dir_fd = open_beneath(root_fd, self.dir_rel, DIR_FLAGS)
+        self.final = xxhash.xxh3_64_hexdigest(relpath.encode()) + ".journal"
+        self.tmp = temp_name()
+        self.fd = os.open(
+            self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self.dir_fd
+        )
+        self.hasher = xxhash.xxh3_128()
+        self.size = size
+
+    def _put(self, data: bytes | memoryview) -> None:
+        self.hasher.update(data)
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.write(self.fd, view[done:])
+
+    def record(self, kind: bytes, offset: int, length: int, data: bytes | memoryview = b"") -> None:
+        self._put(_REC.pack(kind, offset, length))
+        if data:
+            self._put(data)
+
+    def finish(self, xxh3: str | None) -> str:
+        header = json.dumps({"target": self.relpath, "size": self.size, "xxh3": xxh3}).encode()
+        # The header goes last in the file body so records can stream first.
+        self._put(_END + struct.pack("<I", len(header)) + header)
+        os.write(self.fd, self.hasher.digest() + _MAGIC)
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        os.rename(self.tmp, self.final, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        self.tmp = b""
+        os.fsync(self.dir_fd)
+        os.close(self.dir_fd)
+        return f"{self.dir_rel}/{self.final}"
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp, dir_fd=self.dir_fd)
+            self.tmp = b""
+        with contextlib.suppress(OSError):
+            os.close(self.dir_fd)
+
+
+class JournalError(Exception):
+    """A journal under its final name failed its digest: it cannot be trusted."""
+
+
+def read_journal(fd: int) -> tuple[dict, list[tuple[bytes, int, int, int]]]:
+    """Check a journal's digest; return its header and records.
+
+    Each record is (kind, offset, length, file offset of its data).
+    """
+    total = os.fstat(fd).st_size
+    tail = 16 + len(_MAGIC)
+    if total < tail or os.pread(fd, len(_MAGIC), total - len(_MAGIC)) != _MAGIC:
+        raise JournalError("journal is truncated")
+    body = total - tail
+    hasher = xxhash.xxh3_128()
+    pos = 0
+    while pos < body:
+        chunk = os.pread(fd, min(1 << 20, body - pos), pos)
+        hasher.update(chunk)
+        pos += len(chunk)
+    if hasher.digest() != os.pread(fd, 16, body):
+        raise JournalError("journal digest mismatch")
+    records = []
+    pos = 0
+    while True:
+        kind = os.pread(fd, 1, pos)
+        if kind == _END:
+            (hlen,) = struct.unpack("<I", os.pread(fd, 4, pos + 1))
+            header = json.loads(os.pread(fd, hlen, pos + 5))
+            return header, records
+        kind, offset, length = _REC.unpack(os.pread(fd, _REC.size, pos))
+        data_at = pos + _REC.size
+        records.append((kind, offset, length, data_at))
+        pos = data_at + (length if kind == b"D" else 0)
+
+
+def apply_journal(root_fd: int, journal_rel: str, stats: Stats) -> None:
+    """Apply a complete journal to its image, then remove it. Idempotent."""
+    jfd = open_beneath(root_fd, journal_rel, os.O_RDONLY)
+    try:
+        header, records = read_journal(jfd)
+        img = open_beneath(root_fd, header["target"], os.O_RDWR)
+        try:
+            x = XAttrs(img, stats=stats)
+            x["dirty"] = b"journal"
+            os.ftruncate(img, header["size"])
+            for kind, offset, length, data_at in records:
+                if kind == b"Z":
+                    punch_hole(img, offset, length)
+                    continue
+                done = 0
+                while done < length:
+                    n = min(1 << 22, length - done)
+                    os.pwrite(img, os.pread(jfd, n, data_at + done), offset + done)
+                    done += n
+                stats.bytes_written += length
+            os.fsync(img)
+            x["xxh3"] = header["xxh3"] or hash_fd(img, header["size"])[0]
+            del x["dirty"]
+            os.fsync(img)
+        finally:
+            os.close(img)
+    finally:
+        os.close(jfd)
+    parent, _, name = journal_rel.rpartition("/")
+    dfd = open_beneath(root_fd, parent, DIR_FLAGS)
+    try:
+        os.unlink(name, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+
+
+def pending_journals(root_fd: int, source: str) -> list[str]:
+    """Store-relative paths of the complete journals waiting for ``source``."""
+    rel = f"{JOURNAL_DIR}/{source}"
+    try:
+        dfd = open_beneath(root_fd, rel, DIR_FLAGS)
+    except FileNotFoundError:
+        return []
+    try:
+        return sorted(f"{rel}/{n}" for n in os.listdir(dfd) if n.endswith(".journal"))
+    finally:
+        os.close(dfd)
+
+
+def replay_journals(store: PathLike | int, source: str, stats: Stats | None = None) -> int:
+    """Finish every update of ``source`` a killed run left journaled.
+
+    Also removes unfinished journal temps. Returns how many were replayed.
+    """
+    root_fd, own = _open_store(store)
+    try:
+        from inkind.store.files import sweep_temps
+
+        try:
+            jfd = open_beneath(root_fd, f"{JOURNAL_DIR}/{source}", DIR_FLAGS)
+        except FileNotFoundError:
+            return 0
+        try:
+            sweep_temps(jfd)
+        finally:
+            os.close(jfd)
+        journals = pending_journals(root_fd, source)
+        for rel in journals:
+            apply_journal(root_fd, rel, stats if stats is not None else Stats())
+        return len(journals)
+    finally:
+        if own:
+            os.close(root_fd)

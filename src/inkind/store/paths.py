@@ -1,0 +1,56 @@
+"""Path helpers that never follow a symlink out of the store."""
+
+from __future__ import annotations
+
+import os
+
+PathLike = str | bytes | os.PathLike
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def fd_path(dir_fd: int, name: str | bytes = b"") -> bytes:
+    """A path that names ``name`` inside the open directory ``dir_fd``.
+
+    ``/proc/self/fd/N`` resolves to the directory itself, so the result is
+    safe against a symlink swapped in for a parent directory; it serves the
+    calls that take no ``dir_fd`` (pyxattr).
+    """
+    base = b"/proc/self/fd/%d" % dir_fd
+    if not name:
+        return base
+    return base + b"/" + os.fsencode(name)
+
+
+def open_beneath(root_fd: int, relpath: str | bytes, flags: int, mode: int = 0o600) -> int:
+    """Open ``relpath`` below ``root_fd``, refusing any symlink on the way.
+
+    Every directory component is opened with O_NOFOLLOW, and so is the last
+    one, so a planted symlink raises ``OSError(ELOOP/ENOTDIR)`` instead of
+    leading out of the store.
+    """
+    parts = [p for p in os.fsencode(relpath).split(b"/") if p and p != b"."]
+    if not parts or b".." in parts:
+        raise ValueError(f"not a path below the store: {relpath!r}")
+    fd = os.dup(root_fd)
+    try:
+        for part in parts[:-1]:
+            nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def split_path(path: PathLike, dir_fd: int | None) -> tuple[int, bytes]:
+    """Open the parent directory of ``path``; return (parent fd, base name).
+
+    The caller closes the returned fd.
+    """
+    raw = os.fsencode(path)
+    parent, name = os.path.split(raw)
+    if not name:
+        raise ValueError(f"path has no file name: {raw!r}")
+    pfd = os.open(parent or b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    return pfd, name
