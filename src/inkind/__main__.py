@@ -1,0 +1,5 @@
+"""``python -m inkind``: the same as the ``inkind`` command."""
+
+from inkind.cli import main
+
+main(prog_name="inkind")

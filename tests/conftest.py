@@ -1,0 +1,1 @@
+"""Shared test helpers; the fixtures themselves come from inkind.testing."""
