@@ -27,8 +27,6 @@ class FilesOptions:
     exclude_caches: bool = True
 
     def check(self, where: str) -> None:
-        if not self.path.is_absolute():
-            raise ConfigError(f"config: {where}.path: must be an absolute path, got '{self.path}'")
         try:
             pathspec.GitIgnoreSpec.from_lines(self.exclude)
         except Exception as e:

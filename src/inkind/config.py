@@ -58,6 +58,7 @@ class SourceConfig:
     full_probability: float
     scrub_fraction: float
     options: dict[str, Any]
+    base: Path
 
 
 @dataclass
@@ -98,11 +99,12 @@ def _describe(hint: Any) -> str:
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def build(cls: type, table: dict[str, Any], where: str, *, extra_ok: frozenset[str] = frozenset()):
+def build(cls: type, table: dict[str, Any], where: str, *, base: Path | None = None):
     """Make a ``cls`` dataclass from a TOML table, or raise ConfigError.
 
-    ``where`` names the table in messages (``sources.home``). Keys in
-    ``extra_ok`` are accepted and ignored (the host's keys in a source table).
+    ``where`` names the table in messages (``sources.home``). A relative
+    value of a ``Path`` field is taken relative to ``base`` (the config
+    file's directory), so a config means the same from cron's cwd.
     """
     if not isinstance(table, dict):
         raise ConfigError(f"config: {where}: must be a table")
@@ -110,20 +112,20 @@ def build(cls: type, table: dict[str, Any], where: str, *, extra_ok: frozenset[s
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
-        if key in extra_ok:
-            continue
         if key not in fields:
             known = ", ".join(sorted(fields)) or "none"
             raise ConfigError(f"config: {where}: unknown key '{key}' (known keys: {known})")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = build(hint, value, f"{where}.{key}")
+            kwargs[key] = build(hint, value, f"{where}.{key}", base=base)
             continue
         if not _type_ok(value, hint):
             raise ConfigError(
                 f"config: {where}.{key}: expected {_describe(hint)}, got {type(value).__name__} {value!r}"
             )
-        kwargs[key] = Path(value) if hint in (Path, Path | None) and value is not None else value
+        if hint in (Path, Path | None) and value is not None:
+            value = Path(os.path.normpath((base or Path.cwd()) / Path(value).expanduser()))
+        kwargs[key] = value
     for name, f in fields.items():
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if no_default and name not in kwargs:
@@ -159,7 +161,8 @@ def parse(text: str, path: Path) -> Config:
             raise ConfigError(f"config: unknown table or key '{key}' (known: defaults, sources, store)")
     if "store" not in data:
         raise ConfigError("config: missing required table [store]")
-    store = build(StoreConfig, data["store"], "store")
+    base = path.parent.absolute()
+    store = build(StoreConfig, data["store"], "store", base=base)
     if store.snapshots not in SNAPSHOT_PROVIDERS:
         raise ConfigError(
             f"config: store.snapshots: must be one of {', '.join(SNAPSHOT_PROVIDERS)}, got {store.snapshots!r}"
@@ -172,11 +175,11 @@ def parse(text: str, path: Path) -> Config:
         raise ConfigError("config: sources: must be a table of [sources.NAME] tables")
     sources = {}
     for name, table in sources_table.items():
-        sources[name] = _source(name, table, defaults)
+        sources[name] = _source(name, table, defaults, base)
     return Config(path=path, store=store, defaults=defaults, sources=sources)
 
 
-def _source(name: str, table: Any, defaults: Defaults) -> SourceConfig:
+def _source(name: str, table: Any, defaults: Defaults, base: Path) -> SourceConfig:
     where = f"sources.{name}"
     if not name or "/" in name or name.startswith(".") or name != name.strip():
         raise ConfigError(f"config: {where}: a source name must be a plain directory name")
@@ -202,6 +205,7 @@ def _source(name: str, table: Any, defaults: Defaults) -> SourceConfig:
         full_probability=merged.full_probability,
         scrub_fraction=merged.scrub_fraction,
         options=options,
+        base=base,
     )
 
 

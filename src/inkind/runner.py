@@ -93,7 +93,7 @@ def make_source(cfg: SourceConfig, plugins: Plugins) -> Source:
         raise ConfigError(
             f"config: sources.{cfg.name}.type: unknown source type '{cfg.type}' (known: {known}){hint}"
         )
-    return cls(cfg.name, build(cls.Options, cfg.options, f"sources.{cfg.name}"))
+    return cls(cfg.name, build(cls.Options, cfg.options, f"sources.{cfg.name}", base=cfg.base))
 
 
 def resolve_seed(seed: int | None) -> int:

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Back up the bundled example tree into ./inkind-store and show the restore.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+mkdir -p inkind-store   # inkind refuses a missing store: it may be an unmounted disk
+.venv/bin/inkind -c examples/quickstart.toml backup
+echo
+echo "Stored in ./inkind-store/quickstart. Run it again: nothing is rewritten."
+.venv/bin/inkind -c examples/quickstart.toml backup
+echo
+echo "To restore, run the standard-tool command that inkind prints:"
+.venv/bin/inkind -c examples/quickstart.toml restore quickstart --to /tmp/quickstart-restore

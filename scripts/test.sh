@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install everything the tests need (system packages, .venv), then run the
+# whole suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/pytest "$@"
