@@ -39,6 +39,7 @@ from inkind_files import fakesuper
 
 BIG_FILE = 64 << 20
 BLOCK = 4 << 20
+GRANULE = 64 << 10  # a changed large file is rewritten in 64 KiB pieces
 CHUNK = 1 << 20
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
@@ -47,6 +48,20 @@ _ZEROS = memoryview(bytes(BLOCK))
 
 Key = tuple[bytes, ...]
 log = logging.getLogger("inkind")
+
+
+def changed_ranges(old: memoryview, new: memoryview, granule: int = GRANULE) -> list[tuple[int, int]]:
+    """The (start, end) ranges, in ``granule`` steps and merged when
+    adjacent, where two equally long buffers differ."""
+    ranges: list[tuple[int, int]] = []
+    for start in range(0, len(new), granule):
+        end = min(start + granule, len(new))
+        if old[start:end] != new[start:end]:
+            if ranges and ranges[-1][1] == start:
+                ranges[-1] = (ranges[-1][0], end)
+            else:
+                ranges.append((start, end))
+    return ranges
 
 
 class Changed(SourceWarning):
@@ -443,10 +458,13 @@ class Mirror:
                     img = stack.enter_context(
                         UpdateImage(self.run.root_fd, rel, st.st_size, stats=self.stats)
                     )
-                if view.obj is _ZEROS.obj or is_zero(view):
-                    img.zero(off, n)
-                else:
-                    img.write(off, view)
+                whole = have < n or view.obj is _ZEROS.obj
+                for start, end in [(0, n)] if whole else changed_ranges(old[:n], view):
+                    part = view[start:end]
+                    if is_zero(part):
+                        img.zero(off + start, end - start)
+                    else:
+                        img.write(off + start, part)
             self._check_stable(fd, st, key)
             if img is None:
                 if old_size == st.st_size:

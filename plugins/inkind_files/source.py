@@ -106,7 +106,9 @@ class FilesSource(Source):
     ) -> list[list[str]]:
         argv = ["rsync", "-aHAXS", "--numeric-ids", "--filter=-x user.inkind.*"]
         if state.get("fake_super"):
-            argv.append("--fake-super")
+            # The sending side reads user.rsync.%stat; the receiving side
+            # (root) applies owners, modes and device nodes for real.
+            argv += ["--fake-super", "-M--super"]
         if path:
             rel = path.strip("/")
             if not rel or ".." in rel.split("/"):

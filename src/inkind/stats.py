@@ -15,7 +15,10 @@ class Stats:
     """Work done by one source in one run (or by a whole run, summed).
 
     Field names start with what they count; counts of operations on the store
-    count only operations that changed something.
+    count only operations that changed something. ``bytes_written`` counts
+    bytes written into stored objects (temps that become objects included);
+    ``bytes_journaled`` the extra copy that the journal path of
+    update_image writes first on filesystems without reflinks.
     """
 
     objects_seen: int = 0
@@ -27,6 +30,7 @@ class Stats:
     objects_repaired: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
+    bytes_journaled: int = 0
     xattrs_written: int = 0
     mtimes_set: int = 0
     modes_set: int = 0

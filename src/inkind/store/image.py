@@ -175,11 +175,12 @@ class UpdateImage:
         """Write changed ``data`` at ``offset``."""
         if self._journal is not None:
             self._journal.record(b"D", offset, len(data), data)
-        else:
-            view = memoryview(data)
-            done = 0
-            while done < len(view):
-                done += os.pwrite(self._fd, view[done:], offset + done)
+            self.stats.bytes_journaled += len(data)
+            return
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.pwrite(self._fd, view[done:], offset + done)
         self.stats.bytes_written += len(data)
 
     def zero(self, offset: int, length: int) -> None:
