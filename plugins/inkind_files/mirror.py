@@ -171,14 +171,17 @@ class Mirror:
             where = bounds.place(key)
             if where == "stop":
                 break
-            present.add(name)
             if where == "skip":
+                present.add(name)
                 continue
             try:
-                self.entry(src, dst, name, key, bounds if where == "enter" else Bounds())
+                kept = self.entry(src, dst, name, key, bounds if where == "enter" else Bounds())
             except SourceWarning as w:
                 self.run.warn(str(w))
                 self.stats.objects_skipped += 1
+                kept = True  # its previous copy stays
+            if kept:
+                present.add(name)
             if where == "do":
                 self._done(key)
         if self.run.full:
@@ -196,9 +199,12 @@ class Mirror:
                 self.run.state.set_resume(key_text(self.last), force=True)
                 self._next_save = now + 5.0
 
-    def entry(self, src: int, dst: int, name: str, key: Key, bounds: Bounds) -> None:
-        """Mirror one entry (and, for a directory, what is below it)."""
-        self.stats.objects_seen += 1
+    def entry(self, src: int, dst: int, name: str, key: Key, bounds: Bounds) -> bool:
+        """Mirror one entry (and, for a directory, what is below it).
+
+        Returns False when the entry is not part of the backup (excluded,
+        a cache directory), so that a full pass removes its stored copy.
+        """
         if is_temp_name(name):
             raise SourceWarning(f"{key_text(key)}: name is reserved for inkind temp files; skipped")
         try:
@@ -207,8 +213,10 @@ class Mirror:
             raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.excluded(key_text(key), is_dir):
-            self.stats.objects_seen -= 1
-            return
+            return False
+        if is_dir and self.exclude_caches and self._cache_dir(src, name):
+            return False
+        self.stats.objects_seen += 1
         try:
             dst_st: os.stat_result | None = os.stat(name, dir_fd=dst, follow_symlinks=False)
         except FileNotFoundError:
@@ -221,6 +229,7 @@ class Mirror:
             self.symlink(src, dst, name, key, st, dst_st)
         else:
             self.special(src, dst, name, key, st, dst_st)
+        return True
 
     def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> None:
         """Full pass: remove what the source no longer has (within bounds)."""
@@ -246,12 +255,6 @@ class Mirror:
         dst_st: os.stat_result | None,
         bounds: Bounds,
     ) -> None:
-        if self.exclude_caches and self._cache_dir(src, name):
-            self.stats.objects_seen -= 1
-            if dst_st is not None and self.run.full:
-                self.remove(dst, name)
-                self.stats.objects_deleted += 1
-            return
         new = dst_st is None or not stat.S_ISDIR(dst_st.st_mode)
         if new:
             if dst_st is not None:

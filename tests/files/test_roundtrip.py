@@ -33,7 +33,8 @@ def test_store_keeps_holes_hard_links_and_symlinks(setup, inkind_run):
     assert stat.S_ISLNK(os.lstat(setup.data / "link-dir").st_mode)
     assert stat.S_ISFIFO(os.lstat(setup.data / "fifo").st_mode)
     assert (setup.data / ("n" * 255)).read_text() == "long name"
-    assert open(os.fsencode(setup.data) + b"/bad-\xff\xfe-utf8", "rb").read() == b"latin junk"
+    with open(os.fsencode(setup.data) + b"/bad-\xff\xfe-utf8", "rb") as f:
+        assert f.read() == b"latin junk"
 
 
 def test_every_stored_file_has_its_checksum(setup, inkind_run, inkind_cli):
