@@ -93,10 +93,13 @@ class Bounds:
         n = len(key)
         if self.lo is not None and key <= self.lo:
             return "enter" if self.lo[:n] == key and key != self.lo else "skip"
-        if self.hi is not None and key >= self.hi:
+        if self.hi is not None:
             if self.hi[:n] == key and key != self.hi:
                 return "enter"
-            return "skip" if key == self.hi else "stop"
+            if key == self.hi:
+                return "skip"
+            if key > self.hi:
+                return "stop"
         return "do"
 
     def inner(self, key: Key) -> Bounds:
@@ -150,8 +153,15 @@ class Mirror:
             phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
             with self.run.progress("files") as progress:
                 self.progress = progress
-                for bounds in phases:
-                    self.walk(src, self.run.data_fd, (), bounds)
+                try:
+                    for bounds in phases:
+                        self.walk(src, self.run.data_fd, (), bounds)
+                except BaseException:
+                    # Stopped (Ctrl-C, SIGTERM, an error): the next run
+                    # starts right after the last completed entry.
+                    if self.last is not None:
+                        self.run.state.set_resume(key_text(self.last), force=True)
+                    raise
             self.apply_meta(self.run.data_fd, None, st, src_fd=src, new=True)
             self.run.state.set_resume(None, force=True)
         finally:
