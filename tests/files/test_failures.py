@@ -1,0 +1,182 @@
+"""Vanished, changing and unreadable files; symlinks planted to escape."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import IS_ROOT, make_awkward_tree, write
+from inkind_files.mirror import Mirror
+
+from inkind.testing import render_config, tree_diff
+
+
+def test_file_vanishing_mid_run_keeps_its_previous_copy(setup, inkind_run, monkeypatch):
+    write(setup.src / "a", "old a")
+    write(setup.src / "b", "b")
+    inkind_run(setup.config)
+    write(setup.src / "a", "new a, longer")
+    real_copy = Mirror.copy
+
+    def copy(self, src, dst, name, *args):
+        if name == "a":
+            os.unlink(name, dir_fd=src)  # deleted between stat and open
+        return real_copy(self, src, dst, name, *args)
+
+    monkeypatch.setattr(Mirror, "copy", copy)
+    report = inkind_run(setup.config)
+    (r,) = report.results
+    assert report.exit_status == 1 and r.outcome == "warnings"
+    assert any("a: vanished" in m for m in r.messages)
+    assert (setup.data / "a").read_text() == "old a"
+
+
+def test_file_changing_while_read_keeps_its_previous_copy(setup, inkind_run, monkeypatch):
+    f = write(setup.src / "grows", b"x" * 100_000)
+    inkind_run(setup.config)
+    write(f, b"y" * 200_000)
+    real = Mirror._read_blocks
+
+    def read_blocks(self, fd, size, hasher, buf):
+        for i, item in enumerate(real(self, fd, size, hasher, buf)):
+            if i == 0:
+                with open(f, "ab") as w:
+                    w.write(b"appended while inkind reads")
+            yield item
+
+    monkeypatch.setattr(Mirror, "_read_blocks", read_blocks)
+    report = inkind_run(setup.config)
+    assert report.exit_status == 1
+    assert any("changed while it was read" in m for m in report.results[0].messages)
+    assert (setup.data / "grows").read_bytes() == b"x" * 100_000
+    assert [n for n in os.listdir(setup.data) if n.startswith(".inkind-tmp")] == []
+    monkeypatch.undo()
+    assert inkind_run(setup.config).exit_status == 0
+    assert tree_diff(setup.src, setup.data) == []
+
+
+def test_planted_symlink_in_store_is_never_followed(setup, inkind_run, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    # First backup stores "d" as a symlink pointing outside the store.
+    os.symlink(outside, setup.src / "d")
+    inkind_run(setup.config)
+    assert os.readlink(setup.data / "d") == str(outside)
+    # Now the source has a real directory "d" with files in it.
+    (setup.src / "d").unlink()
+    write(setup.src / "d" / "payload", "must land inside the store")
+    inkind_run(setup.config)
+    assert list(outside.iterdir()) == []
+    assert (setup.data / "d").is_dir() and not (setup.data / "d").is_symlink()
+    assert tree_diff(setup.src, setup.data) == []
+
+
+def test_source_symlinks_are_never_followed(setup, inkind_run, tmp_path):
+    secret = tmp_path / "secret"
+    write(secret / "key", "private")
+    os.symlink(secret, setup.src / "escape")
+    os.symlink("loop", setup.src / "loop")
+    inkind_run(setup.config)
+    assert os.path.islink(setup.data / "escape")
+    assert not (setup.data / "escape" / "key").exists() or os.path.islink(setup.data / "escape")
+    assert os.readlink(setup.data / "loop") == "loop"
+
+
+def test_missing_source_path_is_one_clear_error(tmp_path, inkind_config, inkind_cli):
+    cfg = inkind_config({"home": {"type": "files", "path": tmp_path / "nope"}})
+    r = inkind_cli("-c", cfg, "backup")
+    assert r.returncode == 2
+    assert f"{tmp_path / 'nope'}" in r.stderr
+
+
+def test_bad_option_names_the_key(tmp_path, inkind_config, inkind_cli):
+    cfg = inkind_config({"home": {"type": "files", "path": tmp_path, "excludes": ["x"]}})
+    r = inkind_cli("-c", cfg, "backup")
+    assert r.returncode == 2
+    assert "sources.home: unknown key 'excludes'" in r.stderr
+    assert not (cfg.parent / "store" / ".inkind").exists(), "nothing may be written on bad config"
+
+
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="switching to an unprivileged user needs root")
+
+
+@pytest.fixture
+def open_tmp():
+    """A directory an unprivileged user can reach (pytest's tmp is 0700)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    d = Path(tempfile.mkdtemp(prefix="inkind-nobody-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d)
+
+
+def run_as_nobody(args, cwd):
+    cmd = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        sys.executable,
+        "-m",
+        "inkind",
+        *map(str, args),
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+
+
+@needs_root
+def test_unreadable_file_as_non_root_is_a_warning(open_tmp):
+    tmp_path = open_tmp
+    src, store = tmp_path / "src", tmp_path / "store"
+    write(src / "ok.txt", "fine")
+    write(src / "locked.txt", "secret")
+    store.mkdir()
+    subprocess.run(["chown", "-R", "65534:65534", src, store], check=True)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(src / "locked.txt", 0)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(render_config(store, {"home": {"type": "files", "path": src}}))
+    r = run_as_nobody(["-c", cfg, "backup"], tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "locked.txt: cannot read" in r.stderr
+    assert (store / "home" / "ok.txt").read_text() == "fine"
+
+
+@needs_root
+def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp):
+    """As a user, owners, modes and special files go into user.rsync.%stat;
+    root restores them for real with the printed rsync command."""
+    tmp_path = open_tmp
+    src, store = tmp_path / "src", tmp_path / "store"
+    make_awkward_tree(src)
+    (src / "dir" / "nested" / "deep.bin").chmod(0o644)
+    subprocess.run(["setfacl", "-b", src / "dir" / "nested" / "deep.bin", src / "dir" / "nested"], check=True)
+    store.mkdir()
+    os.chown(store, 65534, 65534)
+    os.chmod(tmp_path, 0o755)
+    subprocess.run(["chmod", "-R", "a+rX", src], check=True)
+    (src / "dir").chmod(0o755)
+    os.chmod(src / "plain.txt", 0o644)
+    for p in ("trusted.secret",):
+        subprocess.run(["setfattr", "-x", p, src / "owned"], check=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(render_config(store, {"home": {"type": "files", "path": src}}))
+    r = run_as_nobody(["-c", cfg, "backup"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert os.getxattr(store / "home" / "owned", "user.rsync.%stat") == b"104755 0,0 1234:5678"
+    dev_mode = os.lstat(src / "null-dev").st_mode
+    assert os.getxattr(store / "home" / "null-dev", "user.rsync.%stat") == b"%o 1,3 0:0" % dev_mode
+    again = run_as_nobody(["-c", cfg, "backup", "--json"], tmp_path)
+    s = __import__("json").loads(again.stdout)["sources"][0]["stats"]
+    assert (s["bytes_written"], s["xattrs_written"], s["mtimes_set"], s["modes_set"]) == (0, 0, 0, 0)
+    restore = subprocess.run(
+        [sys.executable, "-m", "inkind", "-c", cfg, "restore", "home", "--to", tmp_path / "back", "--run"],
+        capture_output=True,
+        text=True,
+    )
+    assert restore.returncode == 0, restore.stderr
+    assert "--fake-super" in restore.stdout
+    assert tree_diff(src, tmp_path / "back") == []
