@@ -1,0 +1,116 @@
+"""The source side: opening a device or image file, its size, whether it is
+in use, and what udev knows about it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from inkind import SourceError
+from inkind.blockcopy import source_size
+
+
+@dataclass
+class OpenSource:
+    """An opened source: a block device or a regular file."""
+
+    path: Path
+    fd: int
+    size: int
+    is_device: bool
+    rdev: int
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def open_source(path: Path) -> OpenSource:
+    """Open ``path`` for reading, or raise one clear SourceError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SourceError(f"source {path}: does not exist") from None
+    except OSError as e:
+        raise SourceError(f"source {path}: cannot open: {e.strerror}") from None
+    st = os.fstat(fd)
+    kind = None
+    if stat.S_ISDIR(st.st_mode):
+        kind = "is a directory (the image source backs up a block device or an image file)"
+    elif not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        kind = "is neither a block device nor a regular file"
+    if kind:
+        os.close(fd)
+        raise SourceError(f"source {path}: {kind}")
+    try:
+        os.pread(fd, 1, 0)
+        size = source_size(fd)
+    except OSError as e:
+        os.close(fd)
+        raise SourceError(f"source {path}: cannot read: {e.strerror}") from None
+    return OpenSource(path, fd, size, stat.S_ISBLK(st.st_mode), st.st_rdev)
+
+
+def _sysfs_devs(rdev: int) -> list[int]:
+    """The device and its partitions (the partitions of a disk are in use
+    when they are mounted)."""
+    base = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}")
+    devs = [rdev]
+    try:
+        for child in base.iterdir():
+            dev = child / "dev"
+            if (child / "partition").exists() and dev.exists():
+                major, minor = dev.read_text().split(":")
+                devs.append(os.makedev(int(major), int(minor)))
+    except OSError:
+        pass
+    return devs
+
+
+def in_use(rdev: int) -> list[str]:
+    """Where the block device (or one of its partitions) is mounted or held
+    (device-mapper, md, ...): reasons it may change while it is read."""
+    devs = set(_sysfs_devs(rdev))
+    uses = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split()
+        try:
+            sep = fields.index("-")
+            major, minor = fields[2].split(":")
+        except ValueError:
+            continue
+        dev = os.makedev(int(major), int(minor))
+        mount_source = fields[sep + 2] if len(fields) > sep + 2 else ""
+        if dev not in devs and mount_source.startswith("/dev/"):
+            # btrfs reports an anonymous device number: go by the device path.
+            try:
+                dev = os.stat(mount_source).st_rdev
+            except OSError:
+                continue
+        if dev in devs:
+            uses.append(f"mounted at {fields[4]}")
+    for d in devs:
+        holders = Path(f"/sys/dev/block/{os.major(d)}:{os.minor(d)}/holders")
+        with contextlib.suppress(OSError):
+            uses += [f"held by {h.name}" for h in sorted(holders.iterdir())]
+    return sorted(set(uses))
+
+
+def udev_ids(path: Path) -> dict[str, str]:
+    """ID_FS_UUID and ID_SERIAL of a block device, where udev knows them
+    (without udev, e.g. in a container, there is nothing to add)."""
+    try:
+        import pyudev
+    except ImportError:
+        return {}
+    try:
+        props = pyudev.Devices.from_device_file(pyudev.Context(), str(path)).properties
+        return {key: props[key] for key in ("ID_FS_UUID", "ID_SERIAL") if key in props}
+    except (pyudev.DeviceError, OSError, ValueError):
+        return {}

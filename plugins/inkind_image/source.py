@@ -1,0 +1,174 @@
+"""The ``image`` source type: backup, scrub, verify and restore."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from inkind import ConfigError, RunContext, Source, SourceError, XAttrs
+from inkind.blockcopy import BlockCopy, CopyResult
+from inkind.source import Finding
+from inkind.store.files import is_temp_name
+from inkind.store.image import pending_journals
+from inkind.store.paths import open_beneath
+from inkind.verify import check_file
+from inkind_image.device import OpenSource, in_use, open_source, udev_ids
+from inkind_image.options import ImageOptions
+
+log = logging.getLogger("inkind")
+
+
+class ImageSource(Source):
+    """A block device or image file, kept as ``NAME/<name>.img`` (restore: dd or cp)."""
+
+    type_name = "image"
+    Options = ImageOptions
+
+    def _engine(self, run: RunContext, image_file: str | None = None) -> BlockCopy:
+        return BlockCopy(
+            run.root_fd,
+            f"{run.name}/{image_file or self.options.image_file}",
+            self.options.block_size,
+            run.stats,
+            label=f"source {self.options.path}",
+        )
+
+    def backup(self, run: RunContext) -> None:
+        src = open_source(self.options.path)
+        try:
+            if src.is_device:
+                self._warn_if_in_use(src)
+            engine = self._engine(run)
+            engine.sweep_manifest_temps()
+            run.stats.objects_seen += 1
+            with run.progress("read", total=src.size) as progress:
+                result = engine.copy(src.fd, src.size, full=run.full, progress=progress)
+            self._account(run, result)
+            self._describe(run, engine, src)
+            if run.full:
+                self._remove_strays(run)
+            if run.scrub_fraction > 0:
+                with run.progress("scrub") as progress:
+                    engine.scrub(src.fd, run.should_scrub, progress)
+        finally:
+            src.close()
+
+    def _warn_if_in_use(self, src: OpenSource) -> None:
+        uses = in_use(src.rdev)
+        if uses:
+            log.warning(
+                "source %s is %s: it may change while it is read, so the image may be "
+                "inconsistent; back up a snapshot instead (the lvm source takes one for you)",
+                src.path,
+                ", ".join(uses),
+            )
+
+    def _account(self, run: RunContext, result: CopyResult) -> None:
+        if result.changed:
+            run.stats.objects_changed += 1
+        else:
+            run.stats.objects_unchanged += 1
+        if result.old_size is not None and result.old_size != result.size:
+            how = "grew" if result.size > result.old_size else "shrank"
+            log.info(
+                "%s: source %s %s from %d to %d bytes; image resized",
+                run.name,
+                self.options.path,
+                how,
+                result.old_size,
+                result.size,
+            )
+        if result.suspect:
+            run.state.data["full_pending"] = True
+        log.info(
+            "%s: %d of %d block(s) changed%s",
+            run.name,
+            result.blocks_changed,
+            result.blocks,
+            f" ({result.mode} update)" if result.mode else "",
+        )
+        run.state.plugin.update(
+            image=self.options.image_file, size=result.size, block_size=self.options.block_size
+        )
+
+    def _describe(self, run: RunContext, engine: BlockCopy, src: OpenSource) -> None:
+        """``user.inkind.source`` on the image: what it is an image of."""
+        desc: dict[str, Any] = {
+            "path": str(src.path),
+            "kind": "block device" if src.is_device else "file",
+            "size": src.size,
+            "block_size": self.options.block_size,
+        }
+        if src.is_device:
+            desc.update({k.lower(): v for k, v in udev_ids(src.path).items()})
+        fd = open_beneath(run.root_fd, engine.image_rel, os.O_RDONLY)
+        try:
+            XAttrs(fd, stats=run.stats)["source"] = json.dumps(desc, sort_keys=True)
+        finally:
+            os.close(fd)
+
+    def _remove_strays(self, run: RunContext) -> None:
+        """A full pass removes images this source no longer produces (its
+        ``name`` changed)."""
+        for name in os.listdir(run.data_fd):
+            if name.endswith(".img") and name != self.options.image_file and not is_temp_name(name):
+                log.info("%s: removing %s (no longer produced by this source)", run.name, name)
+                self._engine(run, name).remove()
+
+    def scrub(self, run: RunContext) -> None:
+        """Check sampled blocks against the manifest, then the source."""
+        try:
+            src: OpenSource | None = open_source(self.options.path)
+        except SourceError as e:
+            run.warn(f"{e}; checking the store only")
+            src = None
+        try:
+            with run.progress("scrub") as progress:
+                self._engine(run).scrub(src.fd if src else None, run.should_scrub, progress)
+        finally:
+            if src is not None:
+                src.close()
+
+    def verify(self, run: RunContext) -> list[Finding]:
+        """Each image against its xxh3 and its manifest; journals and temps
+        are recoverable."""
+        findings = [
+            Finding(j, "pending journal; the next run replays it", True)
+            for j in pending_journals(run.root_fd, run.name)
+        ]
+        for name in sorted(os.listdir(run.data_fd)):
+            rel = f"{run.name}/{name}"
+            st = os.stat(name, dir_fd=run.data_fd, follow_symlinks=False)
+            if is_temp_name(name):
+                findings.append(Finding(rel, "leftover temp; the next run removes it", True))
+            elif stat.S_ISREG(st.st_mode):
+                run.stats.objects_seen += 1
+                if name.endswith(".img"):
+                    findings += self._engine(run, name).verify()
+                else:
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=run.data_fd)
+                    try:
+                        found = check_file(fd, rel, st.st_size)
+                    finally:
+                        os.close(fd)
+                    findings += [found] if found else []
+        return findings
+
+    def restore_commands(
+        self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
+    ) -> list[list[str]]:
+        image = self.options.image_file
+        if path and path.strip("/") not in (image, self.options.name):
+            raise ConfigError(f"restore: this source stores one image, {image}; got path '{path}'")
+        src = str(data_dir / image)
+        try:
+            is_device = stat.S_ISBLK(os.stat(dest).st_mode)
+        except OSError:
+            is_device = False
+        if is_device:
+            return [["dd", f"if={src}", f"of={dest}", "bs=4M", "conv=sparse,fsync", "status=progress"]]
+        return [["cp", "--sparse=always", src, dest]]

@@ -1,0 +1,650 @@
+"""Block-level copy of a device or image file into a stored raw image.
+
+The engine behind the ``image`` and ``lvm`` sources. It reads the source
+sequentially, hashes each block with xxh3-128 and compares the hash with a
+per-block *manifest*, so an incremental run reads the source once and writes
+only the blocks that changed (blocks that became zero become holes) through
+:class:`~inkind.store.image.UpdateImage`.
+
+Memory stays flat: one block buffer (filled and hashed piece by piece while
+each piece is still in the CPU cache, which keeps a single thread close to
+``cat``'s throughput) and a small window of the manifest, whatever the size
+of the source.
+
+The manifest, ``STORE/.inkind/manifests/<image relpath>.manifest``, is
+binary: a header (magic, block size, image size), 16 bytes of xxh3-128 per
+block, and a trailer that names the image state it describes (mtime, size
+and ``user.inkind.xxh3``). It is written after the image is committed, so a
+run killed in between leaves a *stale* manifest, which the next run notices
+and replaces by comparing the source with the stored image itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import stat
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+
+import xxhash
+
+from inkind.errors import CorruptionError, SourceError
+from inkind.source import Finding
+from inkind.stats import Stats
+from inkind.store.files import UpdateFile, sweep_temps
+from inkind.store.image import UpdateImage
+from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
+from inkind.store.xattrs import XAttrs
+from inkind.ui import Progress, null_progress
+
+log = logging.getLogger("inkind")
+
+BLKGETSIZE64 = 0x80081272
+PIECE = 1 << 20  # read and hash unit: small enough to stay in the CPU cache
+HOLE_GRANULE = 64 << 10  # zero runs inside a changed block become holes at this size
+MANIFEST_DIR = ".inkind/manifests"
+HASH_SIZE = 16
+_MAGIC = b"INKBLKM1"
+_END = b"INKBLKE1"
+_HEAD = struct.Struct("<8sQQ")  # magic, block size, image size
+_TAIL = struct.Struct("<qQ16s8s")  # image mtime ns, image size, image xxh3, end magic
+_WINDOW = 4096  # hashes per manifest read or write
+
+
+def source_size(fd: int) -> int:
+    """The size of a block device (from the kernel) or of a regular file."""
+    st = os.fstat(fd)
+    if stat.S_ISBLK(st.st_mode):
+        buf = bytearray(8)
+        try:
+            fcntl.ioctl(fd, BLKGETSIZE64, buf)
+            return struct.unpack("<Q", buf)[0]
+        except OSError:
+            return os.lseek(fd, 0, os.SEEK_END)
+    return st.st_size
+
+
+_zero_digests: dict[int, bytes] = {}
+
+
+def zero_digest(length: int) -> bytes:
+    """xxh3-128 of ``length`` zero bytes (cached: few distinct lengths)."""
+    d = _zero_digests.get(length)
+    if d is None:
+        d = _zero_digests[length] = xxhash.xxh3_128_digest(bytes(length))
+    return d
+
+
+def is_zero(view: memoryview, digest: bytes | None = None) -> bool:
+    """Whether ``view`` is all zeros: a hash test, confirmed by a compare
+    (which only zero data pays for)."""
+    if digest is None:
+        digest = xxhash.xxh3_128_digest(view)
+    return digest == zero_digest(len(view)) and bytes(view) == bytes(len(view))
+
+
+@dataclass(frozen=True)
+class ImageState:
+    """What identifies one version of a stored image."""
+
+    size: int
+    mtime_ns: int
+    xxh3: bytes  # raw 16 bytes, b"" when the image has none
+
+
+def image_state(fd: int) -> ImageState:
+    st = os.fstat(fd)
+    hexd = XAttrs(fd).text("xxh3") or ""
+    try:
+        raw = bytes.fromhex(hexd)
+    except ValueError:
+        raw = b""
+    return ImageState(st.st_size, st.st_mtime_ns, raw)
+
+
+class Manifest:
+    """An existing manifest file, read through a small window."""
+
+    def __init__(self, fd: int, block_size: int, image: ImageState):
+        self.fd = fd
+        self.block_size = block_size
+        self.image = image
+        self._start = 0
+        self._window = b""
+
+    @classmethod
+    def open(cls, root_fd: int, rel: str) -> Manifest | None:
+        """The manifest at ``rel``, or None if missing or malformed."""
+        try:
+            fd = open_beneath(root_fd, rel, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            total = os.fstat(fd).st_size
+            magic, bs, size = _HEAD.unpack(os.pread(fd, _HEAD.size, 0))
+            mtime, tsize, xxh3, end = _TAIL.unpack(os.pread(fd, _TAIL.size, total - _TAIL.size))
+            ok = magic == _MAGIC and end == _END and bs > 0 and tsize == size
+            ok = ok and total == _HEAD.size + blocks_of(size, bs) * HASH_SIZE + _TAIL.size
+        except (struct.error, OSError, ValueError):
+            ok = False
+        if not ok:
+            os.close(fd)
+            return None
+        return cls(fd, bs, ImageState(size, mtime, xxh3))
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    @property
+    def blocks(self) -> int:
+        return blocks_of(self.image.size, self.block_size)
+
+    def fresh_for(self, block_size: int, image: ImageState | None) -> bool:
+        """Whether it describes exactly this version of the image."""
+        return image is not None and bool(image.xxh3) and (self.block_size, self.image) == (block_size, image)
+
+    def digest(self, index: int) -> bytes:
+        """The stored hash of block ``index``."""
+        pos = index - self._start
+        if not 0 <= pos < len(self._window) // HASH_SIZE:
+            self._start = index
+            n = min(_WINDOW, self.blocks - index)
+            self._window = os.pread(self.fd, n * HASH_SIZE, _HEAD.size + index * HASH_SIZE)
+            pos = 0
+        return self._window[pos * HASH_SIZE : (pos + 1) * HASH_SIZE]
+
+
+class ManifestWriter:
+    """Streams a new manifest into place through UpdateFile, so rewriting an
+    unchanged manifest writes nothing."""
+
+    def __init__(self, root_fd: int, rel: str, block_size: int, image_size: int, stats: Stats):
+        parent = rel.rpartition("/")[0]
+        os.makedirs(fd_path(root_fd, parent), exist_ok=True)
+        self._file = UpdateFile(rel, dir_fd=root_fd, stats=stats)
+        self._head = _HEAD.pack(_MAGIC, block_size, image_size)
+        self._size = image_size
+        self._pending = bytearray()
+
+    def __enter__(self) -> ManifestWriter:
+        self._file.__enter__()
+        self._file.write(self._head)
+        return self
+
+    def add(self, digest: bytes) -> None:
+        self._pending += digest
+        if len(self._pending) >= _WINDOW * HASH_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._file.write(self._pending)
+        self._pending = bytearray()
+
+    def finish(self, image: ImageState) -> None:
+        """Name the image version the hashes describe (after its commit)."""
+        self._flush()
+        self._file.write(_TAIL.pack(image.mtime_ns, self._size, image.xxh3, _END))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._file.__exit__(exc_type, exc, tb)
+
+
+def blocks_of(size: int, block_size: int) -> int:
+    return -(-size // block_size)
+
+
+def block_spans(ranges: Iterable[tuple[int, int]], block_size: int, blocks: int) -> list[tuple[int, int]]:
+    """Merge byte ranges into sorted, disjoint [first, stop) block spans."""
+    spans: list[tuple[int, int]] = []
+    for offset, length in sorted(ranges):
+        if length <= 0:
+            continue
+        first = offset // block_size
+        stop = min(blocks, blocks_of(offset + length, block_size))
+        if first >= stop:
+            continue
+        if spans and first <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(stop, spans[-1][1]))
+        else:
+            spans.append((first, stop))
+    return spans
+
+
+class _ShortRead(Exception):
+    def __init__(self, offset: int):
+        self.offset = offset
+
+
+def read_hash(fd: int, view: memoryview, offset: int, *extra: xxhash.xxh3_128) -> bytes:
+    """Fill ``view`` from ``fd`` at ``offset``; return its xxh3-128 digest.
+
+    Each piece is hashed (and fed to ``extra`` hashers) right after it is
+    read, while it is still in the CPU cache. Raises _ShortRead at EOF.
+    """
+    h = xxhash.xxh3_128()
+    done = 0
+    while done < len(view):
+        piece = view[done : done + PIECE]
+        n = os.preadv(fd, [piece], offset + done)
+        if n == 0:
+            raise _ShortRead(offset + done)
+        piece = piece[:n]
+        h.update(piece)
+        for e in extra:
+            e.update(piece)
+        done += n
+    return h.digest()
+
+
+def hash_stored(fd: int, offset: int, length: int, scratch: memoryview, *extra: xxhash.xxh3_128) -> bytes:
+    """xxh3-128 of ``length`` stored bytes at ``offset``, reading past EOF as
+    zeros (what the image reads as once extended)."""
+    h = xxhash.xxh3_128()
+    done = 0
+    while done < length:
+        piece = scratch[: min(len(scratch), length - done)]
+        n = os.preadv(fd, [piece], offset + done)
+        if n == 0:
+            piece = memoryview(bytes(len(piece)))
+            n = len(piece)
+        h.update(piece[:n])
+        for e in extra:
+            e.update(piece[:n])
+        done += n
+    return h.digest()
+
+
+@dataclass
+class CopyResult:
+    """What one :meth:`BlockCopy.copy` did."""
+
+    blocks: int = 0  # blocks in the source
+    blocks_read: int = 0
+    blocks_changed: int = 0  # written or turned into holes
+    old_size: int | None = None  # None: there was no image
+    size: int = 0
+    mode: str = ""  # UpdateImage's way ("new", "clone", "journal", "copy"); "" if untouched
+    compared_with_image: bool = False  # the manifest was missing, stale, or a full pass
+    suspect: bool = False  # all blocks matched, yet the image's xxh3 did not
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.mode)
+
+
+class _LazyImage:
+    """Opens the UpdateImage at the first changed block, so an unchanged
+    source costs no temp, no clone and no xattr write."""
+
+    def __init__(self, root_fd: int, rel: str, size: int, stats: Stats):
+        self.args = (root_fd, rel, size)
+        self.stats = stats
+        self.img: UpdateImage | None = None
+
+    def get(self) -> UpdateImage:
+        if self.img is None:
+            root_fd, rel, size = self.args
+            self.img = UpdateImage(root_fd, rel, size, stats=self.stats).__enter__()
+        return self.img
+
+    def __enter__(self) -> _LazyImage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.img is not None:
+            self.img.__exit__(exc_type, exc, tb)
+
+
+@dataclass
+class BlockCopy:
+    """Keep the image ``image_rel`` (below the store root) equal to a source.
+
+    ``label`` names the source in messages (a path or volume name).
+    """
+
+    root_fd: int
+    image_rel: str
+    block_size: int
+    stats: Stats
+    label: str = "source"
+
+    @property
+    def manifest_rel(self) -> str:
+        return f"{MANIFEST_DIR}/{self.image_rel}.manifest"
+
+    def sweep_manifest_temps(self) -> None:
+        """Remove manifest temps a killed run left (the caller holds the lock)."""
+        parent = self.manifest_rel.rpartition("/")[0]
+        with contextlib.suppress(FileNotFoundError):
+            fd = open_beneath(self.root_fd, parent, DIR_FLAGS)
+            try:
+                sweep_temps(fd)
+            finally:
+                os.close(fd)
+
+    def _open_image(self) -> int:
+        try:
+            return open_beneath(self.root_fd, self.image_rel, os.O_RDONLY)
+        except FileNotFoundError:
+            return -1
+
+    def _fresh_manifest(self, image: ImageState | None) -> Manifest | None:
+        m = Manifest.open(self.root_fd, self.manifest_rel)
+        if m is not None and not m.fresh_for(self.block_size, image):
+            m.close()
+            m = None
+        return m
+
+    def copy(
+        self,
+        src_fd: int,
+        size: int,
+        *,
+        full: bool = False,
+        ranges: Iterable[tuple[int, int]] | None = None,
+        progress: Progress = null_progress,
+    ) -> CopyResult:
+        """Bring the image up to date with ``size`` bytes of ``src_fd``.
+
+        Incremental: each block's hash is compared with the manifest. With
+        ``full``, or when the manifest is missing or stale, each block is
+        compared with the stored image itself and the manifest is rebuilt.
+        ``ranges`` (byte ranges known to hold every change since the last
+        run, e.g. from a thin-pool delta) limits the reads to those blocks;
+        it is ignored when the manifest cannot be trusted or the size
+        changed. Raises SourceError if the source cannot be read whole or
+        changes size meanwhile; the previous image and manifest then stay.
+        """
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(src_fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        img_fd = self._open_image()
+        try:
+            before = image_state(img_fd) if img_fd >= 0 else None
+            manifest = None if full else self._fresh_manifest(before)
+            try:
+                result = CopyResult(old_size=before.size if before else None, size=size)
+                result.compared_with_image = img_fd >= 0 and manifest is None
+                if result.compared_with_image and not full:
+                    log.info(
+                        "%s: block manifest missing or stale; comparing with the stored image", self.image_rel
+                    )
+                blocks = blocks_of(size, self.block_size)
+                spans = [(0, blocks)]
+                if ranges is not None and manifest is not None and before and before.size == size:
+                    spans = block_spans(ranges, self.block_size, blocks)
+                self._copy(src_fd, size, img_fd, manifest, before, spans, result, progress)
+            finally:
+                if manifest is not None:
+                    manifest.close()
+        finally:
+            if img_fd >= 0:
+                os.close(img_fd)
+        return result
+
+    def _copy(
+        self,
+        src_fd: int,
+        size: int,
+        img_fd: int,
+        manifest: Manifest | None,
+        before: ImageState | None,
+        spans: list[tuple[int, int]],
+        result: CopyResult,
+        progress: Progress,
+    ) -> None:
+        bs = self.block_size
+        blocks = result.blocks = blocks_of(size, bs)
+        whole = xxhash.xxh3_128() if spans == [(0, blocks)] else None
+        old_size = before.size if before else 0
+        buf = memoryview(bytearray(min(bs, max(size, 1))))
+        scratch = memoryview(bytearray(min(PIECE, bs)))
+        span_iter = iter(spans)
+        span = next(span_iter, (blocks, blocks))
+        with ManifestWriter(self.root_fd, self.manifest_rel, bs, size, self.stats) as writer:
+            with _LazyImage(self.root_fd, self.image_rel, size, self.stats) as lazy:
+                for i in range(blocks):
+                    if i >= span[1]:
+                        span = next(span_iter, (blocks, blocks))
+                    offset = i * bs
+                    length = min(bs, size - offset)
+                    if i < span[0]:
+                        assert manifest is not None
+                        writer.add(manifest.digest(i))
+                        continue
+                    view = buf[:length]
+                    digest = self._read(src_fd, view, offset, size, whole)
+                    result.blocks_read += 1
+                    progress.advance(length)
+                    if offset >= old_size:
+                        old = zero_digest(length)  # past the old end: a hole once extended
+                    elif manifest is not None:
+                        fits = offset + length <= old_size and min(bs, old_size - offset) == length
+                        old = manifest.digest(i) if fits else b""
+                    else:
+                        old = hash_stored(img_fd, offset, length, scratch) if img_fd >= 0 else b""
+                    if digest != old:
+                        put_block(lazy.get(), offset, view, digest)
+                        result.blocks_changed += 1
+                    writer.add(digest)
+                if source_size(src_fd) != size:
+                    raise SourceError(
+                        f"{self.label}: changed size while being read; the previous image is kept"
+                    )
+                xxh3 = whole.hexdigest() if whole is not None else None
+                if lazy.img is None and (before is None or before.size != size):
+                    lazy.get()  # a new image, or only its size changed
+                if lazy.img is not None:
+                    lazy.img.xxh3 = xxh3
+                    result.mode = lazy.img.mode
+                elif xxh3 is not None and before is not None and before.xxh3.hex() != xxh3:
+                    self._unchanged_but_hash_differs(xxh3, result)
+            # The image is committed; only now may the manifest name it.
+            fd = open_beneath(self.root_fd, self.image_rel, os.O_RDONLY)
+            try:
+                writer.finish(image_state(fd))
+            finally:
+                os.close(fd)
+
+    def _read(self, fd: int, view: memoryview, offset: int, size: int, whole) -> bytes:
+        self.stats.bytes_read += len(view)
+        try:
+            return read_hash(fd, view, offset, *([whole] if whole is not None else []))
+        except _ShortRead as e:
+            raise SourceError(
+                f"{self.label}: ended at byte {e.offset} of {size} (shrunk or gone while being read); "
+                "the previous image is kept"
+            ) from None
+        except OSError as e:
+            raise SourceError(
+                f"{self.label}: read error at byte {offset}: {e.strerror}; the previous image is kept"
+            ) from None
+
+    def _unchanged_but_hash_differs(self, xxh3: str, result: CopyResult) -> None:
+        """Every block matched, yet the whole hash differs from the image's.
+
+        Compared with the image itself, the image is right and only its
+        checksum was wrong: fix it. Compared with the manifest, the image or
+        its manifest may be damaged: the caller schedules a full pass.
+        """
+        fd = open_beneath(self.root_fd, self.image_rel, os.O_RDONLY)
+        try:
+            if result.compared_with_image:
+                XAttrs(fd, stats=self.stats)["xxh3"] = xxh3
+            else:
+                result.suspect = True
+                log.warning(
+                    "%s: matches its manifest but not its user.inkind.xxh3; a full pass is scheduled",
+                    self.image_rel,
+                )
+        finally:
+            os.close(fd)
+
+    def scrub(
+        self,
+        src_fd: int | None,
+        pick: Callable[[], bool],
+        progress: Progress = null_progress,
+    ) -> int:
+        """Check the blocks ``pick()`` chooses: stored block against the
+        manifest (a mismatch is corruption), then against the source (a
+        mismatch is a change the last backup missed: repaired and counted).
+
+        Without a fresh manifest there is nothing to check against; the next
+        backup rebuilds it. Returns how many blocks were repaired.
+        """
+        img_fd = self._open_image()
+        if img_fd < 0:
+            return 0
+        try:
+            manifest = self._fresh_manifest(image_state(img_fd))
+            if manifest is None:
+                log.info("%s: no fresh block manifest; scrub skipped until the next backup", self.image_rel)
+                return 0
+            size = manifest.image.size
+            if src_fd is not None and source_size(src_fd) != size:
+                log.info("%s: source size changed since the backup; scrubbing the store only", self.image_rel)
+                src_fd = None
+            try:
+                stale = self._scrub_blocks(img_fd, manifest, src_fd, pick, progress)
+            finally:
+                manifest.close()
+        finally:
+            os.close(img_fd)
+        if stale:
+            assert src_fd is not None
+            result = self.copy(src_fd, size, ranges=stale)
+            self.stats.objects_repaired += result.blocks_changed
+            return result.blocks_changed
+        return 0
+
+    def _scrub_blocks(
+        self,
+        img_fd: int,
+        manifest: Manifest,
+        src_fd: int | None,
+        pick: Callable[[], bool],
+        progress: Progress,
+    ) -> list[tuple[int, int]]:
+        bs, size = self.block_size, manifest.image.size
+        scratch = memoryview(bytearray(min(PIECE, bs)))
+        buf = memoryview(bytearray(bs)) if src_fd is not None else None
+        bad: list[int] = []
+        stale: list[tuple[int, int]] = []
+        for i in range(manifest.blocks):
+            if not pick():
+                continue
+            offset = i * bs
+            length = min(bs, size - offset)
+            self.stats.objects_scrubbed += 1
+            progress.advance()
+            want = manifest.digest(i)
+            if hash_stored(img_fd, offset, length, scratch) != want:
+                bad.append(offset)
+            elif buf is not None and self._read(src_fd, buf[:length], offset, size, None) != want:
+                stale.append((offset, length))
+        if bad:
+            more = f" (and {len(bad) - 1} more block(s))" if len(bad) > 1 else ""
+            raise CorruptionError(
+                self.image_rel, f"block at offset {bad[0]} does not match its manifest hash{more}"
+            )
+        return stale
+
+    def verify(self) -> list[Finding]:
+        """Check the image against its ``user.inkind.xxh3`` and its manifest,
+        reading it once. A stale manifest, or an update pending in a journal,
+        is recoverable: the next run fixes it."""
+        fd = open_beneath(self.root_fd, self.image_rel, os.O_RDONLY)
+        try:
+            x = XAttrs(fd)
+            if x.get("dirty") is not None:
+                return [Finding(self.image_rel, "update pending in a journal; the next run replays it", True)]
+            state = image_state(fd)
+            manifest = self._fresh_manifest(state)
+            try:
+                return self._verify(fd, state, manifest)
+            finally:
+                if manifest is not None:
+                    manifest.close()
+        finally:
+            os.close(fd)
+
+    def _verify(self, fd: int, state: ImageState, manifest: Manifest | None) -> list[Finding]:
+        findings = []
+        if manifest is None:
+            findings.append(Finding(self.manifest_rel, "missing or stale; the next run rebuilds it", True))
+        whole = xxhash.xxh3_128()
+        scratch = memoryview(bytearray(min(PIECE, self.block_size)))
+        bad: list[int] = []
+        for offset, length in self._blocks(state.size):
+            digest = hash_stored(fd, offset, length, scratch, whole)
+            if manifest is not None and digest != manifest.digest(offset // self.block_size):
+                bad.append(offset)
+        if not state.xxh3:
+            findings.append(Finding(self.image_rel, "no user.inkind.xxh3 checksum"))
+        elif whole.digest() != state.xxh3:
+            where = f" (first bad block at offset {bad[0]})" if bad else ""
+            findings.append(Finding(self.image_rel, f"content does not match user.inkind.xxh3{where}"))
+        elif bad:
+            # The image is whole, so the manifest is wrong; the next run
+            # rewrites the blocks it disagrees on and so repairs it.
+            findings.append(Finding(self.manifest_rel, f"disagrees with the image at offset {bad[0]}", True))
+        return findings
+
+    def _blocks(self, size: int) -> Iterator[tuple[int, int]]:
+        for offset in range(0, size, self.block_size):
+            yield offset, min(self.block_size, size - offset)
+
+    def remove(self) -> None:
+        """Delete the image and its manifest (counted as one deleted object)."""
+        for rel in (self.image_rel, self.manifest_rel):
+            parent, _, name = rel.rpartition("/")
+            try:
+                dfd = open_beneath(self.root_fd, parent, DIR_FLAGS)
+            except FileNotFoundError:
+                continue
+            try:
+                os.unlink(name, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(dfd)
+        self.stats.objects_deleted += 1
+
+
+def put_block(img: UpdateImage, offset: int, view: memoryview, digest: bytes) -> None:
+    """Hand one changed block to the image: zero runs as holes, the rest as
+    data, in HOLE_GRANULE steps."""
+    if is_zero(view, digest):
+        img.zero(offset, len(view))
+        return
+    start = 0
+    run_zero = False
+    for pos in range(0, len(view), HOLE_GRANULE):
+        zero = is_zero(view[pos : pos + HOLE_GRANULE])
+        if pos and zero != run_zero:
+            _put(img, offset + start, view[start:pos], run_zero)
+            start = pos
+        run_zero = zero
+    _put(img, offset + start, view[start:], run_zero)
+
+
+def _put(img: UpdateImage, offset: int, view: memoryview, zero: bool) -> None:
+    if zero:
+        img.zero(offset, len(view))
+    else:
+        img.write(offset, view)
