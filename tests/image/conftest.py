@@ -1,0 +1,59 @@
+"""Fixtures for the image source: loop devices and filesystems on them.
+Every loop device is detached and every mount unmounted at teardown, also
+when the test fails."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from image_helpers import Loop, MiB, sh
+
+
+@pytest.fixture
+def loop_device(tmp_path: Path) -> Iterator[Callable[..., Loop]]:
+    """``loop_device(size)``: a new loop device, detached at teardown."""
+    made: list[Loop] = []
+
+    def make(size: int, name: str | None = None) -> Loop:
+        backing = tmp_path / (name or f"loop{len(made)}.raw")
+        with open(backing, "wb") as f:
+            f.truncate(size)
+        dev = Path(sh("losetup", "--find", "--show", backing).strip())
+        made.append(Loop(dev, backing))
+        return made[-1]
+
+    yield make
+    for loop in reversed(made):
+        subprocess.run(["losetup", "-d", str(loop.dev)], capture_output=True)
+
+
+MKFS = {
+    "btrfs": ["mkfs.btrfs", "-q", "-f"],
+    "xfs": ["mkfs.xfs", "-q", "-f"],
+    "ext4": ["mkfs.ext4", "-q", "-F"],
+}
+FS_SIZE = {"btrfs": 512 * MiB, "xfs": 512 * MiB, "ext4": 512 * MiB}
+
+
+@pytest.fixture
+def mounted(tmp_path: Path, loop_device) -> Iterator[Callable[[str], Path]]:
+    """``mounted("btrfs")``: a fresh filesystem on a loop device, mounted;
+    unmounted at teardown (before its loop device is detached)."""
+    mounts: list[Path] = []
+
+    def make(fstype: str) -> Path:
+        loop = loop_device(FS_SIZE[fstype], f"{fstype}-{len(mounts)}.fs")
+        sh(*MKFS[fstype], loop.dev)
+        mnt = tmp_path / f"mnt-{fstype}-{len(mounts)}"
+        mnt.mkdir()
+        sh("mount", loop.dev, mnt)
+        mounts.append(mnt)
+        return mnt
+
+    yield make
+    for mnt in reversed(mounts):
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

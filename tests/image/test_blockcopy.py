@@ -1,0 +1,244 @@
+"""The block-copy engine on plain files (no root needed; the store sits on
+the test's tmp filesystem, so updates take the journal or new path)."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import xxhash
+from image_helpers import allocated, digest, fill
+
+from inkind import CorruptionError, SourceError, Stats, XAttrs
+from inkind.blockcopy import HASH_SIZE, BlockCopy, block_spans
+from inkind.store.paths import DIR_FLAGS
+
+BS = 256 << 10
+SIZE = 64 * BS  # 16 MiB
+
+
+@dataclass
+class Bench:
+    """A source file, a store and an engine that copies one into the other."""
+
+    src: Path
+    store: Path
+    root_fd: int
+    stats: Stats = field(default_factory=Stats)
+
+    @property
+    def image(self) -> Path:
+        return self.store / "disk" / "disk.img"
+
+    @property
+    def manifest(self) -> Path:
+        return self.store / ".inkind" / "manifests" / "disk" / "disk.img.manifest"
+
+    def engine(self) -> BlockCopy:
+        self.stats = Stats()
+        return BlockCopy(self.root_fd, "disk/disk.img", BS, self.stats, label=f"source {self.src}")
+
+    def copy(self, **kwargs):
+        fd = os.open(self.src, os.O_RDONLY)
+        try:
+            return self.engine().copy(fd, os.fstat(fd).st_size, **kwargs)
+        finally:
+            os.close(fd)
+
+    def manifest_bytes(self) -> int:
+        return self.manifest.stat().st_size
+
+    def same(self) -> bool:
+        return digest(self.src) == digest(self.image)
+
+
+@pytest.fixture
+def bench(tmp_path: Path):
+    store = tmp_path / "store"
+    (store / "disk").mkdir(parents=True)
+    src = tmp_path / "src.raw"
+    rng = random.Random(7)
+    with open(src, "wb") as f:
+        f.truncate(SIZE)
+    # Data in every other block of the first half; the rest zeros/holes.
+    fill(src, {i * BS: rng.randbytes(BS) for i in range(0, 32, 2)})
+    fd = os.open(store, DIR_FLAGS)
+    yield Bench(src, store, fd)
+    os.close(fd)
+
+
+def test_first_copy_is_sparse_and_exact(bench):
+    result = bench.copy()
+    assert result.mode == "new" and result.blocks == 64 and result.blocks_changed == 16
+    assert bench.same()
+    data = 16 * BS
+    assert bench.stats.bytes_written == data + bench.manifest_bytes()
+    assert data <= allocated(bench.image) <= data + (64 << 10)
+    want = xxhash.xxh3_128_hexdigest(bench.src.read_bytes())
+    assert XAttrs(str(bench.image)).text("xxh3") == want
+    assert bench.manifest_bytes() == 24 + 64 * HASH_SIZE + 40
+
+
+def test_unchanged_source_writes_nothing(bench):
+    bench.copy()
+    mtimes = (bench.image.stat().st_mtime_ns, bench.manifest.stat().st_mtime_ns)
+    result = bench.copy()
+    assert not result.changed and result.blocks_changed == 0
+    s = bench.stats
+    assert (s.bytes_written, s.bytes_journaled, s.xattrs_written) == (0, 0, 0)
+    assert (bench.image.stat().st_mtime_ns, bench.manifest.stat().st_mtime_ns) == mtimes
+    assert s.bytes_read == SIZE
+
+
+def test_incremental_writes_exactly_the_changed_blocks(bench):
+    bench.copy()
+    rng = random.Random(3)
+    changed = {5 * BS: rng.randbytes(BS), 40 * BS: rng.randbytes(BS), 63 * BS: rng.randbytes(BS)}
+    changed[2 * BS] = bytes(BS)  # a data block that became zeros: a hole, no bytes
+    fill(bench.src, changed)
+    before = allocated(bench.image)
+    result = bench.copy()
+    assert result.mode == "journal" and result.blocks_changed == 4
+    assert bench.same()
+    assert bench.stats.bytes_written == 3 * BS + bench.manifest_bytes()
+    assert bench.stats.bytes_journaled == 3 * BS
+    assert allocated(bench.image) == before + 2 * BS  # +3 data blocks, -1 punched
+
+
+def test_zero_runs_inside_a_changed_block_become_holes(bench):
+    bench.copy()
+    half = os.urandom(BS // 2)
+    fill(bench.src, {0: half + bytes(BS // 2)})  # block 0: data then zeros
+    before = allocated(bench.image)
+    bench.copy()
+    assert bench.same()
+    assert bench.stats.bytes_written == BS // 2 + bench.manifest_bytes()
+    assert allocated(bench.image) == before - BS // 2
+
+
+@pytest.mark.parametrize("new_size", [SIZE + 3 * BS + 4097, SIZE - 7 * BS - 12345, BS // 3, 0])
+def test_growth_and_shrink(bench, new_size):
+    bench.copy()
+    os.truncate(bench.src, new_size)
+    if new_size > SIZE:
+        fill(bench.src, {SIZE + BS: b"grown"})
+    result = bench.copy()
+    assert (result.old_size, result.size) == (SIZE, new_size)
+    assert result.changed and bench.image.stat().st_size == new_size
+    assert bench.same()
+    assert bench.copy().changed is False  # and the manifest fits the new size
+
+
+def test_missing_or_stale_manifest_is_rebuilt_from_the_image(bench):
+    bench.copy()
+    good = bench.manifest.read_bytes()
+    bench.manifest.unlink()
+    result = bench.copy()
+    assert result.compared_with_image and not result.changed
+    assert bench.manifest.read_bytes() == good
+    assert bench.stats.bytes_written == len(good)
+    # An image touched behind the manifest's back (mtime differs): stale.
+    os.utime(bench.image, ns=(1, 1))
+    fill(bench.src, {9 * BS: os.urandom(BS)})
+    result = bench.copy()
+    assert result.compared_with_image and result.blocks_changed == 1
+    assert bench.same()
+
+
+def test_full_pass_repairs_a_damaged_image(bench):
+    bench.copy()
+    st = bench.image.stat()
+    fill(bench.image, {4 * BS + 10: b"rot"})  # bit rot: content differs, xattr does not
+    os.utime(bench.image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert bench.copy().changed is False  # the manifest cannot see it...
+    result = bench.copy(full=True)  # ...a full pass compares with the image
+    assert result.compared_with_image and result.blocks_changed == 1
+    assert bench.same() and bench.engine().verify() == []
+
+
+def test_source_shrinking_mid_run_keeps_the_previous_image(bench):
+    bench.copy()
+    fill(bench.src, {0: os.urandom(BS)})
+    image, manifest = digest(bench.image), bench.manifest.read_bytes()
+
+    class Shrinker:
+        def advance(self, n: int = 1) -> None:
+            os.truncate(bench.src, SIZE // 2)  # the device shrinks under us
+
+    with pytest.raises(SourceError, match=r"ended at byte 8388608 of 16777216"):
+        bench.copy(progress=Shrinker())
+    assert digest(bench.image) == image and bench.manifest.read_bytes() == manifest
+    assert bench.engine().verify() == []
+    assert sorted(os.listdir(bench.store / "disk")) == ["disk.img"]
+
+
+def test_ranges_limit_the_reads_to_the_named_blocks(bench):
+    bench.copy()
+    fill(bench.src, {3 * BS + 100: b"in range", 50 * BS: b"outside"})
+    result = bench.copy(ranges=[(3 * BS + 100, 8), (10 * BS, 2 * BS)])
+    assert (result.blocks_read, result.blocks_changed) == (3, 1)
+    assert bench.image.read_bytes()[3 * BS + 100 : 3 * BS + 108] == b"in range"
+    assert bench.engine().verify() == []  # whole hash recomputed from the image
+    assert bench.copy().blocks_changed == 1  # the change outside was not looked at
+
+
+def test_ranges_are_ignored_when_the_manifest_is_stale(bench):
+    bench.copy()
+    bench.manifest.unlink()
+    fill(bench.src, {50 * BS: b"outside"})
+    result = bench.copy(ranges=[(0, BS)])
+    assert result.blocks_read == 64 and result.blocks_changed == 1 and bench.same()
+
+
+def test_block_spans_merge_and_clip():
+    assert block_spans([(BS * 5, 1), (0, BS + 1), (BS * 2, BS), (BS * 6, 0), (BS * 99, BS)], BS, 64) == [
+        (0, 3),
+        (5, 6),
+    ]
+
+
+def test_scrub_names_a_corrupt_block_and_its_offset(bench):
+    bench.copy()
+    st = bench.image.stat()
+    fill(bench.image, {7 * BS + 3: b"X"})  # bit rot leaves the mtime alone
+    os.utime(bench.image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(CorruptionError, match=r"disk/disk.img: block at offset 1835008 does not match"):
+        bench.engine().scrub(None, lambda: True)
+
+
+def test_scrub_repairs_a_change_the_backup_missed(bench):
+    bench.copy()
+    st = bench.src.stat()
+    fill(bench.src, {1 * BS: os.urandom(BS)})
+    engine = bench.engine()
+    fd = os.open(bench.src, os.O_RDONLY)
+    try:
+        assert engine.scrub(fd, lambda: True) == 1
+    finally:
+        os.close(fd)
+    assert (bench.stats.objects_scrubbed, bench.stats.objects_repaired) == (64, 1)
+    assert bench.same() and bench.engine().verify() == []
+    assert st.st_size == SIZE
+
+
+def test_verify_tells_damage_from_recoverable_states(bench):
+    engine = bench.copy() and bench.engine()
+    assert engine.verify() == []
+    good = bench.manifest.read_bytes()
+    raw = bytearray(good)
+    raw[24 + 16 * 3] ^= 1  # one manifest hash is wrong: the next run fixes it
+    bench.manifest.write_bytes(bytes(raw))
+    (found,) = engine.verify()
+    assert found.recoverable and "offset 786432" in found.message
+    bench.manifest.write_bytes(good)
+    st = bench.image.stat()
+    fill(bench.image, {5 * BS: b"rot"})
+    os.utime(bench.image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    found = [f for f in engine.verify() if not f.recoverable]
+    assert [f.obj for f in found] == ["disk/disk.img"]
+    assert "first bad block at offset 1310720" in found[0].message
+    bench.manifest.unlink()
+    assert [f.recoverable for f in engine.verify()] == [True, False]
