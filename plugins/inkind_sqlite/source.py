@@ -1,0 +1,223 @@
+"""The ``sqlite`` source type: backup, scrub and restore."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inkind import ConfigError, CorruptionError, RunContext, Source, SourceError
+from inkind.store.paths import fd_path, open_beneath
+from inkind.verify import check_file
+from inkind_sqlite.discover import Database, find_databases, is_glob
+from inkind_sqlite.options import SqliteOptions
+from inkind_sqlite.quick import source_key, stored_key
+from inkind_sqlite.snapshot import integrity_problems, take_copy
+from inkind_sqlite.storing import remove_stored, scratch_dir, store_copy, stored_names
+
+log = logging.getLogger("inkind")
+
+STATE_SAVE_INTERVAL = 5.0
+
+
+@dataclass
+class Failures:
+    """What went wrong with single databases; the others still ran."""
+
+    errors: list[str] = field(default_factory=list)
+    corrupt: list[CorruptionError] = field(default_factory=list)
+
+    def raise_any(self) -> None:
+        """One line naming every failed database: exit status 2."""
+        if self.corrupt:
+            first = self.corrupt[0]
+            rest = [f"{c.obj}: {c.detail}" for c in self.corrupt[1:]] + self.errors
+            raise CorruptionError(first.obj, "; ".join([first.detail, *rest]))
+        if self.errors:
+            kept = (
+                "its stored copy is left as it was"
+                if len(self.errors) == 1
+                else "their stored copies are left as they were"
+            )
+            raise SourceError(f"{'; '.join(self.errors)} ({kept})")
+
+
+def check_stored(run: RunContext, name: str) -> None:
+    """Check a stored copy (if any) against its ``user.inkind.xxh3`` and with
+    ``PRAGMA integrity_check``; raise CorruptionError naming it."""
+    rel = f"{run.name}/{name}"
+    try:
+        fd = open_beneath(run.root_fd, rel, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        run.stats.objects_scrubbed += 1
+        run.stats.bytes_read += size
+        found = check_file(fd, rel, size)
+        if found is not None:
+            if found.recoverable:  # a journaled update the next run replays
+                return
+            raise CorruptionError(rel, found.message)
+        problems = integrity_problems(fd_path(fd))
+        if problems:
+            raise CorruptionError(rel, f"PRAGMA integrity_check: {'; '.join(problems)}")
+    finally:
+        os.close(fd)
+
+
+class SqliteSource(Source):
+    """SQLite databases, each kept as a consistent copy of its file (restore: cp)."""
+
+    type_name = "sqlite"
+    Options = SqliteOptions
+
+    def backup(self, run: RunContext) -> None:
+        databases = find_databases(self.options.path)
+        failures = Failures()
+        last_save = time.monotonic()
+        for db in databases:
+            run.stats.objects_seen += 1
+            self._one(run, db, failures, check=run.should_scrub())
+            if time.monotonic() - last_save >= STATE_SAVE_INTERVAL:
+                run.state.save()  # what is done stays done if the run is killed
+                last_save = time.monotonic()
+        if run.full:
+            self._remove_strays(run, {db.name for db in databases})
+        failures.raise_any()
+
+    def scrub(self, run: RunContext) -> None:
+        """Check a sample of stored copies; bring each one whose database
+        still exists up to date with it (counted as repaired if it changed)."""
+        try:
+            live = {db.name: db for db in find_databases(self.options.path)}
+        except SourceError as e:
+            run.warn(f"{e}; checking the store only")
+            live = {}
+        failures = Failures()
+        for name in stored_names(run.data_fd):
+            if not run.should_scrub():
+                continue
+            if name in live:
+                self._one(run, live[name], failures, check=True, repair=True)
+                continue
+            try:
+                check_stored(run, name)
+            except CorruptionError as e:
+                failures.corrupt.append(e)
+        failures.raise_any()
+
+    def _one(
+        self, run: RunContext, db: Database, failures: Failures, *, check: bool, repair: bool = False
+    ) -> None:
+        """Back up one database; record what went wrong in ``failures``.
+
+        A copy found corrupt is replaced from the database (compared in full)
+        and still reported.
+        """
+        corrupt = None
+        if check:
+            try:
+                check_stored(run, db.name)
+            except CorruptionError as e:
+                corrupt = e
+                failures.corrupt.append(e)
+        try:
+            changed = self._copy(run, db, force=check or run.full, full=run.full or corrupt is not None)
+        except SourceError as e:
+            failures.errors.append(str(e))
+            return
+        except OSError as e:
+            failures.errors.append(f"{db.path}: {e.strerror or e}")
+            return
+        if changed:
+            run.stats.objects_changed += 1
+            run.stats.objects_repaired += repair
+        else:
+            run.stats.objects_unchanged += 1
+
+    def _copy(self, run: RunContext, db: Database, *, force: bool, full: bool) -> bool:
+        """Copy, check and store one database; return whether the stored copy
+        changed (not when the quick check skips it)."""
+        seen: dict[str, Any] = run.state.plugin.setdefault("seen", {})
+        key = source_key(db.path)
+        if (
+            not force
+            and key is not None
+            and seen.get(db.name) == {"source": key, "stored": self._stored_key(run, db)}
+        ):
+            return False
+        seen.pop(db.name, None)
+        with scratch_dir(run) as scratch:
+            copy = scratch / "copy.db"
+            try:
+                take_copy(db.path, copy, self.options.busy_timeout)
+            except sqlite3.Error as e:
+                raise SourceError(f"{db.path}: {e}") from None
+            problems = integrity_problems(copy)
+            if problems:
+                raise SourceError(f"{db.path}: fails PRAGMA integrity_check: {'; '.join(problems)}")
+            changed = store_copy(run, copy, db.name, source=str(db.path), full=full)
+        if key is not None:
+            seen[db.name] = {"source": key, "stored": self._stored_key(run, db)}
+        return changed
+
+    @staticmethod
+    def _stored_key(run: RunContext, db: Database) -> list[int] | None:
+        try:
+            fd = open_beneath(run.data_fd, db.name, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return stored_key(fd)
+        finally:
+            os.close(fd)
+
+    def _remove_strays(self, run: RunContext, wanted: set[str]) -> None:
+        """A full pass removes copies of databases the path no longer matches."""
+        seen = run.state.plugin.get("seen", {})
+        for name in stored_names(run.data_fd):
+            if name not in wanted:
+                log.info("%s: removing %s (its database no longer exists)", run.name, name)
+                remove_stored(run, name)
+                seen.pop(name, None)
+
+    def restore_commands(
+        self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
+    ) -> list[list[str]]:
+        """``cp`` of each stored copy, after removing stale ``-wal``/``-shm``/
+        ``-journal`` files at the target, which SQLite would otherwise apply
+        to the restored file."""
+        fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            names = stored_names(fd)
+        finally:
+            os.close(fd)
+        if path:
+            wanted = path.strip("/")
+            if wanted not in names:
+                raise ConfigError(f"restore: {wanted}: not stored (stored: {', '.join(names) or 'none'})")
+            names = [wanted]
+        if not names:
+            raise ConfigError(f"restore: {data_dir}: no database stored yet")
+        commands: list[list[str]] = []
+        if len(names) == 1 and (path or not is_glob(self.options.path)):
+            target = Path(dest) / Path(names[0]).name if os.path.isdir(dest) else Path(dest)
+            return _copy_commands(data_dir / names[0], target)
+        made: set[Path] = set()
+        for name in names:
+            target = Path(dest) / name
+            if target.parent not in made:
+                commands.append(["mkdir", "-p", str(target.parent)])
+                made.add(target.parent)
+            commands += _copy_commands(data_dir / name, target)
+        return commands
+
+
+def _copy_commands(stored: Path, target: Path) -> list[list[str]]:
+    sides = [f"{target}{suffix}" for suffix in ("-wal", "-shm", "-journal")]
+    return [["rm", "-f", *sides], ["cp", "--sparse=always", str(stored), str(target)]]
