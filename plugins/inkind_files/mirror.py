@@ -31,7 +31,7 @@ from inkind import (
     XAttrs,
 )
 from inkind.hashing import hash_fd, new_hasher
-from inkind.store import is_temp_name, set_mode, set_mtime, set_owner
+from inkind.store import is_temp_name, set_mode, set_mtime, set_owner, sync_store
 from inkind.store.files import is_zero, temp_name
 from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
 from inkind.store.sparse import data_segments
@@ -131,6 +131,7 @@ class Mirror:
         self.as_root = os.geteuid() == 0
         self.links: dict[tuple[int, int], Key] = {}
         self.corrupt: list[str] = []
+        self.buf = memoryview(bytearray(BLOCK))  # reused for every read
         self.root_dev = 0
         self.last: Key | None = None
         self._tick = 0
@@ -159,8 +160,7 @@ class Mirror:
                 except BaseException:
                     # Stopped (Ctrl-C, SIGTERM, an error): the next run
                     # starts right after the last completed entry.
-                    if self.last is not None:
-                        self.run.state.set_resume(key_text(self.last), force=True)
+                    self.save_pointer()
                     raise
             self.apply_meta(self.run.data_fd, None, st, src_fd=src, new=True)
             self.run.state.set_resume(None, force=True)
@@ -206,8 +206,14 @@ class Mirror:
             self.progress.advance(256)
             now = time.monotonic()
             if now >= self._next_save:
-                self.run.state.set_resume(key_text(self.last), force=True)
+                self.save_pointer()
                 self._next_save = now + 5.0
+
+    def save_pointer(self) -> None:
+        """Record the resume pointer once what precedes it is durable."""
+        if self.last is not None:
+            sync_store(self.run.data_fd)
+            self.run.state.set_resume(key_text(self.last), force=True)
 
     def entry(self, src: int, dst: int, name: str, key: Key, bounds: Bounds) -> bool:
         """Mirror one entry (and, for a directory, what is below it).
@@ -433,14 +439,14 @@ class Mirror:
                 pos += n
 
     def _copy_whole(self, fd: int, dst: int, name: str, key: Key, st: os.stat_result) -> bool:
-        buf = memoryview(bytearray(BLOCK))
+        buf = self.buf
         hasher = new_hasher()
 
         def before_commit(tfd: int) -> None:
             self._check_stable(fd, st, key)
             self.apply_meta(tfd, None, st, src_fd=fd, new=True)
 
-        with UpdateFile(name, dir_fd=dst, stats=self.stats, before_commit=before_commit) as f:
+        with UpdateFile(name, dir_fd=dst, stats=self.stats, before_commit=before_commit, fsync=False) as f:
             for _, view in self._read_blocks(fd, st.st_size, hasher, buf):
                 f.write(view)
             self._check_stable(fd, st, key)
@@ -453,7 +459,7 @@ class Mirror:
         The image update is opened at the first difference, so an unchanged
         file costs no write, and blocks stream through: memory stays flat.
         """
-        buf = memoryview(bytearray(BLOCK))
+        buf = self.buf
         old = memoryview(bytearray(BLOCK))
         hasher = new_hasher()
         rel = os.fsdecode(b"/".join((self.run.name.encode(), *key)))
@@ -576,7 +582,7 @@ class Mirror:
         def before_commit(tfd: int) -> None:
             self.apply_meta(tfd, None, st, src_fd=None, new=True)
 
-        with UpdateFile(name, dir_fd=dst, stats=self.stats, before_commit=before_commit) as f:
+        with UpdateFile(name, dir_fd=dst, stats=self.stats, before_commit=before_commit, fsync=False) as f:
             f.write(content)
         if f.changed:
             self.stats.objects_changed += 1

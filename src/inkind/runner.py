@@ -25,7 +25,7 @@ from inkind.plugins import Plugins
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
-from inkind.store.files import sweep_temps
+from inkind.store.files import sweep_temps, sync_store
 from inkind.store.image import replay_journals
 from inkind.store.paths import DIR_FLAGS
 from inkind.storeroot import Store
@@ -297,6 +297,7 @@ class Runner:
         finally:
             stats.duration_seconds = round(time.monotonic() - started, 3)
             if writes:
+                sync_store(lock)
                 self._record(state, cfg, command, result)
             os.close(lock)
         log.info("%s: %s %s", cfg.name, result.outcome, stats.nonzero())

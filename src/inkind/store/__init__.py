@@ -5,7 +5,7 @@ Each primitive compares before it writes and counts what it did into a
 is something a test can assert.
 """
 
-from inkind.store.files import TEMP_PREFIX, UpdateFile, is_temp_name, sweep_temps, update_file
+from inkind.store.files import TEMP_PREFIX, UpdateFile, is_temp_name, sweep_temps, sync_store, update_file
 from inkind.store.image import UpdateImage, replay_journals, update_image
 from inkind.store.meta import set_mode, set_mtime, set_owner
 from inkind.store.paths import fd_path, open_beneath
@@ -24,6 +24,7 @@ __all__ = [
     "set_mtime",
     "set_owner",
     "sweep_temps",
+    "sync_store",
     "update_file",
     "update_image",
 ]

@@ -52,5 +52,7 @@ def split_path(path: PathLike, dir_fd: int | None) -> tuple[int, bytes]:
     parent, name = os.path.split(raw)
     if not name:
         raise ValueError(f"path has no file name: {raw!r}")
+    if not parent and dir_fd is not None:
+        return os.dup(dir_fd), name
     pfd = os.open(parent or b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
     return pfd, name
