@@ -729,6 +729,8 @@ class Mirror:
             )
         self.copy(src, dst, name, key, st, None)
         self.stats.objects_repaired += 1
+        # The rename touched the stored directory: give it back its mtime.
+        set_mtime(dst, os.fstat(src).st_mtime_ns, stats=self.stats)
 
     def raise_corruption(self) -> None:
         """End the run with exit 2 if scrub found corruption."""
