@@ -149,7 +149,7 @@ class Mirror:
         try:
             st = os.fstat(src)
             self.root_dev = st.st_dev
-            resume = self.run.state.resume
+            resume = None if self.run.dry_run else self.run.state.resume
             start = text_key(resume) if resume else None
             phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
             with self.run.progress("files") as progress:
@@ -162,8 +162,9 @@ class Mirror:
                     # starts right after the last completed entry.
                     self.save_pointer()
                     raise
-            self.apply_meta(self.run.data_fd, None, st, src_fd=src, new=True)
-            self.run.state.set_resume(None, force=True)
+            if not self.run.dry_run:
+                self.apply_meta(self.run.data_fd, None, st, src_fd=src, new=True)
+                self.run.state.set_resume(None, force=True)
         finally:
             os.close(src)
         self.raise_corruption()
@@ -211,7 +212,7 @@ class Mirror:
 
     def save_pointer(self) -> None:
         """Record the resume pointer once what precedes it is durable."""
-        if self.last is not None:
+        if self.last is not None and not self.run.dry_run:
             sync_store(self.run.data_fd)
             self.run.state.set_resume(key_text(self.last), force=True)
 
@@ -234,10 +235,12 @@ class Mirror:
             return False
         self.stats.objects_seen += 1
         try:
-            dst_st: os.stat_result | None = os.stat(name, dir_fd=dst, follow_symlinks=False)
+            dst_st = None if dst < 0 else os.stat(name, dir_fd=dst, follow_symlinks=False)
         except FileNotFoundError:
             dst_st = None
-        if is_dir:
+        if self.run.dry_run:
+            self.plan(src, dst, name, key, st, dst_st, bounds)
+        elif is_dir:
             self.directory(src, dst, name, key, st, dst_st, bounds)
         elif stat.S_ISREG(st.st_mode):
             self.regular(src, dst, name, key, st, dst_st)
@@ -249,17 +252,58 @@ class Mirror:
 
     def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> None:
         """Full pass: remove what the source no longer has (within bounds)."""
-        for name in os.listdir(dst):
+        for name in os.listdir(dst) if dst >= 0 else ():
             if name in present:
                 continue
             key = (*prefix, os.fsencode(name))
             if not is_temp_name(name) and bounds.place(key) != "do":
                 continue
-            self.remove(dst, name)
+            if self.run.dry_run:
+                log.info("%s: would delete %s", self.run.name, key_text(key))
+            else:
+                self.remove(dst, name)
             if not is_temp_name(name):
                 self.stats.objects_deleted += 1
 
     # ----- entry kinds ----------------------------------------------------
+
+    def plan(
+        self,
+        src: int,
+        dst: int,
+        name: str,
+        key: Key,
+        st: os.stat_result,
+        dst_st: os.stat_result | None,
+        bounds: Bounds,
+    ) -> None:
+        """Dry run: decide as a backup would, log and count, write nothing."""
+        kind = stat.S_IFMT(st.st_mode)
+        if dst_st is None or stat.S_IFMT(dst_st.st_mode) != kind:
+            change = "create"
+        elif kind == stat.S_IFREG:
+            same = (dst_st.st_size, dst_st.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+            change = "" if same else "update"
+        elif kind == stat.S_IFLNK:
+            same = os.readlink(name, dir_fd=src) == os.readlink(name, dir_fd=dst)
+            change = "" if same else "update"
+        else:
+            change = "" if kind == stat.S_IFDIR or dst_st.st_rdev == st.st_rdev else "update"
+        if change:
+            self.stats.objects_changed += 1
+            log.info("%s: would %s %s", self.run.name, change, key_text(key))
+        else:
+            self.stats.objects_unchanged += 1
+        if kind != stat.S_IFDIR or (self.one_file_system and st.st_dev != self.root_dev):
+            return
+        sfd = os.open(name, DIR_FLAGS, dir_fd=src)
+        dfd = os.open(name, DIR_FLAGS, dir_fd=dst) if change == "" else -1
+        try:
+            self.walk(sfd, dfd, key, bounds.inner(key))
+        finally:
+            os.close(sfd)
+            if dfd >= 0:
+                os.close(dfd)
 
     def directory(
         self,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inkind.config import Config, SourceConfig, build
-from inkind.errors import ConfigError, CorruptionError, InkindError, StoreError
+from inkind.errors import ConfigError, CorruptionError, InkindError, SourceError, StoreError
 from inkind.plugins import Plugins
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
@@ -65,6 +65,7 @@ class RunReport:
     command: str
     start: str
     seed: int
+    dry_run: bool = False
     results: list[SourceResult] = field(default_factory=list)
     end: str = ""
 
@@ -78,6 +79,7 @@ class RunReport:
             "start": self.start,
             "end": self.end,
             "seed": self.seed,
+            "dry_run": self.dry_run,
             "exit_status": self.exit_status,
             "sources": [r.as_dict() for r in self.results],
         }
@@ -166,12 +168,24 @@ class Runner:
                 prepared.append((cfg, None, str(e)))
         return prepared
 
-    def backup(self, names=(), *, full: bool = False, scrub_fraction: float | None = None) -> RunReport:
+    def backup(
+        self,
+        names=(),
+        *,
+        full: bool = False,
+        scrub_fraction: float | None = None,
+        dry_run: bool = False,
+    ) -> RunReport:
         def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
-            run.scrub_fraction = cfg.scrub_fraction if scrub_fraction is None else scrub_fraction
+            if dry_run and not source.supports_dry_run:
+                raise SourceError(f"source type '{cfg.type}' cannot do a dry run")
+            run.dry_run = dry_run
+            run.scrub_fraction = (
+                0.0 if dry_run else cfg.scrub_fraction if scrub_fraction is None else scrub_fraction
+            )
             source.backup(run)
 
-        return self._run("backup", names, op, full=full)
+        return self._run("backup", names, op, full=full, dry_run=dry_run)
 
     def scrub(self, names=(), *, fraction: float | None = None) -> RunReport:
         def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
@@ -198,10 +212,13 @@ class Runner:
 
         return self._run("verify", names, op), findings
 
-    def _run(self, command: str, names, op: Callable, *, full: bool = False) -> RunReport:
+    def _run(
+        self, command: str, names, op: Callable, *, full: bool = False, dry_run: bool = False
+    ) -> RunReport:
         prepared = self.prepare(names)
-        store = Store.open(self.config.store.path, create=command != "verify")
-        report = RunReport(command, now_iso(), self.seed)
+        writes = command != "verify" and not dry_run
+        store = Store.open(self.config.store.path, create=writes, fresh_ok=dry_run)
+        report = RunReport(command, now_iso(), self.seed, dry_run=dry_run)
         log.info("%s: seed %d", command, self.seed)
         try:
             with sigterm_interrupts():
@@ -213,7 +230,7 @@ class Runner:
                         result.messages.append(error or "")
                         log.error("%s: %s", cfg.name, error)
                         continue
-                    self._one(store, cfg, source, result, op, command, full)
+                    self._one(store, cfg, source, result, op, command, full, writes)
                     if result.outcome == INTERRUPTED:
                         break
         finally:
@@ -232,14 +249,16 @@ class Runner:
         op: Callable,
         command: str,
         full: bool,
+        writes: bool,
     ) -> None:
-        writes = command != "verify"
         full_draw = self.rng.random() < cfg.full_probability
-        if not writes and not store.data_dir(cfg.name).is_dir():
+        stored = store.data_dir(cfg.name).is_dir()
+        if command == "verify" and not stored:
             result.messages.append("nothing stored yet")
             log.info("%s: nothing stored yet", cfg.name)
             return
-        lock = store.lock(cfg.name, shared=not writes)
+        # A dry run of a source with nothing stored yet has nothing to lock.
+        lock = store.lock(cfg.name, shared=not writes) if writes or stored else -1
         if lock is None:
             result.outcome = BUSY
             msg = "another inkind run is working on this source; skipped"
@@ -299,7 +318,8 @@ class Runner:
             if writes:
                 sync_store(lock)
                 self._record(state, cfg, command, result)
-            os.close(lock)
+            if lock >= 0:
+                os.close(lock)
         log.info("%s: %s %s", cfg.name, result.outcome, stats.nonzero())
 
     def _failed(self, result: SourceResult, message: str) -> None:

@@ -50,6 +50,7 @@ class RunContext:
     rng: random.Random
     full: bool = False
     scrub_fraction: float = 0.0
+    dry_run: bool = False
     progress_factory: Any = None
     warnings_seen: list[str] = field(default_factory=list)
 
@@ -86,6 +87,9 @@ class Source(ABC):
 
     type_name: ClassVar[str]
     Options: ClassVar[type]
+    supports_dry_run: ClassVar[bool] = False
+    """Whether ``backup`` honours ``run.dry_run`` (log and count what it
+    would do, write nothing). The host refuses ``--dry-run`` otherwise."""
 
     def __init__(self, name: str, options: Any):
         self.name = name

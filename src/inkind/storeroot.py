@@ -24,11 +24,12 @@ class Store:
     root_fd: int
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> Store:
+    def open(cls, path: Path, *, create: bool = True, fresh_ok: bool = False) -> Store:
         """Check the store and create ``.inkind/`` on first use.
 
         A missing, non-directory or read-only store is a StoreError naming
-        the path; nothing is written then.
+        the path; nothing is written then. ``fresh_ok`` (a dry run) accepts
+        a store that was never written without creating anything.
         """
         if not path.exists():
             raise StoreError(f"store: {path}: does not exist (create the directory first)")
@@ -52,7 +53,7 @@ class Store:
                 write_json(info, {"format": FORMAT, "created": now_iso()})
             except OSError as e:
                 raise StoreError(f"store: {path}: cannot write: {e.strerror}") from None
-        else:
+        elif not fresh_ok:
             raise StoreError(f"store: {path}: not an inkind store (no .inkind/store.json)")
         return cls(path, os.open(path, DIR_FLAGS))
 

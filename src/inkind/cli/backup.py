@@ -13,10 +13,12 @@ from inkind.cli.common import finish, json_option, seed_option
     type=click.FloatRange(0, 1),
     help="Override the chance that an object is scrubbed.",
 )
+@click.option("--dry-run", is_flag=True, help="Log and count what would change; write nothing.")
 @seed_option
 @json_option
 @click.pass_obj
-def command(env, sources, full, scrub_fraction, seed, as_json):
+def command(env, sources, full, scrub_fraction, dry_run, seed, as_json):
     """Back up SOURCES (default: all configured sources)."""
-    report = env.runner(seed, progress=not as_json).backup(sources, full=full, scrub_fraction=scrub_fraction)
+    runner = env.runner(seed, progress=not as_json)
+    report = runner.backup(sources, full=full, scrub_fraction=scrub_fraction, dry_run=dry_run)
     finish(report, as_json)
