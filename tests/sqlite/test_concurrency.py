@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,7 @@ class Writer(threading.Thread):
                         con.execute("INSERT INTO ledger VALUES (?, randomblob(500))", (n,))
                         con.execute("UPDATE total SET n = ?", (n,))
                     self.committed = n
+                    time.sleep(0.001)  # pacing only: lets a rollback-mode reader get its lock
                     if n == 20:
                         self.started_writing.set()
             finally:

@@ -63,3 +63,11 @@ def test_a_small_update_writes_only_changed_blocks(setup, inkind_run, tmp_path):
 
     third = inkind_run(s.config).results[0].stats
     assert (third.bytes_written, third.xattrs_written, third.objects_changed) == (0, 0, 0)
+
+    # Shrunk below LARGE: stored as a plain file again, its manifest dropped.
+    execute(db, "DELETE FROM blob WHERE id > 100")
+    execute(db, "VACUUM")
+    assert inkind_run(s.config).results[0].stats.objects_changed == 1
+    assert os.path.getsize(stored) < LARGE and not manifest.exists()
+    assert query(stored, "SELECT count(*) FROM blob") == [(100,)]
+    assert inkind_run(s.config, "verify").exit_status == 0
