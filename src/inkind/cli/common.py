@@ -51,6 +51,7 @@ class Env:
         return self._config
 
     def runner(self, seed: int | None = None, *, progress: bool = True) -> Runner:
+        self.setup()
         factory = progress_factory(self._console) if progress else None
         return Runner(self.config, self.plugins, seed=seed, progress_factory=factory)
 
