@@ -741,7 +741,7 @@ class Mirror:
         corrupt = want != got
         if corrupt:
             self.corrupt.append(rel)
-            self.stats.errors += 1
+            self.stats.objects_corrupt += 1
             log.error(
                 "%s: corruption: %s: %s",
                 self.run.name,

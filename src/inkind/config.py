@@ -47,6 +47,25 @@ class Defaults:
 
     full_probability: float = 0.033
     scrub_fraction: float = 0.01
+    max_age: str = ""  # e.g. "26h": ``inkind status`` fails when the last success is older
+
+
+@dataclass
+class MetricsConfig:
+    """``[metrics]``: where to write the Prometheus node_exporter textfile."""
+
+    textfile: Path | None = None
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, key: str) -> int:
+    """ "90m", "26h", "2d" into seconds, or ConfigError naming ``key``."""
+    value, unit = text[:-1], text[-1:]
+    if unit not in DURATION_UNITS or not value.isdigit():
+        raise ConfigError(f"config: {key}: expected a duration like 90m, 26h or 2d, got {text!r}")
+    return int(value) * DURATION_UNITS[unit]
 
 
 @dataclass
@@ -57,6 +76,7 @@ class SourceConfig:
     type: str
     full_probability: float
     scrub_fraction: float
+    max_age: int | None  # seconds
     options: dict[str, Any]
     base: Path
 
@@ -67,6 +87,7 @@ class Config:
     store: StoreConfig
     defaults: Defaults
     sources: dict[str, SourceConfig]
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -155,10 +176,10 @@ def parse(text: str, path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path}: {e}") from None
-    known = {"store", "defaults", "sources"}
+    known = {"store", "defaults", "sources", "metrics"}
     for key in data:
         if key not in known:
-            raise ConfigError(f"config: unknown table or key '{key}' (known: defaults, sources, store)")
+            raise ConfigError(f"config: unknown table or key '{key}' (known: {', '.join(sorted(known))})")
     if "store" not in data:
         raise ConfigError("config: missing required table [store]")
     base = path.parent.absolute()
@@ -170,13 +191,16 @@ def parse(text: str, path: Path) -> Config:
     defaults = build(Defaults, data.get("defaults", {}), "defaults")
     _probability(defaults.full_probability, "defaults.full_probability")
     _probability(defaults.scrub_fraction, "defaults.scrub_fraction")
+    if defaults.max_age:
+        parse_duration(defaults.max_age, "defaults.max_age")
+    metrics = build(MetricsConfig, data.get("metrics", {}), "metrics", base=base)
     sources_table = data.get("sources", {})
     if not isinstance(sources_table, dict):
         raise ConfigError("config: sources: must be a table of [sources.NAME] tables")
     sources = {}
     for name, table in sources_table.items():
         sources[name] = _source(name, table, defaults, base)
-    return Config(path=path, store=store, defaults=defaults, sources=sources)
+    return Config(path=path, store=store, defaults=defaults, sources=sources, metrics=metrics)
 
 
 def _source(name: str, table: Any, defaults: Defaults, base: Path) -> SourceConfig:
@@ -189,21 +213,19 @@ def _source(name: str, table: Any, defaults: Defaults, base: Path) -> SourceConf
         raise ConfigError(f"config: {where}: missing required key 'type'")
     if not isinstance(table["type"], str):
         raise ConfigError(f"config: {where}.type: expected a string")
-    common = build(
-        Defaults, {k: table[k] for k in ("full_probability", "scrub_fraction") if k in table}, where
-    )
-    merged = dataclasses.replace(
-        defaults,
-        **{k: getattr(common, k) for k in ("full_probability", "scrub_fraction") if k in table},
-    )
+    host_keys = [f.name for f in dataclasses.fields(Defaults)]
+    common = build(Defaults, {k: table[k] for k in host_keys if k in table}, where)
+    merged = dataclasses.replace(defaults, **{k: getattr(common, k) for k in host_keys if k in table})
     _probability(merged.full_probability, f"{where}.full_probability")
     _probability(merged.scrub_fraction, f"{where}.scrub_fraction")
-    options = {k: v for k, v in table.items() if k not in ("type", "full_probability", "scrub_fraction")}
+    max_age = parse_duration(merged.max_age, f"{where}.max_age") if merged.max_age else None
+    options = {k: v for k, v in table.items() if k != "type" and k not in host_keys}
     return SourceConfig(
         name=name,
         type=table["type"],
         full_probability=merged.full_probability,
         scrub_fraction=merged.scrub_fraction,
+        max_age=max_age,
         options=options,
         base=base,
     )

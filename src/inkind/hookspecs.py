@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pluggy
 
+from inkind.config import Config
+
 hookspec = pluggy.HookspecMarker("inkind")
 
 
@@ -24,12 +26,13 @@ def inkind_source_types() -> list[type]:
 
 
 @hookspec
-def inkind_run_finished(report: dict) -> None:
+def inkind_run_finished(report: dict, config: Config) -> None:
     """Called once after a ``backup`` or ``scrub`` run, with its report.
 
     ``report`` is the JSON-ready dict that ``inkind backup --json`` prints:
     command, start and end times, exit status, and per source its outcome,
-    full pass flag, messages and stats. For metrics, notifications and the
-    like; an exception here is logged with the plugin's name and does not
-    change the run's exit status.
+    full pass flag, messages and stats; ``config`` is the loaded
+    configuration. An implementation may take either argument or both. For
+    metrics, notifications and the like; an exception here is logged with the
+    plugin's name and does not change the run's exit status.
     """

@@ -41,7 +41,8 @@ class Plugins:
         """Call a notification hook in every plugin, each one isolated."""
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
             try:
-                impl.function(**kwargs)
+                # Like pluggy, pass each implementation only the arguments it names.
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
             except Exception as e:
                 log.error("plugin %s: hook %s failed: %s", impl.plugin_name, hook, e)
 

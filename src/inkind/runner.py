@@ -237,7 +237,7 @@ class Runner:
             store.close()
             report.end = now_iso()
         if command != "verify":
-            self.plugins.call("inkind_run_finished", report=report.as_dict())
+            self.plugins.call("inkind_run_finished", report=report.as_dict(), config=self.config)
         return report
 
     def _one(
@@ -305,6 +305,8 @@ class Runner:
                 result.messages.append(f"interrupted by {e}")
                 log.error("%s: interrupted by %s; every stored object is whole", cfg.name, e)
             except InkindError as e:
+                if isinstance(e, CorruptionError) and not stats.objects_corrupt:
+                    stats.objects_corrupt = 1
                 self._failed(result, str(e))
             except OSError as e:
                 where = f" {e.filename}" if e.filename else ""

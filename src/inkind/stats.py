@@ -28,6 +28,7 @@ class Stats:
     objects_deleted: int = 0
     objects_scrubbed: int = 0
     objects_repaired: int = 0
+    objects_corrupt: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
     bytes_journaled: int = 0

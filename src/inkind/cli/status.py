@@ -1,14 +1,20 @@
 """``inkind status``: store health and the last run of each source."""
 
+import calendar
 import os
 import shutil
 import sys
+import time
 
 import click
 
 from inkind.cli.common import emit_json, json_option
 from inkind.state import SourceState
 from inkind.store.image import JOURNAL_DIR
+
+
+def _epoch(iso: str) -> float:
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
 
 
 def _alive(pid: int) -> bool:
@@ -28,7 +34,8 @@ def command(env, as_json):
     """Store health and the last run of each source.
 
     Exit 0 when every source's last backup succeeded, 1 when one has
-    warnings or never ran, 2 when one failed or the store is unusable.
+    warnings or never ran, 2 when one failed, its last success is older than
+    its ``max_age``, or the store is unusable: a monitoring check.
     """
     cfg = env.config
     store = cfg.store.path
@@ -62,9 +69,18 @@ def command(env, as_json):
             "pending_journals": pending,
             "resume": state.resume,
         }
+        stale = src.max_age is not None and (
+            row["last_success"] is None or time.time() - _epoch(row["last_success"]) > src.max_age
+        )
+        row["stale"] = stale
         sources.append(row)
         outcome = row["outcome"]
         worst = max(worst, 0 if outcome == "ok" else 2 if outcome in ("failed", "interrupted") else 1)
+        if stale:
+            problems.append(
+                f"source {name}: last success {row['last_success'] or 'never'} is older than max_age"
+            )
+            worst = 2
     data = {
         "store": str(store),
         "snapshots": cfg.store.snapshots,
