@@ -36,19 +36,26 @@ def test_repeated_interruptions_still_cover_the_whole_tree(setup, inkind_run, mo
         return real_entry(self, *args, **kwargs)
 
     monkeypatch.setattr(Mirror, "entry", entry)
+    def missing():
+        # The root's own mtime is set when a run completes; ignore it here.
+        if not setup.data.exists():
+            return True
+        return [line for line in tree_diff(setup.src, setup.data) if not line.endswith(" ./")]
+
     runs = 0
-    while tree_diff(setup.src, setup.data) if setup.data.exists() else True:
+    while missing():
         budget["left"] = 7
         (r,) = inkind_run(setup.config).results
         assert r.outcome == "interrupted"
         runs += 1
-        assert runs <= 12, "each run must advance, not start over"
+        assert runs <= 9, "each run must advance, not start over"
     # 45 entries (5 dirs + 40 files), 7 per run, some spent re-entering
     # the directory the pointer is in: every entry was covered in few runs.
     assert runs >= 6
     budget["left"] = 10_000
     (r,) = inkind_run(setup.config).results
     assert r.outcome == "ok" and r.stats.objects_changed == 0
+    assert tree_diff(setup.src, setup.data) == []
 
 
 def test_interrupted_run_records_the_pointer_and_outcome(setup, inkind_run, monkeypatch):
