@@ -1,7 +1,7 @@
 """An interrupted backup resumes where it stopped and wraps around."""
 
 import pytest
-from conftest import write
+from files_trees import write
 from inkind_files.mirror import Bounds, Mirror
 
 from inkind.runner import Interrupted
@@ -36,6 +36,7 @@ def test_repeated_interruptions_still_cover_the_whole_tree(setup, inkind_run, mo
         return real_entry(self, *args, **kwargs)
 
     monkeypatch.setattr(Mirror, "entry", entry)
+
     def missing():
         # The root's own mtime is set when a run completes; ignore it here.
         if not setup.data.exists():

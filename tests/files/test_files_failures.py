@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import IS_ROOT, make_awkward_tree, write
+from files_trees import IS_ROOT, make_awkward_tree, write
 from inkind_files.mirror import Mirror
 
 from inkind.testing import render_config, tree_diff

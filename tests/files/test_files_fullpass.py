@@ -3,7 +3,7 @@
 import os
 import subprocess
 
-from conftest import IS_ROOT, write
+from files_trees import IS_ROOT, write
 
 from inkind.testing import tree_diff
 

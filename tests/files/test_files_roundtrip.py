@@ -4,7 +4,7 @@ import os
 import stat
 
 import pytest
-from conftest import IS_ROOT, make_awkward_tree
+from files_trees import IS_ROOT, make_awkward_tree
 
 from inkind.testing import tree_diff
 

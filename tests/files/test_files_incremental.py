@@ -2,7 +2,7 @@
 
 import os
 
-from conftest import make_awkward_tree, write
+from files_trees import make_awkward_tree, write
 
 from inkind.testing import tree_diff
 

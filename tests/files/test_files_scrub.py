@@ -2,7 +2,7 @@
 
 import os
 
-from conftest import write
+from files_trees import write
 
 from inkind.testing import tree_diff
 
