@@ -1,0 +1,330 @@
+"""Benchmark (not a test): the image source against rsync and cp.
+
+A 4 GiB image file (random data) is kept up to date in three targets on a
+btrfs filesystem made on a loop device: an inkind store, an rsync target and
+a cp target. Each round changes 1% of the image's 4 MiB blocks at random, then
+runs, from a cold page cache (the source and target files are evicted first):
+
+* ``inkind backup``                                (image source, 4 MiB blocks)
+* ``rsync --inplace --no-whole-file SRC DEST``
+* ``cp --sparse=always SRC DEST``
+* ``cat SRC`` > /dev/null                          (the read-speed reference)
+
+and reports wall time, bytes read and written (/proc/PID/io), peak RSS, and
+the target's btrfs exclusive bytes against a snapshot taken before the round
+(``btrfs filesystem du -s --raw``). The same rounds run with a warm cache.
+Medians of ``--rounds`` rounds. Finally, the peak RSS of a first backup of a
+100 GiB sparse source shows that memory does not grow with the source.
+
+Run as root:  .venv/bin/python bench/image.py [--rounds 3] [--out docs/benchmarks-image.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Measurement:
+    """One command's cost. bench/measure.py (the shared helper) was not
+    there when this was written; this is the minimum needed."""
+
+    wall: float
+    read_bytes: int  # rchar: bytes the process tree read (cache hits included)
+    write_bytes: int  # write_bytes: bytes it sent towards storage
+    peak_rss: int
+    extra: dict = field(default_factory=dict)
+
+
+def measure(cmd: list[str], stdout: int | None = subprocess.DEVNULL) -> Measurement:
+    """Run ``cmd``; read /proc/PID/io after it exited but before it is
+    reaped, so its reaped children (rsync forks) are included."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+    wall = time.monotonic() - start
+    io = dict(line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines())
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"bench/image.py: {cmd[0]} exited {proc.returncode}: {shlex.join(cmd)}")
+    return Measurement(wall, int(io["rchar"]), int(io["write_bytes"]), usage.ru_maxrss * 1024)
+
+
+def median(values) -> float:
+    return statistics.median(list(values))
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+MiB = 1 << 20
+GiB = 1 << 30
+BLOCK = 4 * MiB
+PYTHON = sys.executable
+
+
+def sh(*argv: str | Path) -> str:
+    return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True).stdout
+
+
+def evict(*paths: Path) -> None:
+    """Drop these files' pages from the page cache (only theirs: other
+    work on the machine keeps its cache)."""
+    for path in paths:
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def settle(cold: bool, *paths: Path) -> None:
+    """Start each measurement alike: no writeback of an earlier command
+    still running, and (cold) the files involved out of the page cache."""
+    os.sync()
+    if cold:
+        evict(*paths)
+
+
+def make_source(path: Path, size: int, rng: random.Random) -> None:
+    with open(path, "wb") as f:
+        for _ in range(size // BLOCK):
+            f.write(rng.randbytes(BLOCK))
+
+
+def change_blocks(path: Path, size: int, fraction: float, rng: random.Random) -> int:
+    """Overwrite ``fraction`` of the 4 MiB blocks with random data; return
+    the bytes changed."""
+    blocks = rng.sample(range(size // BLOCK), max(1, round(size // BLOCK * fraction)))
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for b in blocks:
+            os.pwrite(fd, rng.randbytes(BLOCK), b * BLOCK)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return len(blocks) * BLOCK
+
+
+def exclusive(path: Path) -> int:
+    """Bytes below ``path`` shared with nothing else (e.g. not with the
+    snapshot taken before the round)."""
+    out = sh("btrfs", "filesystem", "du", "-s", "--raw", path).splitlines()
+    return int(out[-1].split()[1])
+
+
+class Btrfs:
+    """A btrfs filesystem on a loop device (direct I/O, so reads of the
+    targets come from the disk and not from the backing file's cache)."""
+
+    def __init__(self, work: Path, size: int):
+        self.backing = work / "btrfs.raw"
+        with open(self.backing, "wb") as f:
+            f.truncate(size)
+        self.dev = sh("losetup", "--find", "--show", "--direct-io=on", self.backing).strip()
+        sh("mkfs.btrfs", "-q", "-f", self.dev)
+        self.mnt = work / "mnt"
+        self.mnt.mkdir()
+        sh("mount", self.dev, self.mnt)
+
+    def subvolume(self, name: str) -> Path:
+        sh("btrfs", "subvolume", "create", self.mnt / name)
+        return self.mnt / name
+
+    def snapshot(self, sub: Path) -> Path:
+        snap = self.mnt / f".before-{sub.name}"
+        sh("btrfs", "subvolume", "snapshot", "-r", sub, snap)
+        return snap
+
+    def drop(self, snap: Path) -> None:
+        sh("btrfs", "subvolume", "delete", snap)
+
+    def close(self) -> None:
+        subprocess.run(["umount", str(self.mnt)], check=False)
+        subprocess.run(["losetup", "-d", self.dev], check=False)
+
+
+def write_config(path: Path, store: Path, source: Path) -> Path:
+    path.write_text(
+        f'[store]\npath = "{store}"\nsnapshots = "none"\n\n'
+        "[defaults]\nfull_probability = 0.0\nscrub_fraction = 0.0\n\n"
+        f'[sources.disk]\ntype = "image"\npath = "{source}"\nname = "disk"\n'
+    )
+    return path
+
+
+class Targets:
+    """The three copies of the source and the commands that update them."""
+
+    def __init__(self, fs: Btrfs, work: Path, source: Path):
+        self.fs = fs
+        self.source = source
+        self.subs = {name: fs.subvolume(name) for name in ("inkind", "rsync", "cp")}
+        config = write_config(work / "inkind.toml", self.subs["inkind"], source)
+        self.files = {
+            "inkind": self.subs["inkind"] / "disk" / "disk.img",
+            "rsync": self.subs["rsync"] / "disk.img",
+            "cp": self.subs["cp"] / "disk.img",
+        }
+        self.commands: dict[str, list[str]] = {
+            "inkind": [PYTHON, "-m", "inkind", "-q", "-c", str(config), "backup"],
+            "rsync": ["rsync", "--inplace", "--no-whole-file", str(source), str(self.files["rsync"])],
+            "cp": ["cp", "--sparse=always", str(source), str(self.files["cp"])],
+        }
+
+    def run(self, tool: str, cold: bool) -> Measurement:
+        snap = self.fs.snapshot(self.subs[tool])
+        try:
+            settle(cold, self.source, self.files[tool])
+            m = measure(self.commands[tool])
+            os.sync()  # let btrfs allocate what was written before counting it
+            m.extra["exclusive"] = exclusive(self.subs[tool])
+        finally:
+            self.fs.drop(snap)
+        return m
+
+    def cat(self, cold: bool) -> Measurement:
+        settle(cold, self.source)
+        return measure(["cat", str(self.source)], stdout=subprocess.DEVNULL)
+
+
+def rounds(targets: Targets, n: int, size: int, cold: bool, rng: random.Random) -> dict[str, list]:
+    results: dict[str, list[Measurement]] = {"inkind": [], "rsync": [], "cp": [], "cat": []}
+    changed = 0
+    for _ in range(n):
+        changed = change_blocks(targets.source, size, 0.01, rng)
+        if not cold:
+            targets.cat(False)  # warm the source
+        for tool in ("inkind", "rsync", "cp"):
+            results[tool].append(targets.run(tool, cold))
+        results["cat"].append(targets.cat(cold))
+    return {"changed": changed, **results}
+
+
+def table(res: dict, size: int) -> str:
+    changed = res["changed"]
+    cat_wall = median(m.wall for m in res["cat"])
+    rows = []
+    for tool in ("inkind", "rsync", "cp", "cat"):
+        ms = res[tool]
+        wall = median(m.wall for m in ms)
+        excl = median(m.extra.get("exclusive", 0) for m in ms) if tool != "cat" else None
+        rows.append(
+            [
+                tool,
+                f"{wall:.2f}",
+                f"{size / wall / 1e6:.0f}",
+                f"{cat_wall / wall:.0%}",
+                f"{median(m.read_bytes for m in ms) / MiB:.0f}",
+                f"{median(m.write_bytes for m in ms) / MiB:.1f}",
+                "" if excl is None else f"{excl / MiB:.1f} ({excl / changed:.2f}x)",
+                f"{median(m.peak_rss for m in ms) / MiB:.0f}",
+            ]
+        )
+    header = [
+        "command",
+        "wall s",
+        "MB/s of image",
+        "vs cat",
+        "read MiB",
+        "written MiB",
+        "btrfs exclusive MiB (x changed)",
+        "peak RSS MiB",
+    ]
+    return markdown_table(header, rows)
+
+
+def huge_source_rss(work: Path) -> Measurement:
+    """First backup of a 100 GiB sparse file: memory must not grow."""
+    src = work / "huge.img"
+    with open(src, "wb") as f:
+        f.truncate(100 * GiB)
+        for i in range(0, 100, 7):
+            f.seek(i * GiB)
+            f.write(os.urandom(BLOCK))
+    store = work / "huge-store"
+    store.mkdir()
+    config = write_config(work / "huge.toml", store, src)
+    return measure([PYTHON, "-m", "inkind", "-q", "-c", str(config), "backup"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=4, help="image size in GiB (default 4)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
+    ap.add_argument("--out", type=Path, help="write the tables (markdown) here")
+    ap.add_argument("--no-huge", action="store_true", help="skip the 100 GiB sparse RSS check")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/image.py: needs root (loop device, btrfs)")
+    size = args.size * GiB
+    rng = random.Random(42)
+    work = Path(tempfile.mkdtemp(prefix="inkind-bench-image-", dir=args.workdir))
+    fs = None
+    try:
+        source = work / "source.img"
+        print(f"generating {args.size} GiB of random data in {source}", file=sys.stderr)
+        make_source(source, size, rng)
+        fs = Btrfs(work, 4 * size + 4 * GiB)
+        targets = Targets(fs, work, source)
+        print("first copies", file=sys.stderr)
+        first = {tool: targets.run(tool, True) for tool in ("inkind", "rsync", "cp")}
+        report = [f"Image: {args.size} GiB of random data; 1% of its 4 MiB blocks changed per round.", ""]
+        for cold in (True, False):
+            label = "cold page cache" if cold else "warm page cache"
+            print(f"rounds, {label}", file=sys.stderr)
+            res = rounds(targets, args.rounds, size, cold, rng)
+            report += [
+                f"### Incremental, {label} (median of {args.rounds}; "
+                f"changed: {res['changed'] / MiB:.0f} MiB)",
+                "",
+                table(res, size),
+                "",
+            ]
+        rows = [
+            [tool, f"{m.wall:.2f}", f"{m.write_bytes / MiB:.0f}", f"{m.peak_rss / MiB:.0f}"]
+            for tool, m in first.items()
+        ]
+        report += [
+            "### First copy (one run, cold)",
+            "",
+            markdown_table(["command", "wall s", "written MiB", "peak RSS MiB"], rows),
+            "",
+        ]
+        if not args.no_huge:
+            print("100 GiB sparse source", file=sys.stderr)
+            m = huge_source_rss(work)
+            report += [
+                f"First backup of a 100 GiB sparse image file (15 data blocks): "
+                f"{m.wall:.1f} s, peak RSS {m.peak_rss / MiB:.0f} MiB.",
+                "",
+            ]
+        text = "\n".join(report)
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+    finally:
+        if fs is not None:
+            fs.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
