@@ -4,15 +4,20 @@ and ext4 (updates through a redo journal)."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from image_helpers import MiB, allocated, digest, fill, scribble, sh
 
+from inkind import config as config_mod
+from inkind.plugins import load_plugins
+from inkind.runner import Runner
 from inkind.testing import needs_root
 
 pytestmark = [needs_root, pytest.mark.root]
@@ -93,6 +98,33 @@ def test_growth_and_shrink_of_the_device(store, source, inkind_config, inkind_cl
     r = inkind_cli("-c", cfg, "backup")
     assert r.returncode == 0 and "shrank from 72876032 to 33558528 bytes" in r.stderr
     assert image.stat().st_size == SIZE // 2 + 4096 and digest(image) == digest(source.dev)
+    assert inkind_cli("-c", cfg, "verify").returncode == 0
+
+
+def test_a_device_shrinking_mid_run_fails_and_keeps_the_image(store, source, inkind_config, inkind_cli):
+    cfg = configure(inkind_config, store, source.dev)
+    image, manifest = paths(store)
+    backup(inkind_cli, cfg)
+    fill(source.dev, {0: os.urandom(BS)})
+    before = (digest(image), image.stat().st_mtime_ns, manifest.read_bytes())
+
+    class ShrinkOnFirstBlock:
+        def advance(self, n: int = 1) -> None:
+            if source.backing.stat().st_size == SIZE:
+                source.resize(SIZE // 2)  # the volume shrinks while being read
+
+    @contextmanager
+    def progress(description, total):
+        yield ShrinkOnFirstBlock()
+
+    runner = Runner(config_mod.load(str(cfg)), load_plugins(), seed=1, progress_factory=progress)
+    (result,) = runner.backup().results
+    assert result.outcome == "failed"
+    assert result.messages == [
+        f"source {source.dev}: ended at byte {SIZE // 2} of {SIZE} (shrunk or gone while being read); "
+        "the previous image is kept"
+    ]
+    assert (digest(image), image.stat().st_mtime_ns, manifest.read_bytes()) == before
     assert inkind_cli("-c", cfg, "verify").returncode == 0
 
 
