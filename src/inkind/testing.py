@@ -25,7 +25,7 @@ import pytest
 
 from inkind import config as config_mod
 from inkind.plugins import load_plugins
-from inkind.runner import RunReport, Runner
+from inkind.runner import Runner, RunReport
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 
