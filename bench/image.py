@@ -50,15 +50,19 @@ class Measurement:
 def measure(cmd: list[str], stdout: int | None = subprocess.DEVNULL) -> Measurement:
     """Run ``cmd``; read /proc/PID/io after it exited but before it is
     reaped, so its reaped children (rsync forks) are included."""
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
-    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-    wall = time.monotonic() - start
-    io = dict(line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines())
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"bench/image.py: {cmd[0]} exited {proc.returncode}: {shlex.join(cmd)}")
+    with tempfile.TemporaryFile() as errors:
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=errors)
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        wall = time.monotonic() - start
+        io = dict(line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines())
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            errors.seek(0)
+            raise SystemExit(
+                f"bench/image.py: {shlex.join(cmd)}: exit {proc.returncode}: {errors.read().decode()}"
+            )
     return Measurement(wall, int(io["rchar"]), int(io["write_bytes"]), usage.ru_maxrss * 1024)
 
 
@@ -154,6 +158,7 @@ class Btrfs:
 
     def drop(self, snap: Path) -> None:
         sh("btrfs", "subvolume", "delete", snap)
+        sh("btrfs", "subvolume", "sync", self.mnt)  # space back before the next command
 
     def close(self) -> None:
         subprocess.run(["umount", str(self.mnt)], check=False)
@@ -282,7 +287,7 @@ def main() -> None:
         source = work / "source.img"
         print(f"generating {args.size} GiB of random data in {source}", file=sys.stderr)
         make_source(source, size, rng)
-        fs = Btrfs(work, 4 * size + 4 * GiB)
+        fs = Btrfs(work, 8 * size + 8 * GiB)
         targets = Targets(fs, work, source)
         print("first copies", file=sys.stderr)
         first = {tool: targets.run(tool, True) for tool in ("inkind", "rsync", "cp")}
