@@ -14,7 +14,8 @@ cold cache: the page cache is dropped before every measured command) and
 the medians are reported: wall time, the ratio to rsync, bytes written
 (/proc/PID/io write_bytes), bytes read (rchar) and peak RSS.
 
-Run as root:  .venv/bin/python bench/files.py [--files 100000] [--rounds 5] [--out FILE]
+Needs GNU time (Debian package `time`) and rsync. Run as root:
+  .venv/bin/python bench/files.py [--files 100000] [--rounds 5] [--out FILE]
 """
 
 from __future__ import annotations

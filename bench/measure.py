@@ -25,20 +25,28 @@ class Measurement:
 
 
 def measure(cmd: list[str], stdout: int | None = subprocess.DEVNULL) -> Measurement:
-    """Run ``cmd``; read /proc/PID/io after it exited but before it is
-    reaped, so its reaped children (rsync forks two) are included."""
-    with tempfile.TemporaryFile() as errors:
+    """Run ``cmd`` under GNU time; read /proc/PID/io of ``time`` after it
+    exited but before it is reaped, so every reaped descendant (rsync forks
+    two) is included.
+
+    Peak RSS comes from ``time`` (the largest process of the tree): a child
+    forked straight from this (large) Python process would inherit its RSS
+    high-water mark and report that instead of its own.
+    """
+    with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as errors:
+        timed = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd]
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=errors)
+        proc = subprocess.Popen(timed, stdout=stdout, stderr=errors)
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         wall = time.monotonic() - start
         io = dict(line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines())
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status, _ = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode not in (0,):
             errors.seek(0)
             raise SystemExit(f"{shlex.join(cmd)}: exit {proc.returncode}: {errors.read().decode()}")
-    return Measurement(wall, int(io["rchar"]), int(io["write_bytes"]), usage.ru_maxrss * 1024)
+        peak_kib = int(Path(rss.name).read_text().split()[-1])
+    return Measurement(wall, int(io["rchar"]), int(io["write_bytes"]), peak_kib * 1024)
 
 
 def drop_caches() -> None:
