@@ -1,0 +1,163 @@
+"""The ``postgres`` source type: pg_dump per database, pg_dumpall for globals."""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from inkind import ConfigError, RunContext
+from inkind.dumps import (
+    Dump,
+    DumpSource,
+    database_of,
+    entry_name,
+    find_tool,
+    run_tool,
+    scratch_dir,
+    select_databases,
+    store_tree,
+    stored_entries,
+    stream_to_file,
+)
+from inkind.store.paths import open_beneath
+from inkind_postgres import conninfo
+from inkind_postgres.options import PostgresOptions
+from inkind_postgres.toc import keep_stored_time
+
+GLOBALS = "globals.sql"
+LIST_DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
+
+
+def entry_for(db: str, plain: bool) -> str:
+    """``<db>/`` or ``<db>.sql``; never the name of the globals dump."""
+    entry = entry_name(db, ".sql" if plain else "")
+    if entry == GLOBALS:
+        entry = f"%{ord(entry[0]):02X}{entry[1:]}"
+    return entry
+
+
+class PostgresSource(DumpSource):
+    """PostgreSQL databases as pg_dump archives (restore: pg_restore / psql)."""
+
+    type_name = "postgres"
+    Options = PostgresOptions
+
+    @property
+    def params(self) -> dict[str, str]:
+        return conninfo.parse(self.options.dsn)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.options.passfile is not None:
+            env["PGPASSFILE"] = str(self.options.passfile)
+        return env
+
+    def tool(self, name: str) -> str:
+        return find_tool(name, self.options.bin_dir)
+
+    def first_database(self) -> str:
+        """The database to connect to for the list and the globals."""
+        return self.params.get("dbname") or "postgres"
+
+    def list_databases(self) -> list[str]:
+        """Every database that accepts connections, templates left out.
+        Fails (SourceError, one line) when the server cannot be reached."""
+        conn = conninfo.with_dbname(self.params, self.first_database())
+        argv = [self.tool("psql"), "-X", "-q", "-A", "-t", "-0", "-d", conn, "-c", LIST_DATABASES]
+        out = run_tool(argv, self.env()).decode("utf-8", "surrogateescape")
+        return [n.strip("\n") for n in out.split("\0") if n.strip("\n")]
+
+    def restrict_args(self, run: RunContext, tool: str) -> list[str]:
+        """A fixed ``--restrict-key`` for tools that have it (15.14 and later
+        write a random one otherwise, so no two plain dumps would be equal).
+        The key is random per source, kept in its state."""
+        if b"--restrict-key" not in run_tool([tool, "--help"]):
+            return []
+        key = run.state.plugin.setdefault("restrict_key", secrets.token_hex(24))
+        return [f"--restrict-key={key}"]
+
+    def plan(self, run: RunContext) -> list[Dump]:
+        o = self.options
+        listed = self.list_databases()
+        pg_dump, pg_dumpall = self.tool("pg_dump"), self.tool("pg_dumpall")
+        plain = o.format == "plain"
+        restrict = self.restrict_args(run, pg_dump) if plain else []
+        globals_argv = [pg_dumpall, "--globals-only", *self.restrict_args(run, pg_dumpall)]
+        globals_argv += ["-d", conninfo.render(self.params), "-l", self.first_database()]
+        dumps = [Dump(GLOBALS, "globals", functools.partial(stream_to_file, argv=globals_argv, env=self.env()))]
+        for db in select_databases(listed, o.databases, o.exclude_databases):
+            conn = conninfo.with_dbname(self.params, db)
+            if plain:
+                argv = [pg_dump, "-Fp", "--create", *restrict, "-d", conn]
+                store = functools.partial(stream_to_file, argv=argv, env=self.env())
+            else:
+                jobs = [f"--jobs={o.jobs}"] if o.jobs > 1 else []
+                argv = [pg_dump, "-Fd", "-Z0", "--no-sync", *jobs, "-d", conn]
+                store = functools.partial(self.dump_directory, argv=argv)
+            dumps.append(Dump(entry_for(db, plain), f"database {db}", store))
+        return dumps
+
+    def dump_directory(self, run: RunContext, entry: str, argv: list[str]) -> None:
+        """pg_dump -Fd into a scratch directory, then into the store."""
+        with scratch_dir(run) as scratch:
+            out = scratch / "dump"
+            run_tool([*argv, "-f", str(out)], self.env())
+            keep_toc_time(run, out, entry)
+            store_tree(run, out, entry)
+
+    def restore_commands(
+        self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
+    ) -> list[list[str]]:
+        """Globals first (all databases only), then per database
+        ``pg_restore --create`` (directory) or ``psql`` (plain), both
+        connecting to ``dest``, a DSN of the target cluster's maintenance
+        database; the dump creates its database there."""
+        fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            entries = stored_entries(fd)
+        finally:
+            os.close(fd)
+        stored = {}
+        for entry in entries:
+            if entry == GLOBALS:
+                continue
+            plain = entry.endswith(".sql") and (data_dir / entry).is_file()
+            stored[database_of(entry, ".sql" if plain else "")] = (entry, plain)
+        if path is not None:
+            if path not in stored:
+                names = ", ".join(sorted(stored)) or "none"
+                raise ConfigError(f"restore: database {path!r} is not stored (stored: {names})")
+            stored = {path: stored[path]}
+        commands = []
+        if path is None and GLOBALS in entries:
+            commands.append(["psql", "-X", "-d", dest, "-f", str(data_dir / GLOBALS)])
+        for _db, (entry, plain) in sorted(stored.items()):
+            if plain:
+                commands.append(["psql", "-X", "-d", dest, "-f", str(data_dir / entry)])
+            else:
+                commands.append(["pg_restore", "--create", "-d", dest, str(data_dir / entry)])
+        return commands
+
+
+def keep_toc_time(run: RunContext, out: Path, entry: str) -> None:
+    """Give the new toc.dat the stored one's creation time when that is all
+    that differs, so an unchanged database's dump is byte-identical."""
+    new_path = out / "toc.dat"
+    try:
+        new = new_path.read_bytes()
+    except FileNotFoundError:
+        return
+    try:
+        fd = open_beneath(run.data_fd, f"{entry}/toc.dat", os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        stored = b"".join(iter(functools.partial(os.read, fd, 1 << 20), b""))
+    finally:
+        os.close(fd)
+    kept = keep_stored_time(new, stored)
+    if kept is not new:
+        new_path.write_bytes(kept)
