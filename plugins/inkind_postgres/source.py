@@ -28,6 +28,7 @@ from inkind_postgres.options import PostgresOptions
 from inkind_postgres.toc import keep_stored_time
 
 GLOBALS = "globals.sql"
+ALWAYS_THERE = "postgres"  # initdb makes it; pg_restore --create would fail on it
 LIST_DATABASES = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname"
 
 
@@ -134,9 +135,12 @@ class PostgresSource(DumpSource):
         commands = []
         if path is None and GLOBALS in entries:
             commands.append(["psql", "-X", "-d", dest, "-f", str(data_dir / GLOBALS)])
-        for _db, (entry, plain) in sorted(stored.items()):
+        for db, (entry, plain) in sorted(stored.items()):
             if plain:
                 commands.append(["psql", "-X", "-d", dest, "-f", str(data_dir / entry)])
+            elif db == ALWAYS_THERE:  # exists in every cluster: restore into it
+                target = conninfo.with_dbname(conninfo.parse(dest), db)
+                commands.append(["pg_restore", "-d", target, str(data_dir / entry)])
             else:
                 commands.append(["pg_restore", "--create", "-d", dest, str(data_dir / entry)])
         return commands

@@ -307,7 +307,7 @@ def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str],
                 finally:
                     os.close(fd)
                 count(run, f.changed)
-            run.stats.objects_deleted += len(set(stored) - set(names))
+            run.stats.objects_deleted += len(unused)  # stored files no new file reused
             sync_store(tmp_fd)
         finally:
             os.close(tmp_fd)

@@ -15,14 +15,18 @@ from inkind.state import SourceState
 @click.argument("source")
 @click.argument("path", required=False)
 @click.option("--to", "dest", required=True, help="Where to restore: a directory, device, file or DSN.")
+@click.option("--database", help="For a database source: the database to restore (same as PATH).")
 @click.option("--run", "execute", is_flag=True, help="Execute the command instead of printing it.")
 @click.pass_obj
-def command(env, source, path, dest, execute):
+def command(env, source, path, dest, database, execute):
     """Print (or with --run execute) the command that restores SOURCE.
 
     The command uses only standard tools (rsync, dd, cp, psql...), so the
     same line works at 3 a.m. without inkind.
     """
+    if database is not None and path not in (None, database):
+        raise ConfigError(f"restore: PATH {path!r} and --database {database!r} disagree")
+    path = path if path is not None else database
     cfg = env.config.sources.get(source)
     if cfg is None:
         raise ConfigError(f"no source named '{source}' in {env.config.path}")
