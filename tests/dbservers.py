@@ -92,7 +92,16 @@ class PgServer:
         check(
             as_user(
                 user,
-                [str(PG_BIN / "initdb"), "-D", str(srv.datadir), "-U", "postgres", "-A", "trust", "--no-sync"],
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(srv.datadir),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                ],
             )
         )
         hba = srv.datadir / "pg_hba.conf"
@@ -109,13 +118,19 @@ class PgServer:
 
     def start(self) -> None:
         log = self.base / "server.log"
-        check(as_user(self.user, [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l", str(log), "-w", "start"]))
+        check(
+            as_user(
+                self.user, [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l", str(log), "-w", "start"]
+            )
+        )
         self.running = True
 
     def stop(self) -> None:
         if self.running:
             subprocess.run(
-                as_user(self.user, [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"]),
+                as_user(
+                    self.user, [str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"]
+                ),
                 capture_output=True,
             )
             self.running = False

@@ -40,8 +40,10 @@ class PostgresOptions:
                 "logs and the store); put it in a passfile (key 'passfile') or PGPASSFILE"
             )
         if self.format not in FORMATS:
-            raise ConfigError(f"config: {where}.format: must be one of {', '.join(FORMATS)}, got {self.format!r}")
+            raise ConfigError(
+                f"config: {where}.format: must be one of {', '.join(FORMATS)}, got {self.format!r}"
+            )
         if self.jobs < 1:
             raise ConfigError(f"config: {where}.jobs: must be at least 1, got {self.jobs}")
         if self.jobs > 1 and self.format != "directory":
-            raise ConfigError(f"config: {where}.jobs: parallel dumps need format = \"directory\"")
+            raise ConfigError(f'config: {where}.jobs: parallel dumps need format = "directory"')

@@ -88,7 +88,9 @@ class PostgresSource(DumpSource):
         restrict = self.restrict_args(run, pg_dump) if plain else []
         globals_argv = [pg_dumpall, "--globals-only", *self.restrict_args(run, pg_dumpall)]
         globals_argv += ["-d", conninfo.render(self.params), "-l", self.first_database()]
-        dumps = [Dump(GLOBALS, "globals", functools.partial(stream_to_file, argv=globals_argv, env=self.env()))]
+        dumps = [
+            Dump(GLOBALS, "globals", functools.partial(stream_to_file, argv=globals_argv, env=self.env()))
+        ]
         for db in select_databases(listed, o.databases, o.exclude_databases):
             conn = conninfo.with_dbname(self.params, db)
             if plain:

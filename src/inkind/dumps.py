@@ -123,7 +123,7 @@ def error_line(tool: str, stderr: str, returncode: int) -> str:
     name = os.path.basename(tool)
     lines = []
     for raw in stderr.splitlines():
-        line = raw.strip()
+        line = " ".join(raw.split())
         for prefix in (f"{name}: error: ", f"{name}: detail: ", f"{name}: ", "error: ", "detail: "):
             line = line.removeprefix(prefix)
         if line and "warning:" not in line.lower():
@@ -434,7 +434,7 @@ class DumpSource(Source):
             try:
                 dump.store(run, dump.entry)
             except SourceError as e:
-                log.error("%s: %s: %s", run.name, dump.label, e)
+                log.debug("%s: %s: %s", run.name, dump.label, e)  # the run's one error line names it
                 failures.errors.append((dump.label, str(e)))
         if run.full:
             self.remove_strays(run, {d.entry for d in dumps})

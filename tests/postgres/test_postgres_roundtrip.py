@@ -16,7 +16,9 @@ def test_restore_into_fresh_cluster(
     fmt, pg, fresh_pg, make_db, pg_source, assert_second_run_writes_nothing, inkind_cli
 ):
     a = make_db(SAMPLE)
-    b = make_db("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'x'), (2, 'y');")
+    b = make_db(
+        "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'x'), (2, 'y');"
+    )
     pg.psql(f"CREATE ROLE reader_{fmt}; GRANT SELECT ON notes TO reader_{fmt};", b)
     s = pg_source([a, b], format=fmt)
 

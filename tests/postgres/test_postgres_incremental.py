@@ -1,0 +1,77 @@
+"""Directory-format dumps rewrite only the files of tables that changed."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import SAMPLE
+
+
+def inodes(path) -> dict[str, int]:
+    return {n: os.stat(path / n).st_ino for n in os.listdir(path)}
+
+
+def data_file_of(pg, db: str, data, table: str) -> str:
+    """The .dat file holding ``table``: the one whose rows mention a value
+    only that table has."""
+    marker = pg.psql(f"SELECT name FROM {table} ORDER BY id LIMIT 1", db).strip().encode()
+    (hit,) = [n for n in os.listdir(data) if n[0].isdigit() and marker in (data / n).read_bytes()]
+    return hit
+
+
+def test_changing_one_table_rewrites_only_its_file(pg, make_db, pg_source, inkind_run):
+    db = make_db(SAMPLE)
+    other = make_db(SAMPLE)
+    s = pg_source([db, other])
+    assert inkind_run(s.config, seed=1).exit_status == 0
+    before = inodes(s.data / db)
+    before_other = inodes(s.data / other)
+    pg.psql("UPDATE people SET score = score + 1 WHERE id = 5", db)
+
+    r = inkind_run(s.config, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    st = r.results[0].stats
+    changed = data_file_of(pg, db, s.data / db, "people")
+    assert st.objects_changed == 1
+    assert st.bytes_written == (s.data / db / changed).stat().st_size
+    assert st.xattrs_written == 1
+    after = inodes(s.data / db)
+    assert sorted(after) == sorted(before)
+    assert {n for n in after if after[n] != before[n]} == {changed}
+    assert inodes(s.data / other) == before_other
+
+
+def test_new_table_renumbers_files_without_rewriting_them(pg, make_db, pg_source, inkind_run):
+    """A new table shifts pg_dump's numbering of every data file; the stored
+    files are reused under their new names (hard links), not rewritten."""
+    db = make_db(SAMPLE)
+    s = pg_source([db])
+    assert inkind_run(s.config, seed=1).exit_status == 0
+    before = {(s.data / db / n).read_bytes(): n for n in os.listdir(s.data / db) if n[0].isdigit()}
+    pg.psql("CREATE TABLE aardvark (id int, name text); INSERT INTO aardvark VALUES (1, 'aardvark row');", db)
+
+    r = inkind_run(s.config, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    st = r.results[0].stats
+    new_file = data_file_of(pg, db, s.data / db, "aardvark")
+    assert new_file not in before.values()  # the numbering did shift
+    toc = (s.data / db / "toc.dat").stat().st_size
+    assert st.bytes_written == toc + (s.data / db / new_file).stat().st_size
+    assert st.objects_changed == 2  # toc.dat and the new table's file
+    after = {(s.data / db / n).read_bytes(): n for n in os.listdir(s.data / db) if n[0].isdigit()}
+    assert set(before) <= set(after)
+    for path in (s.data / db).iterdir():
+        assert path.stat().st_nlink == 1  # no stored file is shared by two names
+
+    third = inkind_run(s.config, seed=3)
+    assert third.results[0].stats.bytes_written == 0
+
+
+def test_parallel_jobs_give_the_same_dump(pg, make_db, pg_source, inkind_run):
+    db = make_db(SAMPLE)
+    s = pg_source([db])
+    assert inkind_run(s.config, seed=1).exit_status == 0
+    parallel = pg_source([db], jobs=2)
+    r = inkind_run(parallel.config, seed=2, full=True)  # config changed: full pass anyway
+    assert r.exit_status == 0, r.as_dict()
+    assert r.results[0].stats.bytes_written == 0
