@@ -7,7 +7,6 @@ import os
 
 import pytest
 from conftest import SAMPLE, table_contents
-
 from inkind_postgres.toc import creation_time_span
 
 
@@ -70,7 +69,7 @@ def test_toc_creation_time_is_kept(pg, make_db, pg_source, inkind_run):
     assert inkind_run(s.config, seed=1).exit_status == 0
     toc = s.data / a / "toc.dat"
     data = bytearray(toc.read_bytes())
-    start, end = creation_time_span(bytes(data))
+    start, _ = creation_time_span(bytes(data))
     # Make the stored toc look as if it were dumped at another time (and
     # keep its checksum right, so this is an old dump, not corruption).
     data[start + 1] = (data[start + 1] + 30) % 60  # tm_sec
