@@ -225,19 +225,22 @@ def rounds(targets: Targets, n: int, size: int, cold: bool, rng: random.Random) 
 
 
 def table(res: dict, size: int) -> str:
+    """Medians; "vs cat" is the median over rounds of the throughput ratio
+    to the cat run of the same round (the VM's disk is noisy)."""
     changed = res["changed"]
-    cat_wall = median(m.wall for m in res["cat"])
     rows = []
     for tool in ("inkind", "rsync", "cp", "cat"):
         ms = res[tool]
-        wall = median(m.wall for m in ms)
-        excl = median(m.extra.get("exclusive", 0) for m in ms) if tool != "cat" else None
+        walls = [m.wall for m in ms]
+        wall = median(walls)
+        ratio = median(c.wall / m.wall for c, m in zip(res["cat"], ms, strict=True))
+        excl = median(m.extra["exclusive"] for m in ms) if tool != "cat" else None
         rows.append(
             [
                 tool,
-                f"{wall:.2f}",
+                f"{wall:.2f} ({min(walls):.2f}-{max(walls):.2f})",
                 f"{size / wall / 1e6:.0f}",
-                f"{cat_wall / wall:.0%}",
+                f"{ratio:.0%}",
                 f"{median(m.read_bytes for m in ms) / MiB:.0f}",
                 f"{median(m.write_bytes for m in ms) / MiB:.1f}",
                 "" if excl is None else f"{excl / MiB:.1f} ({excl / changed:.2f}x)",
@@ -246,7 +249,7 @@ def table(res: dict, size: int) -> str:
         )
     header = [
         "command",
-        "wall s",
+        "wall s (min-max)",
         "MB/s of image",
         "vs cat",
         "read MiB",
