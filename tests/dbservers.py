@@ -48,7 +48,7 @@ def private_dir(prefix: str, user: pwd.struct_passwd | None) -> Path:
 
 
 def check(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-    p = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    p = subprocess.run(argv, capture_output=True, text=True, errors="surrogateescape", **kwargs)
     if p.returncode:
         raise RuntimeError(f"{' '.join(argv)} exited {p.returncode}: {p.stderr.strip()}")
     return p
