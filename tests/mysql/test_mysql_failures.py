@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 
-from conftest import BACKUP_PASSWORD, BACKUP_USER, SAMPLE
 from dbservers import flip_byte
+from my_helpers import BACKUP_PASSWORD, BACKUP_USER, SAMPLE
 
 
 def error_lines(stderr: str) -> list[str]:

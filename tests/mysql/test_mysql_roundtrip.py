@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import SAMPLE, table_contents
+from my_helpers import SAMPLE, table_contents
 
 
 def test_restore_into_fresh_server(

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import BACKUP_PASSWORD, BACKUP_ROLE, SAMPLE
+from pg_helpers import BACKUP_PASSWORD, BACKUP_ROLE, SAMPLE
 
 
 def snapshot(path: Path) -> dict[str, bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conftest import SAMPLE
+from pg_helpers import SAMPLE
 
 
 def inodes(path) -> dict[str, int]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import SAMPLE, table_contents
 from inkind_postgres.toc import creation_time_span
+from pg_helpers import SAMPLE, table_contents
 
 
 @pytest.mark.parametrize("fmt", ["directory", "plain"])

@@ -3,8 +3,8 @@ corruption, named, exit status 2; the next backup repairs it."""
 
 from __future__ import annotations
 
-from conftest import SAMPLE
 from dbservers import flip_byte
+from pg_helpers import SAMPLE
 
 
 def test_scrub_finds_a_corrupt_table_file(pg, make_db, pg_source, inkind_run, inkind_cli):
