@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 import xxhash
+import zstandard
 
 from inkind.hashing import hash_fd
 from inkind.stats import Stats
@@ -41,7 +42,9 @@ from inkind.store.xattrs import XAttrs, xattr_items
 FICLONE = 0x40049409
 JOURNAL_DIR = ".inkind/journal"
 _MAGIC = b"INKJRNL1"
-_REC = struct.Struct("<cQQ")  # kind (b"D" data, b"Z" zero), offset, length
+_REC = struct.Struct("<cQQ")  # kind (b"D" data, b"C" compressed data, b"Z" zero), offset, length
+_CLEN = struct.Struct("<I")  # the stored size of a b"C" record's data
+_zstd = zstandard.ZstdCompressor(level=1)
 _END = b"E"
 
 
@@ -174,8 +177,7 @@ class UpdateImage:
     def write(self, offset: int, data: bytes | memoryview) -> None:
         """Write changed ``data`` at ``offset``."""
         if self._journal is not None:
-            self._journal.record(b"D", offset, len(data), data)
-            self.stats.bytes_journaled += len(data)
+            self.stats.bytes_journaled += self._journal.record_data(offset, data)
             return
         view = memoryview(data)
         done = 0
@@ -274,6 +276,17 @@ class _JournalWriter:
         if data:
             self._put(data)
 
+    def record_data(self, offset: int, data: bytes | memoryview) -> int:
+        """Journal changed data, zstd-compressed when that is smaller (VM
+        images often are): the journal's extra write shrinks with it.
+        Returns the bytes the record's data took."""
+        packed = _zstd.compress(data)
+        if len(packed) + _CLEN.size < len(data):
+            self.record(b"C", offset, len(data), _CLEN.pack(len(packed)) + packed)
+            return len(packed) + _CLEN.size
+        self.record(b"D", offset, len(data), data)
+        return len(data)
+
     def finish(self, xxh3: str | None) -> str:
         header = json.dumps({"target": self.relpath, "size": self.size, "xxh3": xxh3}).encode()
         # The header goes last in the file body so records can stream first.
@@ -333,7 +346,11 @@ def read_journal(fd: int) -> tuple[dict, list[tuple[bytes, int, int, int]]]:
         kind, offset, length = _REC.unpack(os.pread(fd, _REC.size, pos))
         data_at = pos + _REC.size
         records.append((kind, offset, length, data_at))
-        pos = data_at + (length if kind == b"D" else 0)
+        if kind == b"C":
+            (stored,) = _CLEN.unpack(os.pread(fd, _CLEN.size, data_at))
+            pos = data_at + _CLEN.size + stored
+        else:
+            pos = data_at + (length if kind == b"D" else 0)
 
 
 def apply_journal(root_fd: int, journal_rel: str, stats: Stats) -> None:
@@ -349,6 +366,15 @@ def apply_journal(root_fd: int, journal_rel: str, stats: Stats) -> None:
             for kind, offset, length, data_at in records:
                 if kind == b"Z":
                     punch_hole(img, offset, length)
+                    continue
+                if kind == b"C":
+                    (stored,) = _CLEN.unpack(os.pread(jfd, _CLEN.size, data_at))
+                    packed = os.pread(jfd, stored, data_at + _CLEN.size)
+                    data = zstandard.ZstdDecompressor().decompress(packed, max_output_size=length)
+                    if len(data) != length:
+                        raise JournalError(f"record at {offset}: {len(data)} bytes, expected {length}")
+                    os.pwrite(img, data, offset)
+                    stats.bytes_written += length
                     continue
                 done = 0
                 while done < length:
