@@ -64,6 +64,19 @@ def changed_ranges(old: memoryview, new: memoryview, granule: int = GRANULE) -> 
     return ranges
 
 
+@dataclass
+class Entry:
+    """One entry being mirrored: its directories on both sides, its name,
+    its place in the walk, and what lstat said on each side."""
+
+    src: int  # the source directory's fd
+    dst: int  # the store directory's fd (-1 in a dry run below a new directory)
+    name: str
+    key: Key
+    st: os.stat_result
+    dst_st: os.stat_result | None
+
+
 class Changed(SourceWarning):
     """The source file changed while it was read; its old copy is kept."""
 
@@ -144,8 +157,8 @@ class Mirror:
         wrapping around to it, so repeated interruptions still advance."""
         try:
             src = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as e:
-            raise SourceError(f"source path {self.root}: {e.strerror}") from None
+        except OSError as err:
+            raise SourceError(f"source path {self.root}: {err.strerror}") from None
         try:
             st = os.fstat(src)
             self.root_dev = st.st_dev
@@ -173,8 +186,8 @@ class Mirror:
         """Mirror the entries of one directory that fall within ``bounds``."""
         try:
             names = os.listdir(src)
-        except OSError as e:
-            raise SourceWarning(f"{key_text(prefix) or '.'}: cannot list: {e.strerror}") from None
+        except OSError as err:
+            raise SourceWarning(f"{key_text(prefix) or '.'}: cannot list: {err.strerror}") from None
         entries = sorted((os.fsencode(n), n) for n in names)
         present: set[str] = set()
         for raw, name in entries:
@@ -238,16 +251,17 @@ class Mirror:
             dst_st = None if dst < 0 else os.stat(name, dir_fd=dst, follow_symlinks=False)
         except FileNotFoundError:
             dst_st = None
+        e = Entry(src, dst, name, key, st, dst_st)
         if self.run.dry_run:
-            self.plan(src, dst, name, key, st, dst_st, bounds)
+            self.plan(e, bounds)
         elif is_dir:
-            self.directory(src, dst, name, key, st, dst_st, bounds)
+            self.directory(e, bounds)
         elif stat.S_ISREG(st.st_mode):
-            self.regular(src, dst, name, key, st, dst_st)
+            self.regular(e)
         elif stat.S_ISLNK(st.st_mode):
-            self.symlink(src, dst, name, key, st, dst_st)
+            self.symlink(e)
         else:
-            self.special(src, dst, name, key, st, dst_st)
+            self.special(e)
         return True
 
     def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> None:
@@ -267,78 +281,62 @@ class Mirror:
 
     # ----- entry kinds ----------------------------------------------------
 
-    def plan(
-        self,
-        src: int,
-        dst: int,
-        name: str,
-        key: Key,
-        st: os.stat_result,
-        dst_st: os.stat_result | None,
-        bounds: Bounds,
-    ) -> None:
+    def plan(self, e: Entry, bounds: Bounds) -> None:
         """Dry run: decide as a backup would, log and count, write nothing."""
-        kind = stat.S_IFMT(st.st_mode)
-        if dst_st is None or stat.S_IFMT(dst_st.st_mode) != kind:
+        kind = stat.S_IFMT(e.st.st_mode)
+        if e.dst_st is None or stat.S_IFMT(e.dst_st.st_mode) != kind:
             change = "create"
         elif kind == stat.S_IFREG:
-            same = (dst_st.st_size, dst_st.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+            same = (e.dst_st.st_size, e.dst_st.st_mtime_ns) == (e.st.st_size, e.st.st_mtime_ns)
             change = "" if same else "update"
         elif kind == stat.S_IFLNK:
-            same = os.readlink(name, dir_fd=src) == os.readlink(name, dir_fd=dst)
+            same = os.readlink(e.name, dir_fd=e.src) == os.readlink(e.name, dir_fd=e.dst)
             change = "" if same else "update"
         else:
-            change = "" if kind == stat.S_IFDIR or dst_st.st_rdev == st.st_rdev else "update"
+            change = "" if kind == stat.S_IFDIR or e.dst_st.st_rdev == e.st.st_rdev else "update"
         if change:
             self.stats.objects_changed += 1
-            log.info("%s: would %s %s", self.run.name, change, key_text(key))
+            log.info("%s: would %s %s", self.run.name, change, key_text(e.key))
         else:
             self.stats.objects_unchanged += 1
-        if kind != stat.S_IFDIR or (self.one_file_system and st.st_dev != self.root_dev):
+        if kind != stat.S_IFDIR or (self.one_file_system and e.st.st_dev != self.root_dev):
             return
-        sfd = os.open(name, DIR_FLAGS, dir_fd=src)
-        dfd = os.open(name, DIR_FLAGS, dir_fd=dst) if change == "" else -1
+        sfd = os.open(e.name, DIR_FLAGS, dir_fd=e.src)
+        dfd = os.open(e.name, DIR_FLAGS, dir_fd=e.dst) if change == "" else -1
         try:
-            self.walk(sfd, dfd, key, bounds.inner(key))
+            self.walk(sfd, dfd, e.key, bounds.inner(e.key))
         finally:
             os.close(sfd)
             if dfd >= 0:
                 os.close(dfd)
 
-    def directory(
-        self,
-        src: int,
-        dst: int,
-        name: str,
-        key: Key,
-        st: os.stat_result,
-        dst_st: os.stat_result | None,
-        bounds: Bounds,
-    ) -> None:
-        new = dst_st is None or not stat.S_ISDIR(dst_st.st_mode)
+    def directory(self, e: Entry, bounds: Bounds) -> None:
+        new = e.dst_st is None or not stat.S_ISDIR(e.dst_st.st_mode)
         if new:
-            if dst_st is not None:
-                self.remove(dst, name)
-            os.mkdir(name, 0o700, dir_fd=dst)
+            if e.dst_st is not None:
+                self.remove(e.dst, e.name)
+            os.mkdir(e.name, 0o700, dir_fd=e.dst)
             self.stats.objects_changed += 1
         else:
             self.stats.objects_unchanged += 1
         try:
-            sfd = os.open(name, DIR_FLAGS, dir_fd=src)
-        except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-                raise SourceWarning(f"{key_text(key)}: changed type or vanished during the backup") from None
-            raise SourceWarning(f"{key_text(key)}: cannot open: {e.strerror}") from None
+            sfd = os.open(e.name, DIR_FLAGS, dir_fd=e.src)
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                raise SourceWarning(
+                    f"{key_text(e.key)}: changed type or vanished during the backup"
+                ) from None
+            raise SourceWarning(f"{key_text(e.key)}: cannot open: {err.strerror}") from None
         try:
-            if not self.one_file_system or st.st_dev == self.root_dev:
-                dfd = os.open(name, DIR_FLAGS, dir_fd=dst)
+            if not self.one_file_system or e.st.st_dev == self.root_dev:
+                dfd = os.open(e.name, DIR_FLAGS, dir_fd=e.dst)
                 try:
-                    self.walk(sfd, dfd, key, bounds.inner(key))
+                    self.walk(sfd, dfd, e.key, bounds.inner(e.key))
                     self.apply_meta(dfd, None, os.fstat(sfd), src_fd=sfd, new=new)
                 finally:
                     os.close(dfd)
             else:
-                self.apply_meta(dst, name, st, src_fd=sfd, new=new)
+                self.apply_meta(e.dst, e.name, e.st, src_fd=sfd, new=new)
         finally:
             os.close(sfd)
 
@@ -352,39 +350,29 @@ class Mirror:
         finally:
             os.close(fd)
 
-    def regular(
-        self,
-        src: int,
-        dst: int,
-        name: str,
-        key: Key,
-        st: os.stat_result,
-        dst_st: os.stat_result | None,
-    ) -> None:
-        if st.st_nlink > 1 and self._hardlink(dst, name, key, st, dst_st):
+    def regular(self, e: Entry) -> None:
+        if e.st.st_nlink > 1 and self._hardlink(e):
             return
         same = (
-            dst_st is not None
-            and stat.S_ISREG(dst_st.st_mode)
-            and dst_st.st_size == st.st_size
-            and dst_st.st_mtime_ns == st.st_mtime_ns
-            and (self.as_root or self._fake_matches(dst, name, st))
+            e.dst_st is not None
+            and stat.S_ISREG(e.dst_st.st_mode)
+            and e.dst_st.st_size == e.st.st_size
+            and e.dst_st.st_mtime_ns == e.st.st_mtime_ns
+            and (self.as_root or self._fake_matches(e.dst, e.name, e.st))
         )
         if not same:
-            self.copy(src, dst, name, key, st, dst_st)
+            self.copy(e)
             return
         self.stats.objects_unchanged += 1
-        self.apply_meta(dst, name, st, src_fd=None, new=False, dst_st=dst_st, src=src)
+        self.apply_meta(e.dst, e.name, e.st, src_fd=None, new=False, dst_st=e.dst_st, src=e.src)
         if self.run.should_scrub():
-            self.scrub(src, dst, name, key)
+            self.scrub(e.src, e.dst, e.name, e.key)
 
-    def _hardlink(
-        self, dst: int, name: str, key: Key, st: os.stat_result, dst_st: os.stat_result | None
-    ) -> bool:
-        """Link ``name`` to the stored copy of an inode seen earlier in this
+    def _hardlink(self, e: Entry) -> bool:
+        """Link ``e.name`` to the stored copy of an inode seen earlier in this
         run. Returns False when this is the first path of the inode."""
-        first = self.links.setdefault((st.st_dev, st.st_ino), key)
-        if first == key:
+        first = self.links.setdefault((e.st.st_dev, e.st.st_ino), e.key)
+        if first == e.key:
             return False
         parent = b"/".join((self.run.name.encode(), *first[:-1]))
         try:
@@ -393,17 +381,17 @@ class Mirror:
             return False
         try:
             first_st = os.stat(first[-1], dir_fd=pfd, follow_symlinks=False)
-            if dst_st is not None and (dst_st.st_dev, dst_st.st_ino) == (
+            if e.dst_st is not None and (e.dst_st.st_dev, e.dst_st.st_ino) == (
                 first_st.st_dev,
                 first_st.st_ino,
             ):
                 self.stats.objects_unchanged += 1
                 return True
-            if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-                self.remove(dst, name)
+            if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
+                self.remove(e.dst, e.name)
             tmp = temp_name()
-            os.link(first[-1], tmp, src_dir_fd=pfd, dst_dir_fd=dst, follow_symlinks=False)
-            os.rename(tmp, name, src_dir_fd=dst, dst_dir_fd=dst)
+            os.link(first[-1], tmp, src_dir_fd=pfd, dst_dir_fd=e.dst, follow_symlinks=False)
+            os.rename(tmp, e.name, src_dir_fd=e.dst, dst_dir_fd=e.dst)
             self.stats.objects_changed += 1
             return True
         except FileNotFoundError:
@@ -411,42 +399,34 @@ class Mirror:
         finally:
             os.close(pfd)
 
-    def copy(
-        self,
-        src: int,
-        dst: int,
-        name: str,
-        key: Key,
-        st: os.stat_result,
-        dst_st: os.stat_result | None,
-    ) -> None:
+    def copy(self, e: Entry) -> None:
         """Bring the stored copy's content up to date (read the source)."""
         try:
-            fd = os.open(name, READ_FLAGS | _NOATIME, dir_fd=src)
+            fd = os.open(e.name, READ_FLAGS | _NOATIME, dir_fd=e.src)
         except PermissionError:
             try:
-                fd = os.open(name, READ_FLAGS, dir_fd=src)
-            except OSError as e:
-                raise SourceWarning(f"{key_text(key)}: cannot read: {e.strerror}") from None
+                fd = os.open(e.name, READ_FLAGS, dir_fd=e.src)
+            except OSError as err:
+                raise SourceWarning(f"{key_text(e.key)}: cannot read: {err.strerror}") from None
         except FileNotFoundError:
-            raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
-        except OSError as e:
-            raise SourceWarning(f"{key_text(key)}: cannot read: {e.strerror}") from None
+            raise SourceWarning(f"{key_text(e.key)}: vanished during the backup") from None
+        except OSError as err:
+            raise SourceWarning(f"{key_text(e.key)}: cannot read: {err.strerror}") from None
         try:
             fst = os.fstat(fd)
-            if (fst.st_ino, fst.st_dev) != (st.st_ino, st.st_dev) or not stat.S_ISREG(fst.st_mode):
-                raise Changed(f"{key_text(key)}: replaced during the backup")
-            if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-                self.remove(dst, name)
-                dst_st = None
+            if (fst.st_ino, fst.st_dev) != (e.st.st_ino, e.st.st_dev) or not stat.S_ISREG(fst.st_mode):
+                raise Changed(f"{key_text(e.key)}: replaced during the backup")
+            if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
+                self.remove(e.dst, e.name)
+                e.dst_st = None
             try:
-                if st.st_size >= BIG_FILE and dst_st is not None and stat.S_ISREG(dst_st.st_mode):
-                    changed = self._copy_blocks(fd, dst, name, key, st)
+                if e.st.st_size >= BIG_FILE and e.dst_st is not None and stat.S_ISREG(e.dst_st.st_mode):
+                    changed = self._copy_blocks(fd, e)
                 else:
-                    changed = self._copy_whole(fd, dst, name, key, st)
-            except OSError as e:
-                if e.errno == errno.EIO:
-                    raise SourceWarning(f"{key_text(key)}: read error: {e.strerror}") from None
+                    changed = self._copy_whole(fd, e)
+            except OSError as err:
+                if err.errno == errno.EIO:
+                    raise SourceWarning(f"{key_text(e.key)}: read error: {err.strerror}") from None
                 raise
         finally:
             os.close(fd)
@@ -454,12 +434,12 @@ class Mirror:
             self.stats.objects_changed += 1
         else:
             self.stats.objects_unchanged += 1
-            self.apply_meta(dst, name, st, src_fd=None, new=False, src=src)
+            self.apply_meta(e.dst, e.name, e.st, src_fd=None, new=False, src=e.src)
 
-    def _check_stable(self, fd: int, st: os.stat_result, key: Key) -> None:
+    def _check_stable(self, fd: int, e: Entry) -> None:
         after = os.fstat(fd)
-        if after.st_size != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
-            raise Changed(f"{key_text(key)}: changed while it was read; previous copy kept")
+        if after.st_size != e.st.st_size or after.st_mtime_ns != e.st.st_mtime_ns:
+            raise Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
 
     def _read_blocks(self, fd: int, size: int, hasher, buf: memoryview):
         """Yield (offset, view) of the file's content in BLOCK pieces, holes
@@ -482,21 +462,23 @@ class Mirror:
                 yield pos, buf[:n]
                 pos += n
 
-    def _copy_whole(self, fd: int, dst: int, name: str, key: Key, st: os.stat_result) -> bool:
+    def _copy_whole(self, fd: int, e: Entry) -> bool:
         buf = self.buf
         hasher = new_hasher()
 
         def before_commit(tfd: int) -> None:
-            self._check_stable(fd, st, key)
-            self.apply_meta(tfd, None, st, src_fd=fd, new=True)
+            self._check_stable(fd, e)
+            self.apply_meta(tfd, None, e.st, src_fd=fd, new=True)
 
-        with UpdateFile(name, dir_fd=dst, stats=self.stats, before_commit=before_commit, fsync=False) as f:
-            for _, view in self._read_blocks(fd, st.st_size, hasher, buf):
+        with UpdateFile(
+            e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
+        ) as f:
+            for _, view in self._read_blocks(fd, e.st.st_size, hasher, buf):
                 f.write(view)
-            self._check_stable(fd, st, key)
+            self._check_stable(fd, e)
         return f.changed
 
-    def _copy_blocks(self, fd: int, dst: int, name: str, key: Key, st: os.stat_result) -> bool:
+    def _copy_blocks(self, fd: int, e: Entry) -> bool:
         """A large file: compare block by block with the stored copy and
         write only the blocks that differ, through update_image.
 
@@ -506,20 +488,20 @@ class Mirror:
         buf = self.buf
         old = memoryview(bytearray(BLOCK))
         hasher = new_hasher()
-        rel = os.fsdecode(b"/".join((self.run.name.encode(), *key)))
-        ofd = os.open(name, READ_FLAGS, dir_fd=dst)
+        rel = os.fsdecode(b"/".join((self.run.name.encode(), *e.key)))
+        ofd = os.open(e.name, READ_FLAGS, dir_fd=e.dst)
         with contextlib.ExitStack() as stack:
             stack.callback(os.close, ofd)
             old_size = os.fstat(ofd).st_size
             img: UpdateImage | None = None
-            for off, view in self._read_blocks(fd, st.st_size, hasher, buf):
+            for off, view in self._read_blocks(fd, e.st.st_size, hasher, buf):
                 n = len(view)
                 have = os.preadv(ofd, [old[:n]], off) if off < old_size else 0
                 if have == n and old[:n] == view:
                     continue
                 if img is None:
                     img = stack.enter_context(
-                        UpdateImage(self.run.root_fd, rel, st.st_size, stats=self.stats)
+                        UpdateImage(self.run.root_fd, rel, e.st.st_size, stats=self.stats)
                     )
                 whole = have < n or view.obj is _ZEROS.obj
                 for start, end in [(0, n)] if whole else changed_ranges(old[:n], view):
@@ -528,111 +510,82 @@ class Mirror:
                         img.zero(off + start, end - start)
                     else:
                         img.write(off + start, part)
-            self._check_stable(fd, st, key)
+            self._check_stable(fd, e)
             if img is None:
-                if old_size == st.st_size:
+                if old_size == e.st.st_size:
                     return False
-                img = stack.enter_context(UpdateImage(self.run.root_fd, rel, st.st_size, stats=self.stats))
+                img = stack.enter_context(UpdateImage(self.run.root_fd, rel, e.st.st_size, stats=self.stats))
             img.xxh3 = hasher.hexdigest()
-        self.apply_meta(dst, name, st, src_fd=fd, new=True)
+        self.apply_meta(e.dst, e.name, e.st, src_fd=fd, new=True)
         return True
 
-    def symlink(
-        self,
-        src: int,
-        dst: int,
-        name: str,
-        key: Key,
-        st: os.stat_result,
-        dst_st: os.stat_result | None,
-    ) -> None:
+    def symlink(self, e: Entry) -> None:
         try:
-            target = os.readlink(name, dir_fd=src)
+            target = os.readlink(e.name, dir_fd=e.src)
         except FileNotFoundError:
-            raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
+            raise SourceWarning(f"{key_text(e.key)}: vanished during the backup") from None
         if not self.as_root:
-            self._fake_file(dst, name, key, st, dst_st, os.fsencode(target))
+            self._fake_file(e, os.fsencode(target))
             return
-        if dst_st is not None and stat.S_ISLNK(dst_st.st_mode) and os.readlink(name, dir_fd=dst) == target:
+        if (
+            e.dst_st is not None
+            and stat.S_ISLNK(e.dst_st.st_mode)
+            and os.readlink(e.name, dir_fd=e.dst) == target
+        ):
             self.stats.objects_unchanged += 1
-            self.apply_meta(dst, name, st, src_fd=None, new=False, dst_st=dst_st, src=src)
+            self.apply_meta(e.dst, e.name, e.st, src_fd=None, new=False, dst_st=e.dst_st, src=e.src)
             return
-        self._replace(dst, name, dst_st, lambda tmp: os.symlink(target, tmp, dir_fd=dst), st, src)
+        self._replace(e, lambda tmp: os.symlink(target, tmp, dir_fd=e.dst))
 
-    def special(
-        self,
-        src: int,
-        dst: int,
-        name: str,
-        key: Key,
-        st: os.stat_result,
-        dst_st: os.stat_result | None,
-    ) -> None:
+    def special(self, e: Entry) -> None:
         """Fifos, sockets and device nodes: never opened, only recreated."""
         if not self.as_root:
-            self._fake_file(dst, name, key, st, dst_st, b"")
+            self._fake_file(e, b"")
             return
-        kind = stat.S_IFMT(st.st_mode)
-        if dst_st is not None and stat.S_IFMT(dst_st.st_mode) == kind and dst_st.st_rdev == st.st_rdev:
+        kind = stat.S_IFMT(e.st.st_mode)
+        if (
+            e.dst_st is not None
+            and stat.S_IFMT(e.dst_st.st_mode) == kind
+            and e.dst_st.st_rdev == e.st.st_rdev
+        ):
             self.stats.objects_unchanged += 1
-            self.apply_meta(dst, name, st, src_fd=None, new=False, dst_st=dst_st, src=src)
+            self.apply_meta(e.dst, e.name, e.st, src_fd=None, new=False, dst_st=e.dst_st, src=e.src)
             return
-        self._replace(
-            dst,
-            name,
-            dst_st,
-            lambda tmp: os.mknod(tmp, kind | 0o600, st.st_rdev, dir_fd=dst),
-            st,
-            src,
-        )
+        self._replace(e, lambda tmp: os.mknod(tmp, kind | 0o600, e.st.st_rdev, dir_fd=e.dst))
 
-    def _replace(
-        self,
-        dst: int,
-        name: str,
-        dst_st: os.stat_result | None,
-        make: Callable[[bytes], None],
-        st: os.stat_result,
-        src: int,
-    ) -> None:
+    def _replace(self, e: Entry, make: Callable[[bytes], None]) -> None:
         """Create a non-regular entry under a temp name, set its metadata,
         and rename it into place."""
-        if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-            self.remove(dst, name)
+        if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
+            self.remove(e.dst, e.name)
         tmp = temp_name()
         make(tmp)
         try:
-            self.apply_meta(dst, os.fsdecode(tmp), st, src_fd=None, new=True, src=src, src_name=name)
-            os.rename(tmp, name, src_dir_fd=dst, dst_dir_fd=dst)
+            self.apply_meta(e.dst, os.fsdecode(tmp), e.st, src_fd=None, new=True, src=e.src, src_name=e.name)
+            os.rename(tmp, e.name, src_dir_fd=e.dst, dst_dir_fd=e.dst)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dst)
+                os.unlink(tmp, dir_fd=e.dst)
             raise
         self.stats.objects_changed += 1
 
-    def _fake_file(
-        self,
-        dst: int,
-        name: str,
-        key: Key,
-        st: os.stat_result,
-        dst_st: os.stat_result | None,
-        content: bytes,
-    ) -> None:
+    def _fake_file(self, e: Entry, content: bytes) -> None:
         """Non-root: a symlink or special file stored as rsync's stand-in."""
-        if dst_st is not None and stat.S_ISDIR(dst_st.st_mode):
-            self.remove(dst, name)
+        if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
+            self.remove(e.dst, e.name)
 
         def before_commit(tfd: int) -> None:
-            self.apply_meta(tfd, None, st, src_fd=None, new=True)
+            self.apply_meta(tfd, None, e.st, src_fd=None, new=True)
 
-        with UpdateFile(name, dir_fd=dst, stats=self.stats, before_commit=before_commit, fsync=False) as f:
+        with UpdateFile(
+            e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
+        ) as f:
             f.write(content)
         if f.changed:
             self.stats.objects_changed += 1
         else:
             self.stats.objects_unchanged += 1
-            self.apply_meta(dst, name, st, src_fd=None, new=False)
+            self.apply_meta(e.dst, e.name, e.st, src_fd=None, new=False)
 
     def _fake_matches(self, dst: int, name: str, st: os.stat_result) -> bool:
         got = XAttrs(fd_path(dst, name), namespace="").get(fakesuper.STAT_XATTR)
@@ -702,17 +655,17 @@ class Mirror:
             XAttrs(dst_item, namespace="", stats=self.stats).sync(
                 wanted, keep=lambda k: k.startswith("user.inkind.")
             )
-        except OSError as e:
-            if e.errno not in (errno.ENOTSUP, errno.EPERM):
+        except OSError as err:
+            if err.errno not in (errno.ENOTSUP, errno.EPERM):
                 raise
-            self.run.warn(f"{self.run.name}: cannot set xattrs: {e.strerror}")
+            self.run.warn(f"{self.run.name}: cannot set xattrs: {err.strerror}")
 
     def _source_xattrs(self, item: int | bytes) -> list[tuple[str, bytes]]:
         kwargs = {} if isinstance(item, int) else {"nofollow": True}
         try:
             pairs = xattr.get_all(item, **kwargs)
-        except OSError as e:
-            if e.errno in (errno.ENOTSUP, errno.EPERM, errno.ENOENT):
+        except OSError as err:
+            if err.errno in (errno.ENOTSUP, errno.EPERM, errno.ENOENT):
                 return []
             raise
         return [
@@ -771,7 +724,7 @@ class Mirror:
                 self.run.name,
                 rel,
             )
-        self.copy(src, dst, name, key, st, None)
+        self.copy(Entry(src, dst, name, key, st, None))
         self.stats.objects_repaired += 1
         # The rename touched the stored directory: give it back its mtime.
         set_mtime(dst, os.fstat(src).st_mtime_ns, stats=self.stats)

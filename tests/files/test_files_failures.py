@@ -18,10 +18,10 @@ def test_file_vanishing_mid_run_keeps_its_previous_copy(setup, inkind_run, monke
     write(setup.src / "a", "new a, longer")
     real_copy = Mirror.copy
 
-    def copy(self, src, dst, name, *args):
-        if name == "a":
-            os.unlink(name, dir_fd=src)  # deleted between stat and open
-        return real_copy(self, src, dst, name, *args)
+    def copy(self, e):
+        if e.name == "a":
+            os.unlink(e.name, dir_fd=e.src)  # deleted between stat and open
+        return real_copy(self, e)
 
     monkeypatch.setattr(Mirror, "copy", copy)
     report = inkind_run(setup.config)
