@@ -1,0 +1,93 @@
+"""Flipped and truncated objects are all found, by verify (the store alone)
+and by scrub --fraction 1, each named, exit 2; a corrupt state file is set
+aside, never trusted."""
+
+import json
+import os
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+from harness import inkind, stored_files
+
+from inkind.testing import render_config
+
+
+def flip(path: Path, rng: random.Random) -> None:
+    st = path.stat()
+    with open(path, "r+b") as f:
+        at = rng.randrange(0, st.st_size)
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0x5A]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def truncate(path: Path, rng: random.Random) -> None:
+    st = path.stat()
+    os.truncate(path, rng.randrange(0, st.st_size))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.fixture
+def store_of_three(tmp_path, inkind_store):
+    """A store holding a files tree, an image and a sqlite database."""
+    rng = random.Random(3)
+    src = tmp_path / "tree"
+    for i in range(60):
+        p = src / f"d{i % 4}" / f"f{i}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(rng.randbytes(rng.randrange(1, 20000)))
+    image = tmp_path / "disk.raw"
+    image.write_bytes(rng.randbytes(8 << 20))
+    db = tmp_path / "app.db"
+    con = sqlite3.connect(db)
+    con.execute("create table t (v blob)")
+    con.executemany("insert into t values (?)", [(rng.randbytes(500),) for _ in range(400)])
+    con.commit()
+    con.close()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        render_config(
+            inkind_store,
+            {
+                "home": {"type": "files", "path": src},
+                "vm": {"type": "image", "path": image},
+                "app": {"type": "sqlite", "path": db},
+            },
+        )
+    )
+    assert inkind("-c", cfg, "backup").returncode == 0
+    return cfg, inkind_store
+
+
+@pytest.mark.parametrize("attack", [flip, truncate])
+def test_every_damaged_object_is_found_and_named(store_of_three, attack):
+    cfg, store = store_of_three
+    rng = random.Random(attack.__name__)
+    files = stored_files(store / "home")
+    victims = [f"home/{rel}" for rel in rng.sample(sorted(files), 5)]
+    victims += ["vm/" + next(iter(stored_files(store / "vm"))), "app/app.db"]
+    for v in victims:
+        attack(store / v, rng)
+    v = inkind("-c", cfg, "verify")
+    assert v.returncode == 2
+    missed = [x for x in victims if x not in v.stdout]
+    assert missed == [], f"verify missed {missed}"
+    s = inkind("-c", cfg, "scrub", "--fraction", "1")
+    assert s.returncode == 2
+    missed = [x for x in victims if x not in s.stdout + s.stderr]
+    assert missed == [], f"scrub missed {missed}"
+
+
+def test_a_corrupt_state_file_is_never_trusted(store_of_three):
+    cfg, store = store_of_three
+    state = store / ".inkind" / "sources" / "home.json"
+    state.write_text(state.read_text()[:40])
+    r = inkind("-c", cfg, "backup", "home", "--json")
+    assert r.returncode == 1
+    assert "set aside" in r.stderr
+    assert list(state.parent.glob("home.json.corrupt-*"))
+    assert json.loads(state.read_text())["type"] == "files"
