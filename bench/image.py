@@ -24,56 +24,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-
-@dataclass
-class Measurement:
-    """One command's cost. bench/measure.py (the shared helper) was not
-    there when this was written; this is the minimum needed."""
-
-    wall: float
-    read_bytes: int  # rchar: bytes the process tree read (cache hits included)
-    write_bytes: int  # write_bytes: bytes it sent towards storage
-    peak_rss: int
-    extra: dict = field(default_factory=dict)
-
-
-def measure(cmd: list[str], stdout: int | None = subprocess.DEVNULL) -> Measurement:
-    """Run ``cmd``; read /proc/PID/io after it exited but before it is
-    reaped, so its reaped children (rsync forks) are included."""
-    with tempfile.TemporaryFile() as errors:
-        start = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=errors)
-        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-        wall = time.monotonic() - start
-        io = dict(line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines())
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode:
-            errors.seek(0)
-            raise SystemExit(
-                f"bench/image.py: {shlex.join(cmd)}: exit {proc.returncode}: {errors.read().decode()}"
-            )
-    return Measurement(wall, int(io["rchar"]), int(io["write_bytes"]), usage.ru_maxrss * 1024)
-
-
-def median(values) -> float:
-    return statistics.median(list(values))
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import Measurement, markdown_table, measure, median
 
 MiB = 1 << 20
 GiB = 1 << 30
