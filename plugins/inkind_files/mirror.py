@@ -32,7 +32,7 @@ from inkind import (
 )
 from inkind.hashing import hash_fd, new_hasher
 from inkind.store import is_temp_name, set_mode, set_mtime, set_owner, sync_store
-from inkind.store.files import is_zero, temp_name
+from inkind.store.files import is_zero, same_bytes, temp_name
 from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
 from inkind.store.sparse import data_segments
 from inkind_files import fakesuper
@@ -56,7 +56,7 @@ def changed_ranges(old: memoryview, new: memoryview, granule: int = GRANULE) -> 
     ranges: list[tuple[int, int]] = []
     for start in range(0, len(new), granule):
         end = min(start + granule, len(new))
-        if old[start:end] != new[start:end]:
+        if not same_bytes(old[start:end], new[start:end]):
             if ranges and ranges[-1][1] == start:
                 ranges[-1] = (ranges[-1][0], end)
             else:
@@ -497,7 +497,7 @@ class Mirror:
             for off, view in self._read_blocks(fd, e.st.st_size, hasher, buf):
                 n = len(view)
                 have = os.preadv(ofd, [old[:n]], off) if off < old_size else 0
-                if have == n and old[:n] == view:
+                if have == n and same_bytes(old[:n], view):
                     continue
                 if img is None:
                     img = stack.enter_context(

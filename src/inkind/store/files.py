@@ -41,13 +41,22 @@ def temp_name() -> bytes:
 
 
 def is_zero(data: bytes | memoryview) -> bool:
-    """Whether ``data`` holds only zero bytes (cheap: one memcmp per MiB)."""
+    """Whether ``data`` holds only zero bytes.
+
+    Compared as bytes, a MiB at a time: memoryview equality goes element by
+    element (about 0.5 GB/s); a copy and a memcmp run at memory speed.
+    """
     view = memoryview(data).cast("B")
     for start in range(0, len(view), len(_ZEROS)):
         part = view[start : start + len(_ZEROS)]
-        if part != _ZEROS[: len(part)]:
+        if bytes(part) != _ZEROS[: len(part)]:
             return False
     return True
+
+
+def same_bytes(a: bytes | memoryview, b: bytes | memoryview) -> bool:
+    """Whether two buffers hold the same bytes, at memory speed (see is_zero)."""
+    return len(a) == len(b) and bytes(a) == bytes(b)
 
 
 def copy_range(src_fd: int, dst_fd: int, length: int, offset: int = 0) -> int:
@@ -129,7 +138,7 @@ class UpdateFile:
         self._hasher.update(data)
         if self._tmp_fd < 0 and self._old_fd >= 0 and self._pos + n <= self._old_size:
             old = os.pread(self._old_fd, n, self._pos)
-            if old == data:
+            if same_bytes(old, data):
                 self._pos += n
                 return
         if self._tmp_fd < 0:
