@@ -16,7 +16,7 @@ the target's btrfs exclusive bytes against a snapshot taken before the round
 Medians of ``--rounds`` rounds. Finally, the peak RSS of a first backup of a
 100 GiB sparse source shows that memory does not grow with the source.
 
-Run as root:  .venv/bin/python bench/image.py [--rounds 3] [--out docs/benchmarks-image.md]
+Run as root:  .venv/bin/python bench/image.py [--rounds 3] [--out FILE]
 """
 
 from __future__ import annotations
