@@ -233,12 +233,3 @@ class MariaServer:
         path.write_text("\n".join(lines) + "\n")
         path.chmod(0o600)
         return path
-
-
-def flip_byte(path: Path, offset: int = 0) -> None:
-    """Corrupt a stored file in place, leaving its user.inkind.xxh3 as it was."""
-    with path.open("r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0xFF]))

@@ -8,12 +8,18 @@ Installed with inkind, so a third-party plugin's tests get them too:
 * ``inkind_run``: run a command in-process and get its RunReport.
 * ``assert_second_run_writes_nothing``: run a backup twice and assert the
   second wrote no byte, xattr, mode, owner or mtime.
+* ``inkind_kill_and_check``: SIGKILL a backup mid-run, then check that
+  verify sees only recoverable leftovers and the next run succeeds.
+* ``inkind_scrub_corruption``: corrupt one stored file as a failing disk
+  would and check that scrub names it and exits 2.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -143,3 +149,69 @@ def tree_diff(expected: Path, actual: Path) -> list[str]:
     cmd += ["--filter=-x user.inkind.*", f"{expected}/", f"{actual}/"]
     out = subprocess.run(cmd, capture_output=True, check=True).stdout
     return [line for line in out.decode("utf-8", "backslashreplace").splitlines() if line.strip()]
+
+
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    """Corrupt a stored file the way a disk would: one byte changes; size,
+    mtime and xattrs stay, so only a checksum can tell."""
+    st = os.stat(path)
+    at = st.st_size // 2 if offset is None else offset
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@dataclass
+class KillCheck:
+    killed: bool  # False: the backup finished before the kill
+    verify: CliResult  # right after the kill
+    rerun: CliResult  # the next backup
+
+
+@pytest.fixture
+def inkind_kill_and_check(inkind_cli) -> Callable[..., KillCheck]:
+    """``inkind_kill_and_check(config, "src", delay=0.5)``: start a backup,
+    SIGKILL it after ``delay`` seconds (or a moment drawn from ``seed``),
+    assert that ``verify`` finds only recoverable leftovers (exit 0 or 1)
+    and that the next backup exits 0."""
+
+    def check(config: Path, *names: str, delay: float | None = None, seed: int = 0, longest: float = 2.0):
+        if delay is None:
+            delay = random.Random(seed).uniform(0.1, longest)
+        cmd = [sys.executable, "-m", "inkind", "-q", "-c", str(config), "backup", *names]
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            p.wait(timeout=delay)
+            killed = False
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            killed = True
+        verify = inkind_cli("-c", config, "verify", "--json", *names)
+        assert verify.returncode in (0, 1), verify.stdout + verify.stderr
+        assert all(f["recoverable"] for f in verify.json()["findings"]), verify.stdout
+        rerun = inkind_cli("-c", config, "backup", *names)
+        assert rerun.returncode == 0, rerun.stderr
+        return KillCheck(killed, verify, rerun)
+
+    return check
+
+
+@pytest.fixture
+def inkind_scrub_corruption(inkind_cli) -> Callable[..., CliResult]:
+    """``inkind_scrub_corruption(config, "src", stored_file)``: flip a byte
+    of ``stored_file`` (below STORE/src) and assert that ``scrub
+    --fraction 1`` exits 2 and names it."""
+
+    def check(config: Path, name: str, stored_file: Path) -> CliResult:
+        flip_byte(stored_file)
+        r = inkind_cli("-c", config, "scrub", "--fraction", "1", name)
+        assert r.returncode == 2, r.stdout + r.stderr
+        rel = f"{name}/{stored_file.name}"
+        assert rel in r.stdout + r.stderr, f"scrub did not name {rel}: {r.stderr}"
+        return r
+
+    return check

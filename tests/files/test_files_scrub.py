@@ -4,19 +4,7 @@ import os
 
 from files_trees import write
 
-from inkind.testing import tree_diff
-
-
-def flip_byte(path, offset=0):
-    """Corrupt a stored file the way a disk would: content changes, while
-    size, mtime and xattrs stay."""
-    st = os.stat(path)
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0xFF]))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+from inkind.testing import flip_byte, tree_diff
 
 
 def test_scrub_finds_every_corrupt_file_and_names_it(setup, inkind_run, inkind_cli):

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 
-from dbservers import flip_byte
 from my_helpers import BACKUP_PASSWORD, BACKUP_USER, SAMPLE
+
+from inkind.testing import flip_byte
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -3,8 +3,9 @@ corruption, named, exit status 2; the next backup repairs it."""
 
 from __future__ import annotations
 
-from dbservers import flip_byte
 from pg_helpers import SAMPLE
+
+from inkind.testing import flip_byte
 
 
 def test_scrub_finds_a_corrupt_table_file(pg, make_db, pg_source, inkind_run, inkind_cli):

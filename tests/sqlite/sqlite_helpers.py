@@ -66,18 +66,6 @@ def query(path: Path, sql: str) -> list[tuple]:
         con.close()
 
 
-def flip_byte(path: Path, offset: int) -> None:
-    """Corrupt a stored file the way a disk would: content changes, while
-    size, mtime and xattrs stay."""
-    st = os.stat(path)
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0xFF]))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 def backdate(path: Path, seconds: int = 3600) -> None:
     """Make a file look untouched for a while (past the quick check's racy window)."""
     st = os.stat(path)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 
-from sqlite_helpers import dump, flip_byte, make_db, query
+from sqlite_helpers import dump, make_db, query
 
 from inkind import XAttrs
 from inkind.hashing import hash_fd
+from inkind.testing import flip_byte
 
 
 def test_scrub_finds_a_flipped_byte_and_names_the_copy(setup, inkind_run, inkind_cli):
