@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+# The example third-party plugin: installed like any other, tested with the rest.
+.venv/bin/pip install -q --disable-pip-version-check -e examples/inkind-git
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/pytest "$@"
