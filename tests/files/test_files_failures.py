@@ -180,3 +180,13 @@ def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp):
     assert restore.returncode == 0, restore.stderr
     assert "--fake-super" in restore.stdout
     assert tree_diff(src, tmp_path / "back") == []
+
+
+def test_a_killed_backup_leaves_a_sound_store(tmp_path, setup, inkind_kill_and_check):
+    """The same fixture a third-party plugin's tests use."""
+    for i in range(2000):
+        write(setup.src / f"d{i % 20}" / f"f{i}", os.urandom(3000))
+    for delay in (0.3, 0.6, 0.9):
+        inkind_kill_and_check(setup.config, delay=delay)
+        assert tree_diff(setup.src, setup.data) == []
+        write(setup.src / f"later{delay}", "changed")
