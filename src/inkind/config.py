@@ -32,6 +32,14 @@ class Retention:
     keep_yearly: int = 0
     min_free: str = "10%"
 
+    def check(self, where: str) -> None:
+        from inkind.retention import free_target  # retention builds on this module
+
+        free_target(self.min_free, 1)
+        for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config: {where}.{name}: must not be negative")
+
 
 @dataclass
 class StoreConfig:
