@@ -12,6 +12,12 @@ from inkind.cli.common import emit_json, json_option
 from inkind.state import SourceState
 from inkind.store.image import JOURNAL_DIR
 
+# Store snapshots are not implemented yet (issue 6): say so, loudly.
+NO_HISTORY = (
+    "NONE: this version of inkind takes no store snapshots, so the store holds the "
+    "latest state only; snapshot the store's filesystem yourself (docs/restore.md)"
+)
+
 
 def _epoch(iso: str) -> float:
     return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
@@ -84,6 +90,7 @@ def command(env, as_json):
     data = {
         "store": str(store),
         "snapshots": cfg.store.snapshots,
+        "history": NO_HISTORY,
         "free_bytes": usage.free if usage else None,
         "total_bytes": usage.total if usage else None,
         "problems": problems,
@@ -96,6 +103,7 @@ def command(env, as_json):
         click.echo(f"store: {store}")
         if usage:
             click.echo(f"free: {usage.free // 2**20} MiB of {usage.total // 2**20} MiB")
+        click.echo(f"history: {NO_HISTORY}")
         for p in problems:
             click.echo(f"problem: {p}")
         for r in sources:
