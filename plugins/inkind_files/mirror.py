@@ -33,8 +33,10 @@ from inkind import (
 from inkind.hashing import hash_fd, new_hasher
 from inkind.store import is_temp_name, set_mode, set_mtime, set_owner, sync_store
 from inkind.store.files import is_zero, same_bytes, temp_name
+from inkind.store.image import unshare
 from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
 from inkind.store.sparse import data_segments
+from inkind.store.xattrs import xattr_items
 from inkind_files import fakesuper
 
 BIG_FILE = 64 << 20
@@ -615,8 +617,13 @@ class Mirror:
         dir_fd = None if name is None else dst
         is_link = stat.S_ISLNK(st.st_mode)
         cur = dst_st or (os.fstat(dst) if name is None else os.stat(name, dir_fd=dst, follow_symlinks=False))
+        xattrs = None
         if new or self.run.full:
-            self._sync_xattrs(dst, name, st, src_fd, src, src_name)
+            xattrs = self._wanted_xattrs(st, src_fd, src, src_name or name)
+        if not new and name is not None and self._shared_with_history(cur, st, xattrs, dst, name):
+            cur = unshare(dst, name, stats=self.stats)
+        if xattrs is not None:
+            self._sync_xattrs(dst, name, xattrs)
             cur = os.fstat(dst) if name is None else os.stat(name, dir_fd=dst, follow_symlinks=False)
         if self.as_root:
             if set_owner(target, st.st_uid, st.st_gid, dir_fd=dir_fd, stats=self.stats, st=cur):
@@ -627,19 +634,32 @@ class Mirror:
             set_mode(target, fakesuper.stored_mode(st), dir_fd=dir_fd, stats=self.stats, st=cur)
         set_mtime(target, st.st_mtime_ns, dir_fd=dir_fd, stats=self.stats, st=cur)
 
-    def _sync_xattrs(
-        self,
-        dst: int,
-        name: str | None,
-        st: os.stat_result,
-        src_fd: int | None,
-        src: int | None,
-        src_name: str | None,
-    ) -> None:
+    def _shared_with_history(
+        self, cur: os.stat_result, st: os.stat_result, xattrs: dict[str, bytes] | None, dst: int, name: str
+    ) -> bool:
+        """Whether the stored file's inode has links the source does not
+        explain (a hard-link history, a hand-made link) and its metadata is
+        about to change: then it must get an inode of its own first."""
+        if not stat.S_ISREG(cur.st_mode) or cur.st_nlink <= st.st_nlink:
+            return False
+        mode = st.st_mode if self.as_root else fakesuper.stored_mode(st)
+        if cur.st_mtime_ns != st.st_mtime_ns or (cur.st_mode & 0o7777) != (mode & 0o7777):
+            return True
+        if self.as_root and (cur.st_uid, cur.st_gid) != (st.st_uid, st.st_gid):
+            return True
+        if xattrs is None:
+            return False
+        have = {k: v for k, v in xattr_items(fd_path(dst, name)) if not k.startswith("user.inkind.")}
+        return have != xattrs
+
+    def _wanted_xattrs(
+        self, st: os.stat_result, src_fd: int | None, src: int | None, src_name: str | None
+    ) -> dict[str, bytes]:
+        """The xattrs the stored entry should carry (inkind's own aside)."""
         if src_fd is not None:
             src_item: int | bytes = src_fd
         elif src is not None:
-            src_item = fd_path(src, src_name or name or "")
+            src_item = fd_path(src, src_name or "")
         else:
             src_item = -1
         wanted: dict[str, bytes] = {}
@@ -648,9 +668,12 @@ class Mirror:
         if not self.as_root:
             wanted = {k: v for k, v in wanted.items() if k.startswith("user.")}
             wanted[fakesuper.STAT_XATTR] = fakesuper.encode(st)
-        dst_item: int | bytes = dst if name is None else fd_path(dst, name)
         if stat.S_ISLNK(st.st_mode) and self.as_root:
             wanted = {k: v for k, v in wanted.items() if not k.startswith("user.")}
+        return wanted
+
+    def _sync_xattrs(self, dst: int, name: str | None, wanted: dict[str, bytes]) -> None:
+        dst_item: int | bytes = dst if name is None else fd_path(dst, name)
         try:
             XAttrs(dst_item, namespace="", stats=self.stats).sync(
                 wanted, keep=lambda k: k.startswith("user.inkind.")

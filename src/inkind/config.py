@@ -19,7 +19,6 @@ from typing import Any
 from inkind.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/inkind/inkind.toml")
-SNAPSHOT_PROVIDERS = ("auto", "btrfs", "lvm", "zfs", "reflink", "hardlink", "none")
 
 
 @dataclass
@@ -192,10 +191,6 @@ def parse(text: str, path: Path) -> Config:
         raise ConfigError("config: missing required table [store]")
     base = path.parent.absolute()
     store = build(StoreConfig, data["store"], "store", base=base)
-    if store.snapshots not in SNAPSHOT_PROVIDERS:
-        raise ConfigError(
-            f"config: store.snapshots: must be one of {', '.join(SNAPSHOT_PROVIDERS)}, got {store.snapshots!r}"
-        )
     defaults = build(Defaults, data.get("defaults", {}), "defaults")
     _probability(defaults.full_probability, "defaults.full_probability")
     _probability(defaults.scrub_fraction, "defaults.scrub_fraction")

@@ -36,3 +36,14 @@ def inkind_run_finished(report: dict, config: Config) -> None:
     metrics, notifications and the like; an exception here is logged with the
     plugin's name and does not change the run's exit status.
     """
+
+
+@hookspec
+def inkind_snapshot_providers() -> list[type]:
+    """Return the :class:`inkind.snapshots.SnapshotProvider` subclasses this
+    plugin provides, each named by ``name`` (the value of ``[store]
+    snapshots``: btrfs, reflink, hardlink, ...).
+
+    A provider takes a read-only snapshot of the whole store after each
+    backup, lists and deletes them; "auto" asks each one's ``detect()``.
+    """

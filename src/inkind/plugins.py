@@ -12,6 +12,7 @@ from types import ModuleType
 import pluggy
 
 from inkind import hookspecs
+from inkind.snapshots import SnapshotProvider
 from inkind.source import Source
 
 log = logging.getLogger("inkind")
@@ -24,6 +25,7 @@ class PluginInfo:
     origin: str  # "built-in" or the distribution "name version"
     module: str
     source_types: list[str] = field(default_factory=list)
+    snapshot_providers: list[str] = field(default_factory=list)
     error: str | None = None
 
 
@@ -32,6 +34,7 @@ class Plugins:
     manager: pluggy.PluginManager
     info: dict[str, PluginInfo]
     types: dict[str, type[Source]]
+    providers: dict[str, type[SnapshotProvider]] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[PluginInfo]:
@@ -76,24 +79,45 @@ def load_plugins(extra: list[ModuleType] | None = None) -> Plugins:
         name = mod.__name__
         info[name] = PluginInfo(name, "registered by caller", name)
         pm.register(mod, name=name)
-    types: dict[str, type[Source]] = {}
-    for impl in pm.hook.inkind_source_types.get_hookimpls():
+    types: dict[str, type[Source]] = _collect(
+        pm, info, "inkind_source_types", Source, lambda c: c.type_name, "source_types", "source type"
+    )
+    providers: dict[str, type[SnapshotProvider]] = _collect(
+        pm,
+        info,
+        "inkind_snapshot_providers",
+        SnapshotProvider,
+        lambda c: c.name,
+        "snapshot_providers",
+        "snapshot provider",
+    )
+    return Plugins(pm, info, types, providers)
+
+
+def _collect(
+    pm: pluggy.PluginManager, info: dict[str, PluginInfo], hook: str, base: type, key, listed: str, what: str
+) -> dict:
+    """Gather the classes a "list of classes" hook returns, by their name;
+    a plugin whose hook raises, returns something else or repeats a name
+    is reported in one line and skipped."""
+    found: dict[str, type] = {}
+    for impl in getattr(pm.hook, hook).get_hookimpls():
         entry = info[impl.plugin_name]
         try:
             provided = list(impl.function())
             for cls in provided:
-                if not (isinstance(cls, type) and issubclass(cls, Source)):
-                    raise TypeError(f"{cls!r} is not a subclass of inkind.Source")
+                if not (isinstance(cls, type) and issubclass(cls, base)):
+                    raise TypeError(f"{cls!r} is not a subclass of {base.__module__}.{base.__name__}")
         except Exception as e:
-            entry.error = f"inkind_source_types failed: {type(e).__name__}: {e}"
+            entry.error = f"{hook} failed: {type(e).__name__}: {e}"
             log.error("plugin %s: %s", entry.name, entry.error)
             continue
         for cls in provided:
-            if cls.type_name in types:
-                other = types[cls.type_name].__module__
-                entry.error = f"source type '{cls.type_name}' is already provided by {other}"
+            name = key(cls)
+            if name in found:
+                entry.error = f"{what} '{name}' is already provided by {found[name].__module__}"
                 log.error("plugin %s: %s", entry.name, entry.error)
                 continue
-            types[cls.type_name] = cls
-            entry.source_types.append(cls.type_name)
-    return Plugins(pm, info, types)
+            found[name] = cls
+            getattr(entry, listed).append(name)
+    return found

@@ -22,6 +22,7 @@ from typing import Any
 from inkind.config import Config, SourceConfig, build
 from inkind.errors import ConfigError, CorruptionError, InkindError, SourceError, StoreError
 from inkind.plugins import Plugins
+from inkind.snapshots import HistoryResult, provider_for, record_run, take_and_prune
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
@@ -68,10 +69,12 @@ class RunReport:
     dry_run: bool = False
     results: list[SourceResult] = field(default_factory=list)
     end: str = ""
+    history: HistoryResult | None = None  # backup only: the snapshot taken after it
 
     @property
     def exit_status(self) -> int:
-        return max((EXIT_FOR[r.outcome] for r in self.results), default=0)
+        worst = max((EXIT_FOR[r.outcome] for r in self.results), default=0)
+        return 2 if self.history and self.history.error else worst
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +85,7 @@ class RunReport:
             "dry_run": self.dry_run,
             "exit_status": self.exit_status,
             "sources": [r.as_dict() for r in self.results],
+            "history": self.history.as_dict() if self.history else None,
         }
 
 
@@ -185,7 +189,20 @@ class Runner:
             )
             source.backup(run)
 
-        return self._run("backup", names, op, full=full, dry_run=dry_run)
+        # An unknown provider is a config error before anything is written.
+        provider = None if dry_run else provider_for(self.config.store, self.plugins.providers)
+
+        def snapshot(report: RunReport) -> None:
+            """History: every stored object is whole even after a partial
+            run, so snapshot unless every source was busy elsewhere."""
+            if provider is None or all(r.outcome == BUSY for r in report.results):
+                return
+            record_run(self.config.store.path, report.as_dict())
+            report.history = take_and_prune(self.config.store, provider)
+            # The store's copy also says how the snapshot went (status reads it).
+            record_run(self.config.store.path, report.as_dict())
+
+        return self._run("backup", names, op, full=full, dry_run=dry_run, after=snapshot)
 
     def scrub(self, names=(), *, fraction: float | None = None) -> RunReport:
         def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
@@ -213,7 +230,14 @@ class Runner:
         return self._run("verify", names, op), findings
 
     def _run(
-        self, command: str, names, op: Callable, *, full: bool = False, dry_run: bool = False
+        self,
+        command: str,
+        names,
+        op: Callable,
+        *,
+        full: bool = False,
+        dry_run: bool = False,
+        after: Callable[[RunReport], None] | None = None,
     ) -> RunReport:
         prepared = self.prepare(names)
         writes = command != "verify" and not dry_run
@@ -236,6 +260,8 @@ class Runner:
         finally:
             store.close()
             report.end = now_iso()
+        if after is not None:
+            after(report)
         if command != "verify":
             self.plugins.call("inkind_run_finished", report=report.as_dict(), config=self.config)
         return report

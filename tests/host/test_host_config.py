@@ -29,7 +29,6 @@ def err(text):
         ("", "missing required table [store]"),
         ("[store]\n", "store: missing required key 'path'"),
         ("[store]\npath = 3\n", "store.path: expected a path string"),
-        ('[store]\npath = "/s"\nsnapshots = "tape"\n', "store.snapshots: must be one of"),
         (
             '[store]\npath = "/s"\n[defaults]\nscrub_fraction = 2\n',
             "defaults.scrub_fraction: must be between 0 and 1",

@@ -5,28 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-MiB = 1 << 20
+from loopfs import Loop, MiB, sh
 
-
-def sh(*argv: str | Path) -> str:
-    return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True).stdout
-
-
-@dataclass
-class Loop:
-    """A loop device over a sparse backing file."""
-
-    dev: Path
-    backing: Path
-
-    def resize(self, size: int) -> None:
-        """Grow or shrink the device, as a resized volume would."""
-        os.truncate(self.backing, size)
-        sh("losetup", "-c", self.dev)
+__all__ = ["Loop", "MiB", "sh"]
 
 
 def fill(path: Path | str, blocks: dict[int, bytes]) -> None:

@@ -56,7 +56,7 @@ def main(
     ctx.obj = Env(config_path, -1 if quiet else verbose, log_json)
 
 
-from inkind.cli import backup, list, plugins, restore, scrub, status, verify  # noqa: E402
+from inkind.cli import backup, list, plugins, restore, scrub, snapshots, status, verify  # noqa: E402
 
-for _module in (backup, scrub, verify, list, status, restore, plugins):
+for _module in (backup, scrub, verify, list, status, restore, snapshots, plugins):
     main.add_command(_module.command)

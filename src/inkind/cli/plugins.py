@@ -11,7 +11,7 @@ from inkind.cli.common import emit_json, json_option
 @json_option
 @click.pass_obj
 def command(env, as_json):
-    """List plugins, where each came from and the source types it provides."""
+    """List plugins, where each came from and the source types and snapshot providers it provides."""
     plugins = env.plugins
     rows = [
         {
@@ -19,6 +19,7 @@ def command(env, as_json):
             "origin": p.origin,
             "module": p.module,
             "source_types": p.source_types,
+            "snapshot_providers": p.snapshot_providers,
             "error": p.error,
         }
         for p in plugins.info.values()
@@ -27,7 +28,7 @@ def command(env, as_json):
         emit_json(rows)
     else:
         for r in rows:
-            types = ", ".join(r["source_types"]) or "-"
+            types = ", ".join(r["source_types"] + [f"snapshots:{n}" for n in r["snapshot_providers"]]) or "-"
             click.echo(
                 f"{r['name']:<16} {r['origin']:<24} {types}"
                 + (f"  ERROR: {r['error']}" if r["error"] else "")

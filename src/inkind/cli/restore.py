@@ -3,12 +3,28 @@
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 
 from inkind.errors import ConfigError
 from inkind.runner import make_source
+from inkind.snapshots import provider_for
 from inkind.state import SourceState
+
+
+def from_snapshot(env, sid: str) -> tuple[list[list[str]], Path]:
+    """The commands that make snapshot ``sid`` readable, and where its copy
+    of the store is. ``sid`` may be "latest" or any unique prefix."""
+    provider = provider_for(env.config.store, env.plugins.providers)
+    snaps = provider.list()
+    exact = [s for s in snaps if s.id == sid]
+    match = snaps[-1:] if sid == "latest" else exact or [s for s in snaps if s.id.startswith(sid)]
+    if len(match) != 1:
+        what = "no snapshot" if not match else f"{len(match)} snapshots"
+        known = ", ".join(s.id for s in snaps[-5:]) or "none"
+        raise ConfigError(f"restore: --snapshot {sid}: {what} match (newest: {known})")
+    return provider.mount_commands(match[0])
 
 
 @click.command("restore")
@@ -16,13 +32,14 @@ from inkind.state import SourceState
 @click.argument("path", required=False)
 @click.option("--to", "dest", required=True, help="Where to restore: a directory, device, file or DSN.")
 @click.option("--database", help="For a database source: the database to restore (same as PATH).")
-@click.option("--run", "execute", is_flag=True, help="Execute the command instead of printing it.")
+@click.option("--snapshot", "sid", help="Restore from this store snapshot (an id, a prefix, or 'latest').")
+@click.option("--run", "execute", is_flag=True, help="Execute the commands instead of printing them.")
 @click.pass_obj
-def command(env, source, path, dest, database, execute):
-    """Print (or with --run execute) the command that restores SOURCE.
+def command(env, source, path, dest, database, sid, execute):
+    """Print (or with --run execute) the commands that restore SOURCE.
 
-    The command uses only standard tools (rsync, dd, cp, psql...), so the
-    same line works at 3 a.m. without inkind.
+    The commands use only standard tools (rsync, dd, cp, psql...), so the
+    same lines work at 3 a.m. without inkind.
     """
     if database is not None and path not in (None, database):
         raise ConfigError(f"restore: PATH {path!r} and --database {database!r} disagree")
@@ -31,15 +48,21 @@ def command(env, source, path, dest, database, execute):
     if cfg is None:
         raise ConfigError(f"no source named '{source}' in {env.config.path}")
     src = make_source(cfg, env.plugins)
-    data_dir = env.config.store.path / source
-    if not data_dir.is_dir():
-        raise ConfigError(f"restore: {data_dir}: nothing stored for '{source}' yet")
-    state = SourceState.load(env.config.store.path / ".inkind" / "sources" / f"{source}.json")
-    commands = src.restore_commands(data_dir, dest, path, state.plugin)
-    for argv in commands:
+    live = env.config.store.path
+    prepare, store = from_snapshot(env, sid) if sid else ([], live)
+    data_dir = store / source
+    # A snapshot that must be mounted first cannot be checked yet.
+    if not prepare and not data_dir.is_dir():
+        where = f"snapshot {sid}" if sid else "the store"
+        raise ConfigError(f"restore: {data_dir}: nothing stored for '{source}' in {where}")
+    state_file = store / ".inkind" / "sources" / f"{source}.json"
+    if not state_file.is_file():
+        state_file = live / ".inkind" / "sources" / f"{source}.json"
+    state = SourceState.load(state_file)
+    for argv in prepare + src.restore_commands(data_dir, dest, path, state.plugin):
         click.echo(shlex.join(argv))
         if execute:
             rc = subprocess.call(argv)
             if rc:
-                click.echo(f"inkind: error: restore command exited {rc}", err=True)
+                click.echo(f"inkind: error: {argv[0]} exited {rc}", err=True)
                 sys.exit(2)

@@ -9,14 +9,31 @@ import time
 import click
 
 from inkind.cli.common import emit_json, json_option
+from inkind.errors import InkindError
+from inkind.snapshots import provider_for, read_last_run
 from inkind.state import SourceState
 from inkind.store.image import JOURNAL_DIR
 
-# Store snapshots are not implemented yet (issue 6): say so, loudly.
 NO_HISTORY = (
-    "NONE: this version of inkind takes no store snapshots, so the store holds the "
-    "latest state only; snapshot the store's filesystem yourself (docs/restore.md)"
+    "NONE: store.snapshots is 'none' (or 'auto' found no way to snapshot), so the store holds "
+    "the latest state only: a deletion or an encrypted file reaches it on the next run"
 )
+
+
+def history(env, store_ok: bool) -> tuple[dict, str | None]:
+    """The store's history for status, and a problem to report if any."""
+    try:
+        provider = provider_for(env.config.store, env.plugins.providers)
+        if provider.name == "none":
+            return {"provider": "none", "snapshots": 0, "newest": None, "summary": NO_HISTORY}, None
+        snaps = provider.list() if store_ok else []
+    except InkindError as e:
+        return {"provider": env.config.store.snapshots, "error": str(e), "summary": f"UNKNOWN: {e}"}, str(e)
+    last = read_last_run(env.config.store.path) or {}
+    error = (last.get("history") or {}).get("error")
+    newest = snaps[-1].id if snaps else None
+    summary = f"{provider.name}, {len(snaps)} snapshot(s), newest {newest or 'none yet'}"
+    return {"provider": provider.name, "snapshots": len(snaps), "newest": newest, "summary": summary}, error
 
 
 def _epoch(iso: str) -> float:
@@ -87,10 +104,14 @@ def command(env, as_json):
                 f"source {name}: last success {row['last_success'] or 'never'} is older than max_age"
             )
             worst = 2
+    hist, hist_problem = history(env, not problems)
+    if hist_problem:
+        problems.append(f"history: {hist_problem}")
+        worst = 2
     data = {
         "store": str(store),
         "snapshots": cfg.store.snapshots,
-        "history": NO_HISTORY,
+        "history": hist,
         "free_bytes": usage.free if usage else None,
         "total_bytes": usage.total if usage else None,
         "problems": problems,
@@ -103,7 +124,7 @@ def command(env, as_json):
         click.echo(f"store: {store}")
         if usage:
             click.echo(f"free: {usage.free // 2**20} MiB of {usage.total // 2**20} MiB")
-        click.echo(f"history: {NO_HISTORY}")
+        click.echo(f"history: {hist['summary']}")
         for p in problems:
             click.echo(f"problem: {p}")
         for r in sources:

@@ -80,6 +80,24 @@ def _try_clone(src_fd: int, dst_fd: int) -> bool:
     return True
 
 
+def reflinks_work(directory: PathLike) -> bool:
+    """Whether files in ``directory`` can share extents (FICLONE): btrfs,
+    XFS with reflink=1. Probed with two empty temp files, removed again."""
+    dfd = os.open(directory, DIR_FLAGS)
+    names = [temp_name(), temp_name()]
+    fds: list[int] = []
+    try:
+        for n in names:
+            fds.append(os.open(n, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dfd))
+        return _try_clone(fds[0], fds[1])
+    finally:
+        for fd in fds:
+            os.close(fd)
+        for n in names[: len(fds)]:
+            os.unlink(n, dir_fd=dfd)
+        os.close(dfd)
+
+
 class UpdateImage:
     """Update ``relpath`` (below the store root) to ``size`` bytes by ranges.
 
@@ -435,3 +453,24 @@ def replay_journals(store: PathLike | int, source: str, stats: Stats | None = No
     finally:
         if own:
             os.close(root_fd)
+
+
+def unshare(dir_fd: int, name: str, *, stats: Stats | None = None) -> os.stat_result:
+    """Give ``name`` (a regular file in ``dir_fd``) an inode of its own
+    before its metadata is changed in place.
+
+    A hard-link history (``snapshots = "hardlink"``) shares unchanged files'
+    inodes with every snapshot; changing the owner, mode, mtime or xattrs of
+    a shared inode would rewrite history. The copy shares extents where the
+    filesystem allows (FICLONE), else its bytes are copied and counted.
+    Returns the new file's stat.
+    """
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        size = os.fstat(fd).st_size
+        recorded = XAttrs(fd).text("xxh3")
+    finally:
+        os.close(fd)
+    with UpdateImage(dir_fd, name, size, stats=stats) as img:
+        img.xxh3 = recorded
+    return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)

@@ -1,0 +1,116 @@
+"""Snapshots as copies of the store tree made by ``cp``: reflink copies
+(every file shares its extents with the store) or hard-link trees
+(rsnapshot's way: every file *is* the store's file until the host replaces
+it by rename).
+
+A copy is built under a temp name and renamed into place, so a copy cut
+short is never listed; the next listing removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_half_made, is_id, run_tool
+from inkind.store import TEMP_PREFIX
+from inkind.store.image import reflinks_work
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that also gets through directories a source stored without
+    write permission (non-root runs keep modes as the source had them)."""
+
+    def unlock_parent(func, p, _exc) -> None:
+        parent = os.path.dirname(p)
+        os.chmod(parent, os.stat(parent).st_mode | stat.S_IWUSR | stat.S_IXUSR)
+        func(p)
+
+    # onexc arrived in 3.12 and onerror is deprecated there.
+    key = "onexc" if sys.version_info >= (3, 12) else "onerror"
+    shutil.rmtree(path, **{key: unlock_parent})
+
+
+class CopyTree(SnapshotProvider):
+    """A directory per snapshot in ``snapshot_dir``, made by ``cp``."""
+
+    cp_args: ClassVar[list[str]]
+
+    def create(self, sid: str) -> Snapshot:
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        final = self.snapshot_dir / sid
+        tmp = self.snapshot_dir / f"{TEMP_PREFIX}{sid}"
+        if final.resolve().is_relative_to(self.store.resolve()):
+            raise SnapshotError(f"snapshots: store.snapshot_dir {self.snapshot_dir} lies inside the store")
+        try:
+            run_tool(["cp", *self.cp_args, str(self.store), str(tmp)], f"{self.name} copy of {self.store}")
+            os.rename(tmp, final)
+            dfd = os.open(self.snapshot_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except BaseException:
+            if tmp.exists():
+                remove_tree(tmp)
+            raise
+        return Snapshot(sid, final, str(final))
+
+    def list(self) -> list[Snapshot]:
+        if not self.snapshot_dir.is_dir():
+            return []
+        found = []
+        for e in os.scandir(self.snapshot_dir):
+            if is_half_made(e.name):
+                remove_tree(Path(e.path))
+            elif is_id(e.name) and e.is_dir(follow_symlinks=False):
+                found.append(Snapshot(e.name, Path(e.path), e.path))
+        return sorted(found, key=lambda s: s.time)
+
+    def delete(self, snap: Snapshot) -> None:
+        remove_tree(Path(snap.handle))
+
+
+class Reflink(CopyTree):
+    """XFS (reflink=1) or btrfs without subvolumes: data shared, metadata
+    copied, so a snapshot costs a walk of the tree and its inodes."""
+
+    name = "reflink"
+    cp_args = ["-a", "--reflink=always"]
+
+    @classmethod
+    def detect(cls, store: Path) -> bool:
+        try:
+            return reflinks_work(store)
+        except OSError:
+            return False
+
+
+class Hardlink(CopyTree):
+    """Any POSIX filesystem: unchanged files are hard links to the store's.
+
+    Works because the host replaces a changed file by rename and never
+    changes a shared inode in place: images with more than one link are
+    copied before an update, and files whose metadata alone changed are
+    copied before the change (see docs/history.md for the cost)."""
+
+    name = "hardlink"
+    cp_args = ["-a", "--link"]
+
+    @classmethod
+    def detect(cls, store: Path) -> bool:
+        return True
+
+    def exclusive_bytes(self, snap: Snapshot) -> int | None:
+        """Files with a single link belong to this snapshot alone."""
+        total = 0
+        for dirpath, _dirs, files in os.walk(snap.handle):
+            for f in files:
+                st = os.lstat(os.path.join(dirpath, f))
+                if st.st_nlink == 1:
+                    total += st.st_blocks * 512
+        return total
