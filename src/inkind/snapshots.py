@@ -60,10 +60,13 @@ class Snapshot:
 
 
 def new_id(now: float | None = None, taken: Sequence[str] = ()) -> str:
-    """The UTC time as a snapshot id, finer only to tell two ids apart."""
+    """The UTC time as a snapshot id; with microseconds only when a
+    snapshot of the same second exists, so the new id sorts last."""
     t = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     sid = t.strftime(ID_FORMAT)
-    return t.strftime(ID_FORMAT_FINE) if sid in taken else sid
+    if taken and max(map(parse_id, taken)) >= parse_id(sid):
+        sid = t.strftime(ID_FORMAT_FINE)
+    return sid
 
 
 def parse_id(sid: str) -> datetime:
