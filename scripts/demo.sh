@@ -9,5 +9,8 @@ echo
 echo "Stored in ./inkind-store/quickstart. Run it again: nothing is rewritten."
 .venv/bin/inkind -c examples/quickstart.toml backup
 echo
+echo "Each run left a snapshot of the store (history):"
+.venv/bin/inkind -c examples/quickstart.toml snapshots list
+echo
 echo "To restore, run the standard-tool command that inkind prints:"
 .venv/bin/inkind -c examples/quickstart.toml restore quickstart --to /tmp/quickstart-restore
