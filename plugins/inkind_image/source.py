@@ -5,37 +5,27 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
-from pathlib import Path
 from typing import Any
 
-from inkind import ConfigError, RunContext, Source, SourceError, XAttrs
+from inkind import ConfigError, RunContext, SourceError, XAttrs
 from inkind.blockcopy import BlockCopy, CopyResult
-from inkind.source import Finding
+from inkind.blockdev import OpenSource, in_use, open_source, udev_ids
+from inkind.rawimage import RawImageSource
 from inkind.store.files import is_temp_name
-from inkind.store.image import pending_journals
 from inkind.store.paths import open_beneath
-from inkind.verify import check_file
-from inkind_image.device import OpenSource, in_use, open_source, udev_ids
 from inkind_image.options import ImageOptions
 
 log = logging.getLogger("inkind")
 
 
-class ImageSource(Source):
+class ImageSource(RawImageSource):
     """A block device or image file, kept as ``NAME/<name>.img`` (restore: dd or cp)."""
 
     type_name = "image"
     Options = ImageOptions
 
     def _engine(self, run: RunContext, image_file: str | None = None) -> BlockCopy:
-        return BlockCopy(
-            run.root_fd,
-            f"{run.name}/{image_file or self.options.image_file}",
-            self.options.block_size,
-            run.stats,
-            label=f"source {self.options.path}",
-        )
+        return self.engine(run, image_file or self.options.image_file, f"source {self.options.path}")
 
     def backup(self, run: RunContext) -> None:
         src = open_source(self.options.path)
@@ -133,42 +123,8 @@ class ImageSource(Source):
             if src is not None:
                 src.close()
 
-    def verify(self, run: RunContext) -> list[Finding]:
-        """Each image against its xxh3 and its manifest; journals and temps
-        are recoverable."""
-        findings = [
-            Finding(j, "pending journal; the next run replays it", True)
-            for j in pending_journals(run.root_fd, run.name)
-        ]
-        for name in sorted(os.listdir(run.data_fd)):
-            rel = f"{run.name}/{name}"
-            st = os.stat(name, dir_fd=run.data_fd, follow_symlinks=False)
-            if is_temp_name(name):
-                findings.append(Finding(rel, "leftover temp; the next run removes it", True))
-            elif stat.S_ISREG(st.st_mode):
-                run.stats.objects_seen += 1
-                if name.endswith(".img"):
-                    findings += self._engine(run, name).verify()
-                else:
-                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=run.data_fd)
-                    try:
-                        found = check_file(fd, rel, st.st_size)
-                    finally:
-                        os.close(fd)
-                    findings += [found] if found else []
-        return findings
-
-    def restore_commands(
-        self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
-    ) -> list[list[str]]:
+    def image_for_restore(self, path: str | None, state: dict[str, Any]) -> str:
         image = self.options.image_file
         if path and path.strip("/") not in (image, self.options.name):
             raise ConfigError(f"restore: this source stores one image, {image}; got path '{path}'")
-        src = str(data_dir / image)
-        try:
-            is_device = stat.S_ISBLK(os.stat(dest).st_mode)
-        except OSError:
-            is_device = False
-        if is_device:
-            return [["dd", f"if={src}", f"of={dest}", "bs=4M", "conv=sparse,fsync", "status=progress"]]
-        return [["cp", "--sparse=always", src, dest]]
+        return image

@@ -1,5 +1,5 @@
-"""The source side: opening a device or image file, its size, whether it is
-in use, and what udev knows about it."""
+"""Block devices and image files as backup sources: opening one, its size,
+whether it is in use, and what udev knows about it (image and lvm sources)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,95 @@
+"""What the sources that store raw images (image, lvm) share: the block
+size option, the block-copy engine per image, verify, and the dd/cp
+restore. Each such source keeps ``NAME/<image>.img`` files only."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+from inkind.blockcopy import BlockCopy
+from inkind.errors import ConfigError
+from inkind.source import Finding, RunContext, Source
+from inkind.store.files import is_temp_name
+from inkind.store.image import pending_journals
+from inkind.verify import check_file
+
+MIN_BLOCK = 64 << 10
+MAX_BLOCK = 64 << 20
+DEFAULT_BLOCK = 4 << 20
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: int | str) -> int | None:
+    """``4194304``, ``"4M"``, ``"4MiB"`` or ``"64k"`` in bytes; None if not a size."""
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(value)
+    return int(m.group(1)) * _UNITS[m.group(2).lower()] if m else None
+
+
+def check_block_size(value: int | str, where: str) -> int:
+    """The ``block_size`` option in bytes, or a ConfigError naming ``where``."""
+    size = parse_size(value)
+    if size is None or size & (size - 1) or not MIN_BLOCK <= size <= MAX_BLOCK:
+        raise ConfigError(
+            f"config: {where}.block_size: must be a power of two from 64 KiB to 64 MiB "
+            f'(e.g. 4194304 or "4M"), got {value!r}'
+        )
+    return size
+
+
+class RawImageSource(Source):
+    """Base of sources whose stored objects are raw images."""
+
+    def block_size(self) -> int:
+        return int(self.options.block_size)
+
+    def engine(self, run: RunContext, image_file: str, label: str) -> BlockCopy:
+        return BlockCopy(run.root_fd, f"{run.name}/{image_file}", self.block_size(), run.stats, label=label)
+
+    def verify(self, run: RunContext) -> list[Finding]:
+        """Each image against its xxh3 and its manifest; journals and temps
+        are recoverable."""
+        findings = [
+            Finding(j, "pending journal; the next run replays it", True)
+            for j in pending_journals(run.root_fd, run.name)
+        ]
+        for name in sorted(os.listdir(run.data_fd)):
+            rel = f"{run.name}/{name}"
+            st = os.stat(name, dir_fd=run.data_fd, follow_symlinks=False)
+            if is_temp_name(name):
+                findings.append(Finding(rel, "leftover temp; the next run removes it", True))
+            elif stat.S_ISREG(st.st_mode):
+                run.stats.objects_seen += 1
+                if name.endswith(".img"):
+                    findings += self.engine(run, name, rel).verify()
+                else:
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=run.data_fd)
+                    try:
+                        found = check_file(fd, rel, st.st_size)
+                    finally:
+                        os.close(fd)
+                    findings += [found] if found else []
+        return findings
+
+    @abstractmethod
+    def image_for_restore(self, path: str | None, state: dict[str, Any]) -> str:
+        """The stored image file that ``restore`` with ``path`` means."""
+
+    def restore_commands(
+        self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
+    ) -> list[list[str]]:
+        src = str(data_dir / self.image_for_restore(path, state))
+        try:
+            is_device = stat.S_ISBLK(os.stat(dest).st_mode)
+        except OSError:
+            is_device = False
+        if is_device:
+            return [["dd", f"if={src}", f"of={dest}", "bs=4M", "conv=sparse,fsync", "status=progress"]]
+        return [["cp", "--sparse=always", src, dest]]
