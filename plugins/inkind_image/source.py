@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
 
-from inkind import ConfigError, RunContext, SourceError, XAttrs
-from inkind.blockcopy import BlockCopy, CopyResult
+from inkind import ConfigError, RunContext, SourceError
+from inkind.blockcopy import BlockCopy
 from inkind.blockdev import OpenSource, in_use, open_source, udev_ids
 from inkind.rawimage import RawImageSource
 from inkind.store.files import is_temp_name
-from inkind.store.paths import open_beneath
 from inkind_image.options import ImageOptions
 
 log = logging.getLogger("inkind")
@@ -37,13 +35,16 @@ class ImageSource(RawImageSource):
             run.stats.objects_seen += 1
             with run.progress("read", total=src.size) as progress:
                 result = engine.copy(src.fd, src.size, full=run.full, progress=progress)
-            self._account(run, result)
+            self.account(run, result, f"source {self.options.path}")
+            run.state.plugin.update(
+                image=self.options.image_file, size=result.size, block_size=self.options.block_size
+            )
             self._describe(run, engine, src)
             if run.full:
                 self._remove_strays(run)
             if run.scrub_fraction > 0:
                 with run.progress("scrub") as progress:
-                    engine.scrub(src.fd, run.should_scrub, progress)
+                    engine.scrub(src.fd, run.pick_block, progress)
         finally:
             src.close()
 
@@ -57,36 +58,7 @@ class ImageSource(RawImageSource):
                 ", ".join(uses),
             )
 
-    def _account(self, run: RunContext, result: CopyResult) -> None:
-        if result.changed:
-            run.stats.objects_changed += 1
-        else:
-            run.stats.objects_unchanged += 1
-        if result.old_size is not None and result.old_size != result.size:
-            how = "grew" if result.size > result.old_size else "shrank"
-            log.info(
-                "%s: source %s %s from %d to %d bytes; image resized",
-                run.name,
-                self.options.path,
-                how,
-                result.old_size,
-                result.size,
-            )
-        if result.suspect:
-            run.state.data["full_pending"] = True
-        log.info(
-            "%s: %d of %d block(s) changed%s",
-            run.name,
-            result.blocks_changed,
-            result.blocks,
-            f" ({result.mode} update)" if result.mode else "",
-        )
-        run.state.plugin.update(
-            image=self.options.image_file, size=result.size, block_size=self.options.block_size
-        )
-
     def _describe(self, run: RunContext, engine: BlockCopy, src: OpenSource) -> None:
-        """``user.inkind.source`` on the image: what it is an image of."""
         desc: dict[str, Any] = {
             "path": str(src.path),
             "kind": "block device" if src.is_device else "file",
@@ -95,11 +67,7 @@ class ImageSource(RawImageSource):
         }
         if src.is_device:
             desc.update({k.lower(): v for k, v in udev_ids(src.path).items()})
-        fd = open_beneath(run.root_fd, engine.image_rel, os.O_RDONLY)
-        try:
-            XAttrs(fd, stats=run.stats)["source"] = json.dumps(desc, sort_keys=True)
-        finally:
-            os.close(fd)
+        self.describe(run, engine, desc)
 
     def _remove_strays(self, run: RunContext) -> None:
         """A full pass removes images this source no longer produces (its
@@ -118,7 +86,7 @@ class ImageSource(RawImageSource):
             src = None
         try:
             with run.progress("scrub") as progress:
-                self._engine(run).scrub(src.fd if src else None, run.should_scrub, progress)
+                self._engine(run).scrub(src.fd if src else None, run.pick_block, progress)
         finally:
             if src is not None:
                 src.close()

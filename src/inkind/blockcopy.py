@@ -284,6 +284,7 @@ class CopyResult:
     mode: str = ""  # UpdateImage's way ("new", "clone", "journal", "copy"); "" if untouched
     compared_with_image: bool = False  # the manifest was missing, stale, or a full pass
     suspect: bool = False  # all blocks matched, yet the image's xxh3 did not
+    ranged: bool = False  # only the blocks of the given ranges were read
 
     @property
     def changed(self) -> bool:
@@ -365,6 +366,7 @@ class BlockCopy:
         *,
         full: bool = False,
         ranges: Iterable[tuple[int, int]] | None = None,
+        check: Callable[[], None] | None = None,
         progress: Progress = null_progress,
     ) -> CopyResult:
         """Bring the image up to date with ``size`` bytes of ``src_fd``.
@@ -375,8 +377,11 @@ class BlockCopy:
         ``ranges`` (byte ranges known to hold every change since the last
         run, e.g. from a thin-pool delta) limits the reads to those blocks;
         it is ignored when the manifest cannot be trusted or the size
-        changed. Raises SourceError if the source cannot be read whole or
-        changes size meanwhile; the previous image and manifest then stay.
+        changed. ``check`` runs after the last read and before the image is
+        committed: raising there (e.g. the snapshot read from filled up)
+        discards the update. Raises SourceError if the source cannot be read
+        whole or changes size meanwhile; the previous image and manifest
+        then stay.
         """
         with contextlib.suppress(OSError):
             os.posix_fadvise(src_fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -395,7 +400,8 @@ class BlockCopy:
                 spans = [(0, blocks)]
                 if ranges is not None and manifest is not None and before and before.size == size:
                     spans = block_spans(ranges, self.block_size, blocks)
-                self._copy(src_fd, size, img_fd, manifest, before, spans, result, progress)
+                    result.ranged = True
+                self._copy(src_fd, size, img_fd, manifest, before, spans, result, check, progress)
             finally:
                 if manifest is not None:
                     manifest.close()
@@ -413,6 +419,7 @@ class BlockCopy:
         before: ImageState | None,
         spans: list[tuple[int, int]],
         result: CopyResult,
+        check: Callable[[], None] | None,
         progress: Progress,
     ) -> None:
         bs = self.block_size
@@ -453,6 +460,8 @@ class BlockCopy:
                     raise SourceError(
                         f"{self.label}: changed size while being read; the previous image is kept"
                     )
+                if check is not None:
+                    check()
                 xxh3 = whole.hexdigest() if whole is not None else None
                 if lazy.img is None and (before is None or before.size != size):
                     lazy.get()  # a new image, or only its size changed
@@ -505,10 +514,10 @@ class BlockCopy:
     def scrub(
         self,
         src_fd: int | None,
-        pick: Callable[[], bool],
+        pick: Callable[[int], bool],
         progress: Progress = null_progress,
     ) -> int:
-        """Check the blocks ``pick()`` chooses: stored block against the
+        """Check the blocks ``pick(index)`` chooses: stored block against the
         manifest (a mismatch is corruption), then against the source (a
         mismatch is a change the last backup missed: repaired and counted).
 
@@ -545,7 +554,7 @@ class BlockCopy:
         img_fd: int,
         manifest: Manifest,
         src_fd: int | None,
-        pick: Callable[[], bool],
+        pick: Callable[[int], bool],
         progress: Progress,
     ) -> list[tuple[int, int]]:
         bs, size = self.block_size, manifest.image.size
@@ -554,7 +563,7 @@ class BlockCopy:
         bad: list[int] = []
         stale: list[tuple[int, int]] = []
         for i in range(manifest.blocks):
-            if not pick():
+            if not pick(i):
                 continue
             offset = i * bs
             length = min(bs, size - offset)

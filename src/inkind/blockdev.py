@@ -102,15 +102,15 @@ def in_use(rdev: int) -> list[str]:
     return sorted(set(uses))
 
 
-def udev_ids(path: Path) -> dict[str, str]:
-    """ID_FS_UUID and ID_SERIAL of a block device, where udev knows them
-    (without udev, e.g. in a container, there is nothing to add)."""
+def udev_ids(path: Path, keys: tuple[str, ...] = ("ID_FS_UUID", "ID_SERIAL")) -> dict[str, str]:
+    """What udev knows of a block device among ``keys`` (ID_FS_UUID and
+    ID_SERIAL unless told; without udev, e.g. in a container, nothing)."""
     try:
         import pyudev
     except ImportError:
         return {}
     try:
         props = pyudev.Devices.from_device_file(pyudev.Context(), str(path)).properties
-        return {key: props[key] for key in ("ID_FS_UUID", "ID_SERIAL") if key in props}
+        return {key: props[key] for key in keys if key in props}
     except (pyudev.DeviceError, OSError, ValueError):
         return {}

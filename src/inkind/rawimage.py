@@ -4,6 +4,8 @@ restore. Each such source keeps ``NAME/<image>.img`` files only."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import stat
@@ -11,12 +13,16 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from inkind.blockcopy import BlockCopy
+from inkind.blockcopy import BlockCopy, CopyResult
 from inkind.errors import ConfigError
 from inkind.source import Finding, RunContext, Source
 from inkind.store.files import is_temp_name
 from inkind.store.image import pending_journals
+from inkind.store.paths import open_beneath
+from inkind.store.xattrs import XAttrs
 from inkind.verify import check_file
+
+log = logging.getLogger("inkind")
 
 MIN_BLOCK = 64 << 10
 MAX_BLOCK = 64 << 20
@@ -77,6 +83,42 @@ class RawImageSource(Source):
                         os.close(fd)
                     findings += [found] if found else []
         return findings
+
+    def account(self, run: RunContext, result: CopyResult, what: str) -> None:
+        """Count and log one image's copy; a suspect image schedules a full pass."""
+        if result.changed:
+            run.stats.objects_changed += 1
+        else:
+            run.stats.objects_unchanged += 1
+        if result.old_size is not None and result.old_size != result.size:
+            how = "grew" if result.size > result.old_size else "shrank"
+            log.info(
+                "%s: %s %s from %d to %d bytes; image resized",
+                run.name,
+                what,
+                how,
+                result.old_size,
+                result.size,
+            )
+        if result.suspect:
+            run.state.data["full_pending"] = True
+        log.info(
+            "%s: %s: %d of %d block(s) read, %d changed%s",
+            run.name,
+            what,
+            result.blocks_read,
+            result.blocks,
+            result.blocks_changed,
+            f" ({result.mode} update)" if result.mode else "",
+        )
+
+    def describe(self, run: RunContext, engine: BlockCopy, desc: dict[str, Any]) -> None:
+        """``user.inkind.source`` on the image: what it is an image of (JSON)."""
+        fd = open_beneath(run.root_fd, engine.image_rel, os.O_RDONLY)
+        try:
+            XAttrs(fd, stats=run.stats)["source"] = json.dumps(desc, sort_keys=True)
+        finally:
+            os.close(fd)
 
     @abstractmethod
     def image_for_restore(self, path: str | None, state: dict[str, Any]) -> str:

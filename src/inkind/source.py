@@ -62,6 +62,10 @@ class RunContext:
         """One draw: whether the object at hand is scrubbed in this run."""
         return self.scrub_fraction > 0 and self.rng.random() < self.scrub_fraction
 
+    def pick_block(self, _index: int) -> bool:
+        """:meth:`should_scrub` for the block engine's ``pick(index)``."""
+        return self.should_scrub()
+
     def warn(self, message: str) -> None:
         """An object was skipped and its previous copy kept: exit status 1."""
         self.stats.warnings += 1
