@@ -81,8 +81,7 @@ class LvmSource(RawImageSource):
             try:
                 self._backup_volume(run, vol, volumes, record)
             except SourceError as e:
-                log.error("%s: %s", run.name, e)
-                failures.append(str(e))
+                failures.append(str(e) if vol.full_name in str(e) else f"{vol.full_name}: {e}")
         if run.full:
             self._remove_strays(run, {image_file(v) for v in chosen})
         if failures:

@@ -206,7 +206,7 @@ def test_scrub_names_a_corrupt_block_and_its_offset(bench):
     fill(bench.image, {7 * BS + 3: b"X"})  # bit rot leaves the mtime alone
     os.utime(bench.image, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(CorruptionError, match=r"disk/disk.img: block at offset 1835008 does not match"):
-        bench.engine().scrub(None, lambda: True)
+        bench.engine().scrub(None, lambda _i: True)
 
 
 def test_scrub_repairs_a_change_the_backup_missed(bench):
@@ -216,7 +216,7 @@ def test_scrub_repairs_a_change_the_backup_missed(bench):
     engine = bench.engine()
     fd = os.open(bench.src, os.O_RDONLY)
     try:
-        assert engine.scrub(fd, lambda: True) == 1
+        assert engine.scrub(fd, lambda _i: True) == 1
     finally:
         os.close(fd)
     assert (bench.stats.objects_scrubbed, bench.stats.objects_repaired) == (64, 1)

@@ -1,0 +1,245 @@
+"""The lvm source on thin volumes: a base snapshot kept between runs, and
+only the blocks thin_delta names read on the next run."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import BLOCK, CHUNK
+from lvm_helpers import SIZE, allocated, image_of, random_bytes, thin_setup
+
+MIN_SAMPLE = 4
+
+
+def stored_state(store: Path) -> dict:
+    return json.loads((store / ".inkind" / "sources" / "vols.json").read_text())["plugin"]["volumes"][
+        "vg0/data"
+    ]
+
+
+def snapshots(fake_lvm) -> list[str]:
+    return [n for n in fake_lvm.names("vg0") if n.startswith("inkind-")]
+
+
+def test_first_run_reads_all_and_keeps_a_base(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    r = inkind_run(config)
+    assert r.exit_status == 0, r.as_dict()
+    img = image_of(inkind_store, "vg0-data")
+    assert img.read_bytes() == fake_lvm.data("vg0", "data")
+    assert allocated(img) <= SIZE // 2 + CHUNK  # the unwritten half is a hole
+    assert r.results[0].stats.bytes_read == SIZE
+    [base] = snapshots(fake_lvm)
+    assert stored_state(inkind_store)["base"]["name"] == base
+    [create] = fake_lvm.calls("lvcreate")
+    assert create[1:] == ["-s", "-kn", "-ay", "-pr", "--addtag", "inkind", "-n", base, "vg0/data"]
+    assert fake_lvm.calls("dmsetup") == []  # no base yet: no delta
+
+
+def test_incremental_reads_only_the_changed_blocks(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    [old_base] = snapshots(fake_lvm)
+    # Three scattered writes: inside block 2, across blocks 9/10, in the
+    # never-written half (block 25).
+    fake_lvm.write("vg0", "data", 2 * BLOCK + 5000, b"a" * 100)
+    fake_lvm.write("vg0", "data", 10 * BLOCK - 10, random_bytes(20, 2))
+    fake_lvm.write("vg0", "data", 25 * BLOCK + 3 * CHUNK, random_bytes(CHUNK, 3))
+    fake_lvm.clear_calls()
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    assert image_of(inkind_store, "vg0-data").read_bytes() == fake_lvm.data("vg0", "data")
+    stats = r.results[0].stats
+    # Four changed blocks, plus the re-check sample of unchanged ones.
+    assert stats.bytes_read == (4 + MIN_SAMPLE) * BLOCK
+    assert stats.objects_scrubbed == MIN_SAMPLE and stats.objects_repaired == 0
+    assert [c[-1] for c in fake_lvm.calls("dmsetup")] == ["reserve_metadata_snap", "release_metadata_snap"]
+    [new_base] = snapshots(fake_lvm)
+    assert new_base != old_base
+    assert stored_state(inkind_store)["base"]["name"] == new_base
+    assert ["lvremove", "-y", f"vg0/{old_base}"] in fake_lvm.calls("lvremove")
+
+
+def test_unchanged_volume_writes_nothing(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    r = inkind_run(config, seed=2)
+    s = r.results[0].stats
+    assert r.exit_status == 0
+    assert (s.bytes_written, s.xattrs_written, s.objects_changed) == (0, 0, 0)
+    assert s.bytes_read == MIN_SAMPLE * BLOCK
+
+
+def test_discard_becomes_a_hole(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    img = image_of(inkind_store, "vg0-data")
+    before = allocated(img)
+    fake_lvm.discard("vg0", "data", 4 * BLOCK, 2 * BLOCK)  # left_only in the delta
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    assert img.read_bytes() == fake_lvm.data("vg0", "data")
+    assert allocated(img) <= before - 2 * BLOCK
+    assert r.results[0].stats.bytes_read == (2 + MIN_SAMPLE) * BLOCK
+
+
+def test_dashes_in_names(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
+    config = thin_setup(fake_lvm, inkind_config, vg="my-vg", lv="web-data")
+    assert inkind_run(config, seed=1).exit_status == 0
+    fake_lvm.write("my-vg", "web-data", 0, b"changed")
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    assert image_of(inkind_store, "my--vg-web--data").read_bytes() == fake_lvm.data("my-vg", "web-data")
+    assert {c[2] for c in fake_lvm.calls("dmsetup")} == {"my--vg-pool-tpool"}
+
+
+def test_full_pass_reads_the_whole_volume(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    fake_lvm.clear_calls()
+    r = inkind_run(config, seed=2, full=True)
+    assert r.exit_status == 0 and r.results[0].stats.bytes_read == SIZE
+    assert fake_lvm.calls("dmsetup") == []
+
+
+def test_missing_base_falls_back_to_the_whole_volume(
+    fake_lvm, inkind_config, inkind_store, inkind_run
+) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    [base] = snapshots(fake_lvm)
+    subprocess.run(["lvremove", "-y", f"vg0/{base}"], check=True, capture_output=True)
+    fake_lvm.write("vg0", "data", 7, b"x")
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 0 and r.results[0].stats.bytes_read == SIZE
+    assert image_of(inkind_store, "vg0-data").read_bytes() == fake_lvm.data("vg0", "data")
+
+
+def test_keep_base_snapshot_false(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
+    config = thin_setup(fake_lvm, inkind_config, keep_base_snapshot=False)
+    assert inkind_run(config, seed=1).exit_status == 0
+    assert snapshots(fake_lvm) == [] and "base" not in stored_state(inkind_store)
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 0 and r.results[0].stats.bytes_read == SIZE
+
+
+def test_a_delta_that_misses_a_change_is_caught(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
+    """Data changed behind the pool's back (the mapping says unchanged):
+    the re-check finds it, repairs it, warns, and schedules a full pass."""
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    vol = Path(fake_lvm.state()["lvs"][-1]["lv_path"].rsplit("/", 1)[0]) / "vg0-data"
+    with open(vol, "r+b") as f:  # no mapping change: thin_delta cannot see it
+        f.seek(3 * BLOCK)
+        f.write(b"unseen")
+    config.write_text(config.read_text().replace("scrub_fraction = 0.0", "scrub_fraction = 1.0"))
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 1, r.as_dict()
+    assert any("thin_delta missed 1 changed block" in m for m in r.results[0].messages)
+    assert image_of(inkind_store, "vg0-data").read_bytes() == fake_lvm.data("vg0", "data")
+    state = json.loads((inkind_store / ".inkind" / "sources" / "vols.json").read_text())
+    assert state["full_pending"] is True
+    r = inkind_run(config, seed=3)
+    assert r.results[0].full and r.results[0].stats.bytes_read >= SIZE
+
+
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        ("exit 1", "thin_delta exited 1"),
+        ("exit 0", "thin_delta printed nothing"),
+        ('echo \'<superblock data_block_size="128"><diff><different begin="1"\'', "does not parse"),
+    ],
+)
+def test_thin_delta_failure_keeps_everything(
+    fake_lvm, inkind_config, inkind_store, inkind_run, tmp_path, monkeypatch, script, why
+) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    img = image_of(inkind_store, "vg0-data")
+    before = img.read_bytes()
+    [base] = snapshots(fake_lvm)
+    fake_lvm.write("vg0", "data", 0, b"new data")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "thin_delta").write_text(f"#!/bin/sh\n{script}\n")
+    (broken / "thin_delta").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{broken}{os.pathsep}{os.environ['PATH']}")
+    fake_lvm.clear_calls()
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 2
+    [msg] = r.results[0].messages
+    assert why in msg and "\n" not in msg
+    assert img.read_bytes() == before
+    assert snapshots(fake_lvm) == [base]  # new snapshot removed, base kept
+    assert [c[-1] for c in fake_lvm.calls("dmsetup")] == ["reserve_metadata_snap", "release_metadata_snap"]
+    assert not fake_lvm.state()["pools"]["vg0/pool"]["reserved"]
+
+
+@pytest.mark.parametrize("flag", [{"fail": ["lvcreate"]}, {"pool_full": True}])
+def test_lvcreate_failure_keeps_everything(fake_lvm, inkind_config, inkind_store, inkind_run, flag) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    img = image_of(inkind_store, "vg0-data")
+    before = img.read_bytes()
+    [base] = snapshots(fake_lvm)
+    fake_lvm.write("vg0", "data", 0, b"new data")
+    fake_lvm.set(**flag)
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 2
+    [msg] = r.results[0].messages
+    assert msg.startswith("snapshot vg0/data: lvcreate exited 5") and "\n" not in msg
+    assert img.read_bytes() == before and snapshots(fake_lvm) == [base]
+
+
+def test_killed_after_lvcreate_then_a_clean_run(
+    fake_lvm, inkind_config, inkind_store, inkind_run, inkind_cli
+) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    [base] = snapshots(fake_lvm)
+    fake_lvm.write("vg0", "data", BLOCK, b"after the kill")
+    fake_lvm.set(kill_after_lvcreate=True)
+    killed = inkind_cli("-c", config, "backup")
+    assert killed.returncode == -9
+    assert len(snapshots(fake_lvm)) == 2  # the new one is left behind
+    fake_lvm.set(kill_after_lvcreate=False)
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    [new_base] = snapshots(fake_lvm)
+    assert new_base != base
+    assert image_of(inkind_store, "vg0-data").read_bytes() == fake_lvm.data("vg0", "data")
+    assert inkind_cli("-c", config, "verify").returncode == 0
+
+
+def test_restore_prints_dd_onto_a_device_and_cp_into_a_file(
+    fake_lvm, inkind_config, inkind_store, inkind_run, inkind_cli, tmp_path
+) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    img = image_of(inkind_store, "vg0-data")
+    target = tmp_path / "restored.img"
+    r = inkind_cli("-c", config, "restore", "vols", "--to", target)
+    assert r.returncode == 0, r.stderr
+    assert f"cp --sparse=always {img} {target}" in r.stdout
+    r = inkind_cli("-c", config, "restore", "vols", "vg0/data", "--to", target)
+    assert f"cp --sparse=always {img} {target}" in r.stdout
+    r = inkind_cli("-c", config, "restore", "vols", "vg9/other", "--to", target)
+    assert r.returncode == 2 and "volume 'vg9/other' is not stored (stored: vg0/data)" in r.stderr
+    device = next((d for d in ("/dev/loop0", "/dev/sda", "/dev/vda") if stat.S_ISBLK(_mode(d))), None)
+    if device is None:
+        pytest.skip("no block device node to name as a restore target")
+    r = inkind_cli("-c", config, "restore", "vols", "--to", device)
+    assert f"dd if={img} of={device} bs=4M conv=sparse,fsync status=progress" in r.stdout
+
+
+def _mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return 0
