@@ -91,6 +91,9 @@ class ImageSource(RawImageSource):
             if src is not None:
                 src.close()
 
+    def covers(self, device: str, volume: str | None) -> bool:
+        return os.path.realpath(self.options.path) == os.path.realpath(device)
+
     def image_for_restore(self, path: str | None, state: dict[str, Any]) -> str:
         image = self.options.image_file
         if path and path.strip("/") not in (image, self.options.name):

@@ -288,6 +288,9 @@ class LvmSource(RawImageSource):
                 if src is not None:
                     src.close()
 
+    def covers(self, device: str, volume: str | None) -> bool:
+        return volume is not None and any(fnmatch.fnmatchcase(volume, p) for p in self.options.patterns)
+
     def image_for_restore(self, path: str | None, state: dict[str, Any]) -> str:
         records = state.get("volumes", {})
         images = {k: r["image"] for k, r in records.items() if r.get("image")}

@@ -112,5 +112,41 @@ def udev_ids(path: Path, keys: tuple[str, ...] = ("ID_FS_UUID", "ID_SERIAL")) ->
     try:
         props = pyudev.Devices.from_device_file(pyudev.Context(), str(path)).properties
         return {key: props[key] for key in keys if key in props}
-    except (pyudev.DeviceError, OSError, ValueError):
+    except (pyudev.DeviceNotFoundError, OSError, ValueError):
         return {}
+
+
+@dataclass
+class Device:
+    """One block device the kernel knows (``inkind devices``)."""
+
+    path: str
+    kind: str  # disk, part, loop, dm, ...
+    size: int
+    fstype: str = ""
+    uuid: str = ""
+    volume: str = ""  # vg/lv when udev says it is a logical volume
+
+
+def block_devices(sys_block: Path = Path("/sys/class/block")) -> list[Device]:
+    """Every block device in sysfs, with udev's filesystem type and UUID and,
+    for device-mapper devices of LVM, DM_VG_NAME/DM_LV_NAME."""
+    found = []
+    for entry in sorted(sys_block.iterdir()) if sys_block.is_dir() else []:
+        try:
+            size = int((entry / "size").read_text()) * 512
+        except (OSError, ValueError):
+            continue
+        if (entry / "partition").exists():
+            kind = "part"
+        elif entry.name.startswith(("loop", "dm-", "md", "nbd", "zram", "sr")):
+            kind = entry.name.split("-")[0].rstrip("0123456789") or entry.name
+        else:
+            kind = "disk"
+        if size == 0:
+            continue  # an unused loop or zram device, an empty drive
+        path = f"/dev/{entry.name}"
+        ids = udev_ids(Path(path), ("ID_FS_TYPE", "ID_FS_UUID", "DM_VG_NAME", "DM_LV_NAME"))
+        volume = f"{ids['DM_VG_NAME']}/{ids['DM_LV_NAME']}" if ids.get("DM_LV_NAME") else ""
+        found.append(Device(path, kind, size, ids.get("ID_FS_TYPE", ""), ids.get("ID_FS_UUID", ""), volume))
+    return found

@@ -132,6 +132,11 @@ class Source(ABC):
         below it) to ``dest``, as argument lists. ``state`` is the plugin's
         own saved state (``run.state.plugin`` of the last run)."""
 
+    def covers(self, device: str, volume: str | None) -> bool:
+        """Whether this source backs up the block device ``device`` (or the
+        logical volume ``volume``, "vg/lv"), for ``inkind devices``."""
+        return False
+
     def fingerprint(self) -> dict[str, Any]:
         """The configuration that, when it changes, forces a full pass."""
         import dataclasses

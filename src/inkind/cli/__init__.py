@@ -56,7 +56,7 @@ def main(
     ctx.obj = Env(config_path, -1 if quiet else verbose, log_json)
 
 
-from inkind.cli import backup, list, plugins, restore, scrub, snapshots, status, verify  # noqa: E402
+from inkind.cli import backup, devices, list, plugins, restore, scrub, snapshots, status, verify  # noqa: E402
 
-for _module in (backup, scrub, verify, list, status, restore, snapshots, plugins):
+for _module in (backup, scrub, verify, list, status, restore, snapshots, devices, plugins):
     main.add_command(_module.command)
