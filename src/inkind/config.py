@@ -152,7 +152,10 @@ def build(cls: type, table: dict[str, Any], where: str, *, base: Path | None = N
                 f"config: {where}.{key}: expected {_describe(hint)}, got {type(value).__name__} {value!r}"
             )
         if hint in (Path, Path | None) and value is not None:
-            value = Path(os.path.normpath((base or Path.cwd()) / Path(value).expanduser()))
+            try:
+                value = Path(os.path.normpath((base or Path.cwd()) / Path(value).expanduser()))
+            except RuntimeError:  # "~user" of a user that does not exist
+                raise ConfigError(f"config: {where}.{key}: no such user's home in {value!r}") from None
         kwargs[key] = value
     for name, f in fields.items():
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING

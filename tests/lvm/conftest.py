@@ -16,9 +16,7 @@ FAKES = Path(__file__).parent / "fakes"
 sys.path.insert(0, str(FAKES))
 
 import fakelvm  # noqa: E402
-
-CHUNK = 64 << 10
-BLOCK = 256 << 10
+from lvm_helpers import CHUNK  # noqa: E402
 
 
 class FakeLvm:

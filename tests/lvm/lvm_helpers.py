@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import BLOCK, CHUNK
-
+CHUNK = 64 << 10  # the fake pools' chunk size
+BLOCK = 256 << 10  # the engine's block size in these tests
 SIZE = 32 * BLOCK  # 8 MiB: 32 engine blocks, 128 pool chunks
 
 

@@ -3,8 +3,7 @@ snapshot per run, read whole against the block manifest, always removed."""
 
 from __future__ import annotations
 
-from conftest import BLOCK
-from lvm_helpers import SIZE, image_of, random_bytes
+from lvm_helpers import BLOCK, SIZE, image_of, random_bytes
 
 
 def classic_setup(fake_lvm, inkind_config, **options):

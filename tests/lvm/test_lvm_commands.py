@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CHUNK
 from inkind_lvm.options import LvmOptions
+from lvm_helpers import CHUNK
 
 from inkind import ConfigError, lvm
 from inkind.config import build

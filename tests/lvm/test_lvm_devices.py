@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import BLOCK
+from lvm_helpers import BLOCK
 
 from inkind.cli.devices import human
 

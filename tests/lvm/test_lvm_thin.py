@@ -10,8 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BLOCK, CHUNK
-from lvm_helpers import SIZE, allocated, image_of, random_bytes, thin_setup
+from lvm_helpers import BLOCK, CHUNK, SIZE, allocated, image_of, random_bytes, thin_setup
 
 from inkind.testing import flip_byte
 
