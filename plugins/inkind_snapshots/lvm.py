@@ -9,62 +9,31 @@ activate and mount it read-only. Snapshots are named
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
+from inkind import lvm
+from inkind.lvm import Volume
+from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id
 from inkind_snapshots.mounts import Mount, mount_of
 
 PREFIX = "inkind-history-"
 TAG = "inkind_history"
-FIELDS = "vg_name,lv_name,lv_path,lv_dm_path,pool_lv,origin,lv_tags,lv_size,data_percent"
 # Mount a snapshot of a filesystem that was mounted when it was taken
 # without replaying its journal (the snapshot is read-only), and let XFS
 # accept the duplicate UUID.
 MOUNT_OPTIONS = {"ext4": "ro,noload", "ext3": "ro,noload", "xfs": "ro,norecovery,nouuid"}
 
 
-@dataclass(frozen=True)
-class Volume:
-    vg: str
-    lv: str
-    path: str
-    dm_path: str
-    pool: str
-    origin: str
-    tags: list[str]
-    size: int
-    data_percent: float
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.vg}/{self.lv}"
-
-
-def lvs() -> list[Volume]:
-    out = run_tool(
-        ["lvs", "--reportformat", "json", "-a", "-o", FIELDS, "--units", "b", "--nosuffix"], "list volumes"
-    )
+@contextlib.contextmanager
+def _history_errors() -> Iterator[None]:
+    """LVM failures are history failures here."""
     try:
-        rows = json.loads(out)["report"][0]["lv"]
-        return [
-            Volume(
-                r["vg_name"],
-                r["lv_name"],
-                r.get("lv_path", ""),
-                r.get("lv_dm_path", ""),
-                r.get("pool_lv", ""),
-                r.get("origin", ""),
-                [t for t in r.get("lv_tags", "").split(",") if t],
-                int(r.get("lv_size") or 0),
-                float(r.get("data_percent") or 0),
-            )
-            for r in rows
-        ]
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise SnapshotError("snapshots: lvm: lvs printed a report that does not parse") from None
+        yield
+    except lvm.LvmError as e:
+        raise SnapshotError(f"snapshots: {e}") from None
 
 
 class LvmThin(SnapshotProvider):
@@ -72,7 +41,8 @@ class LvmThin(SnapshotProvider):
 
     def _store_volume(self) -> tuple[Volume, Mount, list[Volume]]:
         mount = mount_of(self.store)
-        every = lvs()
+        with _history_errors():
+            every = lvm.list_volumes()
         dev = os.path.realpath(mount.source)
         for v in every:
             if dev in {os.path.realpath(p) for p in (v.path, v.dm_path) if p}:
@@ -96,20 +66,9 @@ class LvmThin(SnapshotProvider):
 
     def create(self, sid: str) -> Snapshot:
         vol, _mount, _ = self._store_volume()
-        run_tool(
-            [
-                "lvcreate",
-                "--snapshot",
-                "--name",
-                PREFIX + sid,
-                "--addtag",
-                TAG,
-                "--permission",
-                "r",
-                vol.full_name,
-            ],
-            f"snapshot {vol.full_name}",
-        )
+        # Left inactive (activation skip on): restore activates the one it needs.
+        with _history_errors():
+            lvm.create_snapshot(vol, PREFIX + sid, None, tag=TAG, active=False)
         return Snapshot(sid, None, f"{vol.vg}/{PREFIX}{sid}")
 
     def list(self) -> list[Snapshot]:
@@ -117,7 +76,8 @@ class LvmThin(SnapshotProvider):
         return self._snaps(vol, every)
 
     def delete(self, snap: Snapshot) -> None:
-        run_tool(["lvremove", "--yes", snap.handle], f"remove {snap.handle}")
+        with _history_errors():
+            lvm.remove(*snap.handle.split("/", 1))
 
     def space(self) -> tuple[int, int]:
         """The thin pool's: deleting a snapshot frees pool chunks, not

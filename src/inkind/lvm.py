@@ -156,10 +156,13 @@ def find(volumes: list[Volume], vg: str, lv: str) -> Volume | None:
     return next((v for v in volumes if v.vg == vg and v.lv == lv), None)
 
 
-def create_snapshot(origin: Volume, name: str, size: str | None, tag: str = TAG) -> None:
-    """A read-only, active snapshot without activation skip. ``size`` (e.g.
-    ``"10%ORIGIN"`` or ``"2G"``) makes a classic snapshot; None a thin one."""
-    argv = ["lvcreate", "-s", "-kn", "-ay", "-pr", "--addtag", tag, "-n", name]
+def create_snapshot(
+    origin: Volume, name: str, size: str | None, tag: str = TAG, *, active: bool = True
+) -> None:
+    """A read-only snapshot, ``active`` and without activation skip unless
+    told (a snapshot to read now must be). ``size`` (e.g. ``"10%ORIGIN"``
+    or ``"2G"``) makes a classic snapshot; None a thin one."""
+    argv = ["lvcreate", "-s", *(["-kn", "-ay"] if active else []), "-pr", "--addtag", tag, "-n", name]
     if size is not None:
         argv += ["-l" if "%" in size else "-L", size]
     run([*argv, origin.full_name], f"snapshot {origin.full_name}")

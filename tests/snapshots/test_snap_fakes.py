@@ -83,13 +83,12 @@ def test_lvm_thin_snapshot_named_tagged_and_mounted_for_restore(storage, inkind_
     (create,) = [c for c in storage.state()["calls"] if c[0] == "lvcreate"]
     assert create == [
         "lvcreate",
-        "--snapshot",
-        "--name",
-        f"inkind-history-{sid}",
+        "-s",
+        "-pr",
         "--addtag",
         "inkind_history",
-        "--permission",
-        "r",
+        "-n",
+        f"inkind-history-{sid}",
         "vg0/back-up",
     ]
     listed = inkind_cli("-c", cfg, "snapshots", "list", "--json").json()
@@ -115,7 +114,7 @@ def test_lvm_prune_measures_the_pool_and_keeps_the_newest(storage, inkind_cli):
     snaps = [v["lv_name"] for v in storage.state()["lvs"] if v["lv_name"].startswith("inkind-history-")]
     assert snaps == [f"inkind-history-{r.json()['history']['snapshot']}"]
     removes = [c for c in storage.state()["calls"] if c[0] == "lvremove"]
-    assert len(removes) == 2 and all(c[1] == "--yes" for c in removes)
+    assert len(removes) == 2 and all(c[1] == "-y" for c in removes)
 
 
 def test_lvm_refuses_a_classic_volume(storage, inkind_cli, inkind_store):
