@@ -14,6 +14,7 @@ import fnmatch
 import logging
 import math
 import os
+import re
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +38,10 @@ def image_file(vol: Volume) -> str:
     return f"{lvm.dm_name(vol.vg, vol.lv)}.img"
 
 
-def snapshot_prefix(vol: Volume) -> str:
-    return f"inkind-{vol.lv}-"
+def snapshot_prefix(source: str, vol: Volume) -> str:
+    """``inkind-<source>-<lv>-``: two sources may back up one volume without
+    taking each other's snapshots for leftovers."""
+    return f"inkind-{re.sub(r'[^A-Za-z0-9+_.-]', '_', source)}-{vol.lv}-"
 
 
 def backed_up(vol: Volume) -> bool:
@@ -94,8 +97,8 @@ class LvmSource(RawImageSource):
         engine = self.engine(run, image_file(vol), vol.full_name)
         engine.sweep_manifest_temps()
         base = self._recorded_base(vol.vg, record, volumes)
-        self._remove_stale(vol, volumes, base)
-        name = snapshot_prefix(vol) + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        self._remove_stale(run.name, vol, volumes, base)
+        name = snapshot_prefix(run.name, vol) + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         lvm.create_snapshot(vol, name, None if vol.is_thin else self.options.snapshot_size)
         keep = False
         try:
@@ -230,7 +233,7 @@ class LvmSource(RawImageSource):
             return None
         return found
 
-    def _remove_stale(self, vol: Volume, volumes: list[Volume], base: Volume | None) -> None:
+    def _remove_stale(self, source: str, vol: Volume, volumes: list[Volume], base: Volume | None) -> None:
         """Snapshots of this volume that a killed run left: tagged, named
         and of this origin, and not the recorded base."""
         for v in volumes:
@@ -238,7 +241,7 @@ class LvmSource(RawImageSource):
                 v.vg == vol.vg
                 and v.origin == vol.lv
                 and lvm.TAG in v.tags
-                and v.lv.startswith(snapshot_prefix(vol))
+                and v.lv.startswith(snapshot_prefix(source, vol))
                 and (base is None or v.lv != base.lv)
             ):
                 log.info("%s: removing %s, left by an interrupted run", vol.full_name, v.full_name)

@@ -21,7 +21,7 @@ def test_classic_snapshot_each_run(
     creates = fake_lvm.calls("lvcreate")
     assert len(creates) == 2
     name = creates[0][creates[0].index("-n") + 1]
-    assert name.startswith("inkind-root-")
+    assert name.startswith("inkind-vols-root-")
     assert creates[0][1:] == [
         "-s",
         "-kn",
@@ -102,7 +102,7 @@ def test_one_failing_volume_does_not_stop_the_others(fake_lvm, inkind_config, in
     r = inkind_run(config, seed=1)
     assert r.exit_status == 2
     [msg] = r.results[0].messages
-    assert msg.startswith("vg0/b: source ") and "vg0-inkind--b--" in msg and "does not exist" in msg
+    assert msg.startswith("vg0/b: source ") and "vg0-inkind--vols--b--" in msg and "does not exist" in msg
     assert (inkind_store / "vols" / "vg0-a.img").exists()
     assert not (inkind_store / "vols" / "vg0-b.img").exists()
     assert fake_lvm.names("vg0") == ["a", "b"]  # both snapshots removed

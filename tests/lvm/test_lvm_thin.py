@@ -274,3 +274,19 @@ def test_scrub_repairs_from_the_base_snapshot(fake_lvm, inkind_config, inkind_st
     assert r.exit_status == 0, r.as_dict()
     assert r.results[0].stats.objects_repaired == 1
     assert image_of(inkind_store, "vg0-data").read_bytes() == base_file.read_bytes()
+
+
+def test_two_sources_on_one_volume_keep_their_own_bases(
+    fake_lvm, inkind_config, inkind_store, inkind_run
+) -> None:
+    thin_setup(fake_lvm, inkind_config)
+    table = {"type": "lvm", "volume": "vg0/data", "block_size": BLOCK}
+    config = inkind_config({"a": table, "b": table})
+    for seed in (1, 2, 3):
+        fake_lvm.write("vg0", "data", seed * BLOCK, b"run %d" % seed)
+        r = inkind_run(config, seed=seed)
+        assert r.exit_status == 0, r.as_dict()
+    assert [n.rsplit("-", 1)[0] for n in snapshots(fake_lvm)] == ["inkind-a-data", "inkind-b-data"]
+    assert all(r.stats.bytes_read < SIZE for r in r.results)  # both read by delta
+    for name in ("a", "b"):
+        assert (inkind_store / name / "vg0-data.img").read_bytes() == fake_lvm.data("vg0", "data")
