@@ -31,37 +31,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import Measurement, markdown_table, measure, median
+from measure import Btrfs, Measurement, markdown_table, measure, median, settle, sh
 
 MiB = 1 << 20
 GiB = 1 << 30
 BLOCK = 4 * MiB
 PYTHON = sys.executable
-
-
-def sh(*argv: str | Path) -> str:
-    return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True).stdout
-
-
-def evict(*paths: Path) -> None:
-    """Drop these files' pages from the page cache (only theirs: other
-    work on the machine keeps its cache)."""
-    for path in paths:
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
-def settle(cold: bool, *paths: Path) -> None:
-    """Start each measurement alike: no writeback of an earlier command
-    still running, and (cold) the files involved out of the page cache."""
-    os.sync()
-    if cold:
-        evict(*paths)
 
 
 def make_source(path: Path, size: int, rng: random.Random) -> None:
@@ -89,38 +64,6 @@ def exclusive(path: Path) -> int:
     snapshot taken before the round)."""
     out = sh("btrfs", "filesystem", "du", "-s", "--raw", path).splitlines()
     return int(out[-1].split()[1])
-
-
-class Btrfs:
-    """A btrfs filesystem on a loop device (direct I/O, so reads of the
-    targets come from the disk and not from the backing file's cache)."""
-
-    def __init__(self, work: Path, size: int):
-        self.backing = work / "btrfs.raw"
-        with open(self.backing, "wb") as f:
-            f.truncate(size)
-        self.dev = sh("losetup", "--find", "--show", "--direct-io=on", self.backing).strip()
-        sh("mkfs.btrfs", "-q", "-f", self.dev)
-        self.mnt = work / "mnt"
-        self.mnt.mkdir()
-        sh("mount", self.dev, self.mnt)
-
-    def subvolume(self, name: str) -> Path:
-        sh("btrfs", "subvolume", "create", self.mnt / name)
-        return self.mnt / name
-
-    def snapshot(self, sub: Path) -> Path:
-        snap = self.mnt / f".before-{sub.name}"
-        sh("btrfs", "subvolume", "snapshot", "-r", sub, snap)
-        return snap
-
-    def drop(self, snap: Path) -> None:
-        sh("btrfs", "subvolume", "delete", snap)
-        sh("btrfs", "subvolume", "sync", self.mnt)  # space back before the next command
-
-    def close(self) -> None:
-        subprocess.run(["umount", str(self.mnt)], check=False)
-        subprocess.run(["losetup", "-d", self.dev], check=False)
 
 
 def write_config(path: Path, store: Path, source: Path) -> Path:

@@ -67,3 +67,60 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores, {mem:.0f} GiB memory, kernel {os.uname().release}"
+
+
+def sh(*argv: str | Path) -> str:
+    return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True).stdout
+
+
+def evict(*paths: Path) -> None:
+    """Drop these files' pages from the page cache (only theirs: other
+    work on the machine keeps its cache)."""
+    for path in paths:
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def settle(cold: bool, *paths: Path) -> None:
+    """Start each measurement alike: no writeback of an earlier command
+    still running, and (cold) the files involved out of the page cache."""
+    os.sync()
+    if cold:
+        evict(*paths)
+
+
+class Btrfs:
+    """A btrfs filesystem on a loop device (direct I/O, so reads of the
+    targets come from the disk and not from the backing file's cache)."""
+
+    def __init__(self, work: Path, size: int):
+        self.backing = work / "btrfs.raw"
+        with open(self.backing, "wb") as f:
+            f.truncate(size)
+        self.dev = sh("losetup", "--find", "--show", "--direct-io=on", self.backing).strip()
+        sh("mkfs.btrfs", "-q", "-f", self.dev)
+        self.mnt = work / "mnt"
+        self.mnt.mkdir()
+        sh("mount", self.dev, self.mnt)
+
+    def subvolume(self, name: str) -> Path:
+        sh("btrfs", "subvolume", "create", self.mnt / name)
+        return self.mnt / name
+
+    def snapshot(self, sub: Path) -> Path:
+        snap = self.mnt / f".before-{sub.name}"
+        sh("btrfs", "subvolume", "snapshot", "-r", sub, snap)
+        return snap
+
+    def drop(self, snap: Path) -> None:
+        sh("btrfs", "subvolume", "delete", snap)
+        sh("btrfs", "subvolume", "sync", self.mnt)  # space back before the next command
+
+    def close(self) -> None:
+        subprocess.run(["umount", str(self.mnt)], check=False)
+        subprocess.run(["losetup", "-d", self.dev], check=False)

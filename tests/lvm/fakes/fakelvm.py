@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -184,26 +184,39 @@ def _pool_of(state: dict[str, Any], r: dict[str, str]) -> dict[str, Any]:
     return state["pools"][f"{r['vg_name']}/{r['pool_lv']}"]
 
 
-def _refs(p: dict[str, Any], block: int) -> int:
-    return sum(1 for dev in p["devices"].values() for b in dev.values() if b == block)
-
-
 def write(state: dict[str, Any], vg: str, lv: str, offset: int, data: bytes) -> None:
+    write_many(state, vg, lv, [(offset, data)])
+
+
+def write_many(state: dict[str, Any], vg: str, lv: str, writes: list[tuple[int, bytes]]) -> None:
     """Write to a volume; for a thin one, provision or break sharing of
-    every chunk touched, as the pool does."""
+    every chunk touched, as the pool does (the metadata is rewritten once)."""
     r = row(state, vg, lv)
     with open(r["lv_path"], "r+b") as f:
-        f.seek(offset)
-        f.write(data)
-    if r["pool_lv"] and data:
-        p = _pool_of(state, r)
-        dev = p["devices"][r["thin_id"]]
-        for chunk in range(offset // p["chunk"], (offset + len(data) - 1) // p["chunk"] + 1):
+        for offset, data in writes:
+            f.seek(offset)
+            f.write(data)
+    mark_written(state, vg, lv, [(offset, len(data)) for offset, data in writes])
+
+
+def mark_written(state: dict[str, Any], vg: str, lv: str, ranges: list[tuple[int, int]]) -> None:
+    """The pool's side of writes whose data is already in the volume's file."""
+    r = row(state, vg, lv)
+    if not r["pool_lv"]:
+        return
+    p = _pool_of(state, r)
+    refs = Counter(b for dev in p["devices"].values() for b in dev.values())
+    dev = p["devices"][r["thin_id"]]
+    for offset, length in ranges:
+        for chunk in range(offset // p["chunk"], (offset + max(length, 1) - 1) // p["chunk"] + 1):
             mapped = dev.get(str(chunk))
-            if mapped is None or _refs(p, mapped) > 1:
+            if mapped is None or refs[mapped] > 1:
+                if mapped is not None:
+                    refs[mapped] -= 1
                 dev[str(chunk)] = p["next_block"]
+                refs[p["next_block"]] += 1
                 p["next_block"] += 1
-        write_metadata(state, f"{vg}/{r['pool_lv']}")
+    write_metadata(state, f"{vg}/{r['pool_lv']}")
 
 
 def discard(state: dict[str, Any], vg: str, lv: str, offset: int, length: int) -> None:
@@ -237,8 +250,26 @@ def snapshot_thin(state: dict[str, Any], origin: dict[str, str], name: str, tag:
         lv_tags=tag,
         data_percent="0.00",
     )
-    shutil.copyfile(origin["lv_path"], r["lv_path"])
+    copy_volume(origin["lv_path"], r["lv_path"])
     write_metadata(state, f"{origin['vg_name']}/{origin['pool_lv']}")
+
+
+def copy_volume(src: str, dst: str) -> None:
+    """A snapshot's data: a reflink where the filesystem has them (instant,
+    like the real thing), else a sparse copy."""
+    subprocess.run(["cp", "--reflink=auto", "--sparse=always", src, dst], check=True)
+
+
+def _runs(dev: dict[str, int]) -> list[tuple[int, int, int]]:
+    """Mappings as (first chunk, first data block, length) runs, consecutive
+    on both sides: an 8 GiB volume written in order is one range_mapping."""
+    runs: list[list[int]] = []
+    for chunk, block in sorted((int(c), b) for c, b in dev.items()):
+        if runs and chunk == runs[-1][0] + runs[-1][2] and block == runs[-1][1] + runs[-1][2]:
+            runs[-1][2] += 1
+        else:
+            runs.append([chunk, block, 1])
+    return [(c, b, n) for c, b, n in runs]
 
 
 def write_metadata(state: dict[str, Any], key: str) -> None:
@@ -255,8 +286,13 @@ def write_metadata(state: dict[str, Any], key: str) -> None:
         lines.append(
             f'  <device dev_id="{tid}" mapped_blocks="{len(dev)}" transaction="0" creation_time="0" snap_time="0">'
         )
-        for chunk, block in sorted(((int(c), b) for c, b in dev.items())):
-            lines.append(f'    <single_mapping origin_block="{chunk}" data_block="{block}" time="0"/>')
+        for chunk, block, length in _runs(dev):
+            if length == 1:
+                lines.append(f'    <single_mapping origin_block="{chunk}" data_block="{block}" time="0"/>')
+            else:
+                lines.append(
+                    f'    <range_mapping origin_begin="{chunk}" data_begin="{block}" length="{length}" time="0"/>'
+                )
         lines.append("  </device>")
     lines.append("</superblock>")
     xml = p["meta"] + ".xml"
