@@ -38,7 +38,7 @@ from inkind.errors import CorruptionError, SourceError
 from inkind.source import Finding
 from inkind.stats import Stats
 from inkind.store.files import UpdateFile, sweep_temps
-from inkind.store.image import UpdateImage
+from inkind.store.image import BLOCKS_KEY, UpdateImage
 from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
 from inkind.store.xattrs import XAttrs
 from inkind.ui import Progress, null_progress
@@ -103,16 +103,26 @@ class ImageState:
     size: int
     mtime_ns: int
     xxh3: bytes  # raw 16 bytes, b"" when the image has none
+    blocks: int = 0  # xxh3 is the block-hash form (``xxh3-blocks``) over blocks of this size
+
+    def same_version(self, other: ImageState) -> bool:
+        return (self.size, self.mtime_ns, self.xxh3) == (other.size, other.mtime_ns, other.xxh3)
 
 
 def image_state(fd: int) -> ImageState:
+    """Size, mtime and checksum: ``user.inkind.xxh3``, or ``xxh3-blocks``
+    ("BLOCKSIZE:HEX") after an update by ranges."""
     st = os.fstat(fd)
-    hexd = XAttrs(fd).text("xxh3") or ""
+    x = XAttrs(fd)
+    hexd, blocks = x.text("xxh3") or "", 0
+    if not hexd:
+        size_text, _, hexd = (x.text(BLOCKS_KEY) or "").partition(":")
+        blocks = int(size_text) if size_text.isdigit() else 0
     try:
-        raw = bytes.fromhex(hexd)
+        raw = bytes.fromhex(hexd) if hexd else b""
     except ValueError:
         raw = b""
-    return ImageState(st.st_size, st.st_mtime_ns, raw)
+    return ImageState(st.st_size, st.st_mtime_ns, raw, blocks if raw else 0)
 
 
 class Manifest:
@@ -154,7 +164,12 @@ class Manifest:
 
     def fresh_for(self, block_size: int, image: ImageState | None) -> bool:
         """Whether it describes exactly this version of the image."""
-        return image is not None and bool(image.xxh3) and (self.block_size, self.image) == (block_size, image)
+        return (
+            image is not None
+            and bool(image.xxh3)
+            and self.block_size == block_size
+            and self.image.same_version(image)
+        )
 
     def digest(self, index: int) -> bytes:
         """The stored hash of block ``index``."""
@@ -425,6 +440,8 @@ class BlockCopy:
         bs = self.block_size
         blocks = result.blocks = blocks_of(size, bs)
         whole = xxhash.xxh3_128() if spans == [(0, blocks)] else None
+        # Not all read: the image's checksum takes the block-hash form.
+        per_block = xxhash.xxh3_128() if whole is None else None
         old_size = before.size if before else 0
         buf = page_buffer(min(bs, size))
         scratch = page_buffer(min(PIECE, bs))
@@ -438,8 +455,9 @@ class BlockCopy:
                     offset = i * bs
                     length = min(bs, size - offset)
                     if i < span[0]:
-                        assert manifest is not None
+                        assert manifest is not None and per_block is not None
                         writer.add(manifest.digest(i))
+                        per_block.update(manifest.digest(i))
                         continue
                     view = buf[:length]
                     digest = self._read(src_fd, view, offset, size, whole)
@@ -456,6 +474,8 @@ class BlockCopy:
                         put_block(lazy.get(), offset, view, digest)
                         result.blocks_changed += 1
                     writer.add(digest)
+                    if per_block is not None:
+                        per_block.update(digest)
                 if source_size(src_fd) != size:
                     raise SourceError(
                         f"{self.label}: changed size while being read; the previous image is kept"
@@ -467,6 +487,8 @@ class BlockCopy:
                     lazy.get()  # a new image, or only its size changed
                 if lazy.img is not None:
                     lazy.img.xxh3 = xxh3
+                    if per_block is not None:
+                        lazy.img.blocks_xxh3 = f"{bs}:{per_block.hexdigest()}"
                     result.mode = lazy.img.mode
                 elif xxh3 is not None and before is not None and before.xxh3.hex() != xxh3:
                     self._unchanged_but_hash_differs(xxh3, result)
@@ -500,8 +522,13 @@ class BlockCopy:
         """
         fd = open_beneath(self.root_fd, self.image_rel, os.O_RDONLY)
         try:
-            if result.compared_with_image:
-                XAttrs(fd, stats=self.stats)["xxh3"] = xxh3
+            if result.compared_with_image or image_state(fd).blocks:
+                # Every block matched the image itself, or the manifest that
+                # the block-hash checksum vouches for: the content checksum
+                # is now known.
+                x = XAttrs(fd, stats=self.stats)
+                x["xxh3"] = xxh3
+                x.pop(BLOCKS_KEY, None)
             else:
                 result.suspect = True
                 log.warning(
@@ -604,27 +631,31 @@ class BlockCopy:
         findings = []
         if manifest is None:
             findings.append(Finding(self.manifest_rel, "missing or stale; the next run rebuilds it", True))
+        bs = state.blocks or self.block_size
         whole = xxhash.xxh3_128()
-        scratch = page_buffer(min(PIECE, self.block_size))
+        scratch = page_buffer(min(PIECE, bs))
         bad: list[int] = []
-        for offset, length in self._blocks(state.size):
-            digest = hash_stored(fd, offset, length, scratch, whole)
-            if manifest is not None and digest != manifest.digest(offset // self.block_size):
+        for offset, length in self._blocks(state.size, bs):
+            digest = hash_stored(fd, offset, length, scratch, *([] if state.blocks else [whole]))
+            if state.blocks:
+                whole.update(digest)
+            if manifest is not None and bs == self.block_size and digest != manifest.digest(offset // bs):
                 bad.append(offset)
+        name = BLOCKS_KEY if state.blocks else "xxh3"
         if not state.xxh3:
             findings.append(Finding(self.image_rel, "no user.inkind.xxh3 checksum"))
         elif whole.digest() != state.xxh3:
             where = f" (first bad block at offset {bad[0]})" if bad else ""
-            findings.append(Finding(self.image_rel, f"content does not match user.inkind.xxh3{where}"))
+            findings.append(Finding(self.image_rel, f"content does not match user.inkind.{name}{where}"))
         elif bad:
             # The image is whole, so the manifest is wrong; the next run
             # rewrites the blocks it disagrees on and so repairs it.
             findings.append(Finding(self.manifest_rel, f"disagrees with the image at offset {bad[0]}", True))
         return findings
 
-    def _blocks(self, size: int) -> Iterator[tuple[int, int]]:
-        for offset in range(0, size, self.block_size):
-            yield offset, min(self.block_size, size - offset)
+    def _blocks(self, size: int, block_size: int) -> Iterator[tuple[int, int]]:
+        for offset in range(0, size, block_size):
+            yield offset, min(block_size, size - offset)
 
     def remove(self) -> None:
         """Delete the image and its manifest (counted as one deleted object)."""

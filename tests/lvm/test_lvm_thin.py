@@ -10,8 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import xxhash
 from lvm_helpers import BLOCK, CHUNK, SIZE, allocated, image_of, random_bytes, thin_setup
 
+from inkind.store.xattrs import XAttrs
 from inkind.testing import flip_byte
 
 MIN_SAMPLE = 4
@@ -290,3 +292,33 @@ def test_two_sources_on_one_volume_keep_their_own_bases(
     assert all(r.stats.bytes_read < SIZE for r in r.results)  # both read by delta
     for name in ("a", "b"):
         assert (inkind_store / name / "vg0-data.img").read_bytes() == fake_lvm.data("vg0", "data")
+
+
+def test_delta_run_checksums_by_blocks_until_the_next_whole_read(
+    fake_lvm, inkind_config, inkind_store, inkind_run, inkind_cli
+) -> None:
+    """A delta-driven run does not read the whole content, so the image's
+    checksum takes the block-hash form; verify checks it; a whole read
+    brings back the content xxh3 (what ``xxhsum -H2`` prints)."""
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    img = image_of(inkind_store, "vg0-data")
+    assert XAttrs(img).text("xxh3") == xxhash.xxh3_128_hexdigest(img.read_bytes())
+    fake_lvm.write("vg0", "data", 11 * BLOCK, b"delta")
+    assert inkind_run(config, seed=2).exit_status == 0
+    x = XAttrs(img)
+    assert x.text("xxh3") is None
+    size, _, digest = x.text("xxh3-blocks").partition(":")
+    data = img.read_bytes()
+    per_block = b"".join(xxhash.xxh3_128_digest(data[o : o + BLOCK]) for o in range(0, len(data), BLOCK))
+    assert int(size) == BLOCK and digest == xxhash.xxh3_128_hexdigest(per_block)
+    assert inkind_cli("-c", config, "verify").returncode == 0
+    flip_byte(img, 20 * BLOCK + 3)
+    r = inkind_cli("-c", config, "verify")
+    assert r.returncode == 2 and "content does not match user.inkind.xxh3-blocks" in r.stdout + r.stderr
+    flip_byte(img, 20 * BLOCK + 3)  # back as it was
+    r = inkind_run(config, seed=3, full=True)
+    assert r.exit_status == 0 and r.results[0].stats.objects_changed == 0
+    x = XAttrs(img)
+    assert x.text("xxh3") == xxhash.xxh3_128_hexdigest(img.read_bytes()) and x.text("xxh3-blocks") is None
+    assert inkind_cli("-c", config, "verify").returncode == 0

@@ -98,6 +98,22 @@ def reflinks_work(directory: PathLike) -> bool:
         os.close(dfd)
 
 
+BLOCKS_KEY = "xxh3-blocks"
+
+
+def set_checksum(x: XAttrs, fd: int, size: int, xxh3: str | None, blocks_xxh3: str | None) -> None:
+    """The image's checksum xattr: ``xxh3`` of the whole content (computed by
+    reading it when not given), or, for an image updated by ranges whose
+    content was not all read, ``xxh3-blocks`` ("BLOCKSIZE:HEX", the xxh3-128
+    of its blocks' xxh3-128 digests in order). Only one of them is kept."""
+    if blocks_xxh3:
+        x[BLOCKS_KEY] = blocks_xxh3
+        x.pop("xxh3", None)
+    else:
+        x["xxh3"] = xxh3 or hash_fd(fd, size)[0]
+        x.pop(BLOCKS_KEY, None)
+
+
 class UpdateImage:
     """Update ``relpath`` (below the store root) to ``size`` bytes by ranges.
 
@@ -105,6 +121,7 @@ class UpdateImage:
     ...     img.write(offset, block)      # changed data
     ...     img.zero(offset2, length)     # became zeros: a hole
     ...     img.xxh3 = whole_content_hash # optional; else computed by reading
+    ...     # or img.blocks_xxh3 = "BLOCKSIZE:HEX" when the content was not all read
 
     Leaving the block without an exception commits; an exception leaves the
     previous image as it was (clone/new) or untouched with no journal.
@@ -116,6 +133,7 @@ class UpdateImage:
         self.size = size
         self.stats = stats if stats is not None else Stats()
         self.xxh3: str | None = None
+        self.blocks_xxh3: str | None = None
         self.mode = ""
         self._store = store
         self._root_fd = -1
@@ -230,12 +248,11 @@ class UpdateImage:
 
     def _commit(self) -> None:
         if self._journal is not None:
-            path = self._journal.finish(self.xxh3)
+            path = self._journal.finish(self.xxh3, self.blocks_xxh3)
             self._journal = None
             apply_journal(self._root_fd, path, self.stats)
             return
-        x = XAttrs(self._fd, stats=self.stats)
-        x["xxh3"] = self.xxh3 or hash_fd(self._fd, self.size)[0]
+        set_checksum(XAttrs(self._fd, stats=self.stats), self._fd, self.size, self.xxh3, self.blocks_xxh3)
         os.fsync(self._fd)
         os.rename(self._tmp, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
         self._tmp = b""
@@ -305,8 +322,10 @@ class _JournalWriter:
         self.record(b"D", offset, len(data), data)
         return len(data)
 
-    def finish(self, xxh3: str | None) -> str:
-        header = json.dumps({"target": self.relpath, "size": self.size, "xxh3": xxh3}).encode()
+    def finish(self, xxh3: str | None, blocks_xxh3: str | None = None) -> str:
+        header = json.dumps(
+            {"target": self.relpath, "size": self.size, "xxh3": xxh3, "blocks_xxh3": blocks_xxh3}
+        ).encode()
         # The header goes last in the file body so records can stream first.
         self._put(_END + struct.pack("<I", len(header)) + header)
         os.write(self.fd, self.hasher.digest() + _MAGIC)
@@ -401,7 +420,7 @@ def apply_journal(root_fd: int, journal_rel: str, stats: Stats) -> None:
                     done += n
                 stats.bytes_written += length
             os.fsync(img)
-            x["xxh3"] = header["xxh3"] or hash_fd(img, header["size"])[0]
+            set_checksum(x, img, header["size"], header["xxh3"], header.get("blocks_xxh3"))
             del x["dirty"]
             os.fsync(img)
         finally:
@@ -468,9 +487,11 @@ def unshare(dir_fd: int, name: str, *, stats: Stats | None = None) -> os.stat_re
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
         size = os.fstat(fd).st_size
-        recorded = XAttrs(fd).text("xxh3")
+        x = XAttrs(fd)
+        recorded, blocks = x.text("xxh3"), x.text(BLOCKS_KEY)
     finally:
         os.close(fd)
     with UpdateImage(dir_fd, name, size, stats=stats) as img:
         img.xxh3 = recorded
+        img.blocks_xxh3 = None if recorded else blocks
     return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
