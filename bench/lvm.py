@@ -98,7 +98,8 @@ def main() -> None:
     try:
         lvm_dir = fs.subvolume("lvm")
         os.environ["FAKE_LVM"] = str(lvm_dir / "fake-lvm.json")
-        os.environ["PATH"] = f"{FAKES}{os.pathsep}{os.environ['PATH']}"
+        # The fakes' "env python3" is this interpreter (not a slow version shim).
+        os.environ["PATH"] = os.pathsep.join([str(FAKES), str(Path(PYTHON).parent), os.environ["PATH"]])
         state = fakelvm.new_state(lvm_dir)
         fakelvm.new_pool(state, "vg0", "pool", 2 * size, CHUNK)
         volume = Path(fakelvm.new_thin(state, "vg0", "pool", "vm", size))

@@ -10,6 +10,7 @@ base, and reads only those. The new snapshot then becomes the base.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import logging
 import math
@@ -21,16 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from inkind import ConfigError, RunContext, SourceError, lvm
-from inkind.blockcopy import BlockCopy, CopyResult, block_spans, blocks_of
+from inkind.blockcopy import BlockCopy, CopyResult, merge_spans
 from inkind.blockdev import OpenSource, open_source, udev_ids
 from inkind.lvm import Volume
 from inkind.rawimage import RawImageSource
 from inkind.store.files import is_temp_name
+from inkind.store.paths import open_beneath
 from inkind_lvm.options import LvmOptions
 
 log = logging.getLogger("inkind")
 
-MIN_SAMPLE = 4  # blocks re-read after a delta-driven run, at least
+MIN_SAMPLE = 4  # pool chunks re-read after a delta-driven run, at least
 _SKIPPED_TYPES = "tsSTev"  # pools, snapshots, pool data/metadata, virtual
 
 
@@ -152,17 +154,18 @@ class LvmSource(RawImageSource):
         volumes: list[Volume],
     ) -> bool:
         """Copy a thin snapshot; returns whether it is kept as the new base."""
-        ranges = None
+        delta = None
         if base is not None and not run.full and base.thin_id is not None and snap.thin_id is not None:
-            ranges = pool_delta(vol, base.thin_id, snap.thin_id, volumes).byte_ranges(snap.size)
+            delta = pool_delta(vol, base.thin_id, snap.thin_id, volumes)
         elif base is None and not run.full:
             log.info("%s: %s: no base snapshot; reading the whole volume", run.name, vol.full_name)
         src = open_source(Path(snap.device))
         try:
+            ranges = delta.byte_ranges(src.size) if delta is not None else None
             result = self._copy(run, engine, src, vol, ranges=ranges)
             self.account(run, result, vol.full_name)
             self._describe(run, engine, vol, src, thin=True)
-            self._recheck(run, engine, vol, src, result, ranges)
+            self._recheck(run, engine, vol, src, result, delta)
         finally:
             src.close()
         old = record.pop("base", None)
@@ -186,28 +189,60 @@ class LvmSource(RawImageSource):
         vol: Volume,
         src: OpenSource,
         result: CopyResult,
-        ranges: list[tuple[int, int]] | None,
+        delta: lvm.Delta | None,
     ) -> None:
-        """Re-read a sample of the blocks the delta called unchanged (and
-        scrub as usual): a block that differs means the delta cannot be
-        trusted, so it is repaired and the next run is a full pass."""
-        sample: set[int] = set()
-        if result.ranged and ranges is not None:
-            bs = self.block_size()
-            blocks = blocks_of(result.size, bs)
-            changed = {i for first, stop in block_spans(ranges, bs, blocks) for i in range(first, stop)}
-            unchanged = [i for i in range(blocks) if i not in changed]
-            want = min(len(unchanged), max(MIN_SAMPLE, math.ceil(run.scrub_fraction * len(unchanged))))
-            sample = set(run.rng.sample(unchanged, want))
-        if not sample and run.scrub_fraction <= 0:
-            return
-        repaired = engine.scrub(src.fd, lambda i: i in sample or run.should_scrub())
-        if repaired and sample:
-            run.state.data["full_pending"] = True
-            run.warn(
-                f"{vol.full_name}: thin_delta missed {repaired} changed block(s) found by the re-check; "
-                "repaired, and the next run is a full pass"
-            )
+        """After a delta-driven copy, compare a sample of the pool chunks the
+        delta called unchanged with the store: one that differs means the
+        delta cannot be trusted, so it is repaired and the next run is a
+        full pass. Then scrub as usual."""
+        if result.ranged and delta is not None:
+            missed = self._missed_chunks(run, engine, src, result.size, delta)
+            if missed:
+                repair = engine.copy(src.fd, result.size, ranges=missed)
+                run.stats.objects_repaired += repair.blocks_changed
+                run.state.data["full_pending"] = True
+                run.warn(
+                    f"{vol.full_name}: thin_delta missed a change in {len(missed)} sampled chunk(s); "
+                    "repaired, and the next run is a full pass"
+                )
+        if run.scrub_fraction > 0:
+            engine.scrub(src.fd, run.pick_block)
+
+    def _missed_chunks(
+        self, run: RunContext, engine: BlockCopy, src: OpenSource, size: int, delta: lvm.Delta
+    ) -> list[tuple[int, int]]:
+        """Byte ranges of sampled unchanged chunks whose source and stored
+        bytes differ. The sample follows the scrub fraction, MIN_SAMPLE at
+        least, drawn without listing every chunk (a volume may have many)."""
+        unit = delta.block_sectors * lvm.SECTOR
+        chunks = -(-size // unit)
+        touched = merge_spans((b, min(b + n, chunks)) for b, n in delta.changed + delta.discarded)
+        starts = [first for first, _ in touched]
+        unchanged = chunks - sum(stop - first for first, stop in touched)
+        want = min(unchanged, max(MIN_SAMPLE, math.ceil(run.scrub_fraction * unchanged)))
+        picked: set[int] = set()
+        for _ in range(50 * want):
+            if len(picked) >= want:
+                break
+            c = run.rng.randrange(chunks)
+            k = bisect.bisect_right(starts, c) - 1
+            if c not in picked and not (k >= 0 and c < touched[k][1]):
+                picked.add(c)
+        missed = []
+        img_fd = open_beneath(run.root_fd, engine.image_rel, os.O_RDONLY)
+        try:
+            for c in sorted(picked):
+                offset = c * unit
+                length = min(unit, size - offset)
+                source = os.pread(src.fd, length, offset)
+                stored = os.pread(img_fd, length, offset).ljust(length, b"\0")
+                run.stats.bytes_read += length
+                run.stats.objects_scrubbed += 1
+                if source != stored:
+                    missed.append((offset, length))
+        finally:
+            os.close(img_fd)
+        return missed
 
     def _describe(
         self, run: RunContext, engine: BlockCopy, vol: Volume, src: OpenSource, *, thin: bool

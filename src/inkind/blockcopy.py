@@ -226,21 +226,26 @@ def blocks_of(size: int, block_size: int) -> int:
     return -(-size // block_size)
 
 
-def block_spans(ranges: Iterable[tuple[int, int]], block_size: int, blocks: int) -> list[tuple[int, int]]:
-    """Merge byte ranges into sorted, disjoint [first, stop) block spans."""
-    spans: list[tuple[int, int]] = []
-    for offset, length in sorted(ranges):
-        if length <= 0:
-            continue
-        first = offset // block_size
-        stop = min(blocks, blocks_of(offset + length, block_size))
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, disjoint [first, stop) spans; empty ones dropped."""
+    out: list[tuple[int, int]] = []
+    for first, stop in sorted(spans):
         if first >= stop:
             continue
-        if spans and first <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(stop, spans[-1][1]))
+        if out and first <= out[-1][1]:
+            out[-1] = (out[-1][0], max(stop, out[-1][1]))
         else:
-            spans.append((first, stop))
-    return spans
+            out.append((first, stop))
+    return out
+
+
+def block_spans(ranges: Iterable[tuple[int, int]], block_size: int, blocks: int) -> list[tuple[int, int]]:
+    """Byte (offset, length) ranges as sorted, disjoint [first, stop) block spans."""
+    return merge_spans(
+        (offset // block_size, min(blocks, blocks_of(offset + length, block_size)))
+        for offset, length in ranges
+        if length > 0
+    )
 
 
 class _ShortRead(Exception):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -37,6 +36,7 @@ from urllib.parse import unquote
 
 from inkind.errors import CorruptionError, SourceError
 from inkind.hashing import hash_fd
+from inkind.libc import libc
 from inkind.source import RunContext, Source
 from inkind.store.files import UpdateFile, is_temp_name, sync_store, temp_name
 from inkind.store.paths import DIR_FLAGS, fd_path
@@ -327,7 +327,6 @@ def _base_for(name: str, digest: str, unused: dict[str, str]) -> str | None:
     return name if name in unused else None
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 AT_RENAME_EXCHANGE = 2
 
 
@@ -335,7 +334,7 @@ def exchange(dir_fd: int, tmp: str, entry: str) -> None:
     """Put ``tmp`` at ``entry`` in one step; the old ``entry`` (if any) ends
     up at ``tmp``. Where the filesystem cannot exchange, the old entry is
     renamed aside first: ``entry`` is then briefly absent, never partial."""
-    rc = _libc.renameat2(dir_fd, os.fsencode(tmp), dir_fd, os.fsencode(entry), AT_RENAME_EXCHANGE)
+    rc = libc.renameat2(dir_fd, os.fsencode(tmp), dir_fd, os.fsencode(entry), AT_RENAME_EXCHANGE)
     if rc == 0:
         return
     err = ctypes.get_errno()

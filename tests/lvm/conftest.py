@@ -73,5 +73,7 @@ def fake_lvm(tmp_path: Path, monkeypatch) -> FakeLvm:
     if shutil.which("thin_restore") is None or shutil.which("thin_delta") is None:
         pytest.skip("needs thin_restore and thin_delta (thin-provisioning-tools)")
     monkeypatch.setenv("FAKE_LVM", str(tmp_path / "fake-lvm.json"))
-    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    # The fakes' "env python3" is this interpreter (not a slow version shim).
+    python_dir = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", os.pathsep.join([str(FAKES), str(python_dir), os.environ["PATH"]]))
     return FakeLvm(tmp_path)

@@ -58,8 +58,8 @@ def test_incremental_reads_only_the_changed_blocks(fake_lvm, inkind_config, inki
     assert r.exit_status == 0, r.as_dict()
     assert image_of(inkind_store, "vg0-data").read_bytes() == fake_lvm.data("vg0", "data")
     stats = r.results[0].stats
-    # Four changed blocks, plus the re-check sample of unchanged ones.
-    assert stats.bytes_read == (4 + MIN_SAMPLE) * BLOCK
+    # Four changed blocks, plus the re-check sample of unchanged chunks.
+    assert stats.bytes_read == 4 * BLOCK + MIN_SAMPLE * CHUNK
     assert stats.objects_scrubbed == MIN_SAMPLE and stats.objects_repaired == 0
     assert [c[-1] for c in fake_lvm.calls("dmsetup")] == ["reserve_metadata_snap", "release_metadata_snap"]
     [new_base] = snapshots(fake_lvm)
@@ -75,7 +75,7 @@ def test_unchanged_volume_writes_nothing(fake_lvm, inkind_config, inkind_store, 
     s = r.results[0].stats
     assert r.exit_status == 0
     assert (s.bytes_written, s.xattrs_written, s.objects_changed) == (0, 0, 0)
-    assert s.bytes_read == MIN_SAMPLE * BLOCK
+    assert s.bytes_read == MIN_SAMPLE * CHUNK
 
 
 def test_discard_becomes_a_hole(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
@@ -88,7 +88,7 @@ def test_discard_becomes_a_hole(fake_lvm, inkind_config, inkind_store, inkind_ru
     assert r.exit_status == 0, r.as_dict()
     assert img.read_bytes() == fake_lvm.data("vg0", "data")
     assert allocated(img) <= before - 2 * BLOCK
-    assert r.results[0].stats.bytes_read == (2 + MIN_SAMPLE) * BLOCK
+    assert r.results[0].stats.bytes_read == 2 * BLOCK + MIN_SAMPLE * CHUNK
 
 
 def test_dashes_in_names(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
@@ -143,7 +143,7 @@ def test_a_delta_that_misses_a_change_is_caught(fake_lvm, inkind_config, inkind_
     config.write_text(config.read_text().replace("scrub_fraction = 0.0", "scrub_fraction = 1.0"))
     r = inkind_run(config, seed=2)
     assert r.exit_status == 1, r.as_dict()
-    assert any("thin_delta missed 1 changed block" in m for m in r.results[0].messages)
+    assert any("thin_delta missed a change in 1 sampled chunk(s)" in m for m in r.results[0].messages)
     assert image_of(inkind_store, "vg0-data").read_bytes() == fake_lvm.data("vg0", "data")
     state = json.loads((inkind_store / ".inkind" / "sources" / "vols.json").read_text())
     assert state["full_pending"] is True

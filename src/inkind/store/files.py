@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import secrets
 import shutil
@@ -21,6 +20,7 @@ from types import TracebackType
 
 import xxhash
 
+from inkind.libc import libc
 from inkind.stats import Stats
 from inkind.store.paths import DIR_FLAGS, PathLike, split_path
 from inkind.store.xattrs import XAttrs
@@ -232,16 +232,13 @@ def update_file(
     return f.changed
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-
-
 def sync_store(fd: int) -> None:
     """syncfs(2): make everything written to the store's filesystem durable.
 
     One call replaces thousands of per-file fsyncs; a crash (power loss)
     after it cannot take back anything written before it.
     """
-    if _libc.syncfs(fd) != 0:
+    if libc.syncfs(fd) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from collections.abc import Iterator
 
+from inkind.libc import libc
+
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-_libc.fallocate.restype = ctypes.c_int
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+libc.fallocate.restype = ctypes.c_int
 
 
 def punch_hole(fd: int, offset: int, length: int) -> None:
@@ -22,7 +22,7 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
     if length <= 0:
         return
     mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-    if _libc.fallocate(fd, mode, offset, length) == 0:
+    if libc.fallocate(fd, mode, offset, length) == 0:
         return
     err = ctypes.get_errno()
     if err not in (errno.EOPNOTSUPP, errno.ENOSYS):
