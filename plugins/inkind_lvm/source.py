@@ -79,6 +79,7 @@ class LvmSource(RawImageSource):
         records: dict[str, Any] = run.state.plugin.setdefault("volumes", {})
         run.state.plugin["block_size"] = self.block_size()
         self._forget_unselected(run, records, chosen, volumes)
+        release_left_reservation(run, volumes)
         failures = []
         for vol in chosen:
             run.stats.objects_seen += 1
@@ -156,7 +157,7 @@ class LvmSource(RawImageSource):
         """Copy a thin snapshot; returns whether it is kept as the new base."""
         delta = None
         if base is not None and not run.full and base.thin_id is not None and snap.thin_id is not None:
-            delta = pool_delta(vol, base.thin_id, snap.thin_id, volumes)
+            delta = pool_delta(run, vol, base.thin_id, snap.thin_id, volumes)
         elif base is None and not run.full:
             log.info("%s: %s: no base snapshot; reading the whole volume", run.name, vol.full_name)
         src = open_source(Path(snap.device))
@@ -371,16 +372,38 @@ def cross_check(snap: Volume) -> None:
         )
 
 
-def pool_delta(vol: Volume, snap1: int, snap2: int, volumes: list[Volume]) -> lvm.Delta:
+def release_left_reservation(run: RunContext, volumes: list[Volume]) -> None:
+    """A run killed between reserving a pool's metadata snapshot and
+    releasing it left the reservation (and a record of it): release it, or
+    every later reservation fails as busy. Only our own record counts; a
+    reservation made by another tool is never touched."""
+    held = run.state.plugin.pop("reserved_metadata_snap", None)
+    if not held:
+        return
+    vg, _, lv = held.partition("/")
+    pool = lvm.find(volumes, vg, lv)
+    if pool is not None:
+        log.info("%s: releasing the metadata snapshot of %s left by an interrupted run", run.name, held)
+        try:
+            lvm.pool_message(pool, "release_metadata_snap")
+        except lvm.LvmError as e:
+            log.info("%s (already released)", e)
+    run.state.save()
+
+
+def pool_delta(run: RunContext, vol: Volume, snap1: int, snap2: int, volumes: list[Volume]) -> lvm.Delta:
     """thin_delta between two thin ids of ``vol``'s pool, with the pool's
-    metadata snapshot reserved around it and released in all cases."""
+    metadata snapshot reserved around it and released in all cases (and the
+    reservation on record meanwhile, for a run that is killed)."""
     pool = lvm.find(volumes, vol.vg, vol.pool)
     if pool is None:
         raise lvm.LvmError(f"{vol.full_name}: its thin pool {vol.vg}/{vol.pool} is not in lvs output")
     meta = lvm.find(volumes, vol.vg, pool.metadata_lv) if pool.metadata_lv else None
     if meta is None:
         raise lvm.LvmError(f"{pool.full_name}: lvs names no metadata volume for this thin pool")
-    with lvm.metadata_snapshot(pool):
+    run.state.plugin["reserved_metadata_snap"] = pool.full_name
+    run.state.save()
+    with lvm.metadata_snapshot(pool, released=lambda: run.state.plugin.pop("reserved_metadata_snap")):
         delta = lvm.thin_delta(meta.device, snap1, snap2)
     if pool.chunk_size and delta.block_sectors * lvm.SECTOR != pool.chunk_size:
         raise lvm.LvmError(

@@ -16,7 +16,7 @@ import json
 import logging
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from inkind.errors import SourceError
@@ -178,19 +178,22 @@ def pool_message(pool: Volume, message: str) -> None:
 
 
 @contextlib.contextmanager
-def metadata_snapshot(pool: Volume) -> Iterator[None]:
+def metadata_snapshot(pool: Volume, released: Callable[[], None] = lambda: None) -> Iterator[None]:
     """Reserve the pool's metadata snapshot for ``thin_delta -m``; release
-    it in all cases (a reserved one blocks the next reservation)."""
+    it in all cases (a reserved one blocks the next reservation), calling
+    ``released`` once that succeeded."""
     pool_message(pool, "reserve_metadata_snap")
     try:
         yield
     except BaseException:
         try:
             pool_message(pool, "release_metadata_snap")
+            released()
         except LvmError as e:
             log.error("%s", e)
         raise
     pool_message(pool, "release_metadata_snap")
+    released()
 
 
 @dataclass(frozen=True)

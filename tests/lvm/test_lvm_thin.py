@@ -322,3 +322,28 @@ def test_delta_run_checksums_by_blocks_until_the_next_whole_read(
     x = XAttrs(img)
     assert x.text("xxh3") == xxhash.xxh3_128_hexdigest(img.read_bytes()) and x.text("xxh3-blocks") is None
     assert inkind_cli("-c", config, "verify").returncode == 0
+
+
+def test_killed_while_the_metadata_snapshot_is_reserved(
+    fake_lvm, inkind_config, inkind_store, inkind_run, inkind_cli, tmp_path, monkeypatch
+) -> None:
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    fake_lvm.write("vg0", "data", 0, b"changed")
+    killer = tmp_path / "killer"
+    killer.mkdir()
+    (killer / "thin_delta").write_text("#!/bin/sh\nkill -9 $PPID\n")
+    (killer / "thin_delta").chmod(0o755)
+    killed = inkind_cli("-c", config, "backup", env={"PATH": f"{killer}{os.pathsep}{os.environ['PATH']}"})
+    assert killed.returncode == -9
+    assert fake_lvm.state()["pools"]["vg0/pool"]["reserved"]  # left reserved
+    fake_lvm.clear_calls()
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    assert [c[-1] for c in fake_lvm.calls("dmsetup")] == [
+        "release_metadata_snap",  # the killed run's
+        "reserve_metadata_snap",
+        "release_metadata_snap",
+    ]
+    assert image_of(inkind_store, "vg0-data").read_bytes() == fake_lvm.data("vg0", "data")
+    assert len(snapshots(fake_lvm)) == 1

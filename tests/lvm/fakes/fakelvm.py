@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 SB = 4096
-META_SIZE = 8 << 20
+META_SIZE = 64 << 20  # room for three devices of 131072 mappings each
 _SB_CSUM_XOR = 160774
 
 
