@@ -19,7 +19,9 @@ records the new chunks):
 Each command starts with the volume evicted from the page cache. Reported:
 median wall time, bytes read from the source as inkind counts them (Stats),
 bytes read by the whole process tree (rchar: fake LVM commands and
-thin_delta included), bytes written, peak RSS.
+thin_delta included), bytes written to the store as inkind counts them and
+by the whole tree (write_bytes: the fake pool's metadata included), peak
+RSS.
 
 Run as root:  .venv/bin/python bench/lvm.py [--size 8] [--rounds 3] [--out FILE]
 """
@@ -77,9 +79,10 @@ def change(size: int, fraction: float, rng: random.Random) -> int:
     return len(blocks) * BLOCK
 
 
-def source_bytes_read(store: Path, name: str) -> int:
+def run_stats(store: Path, name: str) -> dict:
+    """inkind's own Stats of the last backup of source ``name``."""
     state = json.loads((store / ".inkind" / "sources" / f"{name}.json").read_text())
-    return state["last_backup"]["stats"]["bytes_read"]
+    return state["last_backup"]["stats"]
 
 
 def main() -> None:
@@ -136,7 +139,9 @@ def main() -> None:
                 settle(True, volume)
                 m = measure(commands[name])
                 if name in stores:
-                    m.extra["source_read"] = source_bytes_read(stores[name], name)
+                    stats = run_stats(stores[name], name)
+                    m.extra["source_read"] = stats["bytes_read"]
+                    m.extra["store_written"] = stats["bytes_written"]
                 results[name].append(m)
         report = report_table(results, changed, size)
         print(report)
@@ -158,6 +163,7 @@ def report_table(results: dict[str, list[Measurement]], changed: int, size: int)
     for name, ms in results.items():
         walls = [m.wall for m in ms]
         source = median(m.extra["source_read"] for m in ms) if name != "dd" else size
+        written = median(m.extra["store_written"] for m in ms) if name != "dd" else size
         rows.append(
             [
                 label[name],
@@ -165,6 +171,7 @@ def report_table(results: dict[str, list[Measurement]], changed: int, size: int)
                 f"{median(walls) / whole:.1%}",
                 f"{source / MiB:.0f} ({source / changed:.2f}x)",
                 f"{median(m.read_bytes for m in ms) / MiB:.0f}",
+                f"{written / MiB:.1f}",
                 f"{median(m.write_bytes for m in ms) / MiB:.1f}",
                 f"{median(m.peak_rss for m in ms) / MiB:.0f}",
             ]
@@ -175,7 +182,8 @@ def report_table(results: dict[str, list[Measurement]], changed: int, size: int)
         "vs whole-volume path",
         "source MiB read (x changed)",
         "rchar MiB",
-        "written MiB",
+        "stored MiB written",
+        "write_bytes MiB",
         "peak RSS MiB",
     ]
     title = (

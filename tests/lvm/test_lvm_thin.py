@@ -29,6 +29,28 @@ def snapshots(fake_lvm) -> list[str]:
     return [n for n in fake_lvm.names("vg0") if n.startswith("inkind-")]
 
 
+def backed_up_then_changed(
+    fake_lvm, inkind_config, inkind_store, inkind_run
+) -> tuple[Path, Path, bytes, str]:
+    """One good run, then a change: (config, image, its bytes, base snapshot)."""
+    config = thin_setup(fake_lvm, inkind_config)
+    assert inkind_run(config, seed=1).exit_status == 0
+    img = image_of(inkind_store, "vg0-data")
+    [base] = snapshots(fake_lvm)
+    before = img.read_bytes()
+    fake_lvm.write("vg0", "data", 0, b"new data")
+    return config, img, before, base
+
+
+def shadowing(tmp_path: Path, name: str, script: str) -> str:
+    """A PATH on which ``name`` is this shell script."""
+    directory = tmp_path / f"shadow-{name}"
+    directory.mkdir()
+    (directory / name).write_text(f"#!/bin/sh\n{script}\n")
+    (directory / name).chmod(0o755)
+    return f"{directory}{os.pathsep}{os.environ['PATH']}"
+
+
 def test_first_run_reads_all_and_keeps_a_base(fake_lvm, inkind_config, inkind_store, inkind_run) -> None:
     config = thin_setup(fake_lvm, inkind_config)
     r = inkind_run(config)
@@ -162,17 +184,8 @@ def test_a_delta_that_misses_a_change_is_caught(fake_lvm, inkind_config, inkind_
 def test_thin_delta_failure_keeps_everything(
     fake_lvm, inkind_config, inkind_store, inkind_run, tmp_path, monkeypatch, script, why
 ) -> None:
-    config = thin_setup(fake_lvm, inkind_config)
-    assert inkind_run(config, seed=1).exit_status == 0
-    img = image_of(inkind_store, "vg0-data")
-    before = img.read_bytes()
-    [base] = snapshots(fake_lvm)
-    fake_lvm.write("vg0", "data", 0, b"new data")
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "thin_delta").write_text(f"#!/bin/sh\n{script}\n")
-    (broken / "thin_delta").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{broken}{os.pathsep}{os.environ['PATH']}")
+    config, img, before, base = backed_up_then_changed(fake_lvm, inkind_config, inkind_store, inkind_run)
+    monkeypatch.setenv("PATH", shadowing(tmp_path, "thin_delta", script))
     fake_lvm.clear_calls()
     r = inkind_run(config, seed=2)
     assert r.exit_status == 2
@@ -186,12 +199,7 @@ def test_thin_delta_failure_keeps_everything(
 
 @pytest.mark.parametrize("flag", [{"fail": ["lvcreate"]}, {"pool_full": True}])
 def test_lvcreate_failure_keeps_everything(fake_lvm, inkind_config, inkind_store, inkind_run, flag) -> None:
-    config = thin_setup(fake_lvm, inkind_config)
-    assert inkind_run(config, seed=1).exit_status == 0
-    img = image_of(inkind_store, "vg0-data")
-    before = img.read_bytes()
-    [base] = snapshots(fake_lvm)
-    fake_lvm.write("vg0", "data", 0, b"new data")
+    config, img, before, base = backed_up_then_changed(fake_lvm, inkind_config, inkind_store, inkind_run)
     fake_lvm.set(**flag)
     r = inkind_run(config, seed=2)
     assert r.exit_status == 2
@@ -327,14 +335,10 @@ def test_delta_run_checksums_by_blocks_until_the_next_whole_read(
 def test_killed_while_the_metadata_snapshot_is_reserved(
     fake_lvm, inkind_config, inkind_store, inkind_run, inkind_cli, tmp_path, monkeypatch
 ) -> None:
-    config = thin_setup(fake_lvm, inkind_config)
-    assert inkind_run(config, seed=1).exit_status == 0
-    fake_lvm.write("vg0", "data", 0, b"changed")
-    killer = tmp_path / "killer"
-    killer.mkdir()
-    (killer / "thin_delta").write_text("#!/bin/sh\nkill -9 $PPID\n")
-    (killer / "thin_delta").chmod(0o755)
-    killed = inkind_cli("-c", config, "backup", env={"PATH": f"{killer}{os.pathsep}{os.environ['PATH']}"})
+    config, *_ = backed_up_then_changed(fake_lvm, inkind_config, inkind_store, inkind_run)
+    killed = inkind_cli(
+        "-c", config, "backup", env={"PATH": shadowing(tmp_path, "thin_delta", "kill -9 $PPID")}
+    )
     assert killed.returncode == -9
     assert fake_lvm.state()["pools"]["vg0/pool"]["reserved"]  # left reserved
     fake_lvm.clear_calls()

@@ -65,15 +65,30 @@ def dm_name(vg: str, lv: str) -> str:
 
 
 def load() -> dict[str, Any]:
+    """The state; each thin device's mapping as {chunk (str): data block}."""
     with open(os.environ["FAKE_LVM"]) as f:
-        return json.load(f)
+        state = json.load(f)
+    for p in state["pools"].values():
+        p["devices"] = {tid: _unpack(runs) for tid, runs in p["devices"].items()}
+    return state
 
 
 def save(state: dict[str, Any]) -> None:
+    """Mappings are kept as runs on disk: an 8 GiB volume is a few lines,
+    not 131072 entries to parse at every fake command."""
+    packed = dict(state)
+    packed["pools"] = {
+        key: {**p, "devices": {tid: _runs(dev) for tid, dev in p["devices"].items()}}
+        for key, p in state["pools"].items()
+    }
     tmp = os.environ["FAKE_LVM"] + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(state, f, indent=1)
+        json.dump(packed, f)
     os.rename(tmp, os.environ["FAKE_LVM"])
+
+
+def _unpack(runs: list[list[int]]) -> dict[str, int]:
+    return {str(c + i): b + i for c, b, n in runs for i in range(n)}
 
 
 def called(name: str) -> dict[str, Any]:
