@@ -25,6 +25,7 @@ from inkind import (
     CorruptionError,
     RunContext,
     SourceError,
+    SourceReadError,
     SourceWarning,
     UpdateFile,
     UpdateImage,
@@ -32,6 +33,7 @@ from inkind import (
 )
 from inkind.hashing import hash_fd, new_hasher
 from inkind.store import is_temp_name, set_mode, set_mtime, set_owner, sync_store
+from inkind.store.entries import has_entries, record_entries
 from inkind.store.files import is_zero, same_bytes, temp_name
 from inkind.store.image import unshare
 from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
@@ -50,6 +52,11 @@ _ZEROS = memoryview(bytes(BLOCK))
 
 Key = tuple[bytes, ...]
 log = logging.getLogger("inkind")
+
+# What Mirror.entry says about one source entry.
+LEFT_OUT = 0  # not part of the backup (excluded, a cache directory)
+KEPT = 1  # part of the backup, and its name was in the store already
+ADDED = 2  # part of the backup, and its name was not in the store before
 
 
 def changed_ranges(old: memoryview, new: memoryview, granule: int = GRANULE) -> list[tuple[int, int]]:
@@ -151,6 +158,10 @@ class Mirror:
         self.last: Key | None = None
         self._tick = 0
         self._next_save = 0.0
+        # Re-list every stored directory to record its entries: the last
+        # walk did not finish, so directories it left mid-way are not what
+        # their user.inkind.entries says.
+        self.recount = False
 
     # ----- the walk -------------------------------------------------------
 
@@ -166,6 +177,10 @@ class Mirror:
             self.root_dev = st.st_dev
             resume = None if self.run.dry_run else self.run.state.resume
             start = text_key(resume) if resume else None
+            if not self.run.dry_run:
+                state = self.run.state
+                self.recount = state.partial or state.left_running or resume is not None
+                state.mark_partial()  # durable before the walk's first write
             phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
             with self.run.progress("files") as progress:
                 self.progress = progress
@@ -179,6 +194,7 @@ class Mirror:
                     raise
             if not self.run.dry_run:
                 self.apply_meta(self.run.data_fd, None, st, src_fd=src, new=True)
+                self.run.state.clear_partial()
                 self.run.state.set_resume(None, force=True)
         finally:
             os.close(src)
@@ -192,6 +208,7 @@ class Mirror:
             raise SourceWarning(f"{key_text(prefix) or '.'}: cannot list: {err.strerror}") from None
         entries = sorted((os.fsencode(n), n) for n in names)
         present: set[str] = set()
+        added = self.recount  # whether the stored directory's names may have changed
         for raw, name in entries:
             key = (*prefix, raw)
             where = bounds.place(key)
@@ -203,15 +220,31 @@ class Mirror:
             try:
                 kept = self.entry(src, dst, name, key, bounds if where == "enter" else Bounds())
             except SourceWarning as w:
-                self.run.warn(str(w))
+                self.run.skip(w)
                 self.stats.objects_skipped += 1
-                kept = True  # its previous copy stays
+                kept = KEPT  # its previous copy stays (or none, if it had none)
+                added = True  # it may have gone part of the way
             if kept:
                 present.add(name)
+                added = added or kept == ADDED
             if where == "do":
                 self._done(key)
-        if self.run.full:
-            self.sweep(dst, prefix, present, bounds)
+        listed = self.sweep(dst, prefix, present, bounds) if self.run.full else None
+        if not self.run.dry_run and dst >= 0:
+            self.record(dst, listed, added)
+
+    def record(self, dst: int, listed: list[str] | None, changed: bool) -> None:
+        """Record the stored directory's entries (``user.inkind.entries``).
+
+        Only a directory whose names may have changed in this run is listed
+        again (the sweep's listing serves in a full pass), so an unchanged
+        tree costs one getxattr per directory and no write.
+        """
+        if listed is None:
+            if not changed and has_entries(dst):
+                return
+            listed = os.listdir(dst)
+        record_entries(dst, listed, self.stats)
 
     def _done(self, key: Key) -> None:
         """Advance the resume pointer; save it every few seconds."""
@@ -231,11 +264,12 @@ class Mirror:
             sync_store(self.run.data_fd)
             self.run.state.set_resume(key_text(self.last), force=True)
 
-    def entry(self, src: int, dst: int, name: str, key: Key, bounds: Bounds) -> bool:
+    def entry(self, src: int, dst: int, name: str, key: Key, bounds: Bounds) -> int:
         """Mirror one entry (and, for a directory, what is below it).
 
-        Returns False when the entry is not part of the backup (excluded,
-        a cache directory), so that a full pass removes its stored copy.
+        Returns LEFT_OUT when the entry is not part of the backup (excluded,
+        a cache directory), so that a full pass removes its stored copy;
+        else ADDED when its name was not in the store before, KEPT when it was.
         """
         if is_temp_name(name):
             raise SourceWarning(f"{key_text(key)}: name is reserved for inkind temp files; skipped")
@@ -245,9 +279,9 @@ class Mirror:
             raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.excluded(key_text(key), is_dir):
-            return False
+            return LEFT_OUT
         if is_dir and self.exclude_caches and self._cache_dir(src, name):
-            return False
+            return LEFT_OUT
         self.stats.objects_seen += 1
         try:
             dst_st = None if dst < 0 else os.stat(name, dir_fd=dst, follow_symlinks=False)
@@ -264,15 +298,21 @@ class Mirror:
             self.symlink(e)
         else:
             self.special(e)
-        return True
+        return ADDED if dst_st is None else KEPT
 
-    def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> None:
-        """Full pass: remove what the source no longer has (within bounds)."""
-        for name in os.listdir(dst) if dst >= 0 else ():
+    def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> list[str] | None:
+        """Full pass: remove what the source no longer has (within bounds).
+        Returns the names the stored directory holds afterwards."""
+        if dst < 0:
+            return None
+        left = []
+        for name in os.listdir(dst):
             if name in present:
+                left.append(name)
                 continue
             key = (*prefix, os.fsencode(name))
             if not is_temp_name(name) and bounds.place(key) != "do":
+                left.append(name)
                 continue
             if self.run.dry_run:
                 log.info("%s: would delete %s", self.run.name, key_text(key))
@@ -280,6 +320,7 @@ class Mirror:
                 self.remove(dst, name)
             if not is_temp_name(name):
                 self.stats.objects_deleted += 1
+        return left
 
     # ----- entry kinds ----------------------------------------------------
 
@@ -428,7 +469,7 @@ class Mirror:
                     changed = self._copy_whole(fd, e)
             except OSError as err:
                 if err.errno == errno.EIO:
-                    raise SourceWarning(f"{key_text(e.key)}: read error: {err.strerror}") from None
+                    raise SourceReadError(f"{key_text(e.key)}: read error: {err.strerror}") from None
                 raise
         finally:
             os.close(fd)
@@ -756,7 +797,7 @@ class Mirror:
         """End the run with exit 2 if scrub found corruption."""
         if self.corrupt:
             shown = ", ".join(self.corrupt[:10]) + (" ..." if len(self.corrupt) > 10 else "")
-            raise CorruptionError(shown, f"{len(self.corrupt)} stored file(s) failed their checksum")
+            raise CorruptionError(shown, f"{len(self.corrupt)} stored object(s) corrupt or missing")
 
     # ----- removal --------------------------------------------------------
 

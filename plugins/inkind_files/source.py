@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Callable
@@ -12,9 +13,14 @@ from typing import Any
 import pathspec
 
 from inkind import ConfigError, RunContext, Source, SourceError, SourceWarning
-from inkind.store import is_temp_name
+from inkind.source import Finding
+from inkind.store import is_temp_name, set_mtime
+from inkind.store.entries import entries_problem, record_entries
 from inkind.store.paths import DIR_FLAGS
-from inkind_files.mirror import Mirror
+from inkind.verify import verify_tree
+from inkind_files.mirror import ADDED, Bounds, Key, Mirror, key_text
+
+log = logging.getLogger("inkind")
 
 
 @dataclass
@@ -70,20 +76,35 @@ class FilesSource(Source):
             raise SourceError(f"source path {self.options.path}: not a directory or missing")
         self._mirror(run).backup()
 
+    def verify(self, run: RunContext) -> list[Finding]:
+        """Every file against its checksum, every directory against its
+        recorded entries (differences are recoverable while a walk is
+        unfinished: the next backup completes it)."""
+        return verify_tree(run, unfinished=_walk_unfinished(run))
+
     def scrub(self, run: RunContext) -> None:
         """Walk the store; check each sampled file against its checksum and
-        against the source file at the same path."""
+        against the source file at the same path, and each directory against
+        its recorded entries (an entry gone from the store is named and
+        brought back from the source)."""
         mirror = self._mirror(run)
         try:
             src_root = os.open(self.options.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             raise SourceError(f"source path {self.options.path}: {e.strerror}") from None
+        mirror.root_dev = os.fstat(src_root).st_dev
+        mirror._next_save = float("inf")  # a scrub keeps no resume pointer
+        check_entries = not _walk_unfinished(run)
         stack: list[tuple[int, int | None, tuple[bytes, ...]]] = [(os.dup(run.data_fd), src_root, ())]
         with run.progress("scrub") as progress:
+            mirror.progress = progress
             while stack:
                 dst, src, prefix = stack.pop()
                 try:
-                    for name in sorted(os.listdir(dst), key=os.fsencode):
+                    names = sorted(os.listdir(dst), key=os.fsencode)
+                    if check_entries:
+                        names = _check_entries(run, mirror, src, dst, prefix, names)
+                    for name in names:
                         if is_temp_name(name):
                             continue
                         key = (*prefix, os.fsencode(name))
@@ -95,7 +116,7 @@ class FilesSource(Source):
                             try:
                                 mirror.scrub(src, dst, name, key)
                             except SourceWarning as w:
-                                run.warn(str(w))
+                                run.skip(w)
                 finally:
                     os.close(dst)
                     if src is not None:
@@ -118,6 +139,58 @@ class FilesSource(Source):
         else:
             argv += [f"{data_dir}/", dest.rstrip("/") + "/"]
         return [argv]
+
+
+def _walk_unfinished(run: RunContext) -> bool:
+    """Whether a backup walk was started and not completed (killed,
+    interrupted or failed): stored directories it left mid-way may differ
+    from their user.inkind.entries until the next backup completes."""
+    return run.state.left_running or run.state.partial
+
+
+def _check_entries(
+    run: RunContext, mirror: Mirror, src: int | None, dst: int, prefix: Key, names: list[str]
+) -> list[str]:
+    """Compare one stored directory with its ``user.inkind.entries``.
+
+    A difference is corruption: named (with each entry the source has and
+    the store lacks, which is brought back from the source, as scrub
+    rebuilds a corrupt file), and the directory's entries are recorded
+    anew. Returns the directory's names afterwards.
+    """
+    problem = entries_problem(dst, names)
+    if problem is None:
+        return names
+    rel = "/".join([run.name, key_text(prefix)]) if prefix else run.name
+    run.stats.objects_corrupt += 1
+    log.error("%s: corruption: %s: %s: deleted or added outside inkind", run.name, rel, problem)
+    if src is None:
+        mirror.corrupt.append(rel)
+        return names
+    have = set(names)
+    mtime = os.fstat(dst).st_mtime_ns
+    was_partial = run.state.partial
+    run.state.mark_partial()  # a kill while entries come back leaves them to the next backup
+    restored = []
+    for name in sorted(os.listdir(src), key=os.fsencode):
+        if name in have or is_temp_name(name):
+            continue
+        key = (*prefix, os.fsencode(name))
+        try:
+            if mirror.entry(src, dst, name, key, Bounds()) == ADDED:
+                restored.append(f"{run.name}/{key_text(key)}")
+        except SourceWarning as w:
+            run.skip(w)
+    for r in restored:
+        log.error("%s: corruption: %s: missing from the store; brought back from the source", run.name, r)
+    run.stats.objects_repaired += len(restored)
+    mirror.corrupt += restored or [rel]
+    names = sorted(os.listdir(dst), key=os.fsencode)
+    record_entries(dst, names, run.stats)
+    set_mtime(dst, mtime, stats=run.stats)
+    if not was_partial:
+        run.state.clear_partial()
+    return names
 
 
 def _open_dir(parent: int | None, name: str) -> int | None:

@@ -9,7 +9,7 @@ import pluggy
 hookimpl = pluggy.HookimplMarker("inkind")
 """Marker for hook implementations in plugins (``@inkind.hookimpl``)."""
 
-from inkind.errors import ConfigError, CorruptionError, SourceError, SourceWarning  # noqa: E402
+from inkind.errors import ConfigError, CorruptionError, SourceError, SourceReadError, SourceWarning  # noqa: E402
 from inkind.source import RunContext, Source  # noqa: E402
 from inkind.stats import Stats  # noqa: E402
 from inkind.store import (  # noqa: E402
@@ -29,6 +29,7 @@ __all__ = [
     "RunContext",
     "Source",
     "SourceError",
+    "SourceReadError",
     "SourceWarning",
     "Stats",
     "UpdateFile",

@@ -38,3 +38,12 @@ class SourceWarning(Exception):
     Raised by a source for one object; the runner counts it as a warning and
     the run goes on.
     """
+
+
+class SourceReadError(SourceWarning):
+    """One object could not be read because the source failed (EIO).
+
+    Skipped like a warning, its previous copy kept, and the run goes on; but
+    it counts as an error (exit status 2): a failing disk needs the operator
+    now, not at the next look at the logs.
+    """

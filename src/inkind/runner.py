@@ -26,10 +26,11 @@ from inkind.snapshots import HistoryResult, provider_for, record_run, take_and_p
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
-from inkind.store.files import sweep_temps, sync_store
+from inkind.store.files import is_temp_name, sweep_temps, sync_store
 from inkind.store.image import replay_journals
 from inkind.store.paths import DIR_FLAGS
 from inkind.storeroot import Store
+from inkind.verify import missing_objects, state_findings
 
 log = logging.getLogger("inkind")
 
@@ -207,7 +208,15 @@ class Runner:
     def scrub(self, names=(), *, fraction: float | None = None) -> RunReport:
         def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
             run.scrub_fraction = cfg.scrub_fraction if fraction is None else fraction
+            # What is gone is found whatever the fraction: it costs a stat each.
+            gone = [f for f in state_findings(run) + missing_objects(run) if not f.recoverable]
+            for f in gone:
+                log.error("%s: corruption: %s", cfg.name, f)
+            run.stats.objects_corrupt += len(gone)
             source.scrub(run)
+            if gone:
+                more = f" (and {len(gone) - 1} more)" if len(gone) > 1 else ""
+                raise CorruptionError(gone[0].obj, f"{gone[0].message}{more}")
 
         return self._run("scrub", names, op)
 
@@ -215,7 +224,9 @@ class Runner:
         findings: list[Finding] = []
 
         def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
-            found = source.verify(run)
+            found = state_findings(run) + source.verify(run) + missing_objects(run)
+            errors = {f.obj for f in found if not f.recoverable}
+            found = [f for f in found if not (f.recoverable and f.obj in errors)]
             findings.extend(found)
             for f in found:
                 log.log(logging.WARNING if f.recoverable else logging.ERROR, "%s", f)
@@ -300,6 +311,11 @@ class Runner:
                 result.messages.append(msg)
                 log.warning("%s: %s", cfg.name, msg)
                 stats.warnings += 1
+            elif state.missing and command == "backup" and writes and _holds_data(lock):
+                msg = "state file missing (deleted?) while the store holds data; rebuilt"
+                result.messages.append(msg)
+                log.warning("%s: %s", cfg.name, msg)
+                stats.warnings += 1
             if writes:
                 full = self._recover(store, cfg, source, state, stats) or full or full_draw
                 state.data.update(
@@ -325,7 +341,7 @@ class Runner:
             log.info("%s: %s%s", cfg.name, command, " (full pass)" if full else "")
             try:
                 op(source, cfg, run)
-                result.outcome = WARNINGS if stats.warnings else OK
+                result.outcome = FAILED if stats.errors else WARNINGS if stats.warnings else OK
             except Interrupted as e:
                 result.outcome = INTERRUPTED
                 result.messages.append(f"interrupted by {e}")
@@ -340,6 +356,8 @@ class Runner:
             except Exception as e:
                 log.debug("%s", traceback.format_exc())
                 self._failed(result, f"{type(e).__name__}: {e}")
+            if command == "backup" and writes:
+                self._record_objects(source, run)
             result.messages[:0] = run.warnings_seen
         finally:
             stats.duration_seconds = round(time.monotonic() - started, 3)
@@ -349,6 +367,17 @@ class Runner:
             if lock >= 0:
                 os.close(lock)
         log.info("%s: %s %s", cfg.name, result.outcome, stats.nonzero())
+
+    def _record_objects(self, source: Source, run: RunContext) -> None:
+        """Keep in the state what the source has stored after this backup
+        (whatever its outcome), so verify finds an object deleted later."""
+        try:
+            objects = source.stored_objects(run)
+        except OSError as e:
+            log.debug("%s: cannot list the stored objects: %s", run.name, e)
+            return
+        if objects is not None:
+            run.state.data["objects"] = sorted(objects)
 
     def _failed(self, result: SourceResult, message: str) -> None:
         result.outcome = FAILED
@@ -397,3 +426,8 @@ class Runner:
             state.save()
         except OSError as e:
             raise StoreError(f"store: cannot record state of {cfg.name}: {e.strerror}") from None
+
+
+def _holds_data(data_fd: int) -> bool:
+    """Whether ``STORE/NAME`` holds anything but temps."""
+    return any(not is_temp_name(n) for n in os.listdir(data_fd))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from inkind.errors import SourceReadError, SourceWarning
 from inkind.state import SourceState
 from inkind.stats import Stats
 from inkind.ui import Progress, null_progress
@@ -72,6 +73,16 @@ class RunContext:
         self.warnings_seen.append(message)
         log.warning("%s: %s", self.name, message)
 
+    def skip(self, reason: SourceWarning) -> None:
+        """An object was skipped for ``reason``: a warning (exit status 1), or
+        an error for a failed read (SourceReadError: exit status 2)."""
+        if isinstance(reason, SourceReadError):
+            self.stats.errors += 1
+            self.warnings_seen.append(str(reason))
+            log.error("%s: %s", self.name, reason)
+        else:
+            self.warn(str(reason))
+
     @contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator[Progress]:
         """A progress bar on a terminal for a long loop; nothing otherwise."""
@@ -123,6 +134,15 @@ class Source(ABC):
         from inkind.verify import verify_tree
 
         return verify_tree(run)
+
+    def stored_objects(self, run: RunContext) -> list[str] | None:
+        """The objects this source has stored, as paths relative to the store
+        (``NAME/disk.img``, and derived data such as its block manifest),
+        read from the store after each backup and kept in the state as
+        ``objects``, so that ``verify`` and ``scrub`` find one deleted
+        outside inkind. None (the default): not tracked this way (the files
+        source records each directory's entries in the directory itself)."""
+        return None
 
     @abstractmethod
     def restore_commands(

@@ -2,8 +2,8 @@
 device whose data block is damaged underneath it fails the checksum, and the
 kernel answers EIO. No device-mapper (dm-flakey) needed.
 
-files: the unreadable file is skipped with a warning (exit 1), its previous
-stored copy kept, the rest backed up. image: the whole image fails with one
+files: the unreadable file is skipped, its previous stored copy kept, the
+rest backed up, and the run exits 2 (a failing disk is an error). image: the whole image fails with one
 line naming the offset (exit 2), the previous image kept.
 """
 
@@ -81,8 +81,8 @@ def test_files_source_skips_an_unreadable_file(btrfs_source, tmp_path, inkind_st
     (mnt / "good.txt").write_bytes(b"better\n")
     damage(mnt / "bad.bin", loop)
     r = inkind("-c", config, "backup")
-    assert r.returncode == 1, r.stderr
-    assert "bad.bin" in r.stderr and "Input/output error" in r.stderr
+    assert r.returncode == 2, r.stderr
+    assert "ERROR: tree: bad.bin: read error: Input/output error" in r.stderr
     assert (inkind_store / "tree" / "bad.bin").read_bytes() == old
     assert (inkind_store / "tree" / "good.txt").read_bytes() == b"better\n"
     assert inkind("-c", config, "verify").returncode == 0
