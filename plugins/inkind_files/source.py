@@ -168,7 +168,6 @@ def _check_entries(
         mirror.corrupt.append(rel)
         return names
     have = set(names)
-    mtime = os.fstat(dst).st_mtime_ns
     was_partial = run.state.partial
     run.state.mark_partial()  # a kill while entries come back leaves them to the next backup
     restored = []
@@ -187,7 +186,9 @@ def _check_entries(
     mirror.corrupt += restored or [rel]
     names = sorted(os.listdir(dst), key=os.fsencode)
     record_entries(dst, names, run.stats)
-    set_mtime(dst, mtime, stats=run.stats)
+    # The deletion and the repair touched the stored directory (as scrub's
+    # file repair does, it gets the source directory's mtime back).
+    set_mtime(dst, os.fstat(src).st_mtime_ns, stats=run.stats)
     if not was_partial:
         run.state.clear_partial()
     return names

@@ -12,12 +12,12 @@ from typing import Any
 
 from inkind import ConfigError, CorruptionError, RunContext, Source, SourceError
 from inkind.store.paths import fd_path, open_beneath
-from inkind.verify import check_file
+from inkind.verify import check_file, existing
 from inkind_sqlite.discover import Database, find_databases, is_glob
 from inkind_sqlite.options import SqliteOptions
 from inkind_sqlite.quick import source_key, stored_key
 from inkind_sqlite.snapshot import integrity_problems, take_copy
-from inkind_sqlite.storing import remove_stored, scratch_dir, store_copy, stored_names
+from inkind_sqlite.storing import engine, remove_stored, scratch_dir, store_copy, stored_names
 
 log = logging.getLogger("inkind")
 
@@ -110,6 +110,14 @@ class SqliteSource(Source):
             except CorruptionError as e:
                 failures.corrupt.append(e)
         failures.raise_any()
+
+    def stored_objects(self, run: RunContext) -> list[str]:
+        """Each stored copy, and the block manifest of a large one."""
+        out = []
+        for name in stored_names(run.data_fd):
+            eng = engine(run, name)
+            out += existing(run.root_fd, [eng.image_rel, eng.manifest_rel])
+        return out
 
     def _one(
         self, run: RunContext, db: Database, failures: Failures, *, check: bool, repair: bool = False

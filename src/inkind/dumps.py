@@ -447,6 +447,10 @@ class DumpSource(Source):
             scrub_entry(run, entry, failures)
         failures.raise_any()
 
+    def stored_objects(self, run: RunContext) -> list[str]:
+        """Each stored dump (a file, or a directory of files)."""
+        return [f"{run.name}/{entry}" for entry in stored_entries(run.data_fd)]
+
     def remove_strays(self, run: RunContext, wanted: set[str]) -> None:
         """A full pass removes the dumps of databases that are gone (or no
         longer selected, or stored in a format no longer configured)."""

@@ -20,7 +20,7 @@ from inkind.store.files import is_temp_name
 from inkind.store.image import pending_journals
 from inkind.store.paths import open_beneath
 from inkind.store.xattrs import XAttrs
-from inkind.verify import check_file
+from inkind.verify import check_file, existing
 
 log = logging.getLogger("inkind")
 
@@ -83,6 +83,17 @@ class RawImageSource(Source):
                         os.close(fd)
                     findings += [found] if found else []
         return findings
+
+    def stored_objects(self, run: RunContext) -> list[str]:
+        """Each stored image and its block manifest."""
+        out = []
+        for name in sorted(os.listdir(run.data_fd)):
+            if not is_temp_name(name) and stat.S_ISREG(
+                os.stat(name, dir_fd=run.data_fd, follow_symlinks=False).st_mode
+            ):
+                engine = self.engine(run, name, name)
+                out += existing(run.root_fd, [engine.image_rel, engine.manifest_rel])
+        return out
 
     def account(self, run: RunContext, result: CopyResult, what: str) -> None:
         """Count and log one image's copy; a suspect image schedules a full pass."""

@@ -38,6 +38,8 @@ class SourceState:
     path: Path
     data: dict[str, Any] = field(default_factory=dict)
     set_aside: Path | None = None
+    missing: bool = False
+    left_running: bool = False
     _last_save: float = 0.0
 
     @classmethod
@@ -45,7 +47,7 @@ class SourceState:
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            return cls(path)
+            return cls(path, missing=True)
         try:
             data = json.loads(raw)
             if not isinstance(data, dict):
@@ -54,7 +56,7 @@ class SourceState:
             aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
             os.rename(path, aside)
             return cls(path, set_aside=aside)
-        return cls(path, data)
+        return cls(path, data, left_running="running" in data)
 
     def save(self) -> None:
         write_json(self.path, self.data)
@@ -70,6 +72,33 @@ class SourceState:
         self.data["resume"] = pointer
         if force or time.monotonic() - self._last_save >= RESUME_SAVE_INTERVAL:
             self.save()
+
+    # What a run left unfinished: verify reports what it finds then as
+    # recoverable, since the next run completes it.
+    @property
+    def partial(self) -> bool:
+        """A source flagged its work on the store as under way (the files
+        source: a walk started and not completed)."""
+        return bool(self.data.get("partial"))
+
+    def mark_partial(self) -> None:
+        """Flag the work as under way, durably, before the first store write."""
+        if not self.partial:
+            self.data["partial"] = True
+            self.save()
+
+    def clear_partial(self) -> None:
+        """The work completed (saved with the state at the end of the run)."""
+        self.data.pop("partial", None)
+
+    @property
+    def unfinished(self) -> bool:
+        """Whether the store may be mid-change: the last run was killed (its
+        ``running`` marker was left), a source flagged its work as partial,
+        or the last backup was interrupted or failed."""
+        last = self.data.get("last_backup")
+        outcome = last.get("outcome") if isinstance(last, dict) else None
+        return self.left_running or self.partial or outcome in ("interrupted", "failed")
 
     @property
     def plugin(self) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Checks of the store alone: every stored file against its own checksum."""
+"""Checks of the store alone: every stored file against its own checksum,
+every directory that records its entries against them, every object the
+state says was stored against the store, and the state file itself."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import stat
 
 from inkind.hashing import hash_fd
 from inkind.source import Finding, RunContext
+from inkind.store.entries import entries_problem
 from inkind.store.files import is_temp_name
 from inkind.store.image import pending_journals
 from inkind.store.paths import DIR_FLAGS
@@ -27,10 +30,12 @@ def check_file(fd: int, relpath: str, size: int) -> Finding | None:
     return None
 
 
-def verify_tree(run: RunContext) -> list[Finding]:
-    """Hash every regular file below ``run.data_dir`` and compare.
+def verify_tree(run: RunContext, *, unfinished: bool = False) -> list[Finding]:
+    """Hash every regular file below ``run.data_dir`` and compare; compare
+    each directory that carries ``user.inkind.entries`` with its listing.
 
-    Leftover temps and pending journals are reported as recoverable.
+    Leftover temps and pending journals are reported as recoverable, and so
+    are differing entries when ``unfinished`` (a run stopped mid-directory).
     """
     findings = [
         Finding(j, "pending journal; the next run replays it", True)
@@ -40,7 +45,11 @@ def verify_tree(run: RunContext) -> list[Finding]:
     while stack:
         dfd, rel = stack.pop()
         try:
-            for name in sorted(os.listdir(dfd), key=os.fsencode):
+            names = sorted(os.listdir(dfd), key=os.fsencode)
+            problem = entries_problem(dfd, names)
+            if problem:
+                findings.append(entries_finding(rel, problem, unfinished))
+            for name in names:
                 path = f"{rel}/{name}"
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
                 if is_temp_name(name):
@@ -59,3 +68,54 @@ def verify_tree(run: RunContext) -> list[Finding]:
         finally:
             os.close(dfd)
     return findings
+
+
+def entries_finding(rel: str, problem: str, unfinished: bool) -> Finding:
+    """A directory whose entries differ from its ``user.inkind.entries``."""
+    if unfinished:
+        return Finding(rel, f"{problem}; the last backup did not finish, the next one completes it", True)
+    return Finding(rel, f"{problem}: deleted or added outside inkind")
+
+
+def missing_objects(run: RunContext) -> list[Finding]:
+    """The objects the state says the last backup left in the store
+    (``objects``: store-relative paths, see Source.stored_objects) that are
+    not there. Recoverable only after a run that did not finish."""
+    findings = []
+    for rel in run.state.data.get("objects") or ():
+        try:
+            os.stat(rel, dir_fd=run.root_fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            derived = rel.startswith(".inkind/")
+            what = (
+                "derived data, the next backup rebuilds it" if derived else "the next backup stores it again"
+            )
+            findings.append(
+                Finding(
+                    rel,
+                    f"missing: the last backup left it here (deleted outside inkind?); {what}",
+                    run.state.unfinished,
+                )
+            )
+    return findings
+
+
+def existing(root_fd: int, rels: list[str]) -> list[str]:
+    """Those of the store-relative paths ``rels`` that exist."""
+    out = []
+    for rel in rels:
+        try:
+            os.stat(rel, dir_fd=root_fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        out.append(rel)
+    return out
+
+
+def state_findings(run: RunContext) -> list[Finding]:
+    """``.inkind/sources/NAME.json`` missing while ``STORE/NAME`` holds data:
+    it was deleted outside inkind (the next backup rebuilds it)."""
+    if not run.state.missing or not any(not is_temp_name(n) for n in os.listdir(run.data_fd)):
+        return []
+    rel = f".inkind/sources/{run.name}.json"
+    return [Finding(rel, f"missing while {run.name}/ holds data; the next backup rebuilds it")]
