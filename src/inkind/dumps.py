@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import logging
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -38,6 +40,7 @@ from inkind.errors import CorruptionError, SourceError
 from inkind.hashing import hash_fd
 from inkind.libc import libc
 from inkind.source import RunContext, Source
+from inkind.store.entries import entries_problem, record_entries
 from inkind.store.files import UpdateFile, is_temp_name, sync_store, temp_name
 from inkind.store.paths import DIR_FLAGS, fd_path
 from inkind.store.xattrs import XAttrs
@@ -131,12 +134,34 @@ def error_line(tool: str, stderr: str, returncode: int) -> str:
     return " ".join(lines[:4]) or f"{name} exited with status {returncode}"
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """In the forked tool, before exec: the kernel sends it SIGKILL when
+    this process dies, however it dies (a SIGKILL gives no chance to kill
+    the tool). Else a ``pg_dump -Fd``, which writes files and not into our
+    pipe, went on into the store's temp directory, holding its transaction
+    and locks on the server, while the next run removed that directory."""
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # died before the prctl
+        os._exit(1)
+
+
 @contextlib.contextmanager
 def tool_process(argv: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """Start a tool with stdout as a pipe and stderr into a temp file (no
-    deadlock on a chatty stderr); kill it if the caller stops early."""
+    deadlock on a chatty stderr); kill it if the caller stops early, and
+    have the kernel kill it if this process dies."""
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+            preexec_fn=functools.partial(_die_with, os.getpid()),
+        )
         proc.stderr_file = err  # type: ignore[attr-defined]
         try:
             yield proc
@@ -308,6 +333,9 @@ def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str],
                     os.close(fd)
                 count(run, f.changed)
             run.stats.objects_deleted += len(unused)  # stored files no new file reused
+            # The dump arrives with the record of its files, so that verify
+            # finds one deleted later.
+            record_entries(tmp_fd, names, run.stats)
             sync_store(tmp_fd)
         finally:
             os.close(tmp_fd)
@@ -379,7 +407,15 @@ def scrub_entry(run: RunContext, entry: str, failures: Failures) -> None:
     if stat.S_ISDIR(st.st_mode):
         dfd = os.open(entry, DIR_FLAGS, dir_fd=run.data_fd)
         try:
-            for name in regular_files(dfd):
+            names = regular_files(dfd)
+            # Whenever scrubbing (whatever the sample: it costs no read).
+            problem = entries_problem(dfd, names) if run.scrub_fraction > 0 else None
+            if problem:
+                rel = f"{run.name}/{entry}"
+                run.stats.objects_corrupt += 1
+                log.error("%s: corruption: %s: %s", run.name, rel, problem)
+                failures.corrupt.append(CorruptionError(rel, problem))
+            for name in names:
                 if run.should_scrub():
                     _check(run, dfd, name, f"{run.name}/{entry}/{name}", failures)
         finally:
