@@ -17,6 +17,7 @@ with a snapshot gets a new data block).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import struct
@@ -65,34 +66,28 @@ def dm_name(vg: str, lv: str) -> str:
 
 
 def load() -> dict[str, Any]:
-    """The state; each thin device's mapping as {chunk (str): data block}."""
+    """The state. Each thin device's mapping is a list of runs (first chunk,
+    first data block, length), consecutive on both sides: an 8 GiB volume
+    written in order is one run, not 131072 entries to handle at every fake
+    command; only writes and discards (made by tests, not by inkind) unpack."""
     with open(os.environ["FAKE_LVM"]) as f:
-        state = json.load(f)
-    for p in state["pools"].values():
-        p["devices"] = {tid: _unpack(runs) for tid, runs in p["devices"].items()}
-    return state
+        return json.load(f)
 
 
 def save(state: dict[str, Any]) -> None:
-    """Mappings are kept as runs on disk: an 8 GiB volume is a few lines,
-    not 131072 entries to parse at every fake command."""
-    packed = dict(state)
-    packed["pools"] = {
-        key: {**p, "devices": {tid: _runs(dev) for tid, dev in p["devices"].items()}}
-        for key, p in state["pools"].items()
-    }
     tmp = os.environ["FAKE_LVM"] + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(packed, f)
+        json.dump(state, f)
     os.rename(tmp, os.environ["FAKE_LVM"])
 
 
-def _unpack(runs: list[list[int]]) -> dict[str, int]:
-    return {str(c + i): b + i for c, b, n in runs for i in range(n)}
+def _unpack(runs: list[list[int]]) -> dict[int, int]:
+    return {c + i: b + i for c, b, n in runs for i in range(n)}
 
 
 def called(name: str) -> dict[str, Any]:
     """Record the call; fail as the real tool would when asked to."""
+    _time_this_process(name)
     state = load()
     state["calls"].append([name, *sys.argv[1:]])
     save(state)
@@ -100,6 +95,25 @@ def called(name: str) -> dict[str, Any]:
         print(f"  {name}: simulated failure: Input/output error", file=sys.stderr)
         sys.exit(5)
     return state
+
+
+def _time_this_process(name: str) -> None:
+    """With $FAKE_LVM_TIMES set, append this command's lifetime (from process
+    start, its children included) to that file, so a benchmark can report
+    inkind's time net of the emulation, which real lvm2 does not cost."""
+    path = os.environ.get("FAKE_LVM_TIMES")
+    if not path:
+        return
+
+    def log() -> None:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:
+            now = float(f.read().split()[0])
+        with open(path, "a") as f:
+            f.write(f"{name} {now - started:.3f}\n")
+
+    atexit.register(log)
 
 
 def fail(message: str, status: int = 5) -> None:
@@ -184,7 +198,7 @@ def new_thin(state: dict[str, Any], vg: str, pool: str, lv: str, size: int) -> s
     p = state["pools"][f"{vg}/{pool}"]
     tid = p["next_id"]
     p["next_id"] += 1
-    p["devices"][str(tid)] = {}
+    p["devices"][str(tid)] = []
     r = _add(state, vg, lv, "Vwi-a-tz--", size, pool_lv=pool, thin_id=str(tid), data_percent="0.00")
     with open(r["lv_path"], "wb") as f:
         f.truncate(size)
@@ -220,17 +234,18 @@ def mark_written(state: dict[str, Any], vg: str, lv: str, ranges: list[tuple[int
     if not r["pool_lv"]:
         return
     p = _pool_of(state, r)
-    refs = Counter(b for dev in p["devices"].values() for b in dev.values())
-    dev = p["devices"][r["thin_id"]]
+    refs = Counter(b for runs in p["devices"].values() for b in _unpack(runs).values())
+    dev = _unpack(p["devices"][r["thin_id"]])
     for offset, length in ranges:
         for chunk in range(offset // p["chunk"], (offset + max(length, 1) - 1) // p["chunk"] + 1):
-            mapped = dev.get(str(chunk))
+            mapped = dev.get(chunk)
             if mapped is None or refs[mapped] > 1:
                 if mapped is not None:
                     refs[mapped] -= 1
-                dev[str(chunk)] = p["next_block"]
+                dev[chunk] = p["next_block"]
                 refs[p["next_block"]] += 1
                 p["next_block"] += 1
+    p["devices"][r["thin_id"]] = _runs(dev)
     write_metadata(state, f"{vg}/{r['pool_lv']}")
 
 
@@ -242,9 +257,10 @@ def discard(state: dict[str, Any], vg: str, lv: str, offset: int, length: int) -
     with open(r["lv_path"], "r+b") as f:
         f.seek(offset)
         f.write(bytes(length))
-    dev = p["devices"][r["thin_id"]]
+    dev = _unpack(p["devices"][r["thin_id"]])
     for chunk in range(offset // p["chunk"], (offset + length) // p["chunk"]):
-        dev.pop(str(chunk), None)
+        dev.pop(chunk, None)
+    p["devices"][r["thin_id"]] = _runs(dev)
     write_metadata(state, f"{vg}/{r['pool_lv']}")
 
 
@@ -252,7 +268,7 @@ def snapshot_thin(state: dict[str, Any], origin: dict[str, str], name: str, tag:
     p = _pool_of(state, origin)
     tid = p["next_id"]
     p["next_id"] += 1
-    p["devices"][str(tid)] = dict(p["devices"][origin["thin_id"]])
+    p["devices"][str(tid)] = [list(run) for run in p["devices"][origin["thin_id"]]]
     r = _add(
         state,
         origin["vg_name"],
@@ -275,16 +291,14 @@ def copy_volume(src: str, dst: str) -> None:
     subprocess.run(["cp", "--reflink=auto", "--sparse=always", src, dst], check=True)
 
 
-def _runs(dev: dict[str, int]) -> list[tuple[int, int, int]]:
-    """Mappings as (first chunk, first data block, length) runs, consecutive
-    on both sides: an 8 GiB volume written in order is one range_mapping."""
+def _runs(dev: dict[int, int]) -> list[list[int]]:
     runs: list[list[int]] = []
-    for chunk, block in sorted((int(c), b) for c, b in dev.items()):
+    for chunk, block in sorted(dev.items()):
         if runs and chunk == runs[-1][0] + runs[-1][2] and block == runs[-1][1] + runs[-1][2]:
             runs[-1][2] += 1
         else:
             runs.append([chunk, block, 1])
-    return [(c, b, n) for c, b, n in runs]
+    return runs
 
 
 def write_metadata(state: dict[str, Any], key: str) -> None:
@@ -297,11 +311,11 @@ def write_metadata(state: dict[str, Any], key: str) -> None:
         f'<superblock uuid="" time="1" transaction="{p["transaction"]}" flags="0" version="2" '
         f'data_block_size="{p["chunk"] // 512}" nr_data_blocks="{max(p["nr_blocks"], p["next_block"] + 1)}">'
     ]
-    for tid, dev in sorted(p["devices"].items(), key=lambda kv: int(kv[0])):
+    for tid, runs in sorted(p["devices"].items(), key=lambda kv: int(kv[0])):
         lines.append(
-            f'  <device dev_id="{tid}" mapped_blocks="{len(dev)}" transaction="0" creation_time="0" snap_time="0">'
+            f'  <device dev_id="{tid}" mapped_blocks="{sum(n for _, _, n in runs)}" transaction="0" creation_time="0" snap_time="0">'
         )
-        for chunk, block, length in _runs(dev):
+        for chunk, block, length in runs:
             if length == 1:
                 lines.append(f'    <single_mapping origin_block="{chunk}" data_block="{block}" time="0"/>')
             else:
