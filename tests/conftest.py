@@ -1,1 +1,46 @@
-"""Shared test helpers; the fixtures themselves come from inkind.testing."""
+"""Shared test helpers; the fixtures themselves come from inkind.testing,
+except the real database servers, started once per session and shared by
+the postgres and mysql suites and the reliability harness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from dbservers import (
+    MARIA_BACKUP_PASSWORD,
+    MARIA_BACKUP_USER,
+    PG_BACKUP_PASSWORD,
+    PG_BACKUP_ROLE,
+    PG_HBA,
+    MariaServer,
+    PgServer,
+)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """A PostgreSQL 15 cluster (initdb + pg_ctl, socket only, as the postgres
+    user when root), with a password-only superuser role for the backups."""
+    srv = PgServer.create(hba_extra=PG_HBA)
+    try:
+        srv.psql(f"CREATE ROLE {PG_BACKUP_ROLE} LOGIN SUPERUSER PASSWORD '{PG_BACKUP_PASSWORD}'")
+        yield srv
+    finally:
+        srv.destroy()
+
+
+@pytest.fixture(scope="session")
+def maria() -> Iterator[MariaServer]:
+    """A MariaDB server (mariadb-install-db + mariadbd, socket only, as the
+    mysql user when root), with a backup user of the usual grants."""
+    srv = MariaServer.create()
+    try:
+        srv.sql(
+            f"CREATE USER '{MARIA_BACKUP_USER}'@'localhost' IDENTIFIED BY '{MARIA_BACKUP_PASSWORD}';"
+            f"GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT, PROCESS ON *.* "
+            f"TO '{MARIA_BACKUP_USER}'@'localhost';"
+        )
+        yield srv
+    finally:
+        srv.destroy()

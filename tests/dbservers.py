@@ -1,9 +1,10 @@
 """Real database servers for the postgres and mysql tests, started in a temp
 directory on a Unix socket only, as an unprivileged user when run as root.
 
-Each server is started once per test session (startup costs seconds) by a
-session fixture in tests/postgres/conftest.py or tests/mysql/conftest.py,
-and always stopped at the end.
+Each server is started once per test session (startup costs seconds) by
+the session fixtures ``pg`` and ``maria`` in tests/conftest.py (the source
+suites and the reliability harness share them), and always stopped at the
+end.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ import pytest
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 READY_TIMEOUT = 60.0
+
+PG_BACKUP_ROLE, PG_BACKUP_PASSWORD = "backup", "s3cret-Pw-4711"
+# The backup role must give a password; everybody else is trusted.
+PG_HBA = [f"local all {PG_BACKUP_ROLE} scram-sha-256"]
+MARIA_BACKUP_USER, MARIA_BACKUP_PASSWORD = "backup", "my-s3cret-4711"
 
 
 def service_user(name: str) -> pwd.struct_passwd | None:

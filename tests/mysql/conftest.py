@@ -1,5 +1,6 @@
-"""A real MariaDB server for the mysql tests, started once per session
-(mariadb-install-db + mariadbd, socket only, as the mysql user when root)."""
+"""Fixtures of the mysql tests around the session server ``maria``
+(tests/conftest.py: mariadb-install-db + mariadbd, socket only, as the mysql
+user when root)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,11 @@ from pathlib import Path
 
 import pytest
 from dbservers import MariaServer
-from my_helpers import BACKUP_PASSWORD, BACKUP_USER
 
 _names = itertools.count(1)
 
-
-@pytest.fixture(scope="session")
-def maria() -> Iterator[MariaServer]:
-    srv = MariaServer.create()
-    try:
-        srv.sql(
-            f"CREATE USER '{BACKUP_USER}'@'localhost' IDENTIFIED BY '{BACKUP_PASSWORD}';"
-            f"GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT, PROCESS ON *.* TO '{BACKUP_USER}'@'localhost';"
-        )
-        yield srv
-    finally:
-        srv.destroy()
+# The session server ``maria`` is in tests/conftest.py (the reliability
+# harness uses it too).
 
 
 @pytest.fixture

@@ -3,9 +3,11 @@ test folder has its own conftest)."""
 
 from __future__ import annotations
 
+from dbservers import MARIA_BACKUP_PASSWORD as BACKUP_PASSWORD
+from dbservers import MARIA_BACKUP_USER as BACKUP_USER
 from dbservers import MariaServer
 
-BACKUP_USER, BACKUP_PASSWORD = "backup", "my-s3cret-4711"
+__all__ = ["BACKUP_PASSWORD", "BACKUP_USER", "SAMPLE", "table_contents"]
 
 SAMPLE = """
 CREATE TABLE items (id int AUTO_INCREMENT PRIMARY KEY, name varchar(40), photo blob,

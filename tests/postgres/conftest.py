@@ -1,5 +1,5 @@
-"""A real PostgreSQL 15 server for the postgres tests, started once per
-session (initdb + pg_ctl, socket only, as the postgres user when root)."""
+"""Fixtures of the postgres tests around the session server ``pg``
+(tests/conftest.py: initdb + pg_ctl, socket only, as the postgres user when root)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,11 @@ from pathlib import Path
 
 import pytest
 from dbservers import PgServer
-from pg_helpers import BACKUP_PASSWORD, BACKUP_ROLE, HBA
 
 _names = itertools.count(1)
 
-
-@pytest.fixture(scope="session")
-def pg() -> Iterator[PgServer]:
-    srv = PgServer.create(hba_extra=HBA)
-    try:
-        srv.psql(f"CREATE ROLE {BACKUP_ROLE} LOGIN SUPERUSER PASSWORD '{BACKUP_PASSWORD}'")
-        yield srv
-    finally:
-        srv.destroy()
+# The session server ``pg`` is in tests/conftest.py (the reliability harness
+# uses it too).
 
 
 @pytest.fixture

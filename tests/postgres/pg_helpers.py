@@ -3,11 +3,12 @@ test folder has its own conftest)."""
 
 from __future__ import annotations
 
+from dbservers import PG_BACKUP_PASSWORD as BACKUP_PASSWORD
+from dbservers import PG_BACKUP_ROLE as BACKUP_ROLE
+from dbservers import PG_HBA as HBA
 from dbservers import PgServer
 
-BACKUP_ROLE, BACKUP_PASSWORD = "backup", "s3cret-Pw-4711"
-# The backup role must give a password; everybody else is trusted.
-HBA = [f"local all {BACKUP_ROLE} scram-sha-256"]
+__all__ = ["BACKUP_PASSWORD", "BACKUP_ROLE", "HBA", "SAMPLE", "table_contents"]
 
 SAMPLE = """
 CREATE TABLE blobs (id int PRIMARY KEY, data bytea, meta json, doc jsonb);
