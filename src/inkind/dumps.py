@@ -29,7 +29,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -150,10 +149,12 @@ def _die_with(parent: int) -> None:
 
 @contextlib.contextmanager
 def tool_process(argv: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """Start a tool with stdout as a pipe and stderr into a temp file (no
-    deadlock on a chatty stderr); kill it if the caller stops early, and
+    """Start a tool with stdout as a pipe and stderr into an anonymous file
+    (no deadlock on a chatty stderr); kill it if the caller stops early, and
     have the kernel kill it if this process dies."""
-    with tempfile.TemporaryFile() as err:
+    # stderr into memory (memfd): no file anywhere, not even Python's probe
+    # of the temp directory, that a killed run could leave behind.
+    with open(os.memfd_create("inkind-tool-stderr", os.MFD_CLOEXEC), "w+b") as err:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

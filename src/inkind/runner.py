@@ -26,7 +26,7 @@ from inkind.snapshots import HistoryResult, provider_for, record_run, take_and_p
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
-from inkind.store.files import is_temp_name, sweep_temps, sync_store
+from inkind.store.files import is_temp_name, sweep_tagged_temps, sweep_temps, sync_store
 from inkind.store.image import replay_journals
 from inkind.store.paths import DIR_FLAGS
 from inkind.storeroot import Store
@@ -389,6 +389,12 @@ class Runner:
         self, store: Store, cfg: SourceConfig, source: Source, state: SourceState, stats: Stats
     ) -> bool:
         """Finish what a killed run left; return whether a full pass is due."""
+        state_path = store.state_path(cfg.name)
+        fd = os.open(state_path.parent, DIR_FLAGS)
+        try:  # a state write cut short (we hold the source's lock: no other writer)
+            sweep_tagged_temps(fd, state_path.name)
+        finally:
+            os.close(fd)
         replayed = replay_journals(store.root_fd, cfg.name, stats)
         if replayed:
             log.info("%s: replayed %d pending journal(s)", cfg.name, replayed)

@@ -31,7 +31,7 @@ from inkind.config import StoreConfig
 from inkind.errors import ConfigError, InkindError
 from inkind.retention import free_target, keep_reasons
 from inkind.state import write_json
-from inkind.store.files import is_temp_name
+from inkind.store.files import is_temp_name, sweep_tagged_temps
 
 log = logging.getLogger("inkind")
 
@@ -219,8 +219,17 @@ class HistoryResult:
 
 def record_run(store: Path, report: dict[str, Any]) -> None:
     """Write the run's report into ``.inkind/`` so each snapshot says which
-    sources ran, their outcome and stats."""
-    write_json(store / LAST_RUN, report)
+    sources ran, their outcome and stats. Two runs (of different sources)
+    take turns on an flock of ``.inkind/``, and each removes the temp of a
+    killed run's unfinished write first."""
+    path = store / LAST_RUN
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        sweep_tagged_temps(fd, path.name)
+        write_json(path, report)
+    finally:
+        os.close(fd)
 
 
 def take_and_prune(store: StoreConfig, provider: SnapshotProvider) -> HistoryResult:

@@ -26,9 +26,11 @@ def now_iso() -> str:
 
 
 def write_json(path: Path, data: Any, stats: Stats | None = None) -> bool:
-    """Write ``data`` as JSON atomically; return whether the file changed."""
+    """Write ``data`` as JSON atomically; return whether the file changed.
+    The temp is ``.inkind-tmp-<hex>.<file name>``: the next writer that
+    holds the file's lock removes one a killed run left."""
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    return update_file(path, text.encode(), stats=stats)
+    return update_file(path, text.encode(), stats=stats, temp_tag=path.name)
 
 
 @dataclass

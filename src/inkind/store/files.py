@@ -36,8 +36,28 @@ def is_temp_name(name: str | bytes) -> bool:
     return os.fsencode(name).startswith(_TEMP_PREFIX_B)
 
 
-def temp_name() -> bytes:
-    return _TEMP_PREFIX_B + secrets.token_hex(8).encode()
+def temp_name(tag: str = "") -> bytes:
+    """``.inkind-tmp-<16 hex digits>``, or with ``tag``
+    ``.inkind-tmp-<16 hex digits>.<tag>``: a temp whose owner can be told
+    from its name (see :func:`sweep_tagged_temps`)."""
+    name = _TEMP_PREFIX_B + secrets.token_hex(8).encode()
+    return name + b"." + os.fsencode(tag) if tag else name
+
+
+def sweep_tagged_temps(dir_fd: int, tag: str) -> int:
+    """Remove the temps of ``temp_name(tag)`` in one directory (not below);
+    return the count. The caller must hold what keeps every other writer
+    of such temps out (a source's lock for its state file)."""
+    suffix = b"." + os.fsencode(tag)
+    width = len(_TEMP_PREFIX_B) + 16
+    removed = 0
+    for name in os.listdir(dir_fd):
+        name_b = os.fsencode(name)
+        if name_b.startswith(_TEMP_PREFIX_B) and name_b[width:] == suffix:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=dir_fd)
+                removed += 1
+    return removed
 
 
 # Immutable buffers known to be all zeros, by id (the object is kept, so the
@@ -107,6 +127,10 @@ class UpdateFile:
     ``fsync=False`` skips the per-file fsync for a source that writes many
     small files: it must then call :func:`sync_store` before it records
     progress, so that recorded progress never runs ahead of durable data.
+
+    ``temp_tag`` ends the temp's name (:func:`temp_name`), so that a file
+    outside ``STORE/NAME`` (a source's state) can have the temp a killed
+    run left found and removed by the next one.
     """
 
     def __init__(
@@ -118,9 +142,11 @@ class UpdateFile:
         before_commit: Callable[[int], None] | None = None,
         mode: int = 0o600,
         fsync: bool = True,
+        temp_tag: str = "",
     ):
         self.path = path
         self.fsync = fsync
+        self.temp_tag = temp_tag
         self.dir_fd = dir_fd
         self.stats = stats if stats is not None else Stats()
         self.before_commit = before_commit
@@ -166,7 +192,7 @@ class UpdateFile:
         self._put(data)
 
     def _start_temp(self) -> None:
-        self._tmp_name = temp_name()
+        self._tmp_name = temp_name(self.temp_tag)
         self._tmp_fd = os.open(
             self._tmp_name,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -242,12 +268,13 @@ def update_file(
     dir_fd: int | None = None,
     stats: Stats | None = None,
     before_commit: Callable[[int], None] | None = None,
+    temp_tag: str = "",
 ) -> bool:
     """Make ``path`` hold ``data``; return whether the file was replaced.
 
     >>> update_file(run.data_dir / "globals.sql", text.encode(), stats=run.stats)
     """
-    with UpdateFile(path, dir_fd=dir_fd, stats=stats, before_commit=before_commit) as f:
+    with UpdateFile(path, dir_fd=dir_fd, stats=stats, before_commit=before_commit, temp_tag=temp_tag) as f:
         f.write(data)
     return f.changed
 
