@@ -65,7 +65,11 @@ CASES = {
         ".inkind/manifests/vm/disk.img.manifest",
     ),
     "a sqlite copy": ("app/app.db", "app/app.db", "app/app.db"),
-    "a source state file": (".inkind/sources/home.json", ".inkind/sources/home.json", ".inkind/sources/home.json"),
+    "a source state file": (
+        ".inkind/sources/home.json",
+        ".inkind/sources/home.json",
+        ".inkind/sources/home.json",
+    ),
 }
 
 
@@ -113,7 +117,7 @@ def test_every_deletion_at_once_is_found(store_of_three):
 
 
 def test_a_backup_without_its_state_file_rebuilds_it(store_of_three):
-    cfg, store, src = store_of_three
+    cfg, store, _ = store_of_three
     state = store / ".inkind" / "sources" / "home.json"
     state.unlink()
     r = inkind("-c", cfg, "backup", "home", "--json")
