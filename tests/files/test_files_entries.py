@@ -206,3 +206,24 @@ def test_fake_super_directories_record_entries_too(open_tmp):
     (data / "d" / "f").unlink()
     v = run_as_nobody(["-c", cfg, "verify"], open_tmp)
     assert v.returncode == 2 and "home/d: 1 entry missing" in v.stdout
+
+
+def test_scrub_leaves_an_unfinished_walk_to_the_next_backup(setup, inkind_run, inkind_cli):
+    write(setup.src / "d" / "f", "x")
+    write(setup.src / "d" / "g", "y")
+    inkind_run(setup.config)
+    state_path = setup.store / ".inkind" / "sources" / "home.json"
+    state = json.loads(state_path.read_text())
+    state["partial"] = True
+    state_path.write_text(json.dumps(state))
+    (setup.data / "d" / "f").unlink()  # as if a walk had stopped before copying it
+    r = inkind_cli("-c", setup.config, "scrub", "--fraction", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(state_path.read_text())["partial"] is True
+    v = inkind_cli("-c", setup.config, "verify", "--json")
+    assert v.returncode == 1
+    (f,) = v.json()["findings"]
+    assert f["object"] == "home/d" and f["recoverable"]
+    assert only(inkind_run(setup.config)).outcome == "ok"
+    assert inkind_cli("-c", setup.config, "verify").returncode == 0
+    assert tree_diff(setup.src, setup.data) == []
