@@ -31,6 +31,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import NoReturn
 
 import xxhash
 
@@ -246,6 +247,10 @@ def block_spans(ranges: Iterable[tuple[int, int]], block_size: int, blocks: int)
         for offset, length in ranges
         if length > 0
     )
+
+
+class _ImageDamaged(Exception):
+    """The image does not match its own checksum."""
 
 
 class _ShortRead(Exception):
@@ -560,18 +565,21 @@ class BlockCopy:
         if img_fd < 0:
             return 0
         try:
-            manifest = self._fresh_manifest(image_state(img_fd))
+            state = image_state(img_fd)
+            manifest = self._fresh_manifest(state)
             if manifest is None:
-                log.info("%s: no fresh block manifest; scrub skipped until the next backup", self.image_rel)
+                self._scrub_whole(img_fd, state)
                 return 0
             size = manifest.image.size
             if src_fd is not None and source_size(src_fd) != size:
                 log.info("%s: source size changed since the backup; scrubbing the store only", self.image_rel)
                 src_fd = None
             try:
-                stale = self._scrub_blocks(img_fd, manifest, src_fd, pick, progress)
+                bad, stale = self._scrub_blocks(img_fd, manifest, src_fd, pick, progress)
             finally:
                 manifest.close()
+            if bad:
+                self._blame(img_fd, state, bad)
         finally:
             os.close(img_fd)
         if stale:
@@ -588,7 +596,9 @@ class BlockCopy:
         src_fd: int | None,
         pick: Callable[[int], bool],
         progress: Progress,
-    ) -> list[tuple[int, int]]:
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """Offsets of stored blocks that disagree with the manifest, and the
+        spans where the source differs from both (changes to copy)."""
         bs, size = self.block_size, manifest.image.size
         scratch = page_buffer(min(PIECE, bs))
         buf = page_buffer(bs) if src_fd is not None else None
@@ -606,12 +616,89 @@ class BlockCopy:
                 bad.append(offset)
             elif buf is not None and self._read(src_fd, buf[:length], offset, size, None) != want:
                 stale.append((offset, length))
-        if bad:
-            more = f" (and {len(bad) - 1} more block(s))" if len(bad) > 1 else ""
-            raise CorruptionError(
-                self.image_rel, f"block at offset {bad[0]} does not match its manifest hash{more}"
+        return bad, stale
+
+    def _scrub_whole(self, img_fd: int, state: ImageState) -> None:
+        """No fresh manifest (a killed run, or a change outside inkind): no
+        block can be checked on its own, so the whole image is checked
+        against its checksum, unless an update is pending in a journal
+        (recoverable: the next run replays it). A malformed manifest is
+        damage: rewritten from a sound image, and named."""
+        if not state.xxh3 or XAttrs(img_fd).get("dirty") is not None:
+            log.info(
+                "%s: no fresh block manifest and no settled checksum; left to the next backup", self.image_rel
             )
-        return stale
+            return
+        log.info("%s: no fresh block manifest; checking the whole image against its checksum", self.image_rel)
+        self.stats.objects_scrubbed += 1
+        malformed = self._manifest_malformed()
+        if malformed and self._rewrite_manifest(img_fd, state):
+            raise CorruptionError(
+                self.manifest_rel, "malformed (truncated or overwritten): rewritten from the image"
+            )
+        if not malformed and self._hash_image(img_fd, state, lambda _offset, _digest: None):
+            return
+        name = BLOCKS_KEY if state.blocks else "xxh3"
+        raise CorruptionError(self.image_rel, f"content does not match user.inkind.{name}")
+
+    def _blame(self, img_fd: int, state: ImageState, bad: list[int]) -> NoReturn:
+        """Stored blocks disagree with a fresh manifest: read the whole image
+        to tell which of the two is damaged."""
+        if self._rewrite_manifest(img_fd, state):
+            raise CorruptionError(
+                self.manifest_rel,
+                f"block hash at offset {bad[0]} did not match the image, which matches its checksum: "
+                "rewritten from the image",
+            )
+        more = f" (and {len(bad) - 1} more block(s))" if len(bad) > 1 else ""
+        raise CorruptionError(
+            self.image_rel, f"block at offset {bad[0]} does not match its manifest hash{more}"
+        )
+
+    def _rewrite_manifest(self, img_fd: int, state: ImageState) -> bool:
+        """Write the manifest anew from the image if the image matches its
+        own checksum (it is sound, so the manifest was the damaged one);
+        False, and nothing written, if it does not."""
+        if (state.blocks or self.block_size) != self.block_size:
+            return False
+        try:
+            with ManifestWriter(
+                self.root_fd, self.manifest_rel, self.block_size, state.size, self.stats
+            ) as w:
+                if not self._hash_image(img_fd, state, lambda _offset, digest: w.add(digest)):
+                    raise _ImageDamaged
+                w.finish(state)
+        except _ImageDamaged:
+            return False
+        self.stats.objects_repaired += 1
+        return True
+
+    def _manifest_malformed(self) -> bool:
+        """The manifest file exists but is not a manifest. Written through a
+        temp and a rename, it is never left half-written by inkind."""
+        manifest = Manifest.open(self.root_fd, self.manifest_rel)
+        if manifest is not None:
+            manifest.close()
+            return False
+        try:
+            os.close(open_beneath(self.root_fd, self.manifest_rel, os.O_RDONLY))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def _hash_image(self, fd: int, state: ImageState, on_block: Callable[[int, bytes], None]) -> bool:
+        """Read the image once, hand each block's digest to ``on_block``
+        (blocks of the checksum's size), and say whether the image matches
+        its own checksum (``user.inkind.xxh3`` or ``xxh3-blocks``)."""
+        bs = state.blocks or self.block_size
+        whole = xxhash.xxh3_128()
+        scratch = page_buffer(min(PIECE, bs))
+        for offset, length in self._blocks(state.size, bs):
+            digest = hash_stored(fd, offset, length, scratch, *([] if state.blocks else [whole]))
+            if state.blocks:
+                whole.update(digest)
+            on_block(offset, digest)
+        return bool(state.xxh3) and whole.digest() == state.xxh3
 
     def verify(self) -> list[Finding]:
         """Check the image against its ``user.inkind.xxh3`` and its manifest,
@@ -634,28 +721,36 @@ class BlockCopy:
 
     def _verify(self, fd: int, state: ImageState, manifest: Manifest | None) -> list[Finding]:
         findings = []
-        if manifest is None:
+        if manifest is None and self._manifest_malformed():
+            findings.append(
+                Finding(self.manifest_rel, "malformed (truncated or overwritten); a scrub rewrites it")
+            )
+        elif manifest is None:
             findings.append(Finding(self.manifest_rel, "missing or stale; the next run rebuilds it", True))
-        bs = state.blocks or self.block_size
-        whole = xxhash.xxh3_128()
-        scratch = page_buffer(min(PIECE, bs))
+        comparable = manifest is not None and (state.blocks or self.block_size) == self.block_size
         bad: list[int] = []
-        for offset, length in self._blocks(state.size, bs):
-            digest = hash_stored(fd, offset, length, scratch, *([] if state.blocks else [whole]))
-            if state.blocks:
-                whole.update(digest)
-            if manifest is not None and bs == self.block_size and digest != manifest.digest(offset // bs):
+
+        def compare(offset: int, digest: bytes) -> None:
+            if comparable and digest != manifest.digest(offset // self.block_size):
                 bad.append(offset)
+
+        sound = self._hash_image(fd, state, compare)
         name = BLOCKS_KEY if state.blocks else "xxh3"
         if not state.xxh3:
             findings.append(Finding(self.image_rel, "no user.inkind.xxh3 checksum"))
-        elif whole.digest() != state.xxh3:
+        elif not sound:
             where = f" (first bad block at offset {bad[0]})" if bad else ""
             findings.append(Finding(self.image_rel, f"content does not match user.inkind.{name}{where}"))
         elif bad:
-            # The image is whole, so the manifest is wrong; the next run
-            # rewrites the blocks it disagrees on and so repairs it.
-            findings.append(Finding(self.manifest_rel, f"disagrees with the image at offset {bad[0]}", True))
+            # A fresh manifest names this very version of the image, and the
+            # image matches its checksum: only damage makes them disagree.
+            findings.append(
+                Finding(
+                    self.manifest_rel,
+                    f"block hash at offset {bad[0]} does not match the image, which matches its checksum "
+                    "(a scrub rewrites it from the image)",
+                )
+            )
         return findings
 
     def _blocks(self, size: int, block_size: int) -> Iterator[tuple[int, int]]:

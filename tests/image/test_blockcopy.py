@@ -209,6 +209,44 @@ def test_scrub_names_a_corrupt_block_and_its_offset(bench):
         bench.engine().scrub(None, lambda _i: True)
 
 
+def test_scrub_blames_a_damaged_manifest_not_the_image_and_rewrites_it(bench):
+    bench.copy()
+    good = bench.manifest.read_bytes()
+    raw = bytearray(good)
+    raw[24 + 16 * 2] ^= 1
+    bench.manifest.write_bytes(bytes(raw))
+    with pytest.raises(
+        CorruptionError, match=r"disk.img.manifest: block hash at offset 524288 did not match the image"
+    ):
+        bench.engine().scrub(None, lambda _i: True)
+    assert bench.manifest.read_bytes() == good
+    assert bench.stats.objects_repaired == 1
+    assert bench.stats.bytes_written == len(good)
+    assert bench.engine().verify() == []
+
+
+def test_a_truncated_manifest_is_damage_and_scrub_rewrites_it(bench):
+    bench.copy()
+    good = bench.manifest.read_bytes()
+    bench.manifest.write_bytes(good[:100])
+    (found,) = bench.engine().verify()
+    assert found.obj.endswith("disk.img.manifest") and "malformed" in found.message and not found.recoverable
+    with pytest.raises(CorruptionError, match=r"disk.img.manifest: malformed .*: rewritten from the image"):
+        bench.engine().scrub(None, lambda _i: True)
+    assert bench.manifest.read_bytes() == good
+    assert bench.engine().verify() == []
+
+
+def test_scrub_without_a_fresh_manifest_checks_the_whole_image(bench):
+    bench.copy()
+    bench.manifest.unlink()
+    bench.engine().scrub(None, lambda _i: True)  # sound: nothing to report
+    assert bench.stats.objects_scrubbed == 1
+    fill(bench.image, {9 * BS: b"rot"})  # the mtime moves too: no manifest could be fresh
+    with pytest.raises(CorruptionError, match=r"disk/disk.img: content does not match user.inkind.xxh3"):
+        bench.engine().scrub(None, lambda _i: True)
+
+
 def test_scrub_repairs_a_change_the_backup_missed(bench):
     bench.copy()
     st = bench.src.stat()
@@ -229,10 +267,11 @@ def test_verify_tells_damage_from_recoverable_states(bench):
     assert engine.verify() == []
     good = bench.manifest.read_bytes()
     raw = bytearray(good)
-    raw[24 + 16 * 3] ^= 1  # one manifest hash is wrong: the next run fixes it
+    raw[24 + 16 * 3] ^= 1  # one hash of a fresh manifest is wrong: damage, not a stale manifest
     bench.manifest.write_bytes(bytes(raw))
     (found,) = engine.verify()
-    assert found.recoverable and "offset 786432" in found.message
+    assert found.obj.endswith("disk.img.manifest") and not found.recoverable
+    assert "offset 786432 does not match the image" in found.message
     bench.manifest.write_bytes(good)
     st = bench.image.stat()
     fill(bench.image, {5 * BS: b"rot"})

@@ -91,3 +91,22 @@ def test_a_corrupt_state_file_is_never_trusted(store_of_three):
     assert "set aside" in r.stderr
     assert list(state.parent.glob("home.json.corrupt-*"))
     assert json.loads(state.read_text())["type"] == "files"
+
+
+@pytest.mark.parametrize("attack", [flip, truncate])
+def test_a_damaged_block_manifest_is_found_named_and_rewritten(store_of_three, attack):
+    """The image is sound; only its manifest (derived data) is damaged: both
+    commands name the manifest, not the image, and scrub rewrites it."""
+    cfg, store = store_of_three
+    (manifest,) = (store / ".inkind" / "manifests" / "vm").glob("*.manifest")
+    good = manifest.read_bytes()
+    attack(manifest, random.Random(attack.__name__))
+    v = inkind("-c", cfg, "verify", "vm")
+    assert v.returncode == 2
+    rel = f".inkind/manifests/vm/{manifest.name}"
+    assert rel in v.stdout and f"vm/{manifest.name.removesuffix('.manifest')}:" not in v.stdout
+    s = inkind("-c", cfg, "scrub", "--fraction", "1", "vm")
+    assert s.returncode == 2
+    assert rel in s.stderr and "rewritten from the image" in s.stderr
+    assert manifest.read_bytes() == good
+    assert inkind("-c", cfg, "verify").returncode == 0
