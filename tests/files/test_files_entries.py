@@ -5,8 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from files_trees import write
@@ -173,15 +171,6 @@ def test_an_interrupted_walk_is_recoverable_and_the_next_run_records(setup, inki
     assert r.outcome == "ok"
     assert "partial" not in json.loads(state_path.read_text())
     assert inkind_cli("-c", setup.config, "verify").returncode == 0
-
-
-@pytest.fixture
-def open_tmp():
-    """A directory an unprivileged user can reach (pytest's tmp is 0700)."""
-    d = Path(tempfile.mkdtemp(prefix="inkind-nobody-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to an unprivileged user needs root")

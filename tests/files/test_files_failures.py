@@ -100,19 +100,6 @@ def test_bad_option_names_the_key(tmp_path, inkind_config, inkind_cli):
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="switching to an unprivileged user needs root")
 
 
-@pytest.fixture
-def open_tmp():
-    """A directory an unprivileged user can reach (pytest's tmp is 0700)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    d = Path(tempfile.mkdtemp(prefix="inkind-nobody-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d)
-
-
 def run_as_nobody(args, cwd):
     cmd = [
         "setpriv",

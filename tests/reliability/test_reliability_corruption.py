@@ -5,13 +5,10 @@ aside, never trusted."""
 import json
 import os
 import random
-import sqlite3
 from pathlib import Path
 
 import pytest
 from harness import inkind, stored_files
-
-from inkind.testing import render_config
 
 
 def flip(path: Path, rng: random.Random) -> None:
@@ -31,41 +28,9 @@ def truncate(path: Path, rng: random.Random) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-@pytest.fixture
-def store_of_three(tmp_path, inkind_store):
-    """A store holding a files tree, an image and a sqlite database."""
-    rng = random.Random(3)
-    src = tmp_path / "tree"
-    for i in range(60):
-        p = src / f"d{i % 4}" / f"f{i}"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(rng.randbytes(rng.randrange(1, 20000)))
-    image = tmp_path / "disk.raw"
-    image.write_bytes(rng.randbytes(8 << 20))
-    db = tmp_path / "app.db"
-    con = sqlite3.connect(db)
-    con.execute("create table t (v blob)")
-    con.executemany("insert into t values (?)", [(rng.randbytes(500),) for _ in range(400)])
-    con.commit()
-    con.close()
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(
-        render_config(
-            inkind_store,
-            {
-                "home": {"type": "files", "path": src},
-                "vm": {"type": "image", "path": image},
-                "app": {"type": "sqlite", "path": db},
-            },
-        )
-    )
-    assert inkind("-c", cfg, "backup").returncode == 0
-    return cfg, inkind_store
-
-
 @pytest.mark.parametrize("attack", [flip, truncate])
 def test_every_damaged_object_is_found_and_named(store_of_three, attack):
-    cfg, store = store_of_three
+    cfg, store, _ = store_of_three
     rng = random.Random(attack.__name__)
     files = stored_files(store / "home")
     victims = [f"home/{rel}" for rel in rng.sample(sorted(files), 5)]
@@ -83,7 +48,7 @@ def test_every_damaged_object_is_found_and_named(store_of_three, attack):
 
 
 def test_a_corrupt_state_file_is_never_trusted(store_of_three):
-    cfg, store = store_of_three
+    cfg, store, _ = store_of_three
     state = store / ".inkind" / "sources" / "home.json"
     state.write_text(state.read_text()[:40])
     r = inkind("-c", cfg, "backup", "home", "--json")
@@ -97,7 +62,7 @@ def test_a_corrupt_state_file_is_never_trusted(store_of_three):
 def test_a_damaged_block_manifest_is_found_named_and_rewritten(store_of_three, attack):
     """The image is sound; only its manifest (derived data) is damaged: both
     commands name the manifest, not the image, and scrub rewrites it."""
-    cfg, store = store_of_three
+    cfg, store, _ = store_of_three
     (manifest,) = (store / ".inkind" / "manifests" / "vm").glob("*.manifest")
     good = manifest.read_bytes()
     attack(manifest, random.Random(attack.__name__))
