@@ -29,6 +29,8 @@ from pathlib import Path
 
 from measure import Measurement, drop_caches, machine, markdown_table, measure, median
 
+from inkind.testing import render_config
+
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
 
@@ -72,11 +74,7 @@ def change(src: Path, small: list[Path], rng: random.Random) -> int:
 
 def config(work: Path, src: Path) -> Path:
     cfg = work / "inkind.toml"
-    cfg.write_text(
-        f'[store]\npath = "{work / "store"}"\nsnapshots = "none"\n'
-        "[defaults]\nfull_probability = 0.0\nscrub_fraction = 0.0\n"
-        f'[sources.tree]\ntype = "files"\npath = "{src}"\n'
-    )
+    cfg.write_text(render_config(work / "store", {"tree": {"type": "files", "path": src}}))
     return cfg
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import Btrfs, Measurement, markdown_table, measure, median, settle, sh
 
+from inkind.testing import render_config
+
 MiB = 1 << 20
 GiB = 1 << 30
 BLOCK = 4 * MiB
@@ -67,11 +69,7 @@ def exclusive(path: Path) -> int:
 
 
 def write_config(path: Path, store: Path, source: Path) -> Path:
-    path.write_text(
-        f'[store]\npath = "{store}"\nsnapshots = "none"\n\n'
-        "[defaults]\nfull_probability = 0.0\nscrub_fraction = 0.0\n\n"
-        f'[sources.disk]\ntype = "image"\npath = "{source}"\nname = "disk"\n'
-    )
+    path.write_text(render_config(store, {"disk": {"type": "image", "path": source, "name": "disk"}}))
     return path
 
 

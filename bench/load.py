@@ -30,6 +30,8 @@ from pathlib import Path
 
 from measure import Measurement, machine, markdown_table, measure
 
+from inkind.testing import render_config
+
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
 CONTENT_EVERY = 1000  # one file in this many holds data
@@ -56,11 +58,10 @@ def make_tree(src: Path, files: int, dirs: int, rng: random.Random) -> int:
 
 
 def config(work: Path, src: Path) -> Path:
+    """The default scrub fraction (1%): a no-change run as cron runs it."""
     cfg = work / "inkind.toml"
     cfg.write_text(
-        f'[store]\npath = "{work / "store"}"\nsnapshots = "none"\n'
-        "[defaults]\nfull_probability = 0.0\n"
-        f'[sources.load]\ntype = "files"\npath = "{src}"\n'
+        render_config(work / "store", {"load": {"type": "files", "path": src}}, scrub_fraction=0.01)
     )
     return cfg
 

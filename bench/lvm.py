@@ -47,6 +47,8 @@ sys.path.insert(0, str(FAKES))
 import fakelvm  # noqa: E402
 from measure import Btrfs, Measurement, machine, markdown_table, measure, median, settle  # noqa: E402
 
+from inkind.testing import render_config  # noqa: E402
+
 MiB = 1 << 20
 GiB = 1 << 30
 BLOCK = 4 * MiB
@@ -57,11 +59,8 @@ PYTHON = sys.executable
 def config(path: Path, store: Path, name: str) -> Path:
     """Source ``name`` (distinct per store: snapshots carry the source name,
     and a source removes unrecorded snapshots with its prefix as leftovers)."""
-    path.write_text(
-        f'[store]\npath = "{store}"\nsnapshots = "none"\n\n'
-        "[defaults]\nfull_probability = 0.0\nscrub_fraction = 0.0\n\n"
-        f'[sources.{name}]\ntype = "lvm"\nvolume = "vg0/vm"\nkeep_base_snapshot = {str(name == "delta").lower()}\n'
-    )
+    table = {"type": "lvm", "volume": "vg0/vm", "keep_base_snapshot": name == "delta"}
+    path.write_text(render_config(store, {name: table}))
     return path
 
 
