@@ -47,6 +47,7 @@ log = logging.getLogger("inkind")
 
 BLKGETSIZE64 = 0x80081272
 READ_UNIT = 4 << 20  # what the read-ahead thread reads at a time (whole blocks)
+READ_BUDGET = 48 << 20  # read-ahead buffers at most (one block if a block is larger)
 HOLE_GRANULE = 64 << 10  # zero runs inside a changed block become holes at this size
 MANIFEST_DIR = ".inkind/manifests"
 HASH_SIZE = 16
@@ -189,7 +190,11 @@ class ManifestWriter:
 
     def __enter__(self) -> ManifestWriter:
         self._file.__enter__()
-        self._file.write(self._head)
+        try:
+            self._file.write(self._head)
+        except BaseException as e:
+            self._file.__exit__(type(e), e, e.__traceback__)
+            raise
         return self
 
     def add(self, digest: bytes) -> None:
@@ -245,17 +250,20 @@ class _ImageDamaged(Exception):
     """The image does not match its own checksum."""
 
 
-def read_units(spans: Iterable[tuple[int, int]], block_size: int, size: int) -> list[tuple[int, int]]:
-    """The reads that cover the blocks of ``spans``: runs of whole blocks of
-    about READ_UNIT bytes each (one read a block for larger blocks), never
-    across a span's end, the last one cut at ``size``."""
-    per = max(1, READ_UNIT // block_size)
-    units = []
+def read_units(spans: Iterable[tuple[int, int]], block_size: int, size: int) -> Iterator[tuple[int, int]]:
+    """The reads that cover the blocks of ``spans`` (made as they are needed,
+    so memory does not grow with the source): runs of whole blocks of about
+    READ_UNIT bytes each (one read a block for larger blocks), never across a
+    span's end, the last one cut at ``size``."""
+    per = read_unit_blocks(block_size)
     for start, end in spans:
         for i in range(start, end, per):
             offset = i * block_size
-            units.append((offset, min(min(end, i + per) * block_size, size) - offset))
-    return units
+            yield offset, min(min(end, i + per) * block_size, size) - offset
+
+
+def read_unit_blocks(block_size: int) -> int:
+    return max(1, READ_UNIT // block_size)
 
 
 def hash_stored(fd: int, offset: int, length: int, scratch: memoryview, *extra: xxhash.xxh3_128) -> bytes:
@@ -433,15 +441,17 @@ class BlockCopy:
         per_block = xxhash.xxh3_128() if whole is None else None
         old_size = before.size if before else 0
         scratch = page_buffer(min(PIECE, bs))
-        units = read_units(spans, bs, size)
-        unit_size = max((length for _, length in units), default=1)
+        unit_size = min(read_unit_blocks(bs) * bs, max(size, 1))
+        # Three 4 MiB reads ahead; for blocks over 16 MiB, one block, as
+        # before the read-ahead, so the buffers stay within READ_BUDGET.
+        depth = max(1, min(3, READ_BUDGET // unit_size))
         span_iter = iter(spans)
         span = next(span_iter, (blocks, blocks))
         unit, unit_offset = memoryview(b""), 0
         with ManifestWriter(self.root_fd, self.manifest_rel, bs, size, self.stats) as writer:
             with (
                 _LazyImage(self.root_fd, self.image_rel, size, self.stats) as lazy,
-                ReadAhead(src_fd, units, unit_size, depth=2 if unit_size > READ_UNIT * 4 else 3) as reader,
+                ReadAhead(src_fd, read_units(spans, bs, size), unit_size, depth) as reader,
             ):
                 for i in range(blocks):
                     if i >= span[1]:
@@ -577,10 +587,10 @@ class BlockCopy:
                 src_fd = None
             try:
                 bad, stale = self._scrub_blocks(img_fd, manifest, src_fd, pick, progress)
+                if bad:
+                    self._blame(img_fd, state, manifest, bad)
             finally:
                 manifest.close()
-            if bad:
-                self._blame(img_fd, state, bad)
         finally:
             os.close(img_fd)
         if stale:
@@ -637,12 +647,16 @@ class BlockCopy:
             raise CorruptionError(
                 self.manifest_rel, "malformed (truncated or overwritten): rewritten from the image"
             )
-        if not malformed and self._hash_image(img_fd, state, lambda _offset, _digest: None):
+        if self._hash_image(img_fd, state, lambda _offset, _digest: None):
+            if malformed:  # a sound image whose checksum is over blocks of another size
+                raise CorruptionError(
+                    self.manifest_rel, "malformed (truncated or overwritten); the next backup rebuilds it"
+                )
             return
         name = BLOCKS_KEY if state.blocks else "xxh3"
         raise CorruptionError(self.image_rel, f"content does not match user.inkind.{name}")
 
-    def _blame(self, img_fd: int, state: ImageState, bad: list[int]) -> NoReturn:
+    def _blame(self, img_fd: int, state: ImageState, manifest: Manifest, bad: list[int]) -> NoReturn:
         """Stored blocks disagree with a fresh manifest: read the whole image
         to tell which of the two is damaged."""
         if self._rewrite_manifest(img_fd, state):
@@ -652,8 +666,26 @@ class BlockCopy:
                 "rewritten from the image",
             )
         more = f" (and {len(bad) - 1} more block(s))" if len(bad) > 1 else ""
+        undecided = self._undecided(state, manifest)
         raise CorruptionError(
-            self.image_rel, f"block at offset {bad[0]} does not match its manifest hash{more}"
+            self.image_rel, f"block at offset {bad[0]} does not match its manifest hash{more}{undecided}"
+        )
+
+    def _undecided(self, state: ImageState, manifest: Manifest) -> str:
+        """After an update by ranges, the image's checksum (``xxh3-blocks``)
+        was built from the manifest's hashes of the blocks it did not read:
+        if it still matches them, it cannot tell a damaged manifest from a
+        damaged image. Say so, and how to settle it."""
+        if state.blocks != manifest.block_size:
+            return ""
+        h = xxhash.xxh3_128()
+        for i in range(manifest.blocks):
+            h.update(manifest.digest(i))
+        if h.digest() != state.xxh3:
+            return ""
+        return (
+            f"; {BLOCKS_KEY} was built from that manifest, so the damage may be in either: "
+            "`inkind backup --full` compares with the source and rewrites both"
         )
 
     def _rewrite_manifest(self, img_fd: int, state: ImageState) -> bool:
@@ -741,7 +773,10 @@ class BlockCopy:
             findings.append(Finding(self.image_rel, "no user.inkind.xxh3 checksum"))
         elif not sound:
             where = f" (first bad block at offset {bad[0]})" if bad else ""
-            findings.append(Finding(self.image_rel, f"content does not match user.inkind.{name}{where}"))
+            undecided = self._undecided(state, manifest) if bad and manifest is not None else ""
+            findings.append(
+                Finding(self.image_rel, f"content does not match user.inkind.{name}{where}{undecided}")
+            )
         elif bad:
             # A fresh manifest names this very version of the image, and the
             # image matches its checksum: only damage makes them disagree.

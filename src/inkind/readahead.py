@@ -14,7 +14,7 @@ import mmap
 import os
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable
 from types import TracebackType
 
 PIECE = 1 << 20  # one preadv: where a read error is reported
@@ -59,18 +59,18 @@ def fill(fd: int, view: memoryview, offset: int) -> None:
 
 
 class ReadAhead:
-    """Reads ``plan`` (``(offset, length)`` stretches, in order) in a thread,
-    ``depth`` stretches ahead of :meth:`next`, into buffers of
-    ``buffer_size`` bytes (at least the longest stretch).
+    """Reads ``plan`` (``(offset, length)`` stretches, in order, consumed as
+    it goes) in a thread, ``depth`` stretches ahead of :meth:`next`, into
+    buffers of ``buffer_size`` bytes (at least the longest stretch).
 
     A context manager: leaving it stops the thread, whatever happened, and
     waits for it, so no read outlives the buffers.
     """
 
-    def __init__(self, fd: int, plan: Sequence[tuple[int, int]], buffer_size: int, depth: int = 3):
+    def __init__(self, fd: int, plan: Iterable[tuple[int, int]], buffer_size: int, depth: int = 3):
         self._fd = fd
         self._plan = plan
-        self._buffers = [page_buffer(buffer_size) for _ in range(min(depth, len(plan)) or 1)]
+        self._buffers = [page_buffer(buffer_size) for _ in range(max(depth, 1))]  # touched only when used
         self._free: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._filled: queue.SimpleQueue[tuple[int, int, BaseException | None]] = queue.SimpleQueue()
         for k in range(len(self._buffers)):

@@ -24,23 +24,23 @@ def source(tmp_path):
 
 def test_read_units_are_whole_blocks_within_spans():
     bs = 1 * MiB
-    assert read_units([(0, 10)], bs, 10 * MiB - 5) == [
+    assert list(read_units([(0, 10)], bs, 10 * MiB - 5)) == [
         (0, 4 * MiB),
         (4 * MiB, 4 * MiB),
         (8 * MiB, 2 * MiB - 5),
     ]
-    assert read_units([(1, 2), (5, 7)], bs, 10 * MiB) == [(MiB, MiB), (5 * MiB, 2 * MiB)]
-    assert read_units([(0, 3)], 16 * MiB, 40 * MiB) == [
+    assert list(read_units([(1, 2), (5, 7)], bs, 10 * MiB)) == [(MiB, MiB), (5 * MiB, 2 * MiB)]
+    assert list(read_units([(0, 3)], 16 * MiB, 40 * MiB)) == [
         (0, 16 * MiB),
         (16 * MiB, 16 * MiB),
         (32 * MiB, 8 * MiB),
     ]
-    assert read_units([], bs, 0) == []
+    assert list(read_units([], bs, 0)) == []
 
 
 def test_every_stretch_arrives_in_order(source):
     fd, data = source
-    plan = read_units([(0, 2), (4, 11)], MiB, len(data))
+    plan = list(read_units([(0, 2), (4, 11)], MiB, len(data)))
     with ReadAhead(fd, plan, 4 * MiB) as reader:
         got = [(offset, bytes(reader.next())) for offset, _ in plan]
     assert got == [(offset, data[offset : offset + length]) for offset, length in plan]

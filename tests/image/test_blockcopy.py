@@ -237,6 +237,25 @@ def test_a_truncated_manifest_is_damage_and_scrub_rewrites_it(bench):
     assert bench.engine().verify() == []
 
 
+def test_a_damaged_manifest_folded_into_xxh3_blocks_is_reported_as_undecided(bench):
+    """A ranged update builds the checksum from the manifest's hashes of the
+    blocks it did not read: a damaged hash there leaves nothing to tell the
+    image from the manifest. Both commands say so; a full pass settles it."""
+    bench.copy()
+    raw = bytearray(bench.manifest.read_bytes())
+    raw[24 + 16 * 5] ^= 1
+    bench.manifest.write_bytes(bytes(raw))
+    fill(bench.src, {1 * BS: os.urandom(BS)})
+    assert bench.copy(ranges=[(BS, BS)]).ranged and bench.same()
+    (found,) = bench.engine().verify()
+    assert found.obj == "disk/disk.img" and "was built from that manifest" in found.message
+    with pytest.raises(CorruptionError, match=r"was built from that manifest.*backup --full"):
+        bench.engine().scrub(None, lambda _i: True)
+    result = bench.copy(full=True)
+    assert result.blocks_changed == 0 and bench.stats.bytes_written == bench.manifest_bytes()
+    assert bench.engine().verify() == []
+
+
 def test_scrub_without_a_fresh_manifest_checks_the_whole_image(bench):
     bench.copy()
     bench.manifest.unlink()
