@@ -27,6 +27,8 @@ done
 if [[ "${1:-}" == "--test" ]] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   missing+=(postgresql)
 fi
+# GNU time (the load test measures peak RSS with it); `command -v time` finds the shell keyword.
+if [[ "${1:-}" == "--test" && ! -x /usr/bin/time ]]; then missing+=(time); fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then missing+=(python3-venv); fi
 
 if ((${#missing[@]})); then

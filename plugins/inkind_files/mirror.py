@@ -517,7 +517,10 @@ class Mirror:
             e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
         ) as f:
             for _, view in self._read_blocks(fd, e.st.st_size, hasher, buf):
-                f.write(view)
+                if view.obj is _ZEROS.obj:  # a hole of the source
+                    f.write_zeros(len(view))
+                else:
+                    f.write(view)
             self._check_stable(fd, e)
         return f.changed
 
@@ -546,10 +549,10 @@ class Mirror:
                     img = stack.enter_context(
                         UpdateImage(self.run.root_fd, rel, e.st.st_size, stats=self.stats)
                     )
-                whole = have < n or view.obj is _ZEROS.obj
-                for start, end in [(0, n)] if whole else changed_ranges(old[:n], view):
+                hole = view.obj is _ZEROS.obj
+                for start, end in [(0, n)] if have < n or hole else changed_ranges(old[:n], view):
                     part = view[start:end]
-                    if is_zero(part):
+                    if hole or is_zero(part):
                         img.zero(off + start, end - start)
                     else:
                         img.write(off + start, part)

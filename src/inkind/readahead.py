@@ -15,7 +15,6 @@ import os
 import queue
 import threading
 from collections.abc import Iterable
-from types import TracebackType
 
 PIECE = 1 << 20  # one preadv: where a read error is reported
 
@@ -83,12 +82,7 @@ class ReadAhead:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop = True
         self._free.put(None)
         self._thread.join()

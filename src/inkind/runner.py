@@ -26,7 +26,7 @@ from inkind.snapshots import HistoryResult, provider_for, record_run, take_and_p
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
-from inkind.store.files import is_temp_name, sweep_tagged_temps, sweep_temps, sync_store
+from inkind.store.files import holds_data, sweep_tagged_temps, sweep_temps, sync_store
 from inkind.store.image import replay_journals
 from inkind.store.paths import DIR_FLAGS
 from inkind.storeroot import Store
@@ -311,7 +311,7 @@ class Runner:
                 result.messages.append(msg)
                 log.warning("%s: %s", cfg.name, msg)
                 stats.warnings += 1
-            elif state.missing and command == "backup" and writes and _holds_data(lock):
+            elif state.missing and command == "backup" and writes and holds_data(lock):
                 msg = "state file missing (deleted?) while the store holds data; rebuilt"
                 result.messages.append(msg)
                 log.warning("%s: %s", cfg.name, msg)
@@ -432,8 +432,3 @@ class Runner:
             state.save()
         except OSError as e:
             raise StoreError(f"store: cannot record state of {cfg.name}: {e.strerror}") from None
-
-
-def _holds_data(data_fd: int) -> bool:
-    """Whether ``STORE/NAME`` holds anything but temps."""
-    return any(not is_temp_name(n) for n in os.listdir(data_fd))

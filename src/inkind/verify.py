@@ -10,7 +10,7 @@ import stat
 from inkind.hashing import hash_fd
 from inkind.source import Finding, RunContext
 from inkind.store.entries import entries_problem
-from inkind.store.files import is_temp_name
+from inkind.store.files import holds_data, is_temp_name
 from inkind.store.image import pending_journals
 from inkind.store.paths import DIR_FLAGS
 from inkind.store.xattrs import XAttrs
@@ -83,9 +83,7 @@ def missing_objects(run: RunContext) -> list[Finding]:
     not there. Recoverable only after a run that did not finish."""
     findings = []
     for rel in run.state.data.get("objects") or ():
-        try:
-            os.stat(rel, dir_fd=run.root_fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
+        if not _exists(run.root_fd, rel):
             derived = rel.startswith(".inkind/")
             what = (
                 "derived data, the next backup rebuilds it" if derived else "the next backup stores it again"
@@ -102,20 +100,21 @@ def missing_objects(run: RunContext) -> list[Finding]:
 
 def existing(root_fd: int, rels: list[str]) -> list[str]:
     """Those of the store-relative paths ``rels`` that exist."""
-    out = []
-    for rel in rels:
-        try:
-            os.stat(rel, dir_fd=root_fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        out.append(rel)
-    return out
+    return [rel for rel in rels if _exists(root_fd, rel)]
+
+
+def _exists(root_fd: int, rel: str) -> bool:
+    try:
+        os.stat(rel, dir_fd=root_fd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
 
 
 def state_findings(run: RunContext) -> list[Finding]:
     """``.inkind/sources/NAME.json`` missing while ``STORE/NAME`` holds data:
     it was deleted outside inkind (the next backup rebuilds it)."""
-    if not run.state.missing or not any(not is_temp_name(n) for n in os.listdir(run.data_fd)):
+    if not run.state.missing or not holds_data(run.data_fd):
         return []
     rel = f".inkind/sources/{run.name}.json"
     return [Finding(rel, f"missing while {run.name}/ holds data; the next backup rebuilds it")]

@@ -20,9 +20,11 @@ from types import TracebackType
 
 import xxhash
 
+from inkind.hashing import update_zeros
 from inkind.libc import libc
 from inkind.stats import Stats
 from inkind.store.paths import DIR_FLAGS, PathLike, split_path
+from inkind.store.sparse import data_segments
 from inkind.store.xattrs import XAttrs
 
 TEMP_PREFIX = ".inkind-tmp-"
@@ -34,6 +36,11 @@ _ZEROS = bytes(1 << 20)
 def is_temp_name(name: str | bytes) -> bool:
     """Whether ``name`` is a temp file a (possibly killed) run left behind."""
     return os.fsencode(name).startswith(_TEMP_PREFIX_B)
+
+
+def holds_data(dir_fd: int) -> bool:
+    """Whether a directory holds anything but temps."""
+    return any(not is_temp_name(n) for n in os.listdir(dir_fd))
 
 
 def temp_name(tag: str = "") -> bytes:
@@ -60,37 +67,27 @@ def sweep_tagged_temps(dir_fd: int, tag: str) -> int:
     return removed
 
 
-# Immutable buffers known to be all zeros, by id (the object is kept, so the
-# id stays its own): a caller that hands in views of its one zero buffer for
-# the holes of a sparse file (a TiB of them) pays for the check once.
-_zero_buffers: dict[int, bytes] = {}
-_ZERO_BUFFER_MIN, _ZERO_BUFFER_MAX = 64 << 10, 16 << 20
-_ZERO_BUFFERS_KEPT = 8
-
-
 def is_zero(data: bytes | memoryview) -> bool:
     """Whether ``data`` holds only zero bytes.
 
     Compared as bytes, a MiB at a time: memoryview equality goes element by
-    element (about 0.5 GB/s); a copy and a memcmp run at memory speed. A
-    view of an immutable ``bytes`` found all zeros before is answered at
-    once, without a look at its content.
+    element (about 0.5 GB/s); a copy and a memcmp run at memory speed.
     """
     view = memoryview(data).cast("B")
-    obj = view.obj
-    if type(obj) is bytes and _zero_buffers.get(id(obj)) is obj:
-        return True
     for start in range(0, len(view), len(_ZEROS)):
         part = view[start : start + len(_ZEROS)]
         if bytes(part) != _ZEROS[: len(part)]:
             return False
-    if (
-        type(obj) is bytes
-        and _ZERO_BUFFER_MIN <= len(obj) <= _ZERO_BUFFER_MAX
-        and len(_zero_buffers) < _ZERO_BUFFERS_KEPT
-        and (len(view) == len(obj) or not obj.strip(b"\0"))
-    ):
-        _zero_buffers[id(obj)] = obj
+    return True
+
+
+def reads_as_zeros(fd: int, offset: int, length: int) -> bool:
+    """Whether ``length`` bytes of ``fd`` at ``offset`` read as zeros: holes
+    by SEEK_DATA/SEEK_HOLE, only data ranges are read."""
+    for start, n in data_segments(fd, offset + length, offset):
+        for at in range(start, start + n, len(_ZEROS)):
+            if not is_zero(os.pread(fd, min(len(_ZEROS), start + n - at), at)):
+                return False
     return True
 
 
@@ -190,6 +187,23 @@ class UpdateFile:
         if self._tmp_fd < 0:
             self._start_temp()
         self._put(data)
+
+    def write_zeros(self, n: int) -> None:
+        """Append ``n`` zero bytes that the caller knows to be a hole (of a
+        sparse source): hashed and compared without a buffer of zeros to
+        look at, stored as a hole."""
+        if n <= 0:
+            return
+        update_zeros(self._hasher, n)
+        old_here = self._tmp_fd < 0 and self._old_fd >= 0 and self._pos + n <= self._old_size
+        if old_here and reads_as_zeros(self._old_fd, self._pos, n):
+            self._pos += n
+            return
+        if self._tmp_fd < 0:
+            self._start_temp()
+        os.lseek(self._tmp_fd, n, os.SEEK_CUR)
+        self._hole_at_end = True
+        self._pos += n
 
     def _start_temp(self) -> None:
         self._tmp_name = temp_name(self.temp_tag)

@@ -33,13 +33,14 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
         done += os.pwrite(fd, zeros[: length - done], offset + done)
 
 
-def data_segments(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """Yield (offset, length) of the ranges of ``fd`` that may hold data.
+def data_segments(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    """Yield (offset, length) of the ranges of ``fd`` from ``start`` to
+    ``size`` that may hold data.
 
     Uses SEEK_DATA/SEEK_HOLE, so a 1 TiB sparse file costs a few syscalls;
-    where the filesystem does not know, the whole file is one segment.
+    where the filesystem does not know, the whole range is one segment.
     """
-    pos = 0
+    pos = start
     while pos < size:
         try:
             start = os.lseek(fd, pos, os.SEEK_DATA)
