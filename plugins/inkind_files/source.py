@@ -8,9 +8,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pathspec
+from typing import TYPE_CHECKING, Any
 
 from inkind import ConfigError, RunContext, Source, SourceError, SourceWarning
 from inkind.source import Finding
@@ -19,6 +17,9 @@ from inkind.store.entries import entries_problem, record_entries
 from inkind.store.paths import DIR_FLAGS
 from inkind.verify import verify_tree
 from inkind_files.mirror import ADDED, Bounds, Key, Mirror, key_text
+
+if TYPE_CHECKING:
+    import pathspec
 
 log = logging.getLogger("inkind")
 
@@ -34,16 +35,24 @@ class FilesOptions:
 
     def check(self, where: str) -> None:
         try:
-            pathspec.GitIgnoreSpec.from_lines(self.exclude)
+            _gitignore(self.exclude)
         except Exception as e:
             raise ConfigError(f"config: {where}.exclude: bad pattern: {e}") from None
+
+
+def _gitignore(patterns: list[str]) -> pathspec.GitIgnoreSpec:
+    """The patterns compiled; pathspec loads only for a source that excludes
+    something, not at every start of inkind."""
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
 def exclude_matcher(patterns: list[str]) -> Callable[[str, bool], bool]:
     """gitignore-style matching of paths relative to the source root."""
     if not patterns:
         return lambda path, is_dir: False
-    spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+    spec = _gitignore(patterns)
 
     def excluded(path: str, is_dir: bool) -> bool:
         return spec.match_file(path + "/" if is_dir else path)

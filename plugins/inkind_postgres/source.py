@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ class PostgresSource(DumpSource):
         The key is random per source, kept in its state."""
         if b"--restrict-key" not in run_tool([tool, "--help"]):
             return []
-        key = run.state.plugin.setdefault("restrict_key", secrets.token_hex(24))
+        key = run.state.plugin.setdefault("restrict_key", os.urandom(24).hex())
         return [f"--restrict-key={key}"]
 
     def plan(self, run: RunContext) -> list[Dump]:

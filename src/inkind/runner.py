@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import secrets
 import signal
 import time
 import traceback
@@ -113,7 +112,7 @@ def resolve_seed(seed: int | None) -> int:
             return int(env)
         except ValueError:
             raise ConfigError(f"INKIND_SEED: expected an integer, got {env!r}") from None
-    return secrets.randbits(32)
+    return random.SystemRandom().getrandbits(32)
 
 
 @contextmanager

@@ -1,5 +1,9 @@
 """Terminal output: rich progress bars for long loops on a terminal only,
-plain log lines otherwise, and JSON log lines for ``--log-json``."""
+plain log lines otherwise, and JSON log lines for ``--log-json``.
+
+rich is imported only when stderr is a terminal: a run from cron or systemd
+never pays for loading it (about 30 ms of every run's start-up).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,11 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as RichProgress
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
 
 
 class Progress(Protocol):
@@ -51,6 +54,9 @@ def setup_logging(verbosity: int, log_json: str | None) -> Console | None:
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     console = None
     if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
         console = Console(stderr=True)
         handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
     else:
@@ -79,6 +85,8 @@ def progress_factory(console: Console | None):
     """A factory for progress bars, or None when not on a terminal."""
     if console is None:
         return None
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
 
     @contextmanager
     def make(description: str, total: int | None) -> Iterator[Progress]:

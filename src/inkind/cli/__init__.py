@@ -1,10 +1,14 @@
 """``inkind`` command line: the group and its global options.
 
-One module per command (borg's layout); each registers itself on ``main``.
+One module per command (borg's layout), each holding a click ``command``.
+A command's module is imported when that command runs (or help lists it),
+click's lazy-loading pattern: ``inkind backup`` from cron does not load what
+``devices`` or ``restore`` need.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -12,9 +16,20 @@ import click
 from inkind.cli.common import Env
 from inkind.errors import InkindError
 
+COMMANDS = ("backup", "scrub", "verify", "list", "status", "restore", "snapshots", "devices", "plugins")
+
 
 class _Group(click.Group):
-    """Maps inkind's errors onto one line and exit status 2."""
+    """Loads each command from ``inkind.cli.<name>`` on demand; maps inkind's
+    errors onto one line and exit status 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        return importlib.import_module(f"inkind.cli.{cmd_name}").command
 
     def invoke(self, ctx: click.Context):
         try:
@@ -54,9 +69,3 @@ def main(
 ) -> None:
     """Backups of servers and VMs kept in their native form."""
     ctx.obj = Env(config_path, -1 if quiet else verbose, log_json)
-
-
-from inkind.cli import backup, devices, list, plugins, restore, scrub, snapshots, status, verify  # noqa: E402
-
-for _module in (backup, scrub, verify, list, status, restore, snapshots, devices, plugins):
-    main.add_command(_module.command)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Callable
@@ -47,7 +46,7 @@ def temp_name(tag: str = "") -> bytes:
     """``.inkind-tmp-<16 hex digits>``, or with ``tag``
     ``.inkind-tmp-<16 hex digits>.<tag>``: a temp whose owner can be told
     from its name (see :func:`sweep_tagged_temps`)."""
-    name = _TEMP_PREFIX_B + secrets.token_hex(8).encode()
+    name = _TEMP_PREFIX_B + os.urandom(8).hex().encode()
     return name + b"." + os.fsencode(tag) if tag else name
 
 
