@@ -34,7 +34,7 @@ class ImageSource(RawImageSource):
             engine.sweep_manifest_temps()
             run.stats.objects_seen += 1
             with run.progress("read", total=src.size) as progress:
-                result = engine.copy(src.fd, src.size, full=run.full, progress=progress)
+                result = engine.copy(src.fd, src.size, full=run.full, skip_holes=True, progress=progress)
             self.account(run, result, f"source {self.options.path}")
             run.state.plugin.update(
                 image=self.options.image_file, size=result.size, block_size=self.options.block_size

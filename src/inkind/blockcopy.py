@@ -34,12 +34,14 @@ from typing import NoReturn
 import xxhash
 
 from inkind.errors import CorruptionError, SourceError
+from inkind.hashing import update_zeros
 from inkind.readahead import PIECE, ReadAhead, ReadError, ShortRead, fill, page_buffer
 from inkind.source import Finding
 from inkind.stats import Stats
 from inkind.store.files import UpdateFile, sweep_temps
 from inkind.store.image import BLOCKS_KEY, UpdateImage
 from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
+from inkind.store.sparse import data_segments
 from inkind.store.xattrs import XAttrs
 from inkind.ui import Progress, null_progress
 
@@ -378,6 +380,7 @@ class BlockCopy:
         *,
         full: bool = False,
         ranges: Iterable[tuple[int, int]] | None = None,
+        skip_holes: bool = False,
         check: Callable[[], None] | None = None,
         progress: Progress = null_progress,
     ) -> CopyResult:
@@ -389,7 +392,11 @@ class BlockCopy:
         ``ranges`` (byte ranges known to hold every change since the last
         run, e.g. from a thin-pool delta) limits the reads to those blocks;
         it is ignored when the manifest cannot be trusted or the size
-        changed. ``check`` runs after the last read and before the image is
+        changed. With ``skip_holes``, blocks that lie wholly in what the
+        source reports as holes (SEEK_DATA: a sparse image file) are taken as
+        zeros without reading them (the list of data spans is asked for
+        once, before reading: at most one entry per two blocks). ``check``
+        runs after the last read and before the image is
         committed: raising there (e.g. the snapshot read from filled up)
         discards the update. Raises SourceError if the source cannot be read
         whole or changes size meanwhile; the previous image and manifest
@@ -413,6 +420,8 @@ class BlockCopy:
                 if ranges is not None and manifest is not None and before and before.size == size:
                     spans = block_spans(ranges, self.block_size, blocks)
                     result.ranged = True
+                elif skip_holes:
+                    spans = block_spans(data_segments(src_fd, size), self.block_size, blocks)
                 self._copy(src_fd, size, img_fd, manifest, before, spans, result, check, progress)
             finally:
                 if manifest is not None:
@@ -436,10 +445,21 @@ class BlockCopy:
     ) -> None:
         bs = self.block_size
         blocks = result.blocks = blocks_of(size, bs)
-        whole = xxhash.xxh3_128() if spans == [(0, blocks)] else None
-        # Not all read: the image's checksum takes the block-hash form.
-        per_block = xxhash.xxh3_128() if whole is None else None
+        # Between the spans: blocks unchanged since the last run (ranged:
+        # the image's checksum takes the block-hash form), or else holes.
+        whole = None if result.ranged else xxhash.xxh3_128()
+        per_block = xxhash.xxh3_128() if result.ranged else None
         old_size = before.size if before else 0
+
+        def stored(i: int, offset: int, length: int) -> bytes:
+            """What block ``i`` of the image held (b"" if unknown)."""
+            if offset >= old_size:
+                return zero_digest(length)  # past the old end: a hole once extended
+            if manifest is not None:
+                fits = offset + length <= old_size and min(bs, old_size - offset) == length
+                return manifest.digest(i) if fits else b""
+            return hash_stored(img_fd, offset, length, scratch) if img_fd >= 0 else b""
+
         scratch = page_buffer(min(PIECE, bs))
         unit_size = min(read_unit_blocks(bs) * bs, max(size, 1))
         # Three 4 MiB reads ahead; for blocks over 16 MiB, one block, as
@@ -458,10 +478,20 @@ class BlockCopy:
                         span = next(span_iter, (blocks, blocks))
                     offset = i * bs
                     length = min(bs, size - offset)
-                    if i < span[0]:
-                        assert manifest is not None and per_block is not None
+                    if i < span[0] and per_block is not None:
+                        assert manifest is not None
                         writer.add(manifest.digest(i))
                         per_block.update(manifest.digest(i))
+                        continue
+                    if i < span[0]:  # a hole in the source: zeros, not read
+                        assert whole is not None
+                        digest = zero_digest(length)
+                        update_zeros(whole, length)
+                        progress.advance(length)
+                        if digest != stored(i, offset, length):
+                            lazy.get().zero(offset, length)
+                            result.blocks_changed += 1
+                        writer.add(digest)
                         continue
                     if offset >= unit_offset + len(unit):
                         unit_offset = offset
@@ -473,14 +503,7 @@ class BlockCopy:
                         whole.update(view)
                     result.blocks_read += 1
                     progress.advance(length)
-                    if offset >= old_size:
-                        old = zero_digest(length)  # past the old end: a hole once extended
-                    elif manifest is not None:
-                        fits = offset + length <= old_size and min(bs, old_size - offset) == length
-                        old = manifest.digest(i) if fits else b""
-                    else:
-                        old = hash_stored(img_fd, offset, length, scratch) if img_fd >= 0 else b""
-                    if digest != old:
+                    if digest != stored(i, offset, length):
                         put_block(lazy.get(), offset, view, digest)
                         result.blocks_changed += 1
                     writer.add(digest)

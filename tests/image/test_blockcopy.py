@@ -15,6 +15,7 @@ from image_helpers import allocated, digest, fill
 from inkind import CorruptionError, SourceError, Stats, XAttrs
 from inkind.blockcopy import HASH_SIZE, BlockCopy, block_spans
 from inkind.store.paths import DIR_FLAGS
+from inkind.store.sparse import data_segments, punch_hole
 
 BS = 256 << 10
 SIZE = 64 * BS  # 16 MiB
@@ -191,6 +192,48 @@ def test_ranges_are_ignored_when_the_manifest_is_stale(bench):
     fill(bench.src, {50 * BS: b"outside"})
     result = bench.copy(ranges=[(0, BS)])
     assert result.blocks_read == 64 and result.blocks_changed == 1 and bench.same()
+
+
+def test_holes_of_a_sparse_source_are_not_read(bench):
+    result = bench.copy(skip_holes=True)
+    assert result.blocks_read == 16 and bench.stats.bytes_read == 16 * BS  # the data, not the holes
+    assert bench.same() and bench.engine().verify() == []
+    want = xxhash.xxh3_128_hexdigest(bench.src.read_bytes())
+    assert XAttrs(str(bench.image)).text("xxh3") == want
+    manifest = bench.manifest.read_bytes()
+    again = bench.copy()  # reading everything finds nothing to change
+    assert again.blocks_read == 64 and again.blocks_changed == 0
+    assert bench.stats.bytes_written == 0 and bench.manifest.read_bytes() == manifest
+
+
+def test_a_block_that_becomes_a_hole_in_the_source_becomes_one_in_the_image(bench):
+    bench.copy(skip_holes=True)
+    fd = os.open(bench.src, os.O_WRONLY)
+    try:
+        punch_hole(fd, 4 * BS, BS)
+    finally:
+        os.close(fd)
+    result = bench.copy(skip_holes=True)
+    assert (result.blocks_read, result.blocks_changed) == (15, 1) and bench.stats.bytes_written < BS
+    assert bench.same() and bench.engine().verify() == []
+    fd = os.open(bench.image, os.O_RDONLY)
+    try:
+        assert not any(data_segments(fd, 5 * BS, 4 * BS))  # a hole, not written zeros
+    finally:
+        os.close(fd)
+    fill(bench.src, {BS: b"data in a former hole"})
+    result = bench.copy(skip_holes=True)
+    assert (result.blocks_read, result.blocks_changed) == (16, 1) and bench.same()
+
+
+def test_a_full_pass_zeroes_an_image_block_where_the_source_has_a_hole(bench):
+    bench.copy(skip_holes=True)
+    st = bench.image.stat()
+    fill(bench.image, {3 * BS + 10: b"rot"})  # block 3 is a hole in the source
+    os.utime(bench.image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = bench.copy(full=True, skip_holes=True)
+    assert result.blocks_read == 16 and result.blocks_changed == 1
+    assert bench.same() and bench.engine().verify() == []
 
 
 def test_block_spans_merge_and_clip():

@@ -46,6 +46,7 @@ def errors(stderr: str) -> list[str]:
 def test_second_run_writes_nothing(cfg, assert_second_run_writes_nothing, inkind_store, src):
     report = assert_second_run_writes_nothing(cfg)
     assert report.results[0].stats.objects_unchanged == 1
+    assert report.results[0].stats.bytes_read == 11 * BS  # the data blocks; the holes are not read
     assert digest(image_of(inkind_store)) == digest(src)
     desc = XAttrs(str(image_of(inkind_store))).text("source")
     assert f'"path": "{src}"' in desc and '"size": 8388608' in desc and '"block_size": 262144' in desc
