@@ -248,6 +248,30 @@ def block_spans(ranges: Iterable[tuple[int, int]], block_size: int, blocks: int)
     )
 
 
+def data_block_spans(fd: int, size: int, block_size: int) -> list[tuple[int, int]]:
+    """The blocks of ``fd`` that hold data (SEEK_DATA/SEEK_HOLE), as sorted,
+    disjoint [first, stop) spans; the others read as zeros.
+
+    It seeks from the end of each data block on, so holes smaller than a
+    block cost nothing to step over: two lseeks per span, memory for the
+    spans only (never one entry per extent of a fragmented file).
+    """
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        segment = next(data_segments(fd, size, pos), None)
+        if segment is None:
+            break
+        start, length = segment
+        first, stop = start // block_size, blocks_of(start + length, block_size)
+        if spans and first <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], stop)
+        else:
+            spans.append((first, stop))
+        pos = stop * block_size
+    return spans
+
+
 class _ImageDamaged(Exception):
     """The image does not match its own checksum."""
 
@@ -395,7 +419,7 @@ class BlockCopy:
         changed. With ``skip_holes``, blocks that lie wholly in what the
         source reports as holes (SEEK_DATA: a sparse image file) are taken as
         zeros without reading them (the list of data spans is asked for
-        once, before reading: at most one entry per two blocks). ``check``
+        once, before reading: see :func:`data_block_spans`). ``check``
         runs after the last read and before the image is
         committed: raising there (e.g. the snapshot read from filled up)
         discards the update. Raises SourceError if the source cannot be read
@@ -421,7 +445,7 @@ class BlockCopy:
                     spans = block_spans(ranges, self.block_size, blocks)
                     result.ranged = True
                 elif skip_holes:
-                    spans = block_spans(data_segments(src_fd, size), self.block_size, blocks)
+                    spans = data_block_spans(src_fd, size, self.block_size)
                 self._copy(src_fd, size, img_fd, manifest, before, spans, result, check, progress)
             finally:
                 if manifest is not None:
@@ -447,8 +471,8 @@ class BlockCopy:
         blocks = result.blocks = blocks_of(size, bs)
         # Between the spans: blocks unchanged since the last run (ranged:
         # the image's checksum takes the block-hash form), or else holes.
-        whole = None if result.ranged else xxhash.xxh3_128()
-        per_block = xxhash.xxh3_128() if result.ranged else None
+        whole = xxhash.xxh3_128() if not result.ranged or spans == [(0, blocks)] else None
+        per_block = xxhash.xxh3_128() if whole is None else None
         old_size = before.size if before else 0
 
         def stored(i: int, offset: int, length: int) -> bytes:

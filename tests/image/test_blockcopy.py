@@ -13,7 +13,8 @@ import xxhash
 from image_helpers import allocated, digest, fill
 
 from inkind import CorruptionError, SourceError, Stats, XAttrs
-from inkind.blockcopy import HASH_SIZE, BlockCopy, block_spans
+from inkind.blockcopy import HASH_SIZE, BlockCopy, block_spans, data_block_spans
+from inkind.store.image import BLOCKS_KEY
 from inkind.store.paths import DIR_FLAGS
 from inkind.store.sparse import data_segments, punch_hole
 
@@ -234,6 +235,35 @@ def test_a_full_pass_zeroes_an_image_block_where_the_source_has_a_hole(bench):
     result = bench.copy(full=True, skip_holes=True)
     assert result.blocks_read == 16 and result.blocks_changed == 1
     assert bench.same() and bench.engine().verify() == []
+
+
+def test_data_block_spans_step_over_holes_smaller_than_a_block(tmp_path):
+    path = tmp_path / "sparse.raw"
+    with open(path, "wb") as f:
+        f.truncate(16 * BS)
+    page = b"x" * 4096
+    # block 0: data at both ends, a hole between; block 1: data inside;
+    # blocks 2-4: a hole; block 5: its last page; block 9 to the end: data
+    # every other page (an extent per page).
+    fill(path, {0: page, BS - 4096: page, BS + 8192: page, 6 * BS - 4096: page})
+    fill(path, {9 * BS + k: page for k in range(0, 7 * BS, 8192)})
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert data_block_spans(fd, 16 * BS, BS) == [(0, 2), (5, 6), (9, 16)]
+        assert data_block_spans(fd, 16 * BS, 4 * BS) == [(0, 4)]
+        assert data_block_spans(fd, 5 * BS, BS) == [(0, 2)]  # cut at size
+    finally:
+        os.close(fd)
+
+
+def test_ranges_over_every_block_keep_the_content_checksum(bench):
+    bench.copy()
+    fill(bench.src, {5 * BS: b"changed"})
+    result = bench.copy(ranges=[(0, SIZE)])
+    assert result.ranged and result.blocks_read == 64 and result.blocks_changed == 1
+    x = XAttrs(str(bench.image))
+    assert x.text("xxh3") == xxhash.xxh3_128_hexdigest(bench.src.read_bytes())
+    assert x.text(BLOCKS_KEY) is None
 
 
 def test_block_spans_merge_and_clip():
