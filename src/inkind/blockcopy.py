@@ -293,21 +293,36 @@ def read_unit_blocks(block_size: int) -> int:
 
 
 def hash_stored(fd: int, offset: int, length: int, scratch: memoryview, *extra: xxhash.xxh3_128) -> bytes:
-    """xxh3-128 of ``length`` stored bytes at ``offset``, reading past EOF as
-    zeros (what the image reads as once extended)."""
-    h = xxhash.xxh3_128()
-    done = 0
-    while done < length:
-        piece = scratch[: min(len(scratch), length - done)]
-        n = os.preadv(fd, [piece], offset + done)
+    """xxh3-128 of ``length`` stored bytes at ``offset``; also fed to
+    ``extra``. Holes, and what lies past EOF (what the image reads as once
+    extended), are hashed as the zeros they read as without reading them:
+    checking a sparse image reads its data only."""
+    hashers = (xxhash.xxh3_128(), *extra)
+    end = offset + length
+    pos = offset
+    for start, size in data_segments(fd, end, offset):
+        for h in hashers:
+            update_zeros(h, start - pos)
+        pos = _feed(hashers, fd, scratch, start, start + size)
+        if pos < start + size:  # shorter than it was a moment ago: zeros from here
+            break
+    for h in hashers:
+        update_zeros(h, end - pos)
+    return hashers[0].digest()
+
+
+def _feed(hashers: tuple[xxhash.xxh3_128, ...], fd: int, scratch: memoryview, pos: int, stop: int) -> int:
+    """Hash ``fd`` from ``pos`` to ``stop`` (or to its end, if sooner); return
+    where reading stopped."""
+    while pos < stop:
+        piece = scratch[: min(len(scratch), stop - pos)]
+        n = os.preadv(fd, [piece], pos)
         if n == 0:
-            piece = memoryview(bytes(len(piece)))
-            n = len(piece)
-        h.update(piece[:n])
-        for e in extra:
-            e.update(piece[:n])
-        done += n
-    return h.digest()
+            break
+        for h in hashers:
+            h.update(piece[:n])
+        pos += n
+    return pos
 
 
 @dataclass

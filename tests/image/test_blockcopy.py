@@ -13,7 +13,8 @@ import xxhash
 from image_helpers import allocated, digest, fill
 
 from inkind import CorruptionError, SourceError, Stats, XAttrs
-from inkind.blockcopy import HASH_SIZE, BlockCopy, block_spans, data_block_spans
+from inkind.blockcopy import HASH_SIZE, BlockCopy, block_spans, data_block_spans, hash_stored
+from inkind.readahead import PIECE, page_buffer
 from inkind.store.image import BLOCKS_KEY
 from inkind.store.paths import DIR_FLAGS
 from inkind.store.sparse import data_segments, punch_hole
@@ -252,6 +253,34 @@ def test_data_block_spans_step_over_holes_smaller_than_a_block(tmp_path):
         assert data_block_spans(fd, 16 * BS, BS) == [(0, 2), (5, 6), (9, 16)]
         assert data_block_spans(fd, 16 * BS, 4 * BS) == [(0, 4)]
         assert data_block_spans(fd, 5 * BS, BS) == [(0, 2)]  # cut at size
+    finally:
+        os.close(fd)
+
+
+def rchar() -> int:
+    """Bytes this process has read so far (/proc/self/io)."""
+    io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(io["rchar"])
+
+
+def test_hash_stored_reads_the_data_and_hashes_holes_and_the_end_as_zeros(tmp_path):
+    path = tmp_path / "sparse.raw"
+    with open(path, "wb") as f:
+        f.truncate(16 * BS)
+    fill(path, {3 * BS + 8192: b"y" * 8192, 15 * BS: b"z" * 4096})
+    content = path.read_bytes()
+    scratch = page_buffer(PIECE)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        before = rchar()
+        assert hash_stored(fd, 0, 16 * BS, scratch) == xxhash.xxh3_128_digest(content)
+        # the data only (and the read of /proc/self/io itself, about 100 bytes)
+        assert 8192 + 4096 <= rchar() - before < 8192 + 4096 + 1024
+        past_end = hash_stored(fd, 15 * BS, 3 * BS, scratch)
+        assert past_end == xxhash.xxh3_128_digest(content[15 * BS :] + bytes(2 * BS))
+        whole = xxhash.xxh3_128()
+        hash_stored(fd, 2 * BS, 2 * BS, scratch, whole)
+        assert whole.digest() == xxhash.xxh3_128_digest(content[2 * BS : 4 * BS])
     finally:
         os.close(fd)
 
