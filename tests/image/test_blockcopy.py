@@ -281,6 +281,10 @@ def test_hash_stored_reads_the_data_and_hashes_holes_and_the_end_as_zeros(tmp_pa
         whole = xxhash.xxh3_128()
         hash_stored(fd, 2 * BS, 2 * BS, scratch, whole)
         assert whole.digest() == xxhash.xxh3_128_digest(content[2 * BS : 4 * BS])
+        before = rchar()
+        assert hash_stored(fd, 5 * BS, BS, scratch, whole) == xxhash.xxh3_128_digest(bytes(BS))
+        assert whole.digest() == xxhash.xxh3_128_digest(content[2 * BS : 4 * BS] + bytes(BS))
+        assert rchar() - before < 1024  # a hole: nothing read
     finally:
         os.close(fd)
 
