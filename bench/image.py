@@ -169,7 +169,7 @@ def table(res: dict, size: int) -> str:
     return "\n\n".join(
         [
             markdown_table(header, rows),
-            f"inkind's own time for the source (`stats.duration_seconds`: lock, read, hash, write "
+            f"inkind's own time for the source (`stats.duration_seconds`: read, hash, write "
             f"and commit, without the interpreter's start-up, plugin loading and the final syncfs): "
             f"median {median(passes):.2f} s, {pass_ratio:.0%} of cat's throughput.",
         ]

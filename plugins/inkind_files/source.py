@@ -34,6 +34,8 @@ class FilesOptions:
     exclude_caches: bool = True
 
     def check(self, where: str) -> None:
+        if not self.exclude:
+            return
         try:
             _gitignore(self.exclude)
         except Exception as e:

@@ -34,7 +34,11 @@ class ImageSource(RawImageSource):
             engine.sweep_manifest_temps()
             run.stats.objects_seen += 1
             with run.progress("read", total=src.size) as progress:
-                result = engine.copy(src.fd, src.size, full=run.full, skip_holes=True, progress=progress)
+                # A full pass reads the holes too: it does not take the
+                # filesystem's word (SEEK_DATA) for what is zeros.
+                result = engine.copy(
+                    src.fd, src.size, full=run.full, skip_holes=not run.full, progress=progress
+                )
             self.account(run, result, f"source {self.options.path}")
             run.state.plugin.update(
                 image=self.options.image_file, size=result.size, block_size=self.options.block_size

@@ -34,7 +34,7 @@ from typing import NoReturn
 import xxhash
 
 from inkind.errors import CorruptionError, SourceError
-from inkind.hashing import update_zeros
+from inkind.hashing import hash_range, update_zeros
 from inkind.readahead import PIECE, ReadAhead, ReadError, ShortRead, fill, page_buffer
 from inkind.source import Finding
 from inkind.stats import Stats
@@ -252,9 +252,9 @@ def data_block_spans(fd: int, size: int, block_size: int) -> list[tuple[int, int
     """The blocks of ``fd`` that hold data (SEEK_DATA/SEEK_HOLE), as sorted,
     disjoint [first, stop) spans; the others read as zeros.
 
-    It seeks from the end of each data block on, so holes smaller than a
-    block cost nothing to step over: two lseeks per span, memory for the
-    spans only (never one entry per extent of a fragmented file).
+    It seeks on from the end of each block that holds data, so a hole
+    smaller than a block is stepped over: at most two lseeks per data block
+    however fragmented the file, and memory for the spans only.
     """
     spans: list[tuple[int, int]] = []
     pos = 0
@@ -298,36 +298,15 @@ def hash_stored(fd: int, offset: int, length: int, scratch: memoryview, *extra: 
     extended), are hashed as the zeros they read as without reading them:
     checking a sparse image reads its data only."""
     end = offset + length
-    segments = list(data_segments(fd, end, offset))  # within one block: few
-    if not segments:  # all hole: its digest is known
+    if next(data_segments(fd, end, offset), None) is None:  # all hole: its digest is known
         for e in extra:
             update_zeros(e, length)
         return zero_digest(length)
     hashers = (xxhash.xxh3_128(), *extra)
-    pos = offset
-    for start, size in segments:
-        for h in hashers:
-            update_zeros(h, start - pos)
-        pos = _feed(hashers, fd, scratch, start, start + size)
-        if pos < start + size:  # shorter than it was a moment ago: zeros from here
-            break
+    pos, _ = hash_range(hashers, fd, offset, end, scratch)
     for h in hashers:
-        update_zeros(h, end - pos)
+        update_zeros(h, end - pos)  # it shrank meanwhile: zeros, as past EOF
     return hashers[0].digest()
-
-
-def _feed(hashers: tuple[xxhash.xxh3_128, ...], fd: int, scratch: memoryview, pos: int, stop: int) -> int:
-    """Hash ``fd`` from ``pos`` to ``stop`` (or to its end, if sooner); return
-    where reading stopped."""
-    while pos < stop:
-        piece = scratch[: min(len(scratch), stop - pos)]
-        n = os.preadv(fd, [piece], pos)
-        if n == 0:
-            break
-        for h in hashers:
-            h.update(piece[:n])
-        pos += n
-    return pos
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from itertools import chain
 
 import xxhash
 
@@ -33,32 +35,42 @@ def update_zeros(h: xxhash.xxh3_128, length: int) -> None:
         update(ZEROS[:rest])
 
 
-def hash_fd(fd: int, size: int | None = None) -> tuple[str, int]:
-    """Hash a file from offset 0 to EOF with pread; return (hex, bytes read:
-    its data, not its holes).
+def hash_range(
+    hashers: Sequence[xxhash.xxh3_128], fd: int, start: int, end: int, buf: memoryview
+) -> tuple[int, int]:
+    """Feed bytes ``start`` to ``end`` of ``fd`` into each of ``hashers``:
+    data as read (through ``buf``), holes and what lies past EOF as the zeros
+    they read as, without reading them (SEEK_DATA/SEEK_HOLE). A read that
+    finds the file shorter than a moment ago (it shrank) stops there.
+    Returns (where it stopped, bytes read)."""
+    pos, read = start, 0
+    for seg_start, length in chain(data_segments(fd, end, start), [(end, 0)]):
+        for h in hashers:
+            update_zeros(h, seg_start - pos)
+        pos = seg_start
+        seg_end = seg_start + length
+        while pos < seg_end:
+            n = os.preadv(fd, [buf[: min(len(buf), seg_end - pos)]], pos)
+            if n == 0:
+                return pos, read
+            for h in hashers:
+                h.update(buf[:n])
+            pos += n
+            read += n
+    return pos, read
 
-    Holes are hashed as the zeros they read as, without reading them
-    (SEEK_DATA/SEEK_HOLE): a 1 TiB sparse file with a few MiB of data reads
-    those MiB, and its hash costs only xxh3 over zeros. With ``size`` given,
-    at most that many bytes are hashed.
+
+def hash_fd(fd: int, size: int | None = None) -> tuple[str, int]:
+    """Hash a file from offset 0 to EOF; return (hex, bytes read: its data,
+    not its holes).
+
+    Holes are hashed as the zeros they read as, without reading them: a
+    1 TiB sparse file with a few MiB of data reads those MiB, and its hash
+    costs only xxh3 over zeros. With ``size`` given, at most that many bytes
+    are hashed; a file that shrinks meanwhile is hashed as far as it went.
     """
     h = xxhash.xxh3_128()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     eof = os.fstat(fd).st_size
     size = eof if size is None else min(size, eof)
-    offset = read = 0
-    segments = [*data_segments(fd, size), (size, 0)]
-    for start, length in segments:
-        if start > offset:
-            update_zeros(h, start - offset)
-            offset = start
-        end = start + length
-        while offset < end:
-            n = os.preadv(fd, [view[: min(CHUNK, end - offset)]], offset)
-            if n == 0:
-                return h.hexdigest(), read  # the file shrank: hash what was there
-            h.update(view[:n])
-            offset += n
-            read += n
+    _, read = hash_range((h,), fd, 0, size, memoryview(bytearray(CHUNK)))
     return h.hexdigest(), read

@@ -4,6 +4,7 @@ updates take the journal path)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -50,6 +51,14 @@ def test_second_run_writes_nothing(cfg, assert_second_run_writes_nothing, inkind
     assert digest(image_of(inkind_store)) == digest(src)
     desc = XAttrs(str(image_of(inkind_store))).text("source")
     assert f'"path": "{src}"' in desc and '"size": 8388608' in desc and '"block_size": 262144' in desc
+
+
+def test_a_full_pass_reads_the_holes_too(cfg, inkind_cli, src):
+    assert inkind_cli("-c", cfg, "backup").returncode == 0
+    r = inkind_cli("-c", cfg, "backup", "--full", "--json")
+    (source,) = json.loads(r.stdout)["sources"]
+    assert r.returncode == 0 and source["full"]
+    assert source["stats"]["bytes_read"] == SIZE  # not the filesystem's word for what is zeros
 
 
 @pytest.mark.parametrize(

@@ -24,12 +24,12 @@ class _Group(click.Group):
     errors onto one line and exit status 2."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted({*COMMANDS, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS:
-            return None
-        return importlib.import_module(f"inkind.cli.{cmd_name}").command
+        if cmd_name in COMMANDS:
+            return importlib.import_module(f"inkind.cli.{cmd_name}").command
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
         try:
