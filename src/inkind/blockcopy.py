@@ -506,28 +506,27 @@ class BlockCopy:
                         writer.add(manifest.digest(i))
                         per_block.update(manifest.digest(i))
                         continue
+                    view: memoryview | None = None
                     if i < span[0]:  # a hole in the source: zeros, not read
                         assert whole is not None
                         digest = zero_digest(length)
                         update_zeros(whole, length)
-                        progress.advance(length)
-                        if digest != stored(i, offset, length):
-                            lazy.get().zero(offset, length)
-                            result.blocks_changed += 1
-                        writer.add(digest)
-                        continue
-                    if offset >= unit_offset + len(unit):
-                        unit_offset = offset
-                        unit = self._next_unit(reader, size)
-                    view = unit[offset - unit_offset : offset - unit_offset + length]
-                    self.stats.bytes_read += length
-                    digest = xxhash.xxh3_128_digest(view)
-                    if whole is not None:
-                        whole.update(view)
-                    result.blocks_read += 1
+                    else:
+                        if offset >= unit_offset + len(unit):
+                            unit_offset = offset
+                            unit = self._next_unit(reader, size)
+                        view = unit[offset - unit_offset : offset - unit_offset + length]
+                        self.stats.bytes_read += length
+                        result.blocks_read += 1
+                        digest = xxhash.xxh3_128_digest(view)
+                        if whole is not None:
+                            whole.update(view)
                     progress.advance(length)
                     if digest != stored(i, offset, length):
-                        put_block(lazy.get(), offset, view, digest)
+                        if view is None:
+                            lazy.get().zero(offset, length)
+                        else:
+                            put_block(lazy.get(), offset, view, digest)
                         result.blocks_changed += 1
                     writer.add(digest)
                     if per_block is not None:
