@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import subprocess
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -221,6 +220,8 @@ class Delta:
 def parse_delta(text: str) -> Delta:
     """Parse ``thin_delta`` XML, flat (``<different begin length/>``) or
     verbose (``<different><range begin length/></different>``)."""
+    import xml.etree.ElementTree as ET  # here: only an lvm thin run needs it, not every start
+
     if not text.strip():
         raise LvmError("thin_delta printed nothing")
     try:

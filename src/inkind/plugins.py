@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
 import pluggy
@@ -22,11 +22,18 @@ GROUP = "inkind"
 @dataclass
 class PluginInfo:
     name: str
-    origin: str  # "built-in" or the distribution "name version"
     module: str
+    entry_point: EntryPoint | None = None  # None: registered by the caller
     source_types: list[str] = field(default_factory=list)
     snapshot_providers: list[str] = field(default_factory=list)
     error: str | None = None
+
+    @property
+    def origin(self) -> str:
+        """ "built-in", the distribution's "name version", or "registered by
+        caller". Worked out only when shown: reading a distribution's
+        metadata loads the email package, 10 ms of every start."""
+        return "registered by caller" if self.entry_point is None else _origin(self.entry_point)
 
 
 @dataclass
@@ -50,7 +57,7 @@ class Plugins:
                 log.error("plugin %s: hook %s failed: %s", impl.plugin_name, hook, e)
 
 
-def _origin(ep) -> str:
+def _origin(ep: EntryPoint) -> str:
     dist = ep.dist
     if dist is None:
         return "unknown"
@@ -68,7 +75,7 @@ def load_plugins(extra: list[ModuleType] | None = None) -> Plugins:
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         if ep.name in info:
             continue
-        entry = PluginInfo(ep.name, _origin(ep), ep.value)
+        entry = PluginInfo(ep.name, ep.value, ep)
         info[ep.name] = entry
         try:
             pm.register(ep.load(), name=ep.name)
@@ -77,7 +84,7 @@ def load_plugins(extra: list[ModuleType] | None = None) -> Plugins:
             log.error("plugin %s: %s", ep.name, entry.error)
     for mod in extra or []:
         name = mod.__name__
-        info[name] = PluginInfo(name, "registered by caller", name)
+        info[name] = PluginInfo(name, name)
         pm.register(mod, name=name)
     types: dict[str, type[Source]] = _collect(
         pm, info, "inkind_source_types", Source, lambda c: c.type_name, "source_types", "source type"

@@ -3,6 +3,7 @@ the test's tmp filesystem, so updates take the journal or new path)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from image_helpers import allocated, digest, fill
 from inkind import CorruptionError, SourceError, Stats, XAttrs
 from inkind.blockcopy import HASH_SIZE, BlockCopy, block_spans, data_block_spans, hash_stored
 from inkind.readahead import PIECE, page_buffer
-from inkind.store.image import BLOCKS_KEY
+from inkind.store.image import BLOCKS_KEY, UpdateImage
 from inkind.store.paths import DIR_FLAGS
 from inkind.store.sparse import data_segments, punch_hole
 
@@ -173,6 +174,30 @@ def test_source_shrinking_mid_run_keeps_the_previous_image(bench):
 
     with pytest.raises(SourceError, match=r"ended at byte 8388608 of 16777216"):
         bench.copy(progress=Shrinker())
+    assert digest(bench.image) == image and bench.manifest.read_bytes() == manifest
+    assert bench.engine().verify() == []
+    assert sorted(os.listdir(bench.store / "disk")) == ["disk.img"]
+
+
+def test_a_failed_image_write_ends_the_copy_and_keeps_the_previous_image(bench, monkeypatch):
+    """The error reaches the caller, no block after the failed one is
+    written, and image and manifest stay as they were."""
+    bench.copy()
+    fill(bench.src, {i * BS: os.urandom(BS) for i in (3, 9, 50)})
+    image, manifest = digest(bench.image), bench.manifest.read_bytes()
+    written: list[int] = []
+    real_write = UpdateImage.write
+
+    def write(self, offset, data):
+        written.append(offset)
+        if offset == 9 * BS:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, offset, data)
+
+    monkeypatch.setattr(UpdateImage, "write", write)
+    with pytest.raises(OSError, match="No space left on device"):
+        bench.copy()
+    assert written == [3 * BS, 9 * BS]
     assert digest(bench.image) == image and bench.manifest.read_bytes() == manifest
     assert bench.engine().verify() == []
     assert sorted(os.listdir(bench.store / "disk")) == ["disk.img"]

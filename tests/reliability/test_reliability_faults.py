@@ -102,3 +102,22 @@ def test_scrub_beside_a_backup_waits_its_turn(tmp_path, inkind_store):
     assert scrub.returncode == 1 and '"outcome": "busy"' in scrub.stdout
     assert inkind("-c", cfg, "verify").returncode == 0
     assert inkind("-c", cfg, "scrub", "--fraction", "1").returncode == 0
+
+
+@needs_root
+def test_an_image_update_that_runs_out_of_room_keeps_the_previous_image(tmp_path, small_store):
+    """Exit 2 naming the cause, the stored image as it was, no temp left."""
+    src = tmp_path / "disk.img"
+    first = os.urandom(1 << 20)
+    src.write_bytes(first)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(render_config(small_store, {"disk": {"type": "image", "path": src, "block_size": "64K"}}))
+    assert inkind("-c", cfg, "backup").returncode == 0
+    src.write_bytes(os.urandom(3 << 20))  # more than the store holds
+    r = inkind("-c", cfg, "backup")
+    assert r.returncode == 2
+    assert "No space left on device" in r.stderr
+    assert (small_store / "disk" / "disk.img").read_bytes() == first
+    assert [p for p in stored_files(small_store) if ".inkind-tmp" in p] == []
+    v = inkind("-c", cfg, "verify")
+    assert v.returncode in (0, 1), v.stdout

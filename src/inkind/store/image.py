@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import stat
@@ -28,9 +29,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import xxhash
-import zstandard
 
 from inkind.hashing import hash_fd
 from inkind.stats import Stats
@@ -39,13 +40,30 @@ from inkind.store.paths import DIR_FLAGS, PathLike, open_beneath
 from inkind.store.sparse import data_segments, punch_hole
 from inkind.store.xattrs import XAttrs, xattr_items
 
+if TYPE_CHECKING:
+    import zstandard
+
 FICLONE = 0x40049409
 JOURNAL_DIR = ".inkind/journal"
 _MAGIC = b"INKJRNL1"
 _REC = struct.Struct("<cQQ")  # kind (b"D" data, b"C" compressed data, b"Z" zero), offset, length
 _CLEN = struct.Struct("<I")  # the stored size of a b"C" record's data
-_zstd = zstandard.ZstdCompressor(level=1)
 _END = b"E"
+
+
+# zstandard is loaded on first use: only the journal path (no reflinks)
+# compresses, and importing it costs every run 9 ms of start-up.
+@functools.cache
+def _zstd() -> zstandard.ZstdCompressor:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=1)
+
+
+def _unzstd(packed: bytes, length: int) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompress(packed, max_output_size=length)
 
 
 @dataclass(frozen=True)
@@ -315,7 +333,7 @@ class _JournalWriter:
         """Journal changed data, zstd-compressed when that is smaller (VM
         images often are): the journal's extra write shrinks with it.
         Returns the bytes the record's data took."""
-        packed = _zstd.compress(data)
+        packed = _zstd().compress(data)
         if len(packed) + _CLEN.size < len(data):
             self.record(b"C", offset, len(data), _CLEN.pack(len(packed)) + packed)
             return len(packed) + _CLEN.size
@@ -407,7 +425,7 @@ def apply_journal(root_fd: int, journal_rel: str, stats: Stats) -> None:
                 if kind == b"C":
                     (stored,) = _CLEN.unpack(os.pread(jfd, _CLEN.size, data_at))
                     packed = os.pread(jfd, stored, data_at + _CLEN.size)
-                    data = zstandard.ZstdDecompressor().decompress(packed, max_output_size=length)
+                    data = _unzstd(packed, length)
                     if len(data) != length:
                         raise JournalError(f"record at {offset}: {len(data)} bytes, expected {length}")
                     os.pwrite(img, data, offset)
