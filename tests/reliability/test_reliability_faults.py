@@ -39,8 +39,10 @@ def test_a_full_store_fails_clearly_and_keeps_what_it_had(tmp_path, small_store)
     )
     assert not (small_store / "home" / "big.bin").exists()
     assert [p for p in stored_files(small_store / "home") if ".inkind-tmp" in p] == []
+    # The image and its manifest are as the first run left them: nothing
+    # for verify to report, not even a recoverable finding.
     v = inkind("-c", cfg, "verify")
-    assert v.returncode in (0, 1), v.stdout
+    assert v.returncode == 0, v.stdout
 
 
 @needs_root
@@ -119,5 +121,7 @@ def test_an_image_update_that_runs_out_of_room_keeps_the_previous_image(tmp_path
     assert "No space left on device" in r.stderr
     assert (small_store / "disk" / "disk.img").read_bytes() == first
     assert [p for p in stored_files(small_store) if ".inkind-tmp" in p] == []
+    # The image and its manifest are as the first run left them: nothing
+    # for verify to report, not even a recoverable finding.
     v = inkind("-c", cfg, "verify")
-    assert v.returncode in (0, 1), v.stdout
+    assert v.returncode == 0, v.stdout
