@@ -36,7 +36,7 @@ from inkind.store import is_temp_name, set_mode, set_mtime, set_owner, sync_stor
 from inkind.store.entries import has_entries, record_entries
 from inkind.store.files import is_zero, same_bytes, temp_name
 from inkind.store.image import unshare
-from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
+from inkind.store.paths import DIR_FLAGS, fd_path, list_dir, open_beneath
 from inkind.store.sparse import data_segments
 from inkind.store.xattrs import xattr_items
 from inkind_files import fakesuper
@@ -243,7 +243,7 @@ class Mirror:
         if listed is None:
             if not changed and has_entries(dst):
                 return
-            listed = os.listdir(dst)
+            listed = list_dir(dst)
         record_entries(dst, listed, self.stats)
 
     def _done(self, key: Key) -> None:
@@ -306,7 +306,7 @@ class Mirror:
         if dst < 0:
             return None
         left = []
-        for name in os.listdir(dst):
+        for name in list_dir(dst):
             if name in present:
                 left.append(name)
                 continue

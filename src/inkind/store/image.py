@@ -36,7 +36,7 @@ import xxhash
 from inkind.hashing import hash_fd
 from inkind.stats import Stats
 from inkind.store.files import copy_range, temp_name
-from inkind.store.paths import DIR_FLAGS, PathLike, open_beneath
+from inkind.store.paths import DIR_FLAGS, PathLike, list_dir, open_beneath
 from inkind.store.sparse import data_segments, punch_hole
 from inkind.store.xattrs import XAttrs, xattr_items
 
@@ -461,7 +461,7 @@ def pending_journals(root_fd: int, source: str) -> list[str]:
     except FileNotFoundError:
         return []
     try:
-        return sorted(f"{rel}/{n}" for n in os.listdir(dfd) if n.endswith(".journal"))
+        return sorted(f"{rel}/{n}" for n in list_dir(dfd) if n.endswith(".journal"))
     finally:
         os.close(dfd)
 

@@ -22,6 +22,29 @@ def fd_path(dir_fd: int, name: str | bytes = b"") -> bytes:
     return base + b"/" + os.fsencode(name)
 
 
+def list_dir(dir_fd: int) -> list[str]:
+    """The names in an open directory, as a fresh open of it sees them.
+
+    Listing through a descriptor that entries were created through is not
+    the same on every filesystem: btrfs (since Linux 6.5) does not return,
+    on a directory opened before, the entries added after its first read.
+    A new open file description of the same directory (``"."`` relative to
+    it, so no path is followed) answers the same everywhere.
+    """
+    fd = reopen_dir(dir_fd)
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def reopen_dir(dir_fd: int) -> int:
+    """A new descriptor (a new open file description, unlike ``os.dup``) of
+    the open directory ``dir_fd``, for listings that must see every entry
+    (see :func:`list_dir`). The caller closes it."""
+    return os.open(".", DIR_FLAGS, dir_fd=dir_fd)
+
+
 def open_beneath(root_fd: int, relpath: str | bytes, flags: int, mode: int = 0o600) -> int:
     """Open ``relpath`` below ``root_fd``, refusing any symlink on the way.
 
