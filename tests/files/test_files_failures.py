@@ -161,6 +161,7 @@ def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp):
     s = __import__("json").loads(again.stdout)["sources"][0]["stats"]
     assert (s["bytes_written"], s["xattrs_written"], s["mtimes_set"], s["modes_set"]) == (0, 0, 0, 0)
     restore = subprocess.run(
+        # verify-after: a restore, not a backup
         [sys.executable, "-m", "inkind", "-c", cfg, "restore", "home", "--to", tmp_path / "back", "--run"],
         capture_output=True,
         text=True,

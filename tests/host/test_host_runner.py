@@ -96,7 +96,10 @@ def test_sigterm_stops_promptly_and_records_the_interruption(tmp_path, inkind_co
             (d / f"f{j}").write_bytes(os.urandom(512))
     cfg = inkind_config({"h": {"type": "files", "path": src}})
     p = subprocess.Popen(
-        [sys.executable, "-m", "inkind", "-c", str(cfg), "backup"], stderr=subprocess.PIPE, text=True
+        # verify-after: SIGTERM mid-run
+        [sys.executable, "-m", "inkind", "-c", str(cfg), "backup"],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     state_file = inkind_store / ".inkind" / "sources" / "h.json"
     deadline = time.monotonic() + 30

@@ -25,6 +25,7 @@ def backup_killed_at(config: Path, delay: float) -> int | None:
     """Start ``inkind backup`` and SIGKILL it after ``delay`` seconds.
     Returns its exit status when it finished before the kill, else None."""
     p = subprocess.Popen(
+        # verify-after: this backup is killed
         [sys.executable, "-m", "inkind", "-q", "-c", str(config), "backup"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -82,6 +82,7 @@ def test_a_store_turning_read_only_mid_run(tmp_path, small_store):
 def inkind_argv(cfg):
     import sys
 
+    # verify-after: the store is remounted read-only or scrubbed mid-run
     return [sys.executable, "-m", "inkind", "-q", "-c", str(cfg)]
 
 
