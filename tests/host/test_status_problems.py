@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from loopfs import loop_device as loop_device  # a fixture
 from loopfs import mounted as mounted  # a fixture
+from storeinit import make_store
 
 from inkind.testing import flip_byte, needs_root, render_config
 
@@ -88,13 +89,6 @@ def test_corruption_a_backups_sampled_scrub_found_fails_status(tree, inkind_conf
     corrupt = [line for line in lines if "corrupt object" in line]
     assert len(corrupt) == 1 and "source home: backup at " in corrupt[0] and "home/notes" in corrupt[0]
     assert any("source home: last backup failed at " in line for line in lines), lines
-
-
-def make_store(inkind_cli, cfg: Path) -> None:
-    """Make the store as a sysadmin does: ``inkind init``, where this inkind
-    has it (before it, the first backup made the store)."""
-    r = inkind_cli("-c", cfg, "init")
-    assert r.returncode == 0 or "No such command 'init'" in r.stderr, r.stderr
 
 
 @needs_root

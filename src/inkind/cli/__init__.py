@@ -16,7 +16,18 @@ import click
 from inkind.cli.common import Env
 from inkind.errors import InkindError
 
-COMMANDS = ("backup", "scrub", "verify", "list", "status", "restore", "snapshots", "devices", "plugins")
+COMMANDS = (
+    "backup",
+    "scrub",
+    "verify",
+    "list",
+    "status",
+    "restore",
+    "snapshots",
+    "devices",
+    "plugins",
+    "systemd",
+)
 
 
 class _Group(click.Group):
