@@ -13,10 +13,15 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
+import inkind
+from inkind import config as config_mod
+from inkind.cli import systemd
+from inkind.plugins import load_plugins
 from inkind.testing import render_config
 
 ROOT = Path(__file__).parents[2]
@@ -121,7 +126,7 @@ def config(tmp_path: Path) -> Path:
     (tmp_path / "metrics").mkdir()
     cfg = tmp_path / "inkind.toml"
     text = render_config(tmp_path / "store", {"db-main": {"type": "files", "path": tmp_path}})
-    text = text.replace('snapshots = "none"', 'snapshots = "hardlink"')
+    text = text.replace('snapshots = "none"', 'snapshots = "btrfs"')
     cfg.write_text(text + f'\n[metrics]\ntextfile = "{tmp_path / "metrics" / "inkind.prom"}"\n')
     return cfg
 
@@ -184,6 +189,22 @@ def test_output_writes_and_never_replaces_an_edited_unit_without_force(tmp_path,
     r = inkind_cli("-c", config, "systemd", "--output", units, "--force")
     assert r.returncode == 0 and f"{units / 'inkind.service'}: replaced" in r.stdout
     assert {p.name: p.read_text() for p in units.iterdir()} == made
+
+
+def test_hardlink_snapshots_get_one_tree_for_store_and_folder(tmp_path, config, inkind_cli):
+    config.write_text(config.read_text().replace('snapshots = "btrfs"', 'snapshots = "hardlink"'))
+    units, _, code = printed(inkind_cli, config)
+    assert code == 0
+    assert field(units["inkind.service"], "ReadWritePaths") == str(tmp_path)  # link() cannot cross mounts
+
+
+def test_a_plugin_names_what_it_writes_through_inkind_write_paths(tmp_path, config):
+    spool = tmp_path / "spool with space%"
+    plugin = types.ModuleType("inkind_notifier")
+    plugin.inkind_write_paths = inkind.hookimpl(lambda config: [spool])
+    made = systemd.units(config_mod.load(str(config)), load_plugins([plugin]), None)
+    paths = field(made[0].text, "ReadWritePaths")
+    assert f' "{str(spool).replace("%", "%%")}" ' in paths, paths  # quoted, the specifier escaped
 
 
 def test_an_unknown_source_is_named(config, inkind_cli):
