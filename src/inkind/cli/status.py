@@ -155,9 +155,7 @@ def command(env, as_json):
     sources = []
     for name, src in cfg.sources.items():
         state = (
-            SourceState.load(store / ".inkind" / "sources" / f"{name}.json")
-            if usable
-            else SourceState(store)
+            SourceState.load(store / ".inkind" / "sources" / f"{name}.json") if usable else SourceState(store)
         )
         last = state.data.get("last_backup", {})
         running = state.data.get("running")
