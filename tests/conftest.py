@@ -1,9 +1,11 @@
 """Shared test helpers; the fixtures themselves come from inkind.testing,
 except the real database servers, started once per session and shared by
-the postgres and mysql suites and the reliability harness."""
+the postgres and mysql suites and the reliability harness, and the
+unprivileged user's inkind (tests/unprivileged.py)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +18,7 @@ from dbservers import (
     MariaServer,
     PgServer,
 )
+from unprivileged import Unprivileged
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +47,17 @@ def maria() -> Iterator[MariaServer]:
         yield srv
     finally:
         srv.destroy()
+
+
+@pytest.fixture(scope="session")
+def unprivileged() -> Iterator[Unprivileged]:
+    """``unprivileged.inkind(args, cwd)`` runs the CLI as uid 65534 from an
+    interpreter and packages that user can read, wherever the checkout and
+    the interpreter live (a clone in /root is out of its reach)."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to an unprivileged user needs root")
+    made = Unprivileged.build()
+    try:
+        yield made
+    finally:
+        made.remove()
