@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from inkind.testing import BackupCall, verify_clean
+
 NOBODY = 65534  # nobody:nogroup on Debian; the tests chown their trees to it
 # Parts of an installation the CLI never imports (the base's own site-packages
 # is the pyenv's, not the venv's).
@@ -65,7 +67,7 @@ def _project_packages() -> list[Path]:
 
 @dataclass
 class Unprivileged:
-    """``python -m inkind`` as uid/gid 65534 with no supplementary groups,
+    """The inkind CLI as uid/gid 65534 with no supplementary groups,
     from an interpreter and packages that user can read."""
 
     root: Path
@@ -107,15 +109,20 @@ class Unprivileged:
 
     def argv(self, args: list) -> list[str]:
         drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        # verify-after: inkind() below verifies a finished backup
         return [*drop, str(self.python), "-m", "inkind", *map(str, args)]
 
     def inkind(self, args: list, cwd: Path) -> subprocess.CompletedProcess:
-        """Run ``inkind ARGS`` as the unprivileged user in ``cwd``."""
+        """Run ``inkind ARGS`` as the unprivileged user in ``cwd``; a
+        finished backup is verified clean after it (by root, which reads the
+        fake-super store as well), as inkind_cli does."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env.pop("VIRTUAL_ENV", None)
-        return subprocess.run(
-            self.argv(args), capture_output=True, text=True, cwd=cwd, env={**env, **self.env}
-        )
+        p = subprocess.run(self.argv(args), capture_output=True, text=True, cwd=cwd, env={**env, **self.env})
+        call = BackupCall.parse([str(a) for a in args], {})
+        if call and call.config and not call.dry_run and p.returncode in (0, 1):
+            verify_clean(Path(cwd, call.config), call.names)
+        return p
 
     def remove(self) -> None:
         shutil.rmtree(self.root)

@@ -19,7 +19,7 @@ import pytest
 from dbservers import MARIA_BACKUP_PASSWORD, MARIA_BACKUP_USER
 from restore_page import Page, blocks
 
-from inkind.testing import needs_root, tree_diff
+from inkind.testing import needs_root, run_inkind, tree_diff
 
 TESTED = {"config", "store", "files", "files-part", "image", "image-file", "lvm", "postgres", "mysql"}
 TESTED |= {"sqlite", "snapshot"}
@@ -242,16 +242,8 @@ def test_from_a_snapshot(page):
     old = notes.read_text()
     notes.write_text("overwritten by mistake\n")
     env = page.env
-    assert (
-        subprocess.run([sys.executable, "-m", "inkind", "backup"], env=env, capture_output=True).returncode
-        == 0
-    )
-    listed = subprocess.run(
-        [sys.executable, "-m", "inkind", "snapshots", "list", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    assert run_inkind("backup", env=env).returncode == 0
+    listed = run_inkind("snapshots", "list", "--json", env=env)
     first = json.loads(listed.stdout)["snapshots"][0]
     page.paths |= {"/srv/backup.snapshots/20250301T031700Z": first["path"], "20250301T031700Z": first["id"]}
     page.run("snapshot")

@@ -46,6 +46,7 @@ def backup_as_the_unit_would(
     covered = [m for m in read_only if not under(m, writable)]
     script += [f"mount -o remount,bind,ro {shlex.quote(m)}" for m in covered]
     script.append('exec "$@"')
+    # verify-after: inside a mount namespace; the callers verify the store afterwards
     argv = [sys.executable, "-m", "inkind", "-c", str(cfg), "backup"]
     return subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-ec", "\n".join(script), "sh", *argv],
