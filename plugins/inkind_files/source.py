@@ -15,6 +15,7 @@ from inkind.source import Finding
 from inkind.store import is_temp_name, set_mtime
 from inkind.store.entries import entries_problem, record_entries
 from inkind.store.paths import DIR_FLAGS, list_dir
+from inkind.store.xattrs import acl_alias_filter
 from inkind.verify import verify_tree
 from inkind_files.mirror import ADDED, Bounds, Key, Mirror, key_text
 
@@ -137,7 +138,7 @@ class FilesSource(Source):
     def restore_commands(
         self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
     ) -> list[list[str]]:
-        argv = ["rsync", "-aHAXS", "--numeric-ids", "--filter=-x user.inkind.*"]
+        argv = ["rsync", "-aHAXS", "--numeric-ids", "--filter=-x user.inkind.*", *acl_alias_filter(data_dir)]
         if state.get("fake_super"):
             # The sending side reads user.rsync.%stat; the receiving side
             # (root) applies owners, modes and device nodes for real.
