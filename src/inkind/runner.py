@@ -176,8 +176,12 @@ class Runner:
         wanted = set(names)
         return [s for s in self.config.sources.values() if not wanted or s.name in wanted]
 
-    def prepare(self, names) -> list[tuple[SourceConfig, Source | None, str | None]]:
-        """Check every selected source's config before anything is written.
+    def prepare(
+        self, names, *, reads_sources: bool = True
+    ) -> list[tuple[SourceConfig, Source | None, str | None]]:
+        """Check every selected source's config before anything is written
+        (for a command that reads the sources, also that none reads the
+        store: :func:`check_paths`).
 
         A source whose type belongs to a plugin that failed to load is
         returned with its error, so the other sources still run.
@@ -191,7 +195,8 @@ class Runner:
                     raise
                 prepared.append((cfg, None, str(e)))
                 continue
-            check_paths(cfg.name, source, self.keep_out)
+            if reads_sources:
+                check_paths(cfg.name, source, self.keep_out)
             prepared.append((cfg, source, None))
         return prepared
 
@@ -272,7 +277,7 @@ class Runner:
         dry_run: bool = False,
         after: Callable[[RunReport], None] | None = None,
     ) -> RunReport:
-        prepared = self.prepare(names)
+        prepared = self.prepare(names, reads_sources=command != "verify")
         writes = command != "verify" and not dry_run
         store = Store.open(self.config.store.path, writable=writes)
         report = RunReport(command, now_iso(), self.seed, dry_run=dry_run)
