@@ -104,3 +104,72 @@ def test_the_snapshot_folder_in_the_source_tree_is_left_out(
         assert wrote(stats_of(third, "root")) == {}
         assert third["history"]["error"] is None
     assert tree_diff(src, inkind_store / "root") == ["cd+++++++++ var/snaps/"]
+
+
+def fingerprint(*roots: Path) -> list[tuple]:
+    """Every entry below ``roots`` with what any write would change (ctime
+    moves with every change of content, metadata or xattrs)."""
+    out = []
+    for root in roots:
+        for dirpath, dirs, files in os.walk(root):
+            for name in dirs + files:
+                st = os.lstat(os.path.join(dirpath, name))
+                rel = os.path.relpath(os.path.join(dirpath, name), root)
+                out.append(
+                    (str(root), rel, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                )
+    return sorted(out)
+
+
+BAD_SOURCES = {
+    # case: (type, path below the store "S", the snapshot folder "F", a symlink "L" or a bind mount "B")
+    "image-in-store": ("image", "S/disk/disk.img"),
+    "image-through-symlink": ("image", "L/disk/disk.img"),
+    "image-through-bind-mount": ("image", "B/disk/disk.img"),
+    "image-in-snapshot": ("image", "F/ID/disk/disk.img"),
+    "sqlite-in-store": ("sqlite", "S/app/app.db"),
+    "sqlite-glob-in-store": ("sqlite", "S/*/*.db"),
+    "files-root-in-store": ("files", "S/home"),
+    "files-root-is-store": ("files", "S"),
+    "files-root-is-snapshot-folder": ("files", "F"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SOURCES))
+def test_a_source_reading_the_store_is_a_config_error(
+    tmp_path, inkind_store, inkind_config, inkind_cli, case
+):
+    src = tmp_path / "src"
+    make_tree(src)
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(os.urandom(1 << 20))
+    db = sqlite3.connect(tmp_path / "app.db")
+    db.executescript("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2);")
+    db.close()
+    good = {
+        "home": {"type": "files", "path": src},
+        "disk": {"type": "image", "path": disk},
+        "app": {"type": "sqlite", "path": tmp_path / "app.db"},
+    }
+    cfg = with_history(inkind_config(good), "hardlink")
+    backup(inkind_cli, cfg)
+    snap = json.loads(inkind_cli("-c", cfg, "snapshots", "list", "--json").stdout)["snapshots"][0]
+    folder = Path(snap["handle"]).parent
+    kind, where = BAD_SOURCES[case]
+    os.symlink(inkind_store, tmp_path / "link")
+    places = {"S": inkind_store, "F": folder, "L": tmp_path / "link", "B": tmp_path / "bound"}
+    bad = Path(str(places[where[0]]) + where[1:].replace("ID", snap["id"]))
+    cfg = with_history(inkind_config({**good, "bad": {"type": kind, "path": bad}}), "hardlink")
+    with bound(inkind_store, tmp_path / "bound"):
+        before = fingerprint(inkind_store, folder)
+        r = inkind_cli("-c", cfg, "backup")
+        after = fingerprint(inkind_store, folder)
+    assert r.returncode == 2, r.stderr
+    what = "the store's snapshot folder" if where[0] == "F" else "the store"
+    assert r.stderr.strip().splitlines() == [
+        f"inkind: error: config: sources.bad.path: {bad} is in {what} {folder if where[0] == 'F' else inkind_store};"
+        " a source must not read the store or its snapshots"
+    ]
+    assert after == before
+    # The store itself still verifies (verify reads no source).
+    assert inkind_cli("-c", cfg, "verify").returncode == 0
