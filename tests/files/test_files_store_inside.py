@@ -173,3 +173,23 @@ def test_a_source_reading_the_store_is_a_config_error(
     assert after == before
     # The store itself still verifies (verify reads no source).
     assert inkind_cli("-c", cfg, "verify").returncode == 0
+
+
+def test_a_sqlite_glob_over_the_store_leaves_its_copies_alone(
+    tmp_path, inkind_store, inkind_config, inkind_cli
+):
+    dbs = tmp_path / "dbs"
+    for name in ("a", "b"):
+        (dbs / name).mkdir(parents=True)
+        db = sqlite3.connect(dbs / name / "app.db")
+        db.executescript(f"CREATE TABLE t (x); INSERT INTO t VALUES ('{name}');")
+        db.close()
+    cfg = inkind_config({"app": {"type": "sqlite", "path": dbs / "**" / "*.db"}})
+    with bound(inkind_store, dbs / "backup"):
+        for run in range(2):  # the second run's glob meets the first run's copies
+            report, log = backup(inkind_cli, cfg)
+            assert stats_of(report, "app")["objects_kept_out"] == 2 * run
+        assert f"app: {dbs}/backup/app/a/app.db: left out: it is in the store {inkind_store}" in log
+        assert wrote(stats_of(report, "app")) == {}
+    stored = sorted(str(p.relative_to(inkind_store / "app")) for p in (inkind_store / "app").rglob("*.db"))
+    assert stored == ["a/app.db", "b/app.db"]
