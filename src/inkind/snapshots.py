@@ -143,7 +143,7 @@ class SnapshotProvider(ABC):
         folder, when the folder is inside the store (a copy of the store
         leaves it out); None when it is outside."""
         try:
-            return self.snapshot_dir.relative_to(self.store).parts[0]
+            return self.snapshot_dir.resolve().relative_to(self.store.resolve()).parts[0]
         except (ValueError, IndexError):
             return None
 
