@@ -22,10 +22,10 @@ class KeepOut:
     dirs: dict[tuple[int, int], str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, named: dict[str, Path]) -> KeepOut:
-        """The directories of ``named`` (what -> path) that exist now."""
+    def of(cls, named: list[tuple[str, Path]]) -> KeepOut:
+        """The directories of ``named`` ((what, path) pairs) that exist now."""
         dirs: dict[tuple[int, int], str] = {}
-        for what, path in named.items():
+        for what, path in named:
             try:
                 st = os.stat(path)
             except OSError:

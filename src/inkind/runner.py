@@ -24,7 +24,7 @@ from inkind.config import Config, SourceConfig, build
 from inkind.errors import ConfigError, CorruptionError, InkindError, SourceError, StoreError
 from inkind.keepout import KeepOut
 from inkind.plugins import Plugins
-from inkind.snapshots import HistoryResult, provider_for, record_run, snapshot_dir_of, take_and_prune
+from inkind.snapshots import HistoryResult, provider_for, record_run, snapshot_dirs, take_and_prune
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
@@ -162,10 +162,8 @@ class Runner:
         self.seed = resolve_seed(seed)
         self.rng = random.Random(self.seed)
         self.progress_factory = progress_factory
-        store = config.store
-        self.keep_out = KeepOut.of(
-            {"the store": store.path, "the store's snapshot folder": snapshot_dir_of(store)}
-        )
+        folders = [("the store's snapshot folder", p) for p in snapshot_dirs(config.store)]
+        self.keep_out = KeepOut.of([("the store", config.store.path), *folders])
 
     def select(self, names: tuple[str, ...] | list[str]) -> list[SourceConfig]:
         """The named sources (all when none are named), in config order."""

@@ -102,7 +102,7 @@ class SnapshotProvider(ABC):
     """One way to keep history of the store at ``store``.
 
     ``snapshot_dir`` is where providers that make directories put them
-    (beside the store, or its ``.snapshots`` folder: :func:`snapshot_dir_of`);
+    (beside the store, or its ``.snapshots`` folder: :func:`default_snapshot_dir`);
     providers that snapshot a volume or dataset ignore it.
     """
 
@@ -191,27 +191,35 @@ AUTO_ORDER = ("btrfs", "reflink", "hardlink")
 
 
 def default_snapshot_dir(store: Path) -> Path:
-    """``<store>.snapshots`` beside the store when that is on the store's own
-    mount; else (the store is the root of its filesystem, or a mount of its
-    own) ``<store>/.snapshots``, which sources and copies leave alone. Either
-    way every provider can make its snapshots there."""
-    sibling = store.with_name(store.name + ".snapshots") if store.name else store / INNER
+    """``<store>.snapshots`` beside the store when the store's parent is on
+    the store's filesystem; else (the store is the root of a filesystem of
+    its own) ``<store>/.snapshots``, which sources and copies leave alone.
+    Filesystems, not mounts, are compared: inside a systemd unit each
+    ``ReadWritePaths`` entry is a mount of its own, and the unit must find
+    the folder a shell finds."""
+    sibling = _sibling(store)
     try:
-        if where(store).mount == where(store.parent).mount:
-            return sibling
+        beside = where(store).filesystem == where(store.parent).filesystem
     except OSError:  # no store (yet): nothing will be snapshotted
         return sibling
-    return store / INNER
+    return sibling if beside else store / INNER
 
 
-def snapshot_dir_of(store: StoreConfig) -> Path:
-    """The store's snapshot folder: ``store.snapshot_dir``, or the default."""
-    return store.snapshot_dir or default_snapshot_dir(store.path)
+def snapshot_dirs(store: StoreConfig) -> list[Path]:
+    """Every folder this store's snapshots may be in: ``store.snapshot_dir``,
+    else both defaults (the one in use follows the mounts of the moment)."""
+    if store.snapshot_dir is not None:
+        return [store.snapshot_dir]
+    return [_sibling(store.path), store.path / INNER]
+
+
+def _sibling(store: Path) -> Path:
+    return store.with_name(store.name + ".snapshots") if store.name else store / INNER
 
 
 def check_snapshot_dir(store: Path, snapshot_dir: Path, cls: type[SnapshotProvider]) -> None:
-    """A snapshot folder the provider cannot use is a config error before
-    anything is written: inside the store anywhere but ``.snapshots`` (a
+    """An explicit ``store.snapshot_dir`` the provider cannot use is a config
+    error before anything is written: inside the store anywhere but ``.snapshots`` (a
     source or a copy would take it in), or off the filesystem (or mount)
     the provider's snapshots must share with the store."""
     if cls.snapshot_dir_on is None:
@@ -241,20 +249,19 @@ def check_snapshot_dir(store: Path, snapshot_dir: Path, cls: type[SnapshotProvid
 def provider_for(store: StoreConfig, providers: dict[str, type[SnapshotProvider]]) -> SnapshotProvider:
     """The configured provider; "auto" picks the first of btrfs, reflink,
     hardlink whose detect() holds for the store."""
-    snapshot_dir = snapshot_dir_of(store)
     name = store.snapshots
     if name == "auto":
         name = next((n for n in AUTO_ORDER if n in providers and providers[n].detect(store.path)), "none")
-    if name == "none":
-        return NoSnapshots(store.path, snapshot_dir)
-    cls = providers.get(name)
+    cls = NoSnapshots if name == "none" else providers.get(name)
     if cls is None:
         known = ", ".join(["auto", "none", *sorted(providers)])
         raise ConfigError(
             f"config: store.snapshots: no snapshot provider '{name}' is loaded (known: {known})"
         )
-    check_snapshot_dir(store.path, snapshot_dir, cls)
-    return cls(store.path, snapshot_dir)
+    if store.snapshot_dir is None:
+        return cls(store.path, default_snapshot_dir(store.path))
+    check_snapshot_dir(store.path, store.snapshot_dir, cls)
+    return cls(store.path, store.snapshot_dir)
 
 
 @contextlib.contextmanager
