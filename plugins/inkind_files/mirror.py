@@ -268,7 +268,8 @@ class Mirror:
         """Mirror one entry (and, for a directory, what is below it).
 
         Returns LEFT_OUT when the entry is not part of the backup (excluded,
-        a cache directory), so that a full pass removes its stored copy;
+        a cache directory, the store or its snapshot folder), so that a full
+        pass removes its stored copy;
         else ADDED when its name was not in the store before, KEPT when it was.
         """
         if is_temp_name(name):
@@ -278,6 +279,11 @@ class Mirror:
         except FileNotFoundError:
             raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
         is_dir = stat.S_ISDIR(st.st_mode)
+        kept_out = self.run.keep_out.which(st) if is_dir else None
+        if kept_out is not None:  # the store, or its snapshots, in the source tree
+            log.info("%s: %s: not entered: it is %s", self.run.name, key_text(key), kept_out)
+            self.stats.objects_kept_out += 1
+            return LEFT_OUT
         if self.excluded(key_text(key), is_dir):
             return LEFT_OUT
         if is_dir and self.exclude_caches and self._cache_dir(src, name):

@@ -31,6 +31,7 @@ def subvolume_of(path: Path) -> Path | None:
 
 class Btrfs(SnapshotProvider):
     name = "btrfs"
+    snapshot_dir_on = "filesystem"  # any mount of the store's btrfs
 
     @classmethod
     def detect(cls, store: Path) -> bool:
@@ -50,11 +51,23 @@ class Btrfs(SnapshotProvider):
         path = self.snapshot_dir / sid
         return Snapshot(sid, path / self.store.resolve().relative_to(self.subvolume), str(path))
 
+    def _make_folder(self, sub: Path) -> None:
+        """Make the snapshot folder. Inside the subvolume that is snapshotted
+        (``<store>/.snapshots`` of a store that is a subvolume, or a sibling
+        in the same subvolume) it is a subvolume of its own: a snapshot never
+        includes a nested subvolume, so each snapshot holds an empty
+        directory there and not the snapshots taken before it."""
+        if self.snapshot_dir.is_dir():
+            return
+        self.snapshot_dir.parent.mkdir(parents=True, exist_ok=True)
+        if subvolume_of(self.snapshot_dir.parent) == sub:
+            run_tool(["btrfs", "subvolume", "create", str(self.snapshot_dir)], f"create {self.snapshot_dir}")
+        else:
+            self.snapshot_dir.mkdir()
+
     def create(self, sid: str) -> Snapshot:
         sub = self.subvolume
-        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        if self.snapshot_dir.resolve().is_relative_to(self.store.resolve()):
-            raise SnapshotError(f"snapshots: store.snapshot_dir {self.snapshot_dir} lies inside the store")
+        self._make_folder(sub)
         run_tool(
             ["btrfs", "subvolume", "snapshot", "-r", str(sub), str(self.snapshot_dir / sid)],
             f"snapshot {sub}",

@@ -7,6 +7,7 @@ killed run left, and keeps ``.inkind/sources/NAME.json`` current.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -16,12 +17,14 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from inkind.config import Config, SourceConfig, build
 from inkind.errors import ConfigError, CorruptionError, InkindError, SourceError, StoreError
+from inkind.keepout import KeepOut
 from inkind.plugins import Plugins
-from inkind.snapshots import HistoryResult, provider_for, record_run, take_and_prune
+from inkind.snapshots import HistoryResult, provider_for, record_run, snapshot_dirs, take_and_prune
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
@@ -102,6 +105,19 @@ def make_source(cfg: SourceConfig, plugins: Plugins) -> Source:
     return cls(cfg.name, build(cls.Options, cfg.options, f"sources.{cfg.name}", base=cfg.base))
 
 
+def check_paths(name: str, source: Source, keep_out: KeepOut) -> None:
+    """No path a source reads may be, or lie in, the store or its snapshot
+    folder: it would back the store up into itself."""
+    for f in dataclasses.fields(source.options):
+        value = getattr(source.options, f.name)
+        what = keep_out.around(value) if isinstance(value, Path) else None
+        if what is not None:
+            raise ConfigError(
+                f"config: sources.{name}.{f.name}: {value} is in {what};"
+                " a source must not read the store or its snapshots"
+            )
+
+
 def resolve_seed(seed: int | None) -> int:
     """``--seed``, else ``INKIND_SEED``, else a fresh random seed (logged)."""
     if seed is not None:
@@ -146,6 +162,8 @@ class Runner:
         self.seed = resolve_seed(seed)
         self.rng = random.Random(self.seed)
         self.progress_factory = progress_factory
+        folders = [("the store's snapshot folder", p) for p in snapshot_dirs(config.store)]
+        self.keep_out = KeepOut.of([("the store", config.store.path), *folders])
 
     def select(self, names: tuple[str, ...] | list[str]) -> list[SourceConfig]:
         """The named sources (all when none are named), in config order."""
@@ -156,8 +174,12 @@ class Runner:
         wanted = set(names)
         return [s for s in self.config.sources.values() if not wanted or s.name in wanted]
 
-    def prepare(self, names) -> list[tuple[SourceConfig, Source | None, str | None]]:
-        """Check every selected source's config before anything is written.
+    def prepare(
+        self, names, *, reads_sources: bool = True
+    ) -> list[tuple[SourceConfig, Source | None, str | None]]:
+        """Check every selected source's config before anything is written
+        (for a command that reads the sources, also that none reads the
+        store: :func:`check_paths`).
 
         A source whose type belongs to a plugin that failed to load is
         returned with its error, so the other sources still run.
@@ -165,11 +187,15 @@ class Runner:
         prepared = []
         for cfg in self.select(names):
             try:
-                prepared.append((cfg, make_source(cfg, self.plugins), None))
+                source = make_source(cfg, self.plugins)
             except ConfigError as e:
                 if cfg.type in self.plugins.types or not self.plugins.failed:
                     raise
                 prepared.append((cfg, None, str(e)))
+                continue
+            if reads_sources:
+                check_paths(cfg.name, source, self.keep_out)
+            prepared.append((cfg, source, None))
         return prepared
 
     def backup(
@@ -249,7 +275,7 @@ class Runner:
         dry_run: bool = False,
         after: Callable[[RunReport], None] | None = None,
     ) -> RunReport:
-        prepared = self.prepare(names)
+        prepared = self.prepare(names, reads_sources=command != "verify")
         writes = command != "verify" and not dry_run
         store = Store.open(self.config.store.path, writable=writes)
         report = RunReport(command, now_iso(), self.seed, dry_run=dry_run)
@@ -337,6 +363,7 @@ class Runner:
                 rng=self.rng,
                 full=full,
                 progress_factory=self.progress_factory,
+                keep_out=self.keep_out,
             )
             log.info("%s: %s%s", cfg.name, command, " (full pass)" if full else "")
             try:

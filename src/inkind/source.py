@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from inkind.errors import SourceReadError, SourceWarning
+from inkind.keepout import KeepOut
 from inkind.state import SourceState
 from inkind.stats import Stats
 from inkind.ui import Progress, null_progress
@@ -40,6 +41,9 @@ class RunContext:
     ``data_dir`` is ``STORE/NAME``; ``root_fd``/``data_fd`` are open
     descriptors of the store root and of ``data_dir`` for fd-relative work.
     ``rng`` is the run's single random generator (seeded by ``--seed``).
+    ``keep_out`` names the directories no source may enter or read (the
+    store and its snapshot folder), by identity: a source that walks a
+    tree leaves them out, counting each in ``stats.objects_kept_out``.
     """
 
     name: str
@@ -54,6 +58,7 @@ class RunContext:
     dry_run: bool = False
     progress_factory: Any = None
     warnings_seen: list[str] = field(default_factory=list)
+    keep_out: KeepOut = field(default_factory=KeepOut)
 
     @property
     def data_dir(self) -> Path:
