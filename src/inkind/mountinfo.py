@@ -11,6 +11,7 @@ its own; the mount's id and its filesystem's device (``major:minor`` in
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,14 @@ from pathlib import Path
 class Where:
     mount: int  # the mount id: link() and rename() work within one
     filesystem: str  # "major:minor" of the filesystem: snapshots and reflinks work within one
+    mount_point: str = ""
+    fstype: str = ""
+    source: str = ""  # the device (or what the filesystem names as its source)
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def where(path: Path) -> Where:
@@ -34,7 +43,8 @@ def where(path: Path) -> Where:
         for line in f:
             parts = line.split()
             if int(parts[0]) == mount:
-                return Where(mount, parts[2])
+                rest = parts[parts.index("-") + 1 :]
+                return Where(mount, parts[2], _unescape(parts[4]), rest[0], _unescape(rest[1]))
     raise OSError(f"mount {mount} of {path} is not in /proc/self/mountinfo")
 
 
