@@ -81,8 +81,6 @@ def stats_text(stats: Stats) -> str:
         value = getattr(stats, key)
         if value:
             parts.append(f"{human_bytes(value) if key.startswith('bytes_') else value} {label}")
-    if not parts:
-        parts.append("nothing to do")
     return ", ".join([*parts, f"{stats.duration_seconds:.1f}s"])
 
 
