@@ -32,6 +32,7 @@ from inkind import (
     XAttrs,
 )
 from inkind.hashing import hash_fd, new_hasher
+from inkind.state import SourceState
 from inkind.store import is_temp_name, set_mode, set_mtime, set_owner, sync_store
 from inkind.store.entries import has_entries, record_entries
 from inkind.store.files import is_zero, same_bytes, temp_name
@@ -96,6 +97,15 @@ def key_text(key: Key) -> str:
 
 def text_key(text: str) -> Key:
     return tuple(p for p in os.fsencode(text).split(b"/") if p)
+
+
+def previous_count(state: SourceState) -> int | None:
+    """The entries the last backup walked, if it walked the whole tree: the
+    progress bar's estimate of this walk (None: no estimate)."""
+    last = state.data.get("last_backup")
+    if not isinstance(last, dict) or last.get("outcome") not in ("ok", "warnings"):
+        return None
+    return (last.get("stats") or {}).get("objects_seen") or None
 
 
 @dataclass
@@ -182,7 +192,8 @@ class Mirror:
                 self.recount = state.partial or state.left_running or resume is not None
                 state.mark_partial()  # durable before the walk's first write
             phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
-            with self.run.progress("files") as progress:
+            seen = previous_count(self.run.state)
+            with self.run.progress("files", total=seen, estimated=True) as progress:
                 self.progress = progress
                 try:
                     for bounds in phases:

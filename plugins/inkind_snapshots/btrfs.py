@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 
 from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
+from inkind.storefs import Filesystem
 from inkind_snapshots.mounts import mount_of
 
 SUBVOLUME_ROOT_INO = 256  # every btrfs subvolume's top directory has this inode
+QGROUPS = Path("/sys/fs/btrfs")  # per filesystem UUID: qgroups/0_<subvolume id>/exclusive
 
 
 def subvolume_of(path: Path) -> Path | None:
@@ -87,9 +89,24 @@ class Btrfs(SnapshotProvider):
         run_tool(["btrfs", "subvolume", "sync", str(self.snapshot_dir)], f"wait for {snap.handle} to go")
 
     def exclusive_bytes(self, snap: Snapshot) -> int | None:
-        out = run_tool(["btrfs", "filesystem", "du", "-s", "--raw", snap.handle], f"measure {snap.handle}")
-        lines = out.strip().splitlines()
+        """What deleting the snapshot frees, as btrfs's quota groups count it
+        (data and metadata); None unless quotas are on and consistent.
+        ``btrfs filesystem du`` is no substitute: it counts data extents
+        only, so a snapshot whose files are small (kept inline in the
+        metadata) or whose changes are metadata reads 0 there."""
+        uuid = Filesystem.of(self.store).uuid
+        qgroups = QGROUPS / uuid / "qgroups" if uuid else None
+        if qgroups is None or not qgroups.is_dir():
+            return None  # quotas off
+        # "squota" (simple quotas) charges an extent to the subvolume that
+        # wrote it, never to a snapshot; kernels before 6.7 have no mode file.
+        mode = qgroups / "mode"
+        if mode.exists() and mode.read_text().strip() != "qgroup":
+            return None
+        if (qgroups / "inconsistent").read_text().strip() != "0":
+            return None  # a rescan is due
+        root = run_tool(["btrfs", "inspect-internal", "rootid", snap.handle], f"measure {snap.handle}")
         try:
-            return int(lines[-1].split()[1])
-        except (IndexError, ValueError):
+            return int((qgroups / f"0_{root.strip()}" / "exclusive").read_text())
+        except (OSError, ValueError):
             return None

@@ -129,11 +129,32 @@ class Hardlink(CopyTree):
         return True
 
     def exclusive_bytes(self, snap: Snapshot) -> int | None:
-        """Files with a single link belong to this snapshot alone."""
-        total = 0
-        for dirpath, _dirs, files in os.walk(snap.handle):
-            for f in files:
-                st = os.lstat(os.path.join(dirpath, f))
-                if st.st_nlink == 1:
-                    total += st.st_blocks * 512
-        return total
+        """The blocks deleting this snapshot frees: its directories (every
+        copy has its own), and each inode all of whose links are in it. An
+        inode that is also the store's entry at the same path is shared
+        (the common case), so only the others are counted link by link."""
+        total = os.lstat(snap.handle).st_blocks * 512
+        inodes: dict[int, list[int]] = {}  # inode -> [links seen here, st_nlink, bytes]
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            with os.scandir(os.path.join(snap.handle, rel)) as it:
+                for e in it:
+                    st = e.stat(follow_symlinks=False)
+                    path = os.path.join(rel, e.name)
+                    if stat.S_ISDIR(st.st_mode):
+                        total += st.st_blocks * 512
+                        stack.append(path)
+                    elif st.st_nlink == 1:
+                        total += st.st_blocks * 512
+                    elif not _same_inode(st, self.store / path):
+                        inodes.setdefault(st.st_ino, [0, st.st_nlink, st.st_blocks * 512])[0] += 1
+        return total + sum(size for here, nlink, size in inodes.values() if here == nlink)
+
+
+def _same_inode(st: os.stat_result, path: Path) -> bool:
+    try:
+        other = os.lstat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)

@@ -32,6 +32,7 @@ from inkind.store.files import holds_data, sweep_tagged_temps, sweep_temps, sync
 from inkind.store.image import replay_journals
 from inkind.store.paths import DIR_FLAGS
 from inkind.storeroot import Store
+from inkind.ui import fields, log_context, stats_text
 from inkind.verify import missing_objects, state_findings
 
 log = logging.getLogger("inkind")
@@ -236,7 +237,7 @@ class Runner:
             # What is gone is found whatever the fraction: it costs a stat each.
             gone = [f for f in state_findings(run) + missing_objects(run) if not f.recoverable]
             for f in gone:
-                log.error("%s: corruption: %s", cfg.name, f)
+                log.error("%s: corruption: %s", cfg.name, f, extra=fields(object=f.obj))
             run.stats.objects_corrupt += len(gone)
             source.scrub(run)
             if gone:
@@ -254,7 +255,8 @@ class Runner:
             found = [f for f in found if not (f.recoverable and f.obj in errors)]
             findings.extend(found)
             for f in found:
-                log.log(logging.WARNING if f.recoverable else logging.ERROR, "%s", f)
+                level = logging.WARNING if f.recoverable else logging.ERROR
+                log.log(level, "%s", f, extra=fields(object=f.obj, recoverable=f.recoverable))
             bad = [f for f in found if not f.recoverable]
             if bad:
                 run.stats.objects_corrupt += len(bad)
@@ -279,7 +281,7 @@ class Runner:
         writes = command != "verify" and not dry_run
         store = Store.open(self.config.store.path, writable=writes)
         report = RunReport(command, now_iso(), self.seed, dry_run=dry_run)
-        log.info("%s: seed %d", command, self.seed)
+        log.info("%s: seed %d", command, self.seed, extra=fields(command=command, seed=self.seed))
         try:
             with sigterm_interrupts():
                 for cfg, source, error in prepared:
@@ -288,9 +290,10 @@ class Runner:
                     if source is None:
                         result.outcome = FAILED
                         result.messages.append(error or "")
-                        log.error("%s: %s", cfg.name, error)
+                        log.error("%s: %s", cfg.name, error, extra=fields(source=cfg.name))
                         continue
-                    self._one(store, cfg, source, result, op, command, full, writes)
+                    with log_context(source=cfg.name):
+                        self._one(store, cfg, source, result, op, command, full, writes)
                     if result.outcome == INTERRUPTED:
                         break
         finally:
@@ -394,7 +397,19 @@ class Runner:
                 self._record(state, cfg, command, result, run)
             if lock >= 0:
                 os.close(lock)
-        log.info("%s: %s %s", cfg.name, result.outcome, stats.nonzero())
+        log.info(
+            "%s: %s: %s",
+            cfg.name,
+            result.outcome,
+            stats_text(stats),
+            extra=fields(
+                event="finished",
+                command=command,
+                outcome=result.outcome,
+                full=result.full,
+                stats=stats.as_dict(),
+            ),
+        )
 
     def _record_objects(self, source: Source, run: RunContext) -> None:
         """Keep in the state what the source has stored after this backup
@@ -425,14 +440,21 @@ class Runner:
             os.close(fd)
         replayed = replay_journals(store.root_fd, cfg.name, stats)
         if replayed:
-            log.info("%s: replayed %d pending journal(s)", cfg.name, replayed)
+            log.info(
+                "%s: replayed %d pending journal(s)", cfg.name, replayed, extra=fields(journals=replayed)
+            )
         if "running" in state.data:
             fd = os.open(store.data_dir(cfg.name), DIR_FLAGS)
             try:
                 removed = sweep_temps(fd)
             finally:
                 os.close(fd)
-            log.info("%s: previous run did not finish; removed %d temp(s)", cfg.name, removed)
+            log.info(
+                "%s: previous run did not finish; removed %d temp(s)",
+                cfg.name,
+                removed,
+                extra=fields(temps=removed),
+            )
         if state.data.get("config") not in (None, source.fingerprint()):
             log.info("%s: configuration changed: full pass", cfg.name)
             state.set_resume(None, force=False)

@@ -33,6 +33,7 @@ from inkind.mountinfo import where, where_it_would_be
 from inkind.retention import free_target, keep_reasons
 from inkind.state import write_json
 from inkind.store.files import is_temp_name, sweep_tagged_temps
+from inkind.ui import fields, human_bytes
 
 log = logging.getLogger("inkind")
 
@@ -382,18 +383,24 @@ def prune(
         s = kept.pop(0)
         doomed.append(s)
         log.info(
-            "snapshot %s %s (min_free %s: %d bytes free)",
+            "snapshot %s %s (min_free %s: %s free)",
             s.id,
             "would be pruned" if dry_run else "pruned",
             store.retention.min_free,
-            free,
+            human_bytes(free),
+            extra=fields(snapshot=s.id, free_bytes=free, min_free_bytes=want),
         )
         if dry_run:
             break
         provider.delete(s)
         free = provider.space()[1]
     if free < want and not dry_run:
-        log.warning("snapshots: only %d bytes free after pruning; min_free asks %d", free, want)
+        log.warning(
+            "snapshots: only %s free after pruning; min_free asks %s",
+            human_bytes(free),
+            human_bytes(want),
+            extra=fields(free_bytes=free, min_free_bytes=want),
+        )
     return doomed
 
 

@@ -89,12 +89,19 @@ class RunContext:
             self.warn(str(reason))
 
     @contextmanager
-    def progress(self, description: str, total: int | None = None) -> Iterator[Progress]:
-        """A progress bar on a terminal for a long loop; nothing otherwise."""
+    def progress(
+        self, description: str, total: int | None = None, *, unit: str = "objects", estimated: bool = False
+    ) -> Iterator[Progress]:
+        """A progress bar on a terminal for a long loop; nothing otherwise.
+
+        ``unit`` is "objects" or "bytes" (shown in KiB, MiB...); give a
+        ``total`` where it is known, so the bar shows a rate and the time
+        left, and mark it ``estimated`` when it is a guess (the previous
+        run's count)."""
         if self.progress_factory is None:
             yield null_progress
             return
-        with self.progress_factory(f"{self.name}: {description}", total) as p:
+        with self.progress_factory(f"{self.name}: {description}", total, unit=unit, estimated=estimated) as p:
             yield p
 
 
