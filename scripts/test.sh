@@ -8,4 +8,5 @@ scripts/setup.sh --test
 .venv/bin/pip install -q --disable-pip-version-check -e examples/inkind-git
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/pytest "$@"
+# Both cores (pytest-xdist); INKIND_TEST_WORKERS=0 runs in one process.
+exec .venv/bin/pytest -n "${INKIND_TEST_WORKERS:-auto}" "$@"
