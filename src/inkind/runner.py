@@ -19,15 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inkind.config import Config, SourceConfig, build
-from inkind.errors import ConfigError, CorruptionError, InkindError, SourceError, StoreError
+from inkind.errors import ConfigError, CorruptionError, InkindError, StoreError
 from inkind.plugins import Plugins
 from inkind.snapshots import HistoryResult, provider_for, record_run, take_and_prune
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
+from inkind.store.dryrun import dry_run as store_dry_run
 from inkind.store.files import holds_data, sweep_tagged_temps, sweep_temps, sync_store
 from inkind.store.image import replay_journals
-from inkind.store.paths import DIR_FLAGS
+from inkind.store.paths import DIR_FLAGS, open_at
+from inkind.store.tree import make_dir
 from inkind.storeroot import Store
 from inkind.verify import missing_objects, state_findings
 
@@ -181,8 +183,6 @@ class Runner:
         dry_run: bool = False,
     ) -> RunReport:
         def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
-            if dry_run and not source.supports_dry_run:
-                raise SourceError(f"source type '{cfg.type}' cannot do a dry run")
             run.dry_run = dry_run
             run.scrub_fraction = (
                 0.0 if dry_run else cfg.scrub_fraction if scrub_fraction is None else scrub_fraction
@@ -255,7 +255,8 @@ class Runner:
         report = RunReport(command, now_iso(), self.seed, dry_run=dry_run)
         log.info("%s: seed %d", command, self.seed)
         try:
-            with sigterm_interrupts():
+            # A dry run: every store primitive compares, counts and writes nothing.
+            with sigterm_interrupts(), store_dry_run(dry_run):
                 for cfg, source, error in prepared:
                     result = SourceResult(cfg.name, cfg.type)
                     report.results.append(result)
@@ -293,8 +294,11 @@ class Runner:
             result.messages.append("nothing stored yet")
             log.info("%s: nothing stored yet", cfg.name)
             return
-        # A dry run of a source with nothing stored yet has nothing to lock.
-        lock = store.lock(cfg.name, shared=not writes) if writes or stored else -1
+        if writes or stored:
+            lock = store.lock(cfg.name, shared=not writes)
+        else:  # a dry run, nothing stored yet: the directory a backup would make
+            make_dir(store.root_fd, cfg.name)
+            lock = open_at(store.root_fd, cfg.name, DIR_FLAGS)
         if lock is None:
             result.outcome = BUSY
             msg = "another inkind run is working on this source; skipped"
@@ -365,7 +369,12 @@ class Runner:
                 self._record(state, cfg, command, result)
             if lock >= 0:
                 os.close(lock)
-        log.info("%s: %s %s", cfg.name, result.outcome, stats.nonzero())
+        dry = (
+            " (dry run: what the backup would do; nothing written)"
+            if command == "backup" and not writes
+            else ""
+        )
+        log.info("%s: %s%s %s", cfg.name, result.outcome, dry, stats.nonzero())
 
     def _record_objects(self, source: Source, run: RunContext) -> None:
         """Keep in the state what the source has stored after this backup
