@@ -297,7 +297,7 @@ class Runner:
         if writes or stored:
             lock = store.lock(cfg.name, shared=not writes)
         else:  # a dry run, nothing stored yet: the directory a backup would make
-            make_dir(store.root_fd, cfg.name)
+            make_dir(store.root_fd, cfg.name, 0o777)  # as Store.lock makes it
             lock = open_at(store.root_fd, cfg.name, DIR_FLAGS)
         if lock is None:
             result.outcome = BUSY
