@@ -41,7 +41,7 @@ from inkind.hashing import hash_fd
 from inkind.stats import Stats
 from inkind.store import dryrun
 from inkind.store.files import copy_range, temp_name
-from inkind.store.paths import DIR_FLAGS, PathLike, lstat_at, open_at, open_beneath
+from inkind.store.paths import DIR_FLAGS, PathLike, fd_path, lstat_at, open_at, open_beneath
 from inkind.store.sparse import data_segments, punch_hole
 from inkind.store.tree import make_dirs
 from inkind.store.xattrs import XAttrs, xattr_items
@@ -185,6 +185,7 @@ class UpdateImage:
         self._fd = -1  # the temp being built (new/clone/copy)
         self._tmp = b""
         self._stand_in = ""  # a dry run's temp
+        self._old: os.stat_result | None = None
         self._journal: _JournalWriter | None = None
 
     def __enter__(self) -> UpdateImage:
@@ -205,6 +206,7 @@ class UpdateImage:
         return self
 
     def _open_target(self, old: int, st: os.stat_result | None) -> None:
+        self._old = st
         if st is None:
             self._new_temp()
             self.mode = "new"
@@ -309,11 +311,25 @@ class UpdateImage:
         set_checksum(XAttrs(self._fd, stats=self.stats), self._fd, self.size, self.xxh3, self.blocks_xxh3)
         dry = dryrun.active()
         if dry is not None:
-            dry.put(self._pfd, self._name, self._stand_in)
+            self._dry_commit(dry)
             return
         os.fsync(self._fd)
         os.rename(self._tmp, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
         self._tmp = b""
+
+    def _dry_commit(self, dry: dryrun.DryRun) -> None:
+        """A new image is its stand-in from now on. An updated one keeps its
+        name on the stored image, whose content the rest of the run reads
+        (a stand-in holds no data), with the stand-in's xattrs and a new
+        mtime, as the renamed clone would have."""
+        if self._old is None:
+            dry.put(self._pfd, self._name, self._stand_in)
+            return
+        old = dryrun.ino_of(self._old)
+        dry.xattrs[old] = {k: None for k, _ in xattr_items(fd_path(self._pfd, self._name))}
+        dry.xattrs[old].update(dry.xattr_layer(dryrun.ino_of(self._fd)))
+        dry.touch(old)
+        dry.touch(dryrun.ino_of(self._pfd))
 
 
 def update_image(
