@@ -153,3 +153,49 @@ def test_dry_run_counts_what_the_backup_does_and_writes_nothing(every_type, inki
     change()
     dry_then_real(inkind_cli, config, inkind_store)
     dry_then_real(inkind_cli, config, inkind_store, "--full")  # a full pass: deletions too
+
+
+def snapshot_ids(inkind_cli, config: Path) -> list[str]:
+    r = inkind_cli("-c", config, "snapshots", "list", "--json", "--no-sizes")
+    assert r.returncode == 0, r.stderr
+    return [row["id"] for row in r.json()["snapshots"]]
+
+
+def test_dry_run_over_hardlink_history_and_leftovers_writes_nothing(tmp_path, inkind_config, inkind_cli):
+    """With a hard-link history (stored files share inodes with a snapshot,
+    so the backup copies before it changes one) and temps a killed run
+    left, the dry run leaves the store as it is (the snapshot's files are
+    the store's inodes), takes no snapshot, and counts what the backup does."""
+    tree = tmp_path / "tree"
+    (tree / "d").mkdir(parents=True)
+    (tree / "d" / "f").write_text("one")
+    (tree / "g").write_text("two")
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(random.Random(2).randbytes(1 << 20))
+    config = inkind_config(
+        {
+            "files": {"type": "files", "path": tree},
+            "disk": {"type": "image", "path": disk, "block_size": "64k"},
+        }
+    )
+    config.write_text(config.read_text().replace('snapshots = "none"', 'snapshots = "hardlink"'))
+    store = Path(config.read_text().split('path = "', 1)[1].split('"', 1)[0])
+    r = inkind_cli("-c", config, "backup", "--json")
+    assert r.returncode == 0, r.stderr
+    assert os.stat(store / "disk" / "disk.img").st_nlink > 1  # shared with the snapshot
+    (tree / "d" / "f").write_text("changed")
+    os.chmod(tree / "g", 0o600)
+    with open(disk, "r+b") as f:
+        f.write(b"\0" * 70000 + b"x")
+    (store / "files" / ".inkind-tmp-0123456789abcdef").write_text("left by a killed run")
+    (store / ".inkind" / "manifests" / "disk" / ".inkind-tmp-fedcba9876543210").write_text("left")
+    taken = snapshot_ids(inkind_cli, config)
+    before = listing(store)
+    dry = inkind_cli("-c", config, "backup", "--dry-run", "--json", "--seed", "3")
+    assert dry.returncode == 0, dry.stderr
+    assert listing(store) == before
+    assert snapshot_ids(inkind_cli, config) == taken
+    real = inkind_cli("-c", config, "backup", "--json", "--seed", "3")
+    assert real.returncode == 0, real.stderr
+    assert counts(dry.json()) == counts(real.json())
+    assert len(snapshot_ids(inkind_cli, config)) == len(taken) + 1
