@@ -55,8 +55,7 @@ def sweep_tagged_temps(dir_fd: int, tag: str) -> int:
     """Remove the temps of ``temp_name(tag)`` in one directory (not below);
     return the count. The caller must hold what keeps every other writer
     of such temps out (a source's lock for its state file)."""
-    if dryrun.active() is not None:
-        return 0
+    dry = dryrun.active() is not None  # a dry run only counts them
     suffix = b"." + os.fsencode(tag)
     width = len(_TEMP_PREFIX_B) + 16
     removed = 0
@@ -64,7 +63,8 @@ def sweep_tagged_temps(dir_fd: int, tag: str) -> int:
         name_b = os.fsencode(name)
         if name_b.startswith(_TEMP_PREFIX_B) and name_b[width:] == suffix:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=dir_fd)
+                if not dry:
+                    os.unlink(name, dir_fd=dir_fd)
                 removed += 1
     return removed
 

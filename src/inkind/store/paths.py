@@ -55,9 +55,13 @@ def lstat_at(dir_fd: int, name: str | bytes) -> os.stat_result:
 
 
 def listdir(dir_fd: int) -> list[str]:
-    """The names in a directory, with what a dry run added or removed."""
+    """The names in a directory, with what a dry run added or removed.
+
+    Read through a new open of the directory: btrfs (since Linux 6.5) does
+    not list, through a descriptor, entries created after it was opened.
+    """
     dry = dryrun.active()
-    return os.listdir(dir_fd) if dry is None else dry.listdir(dir_fd)
+    return os.listdir(f"/proc/self/fd/{dir_fd}") if dry is None else dry.listdir(dir_fd)
 
 
 def open_beneath(root_fd: int, relpath: str | bytes, flags: int, mode: int = 0o600) -> int:
