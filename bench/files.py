@@ -29,6 +29,7 @@ from pathlib import Path
 
 from measure import Measurement, drop_caches, machine, markdown_table, measure, median
 
+from inkind.storeroot import init_store
 from inkind.testing import render_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ def main() -> None:
         first = "inkind" if r % 2 == 0 else "rsync"
         for d in ("store", "rsync"):
             shutil.rmtree(args.work / d, ignore_errors=True)
-        (args.work / "store").mkdir()
+        init_store(args.work / "store")
         record("first run", run_pair(inkind, rsync, first, cold))
         record("no change", run_pair(inkind, rsync, first, cold))
         changed_bytes.append(change(src, small, rng))

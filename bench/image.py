@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import Btrfs, Measurement, markdown_table, measure, median, settle, sh
 
+from inkind.storeroot import init_store
 from inkind.testing import render_config
 
 MiB = 1 << 20
@@ -81,7 +82,7 @@ class Targets:
     def __init__(self, fs: Btrfs, work: Path, source: Path):
         self.fs = fs
         self.source = source
-        self.subs = {name: fs.subvolume(name) for name in ("inkind", "rsync", "cp")}
+        self.subs = {"inkind": fs.store("inkind"), "rsync": fs.subvolume("rsync"), "cp": fs.subvolume("cp")}
         config = write_config(work / "inkind.toml", self.subs["inkind"], source)
         self.files = {
             "inkind": self.subs["inkind"] / "disk" / "disk.img",
@@ -186,7 +187,7 @@ def huge_sparse(work: Path) -> dict[str, Measurement]:
             f.seek(i * GiB)
             f.write(os.urandom(BLOCK))
     store = work / "huge-store"
-    store.mkdir()
+    init_store(store)
     config = write_config(work / "huge.toml", store, src)
     inkind = [PYTHON, "-m", "inkind", "-q", "-c", str(config), "backup"]
     return {

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from measure import Measurement, machine, markdown_table, measure
 
+from inkind.storeroot import init_store
 from inkind.testing import render_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ def run(work: Path, files: int, dirs: int) -> dict:
     rng = random.Random(1)
     src = work / "src"
     data_files = make_tree(src, files, dirs, rng)
-    (work / "store").mkdir()
+    init_store(work / "store")
     cfg = config(work, src)
     first, first_stats = backup(cfg, work / "first.json")
     again, again_stats = backup(cfg, work / "again.json")

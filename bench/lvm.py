@@ -119,7 +119,7 @@ def main() -> None:
         fill(volume, size, rng)
         fakelvm.mark_written(state, "vg0", "vm", [(0, size)])
         fakelvm.save(state)
-        stores = {"delta": fs.subvolume("delta"), "whole": fs.subvolume("whole")}
+        stores = {"delta": fs.store("delta"), "whole": fs.store("whole")}
         dd_target = fs.subvolume("dd") / "vm.img"
         commands = {
             name: [

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inkind.storeroot import init_store
+
 # Measure inkind as installed: with its bytecode cached. A shell that sets
 # PYTHONDONTWRITEBYTECODE would make every run compile the project's modules
 # again (0.1 s of each start on this machine).
@@ -120,6 +122,12 @@ class Btrfs:
     def subvolume(self, name: str) -> Path:
         sh("btrfs", "subvolume", "create", self.mnt / name)
         return self.mnt / name
+
+    def store(self, name: str) -> Path:
+        """A subvolume made an inkind store (``inkind init``)."""
+        sub = self.subvolume(name)
+        init_store(sub)
+        return sub
 
     def snapshot(self, sub: Path) -> Path:
         snap = self.mnt / f".before-{sub.name}"

@@ -3,7 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-mkdir -p inkind-store   # inkind refuses a missing store: it may be an unmounted disk
+# A store exists only once `init` made it: a run never fills the empty
+# mount point of an unmounted backup disk.
+.venv/bin/inkind -c examples/quickstart.toml init
 .venv/bin/inkind -c examples/quickstart.toml backup
 echo
 echo "Stored in ./inkind-store/quickstart. Run it again: nothing is rewritten."

@@ -1,6 +1,7 @@
 """Shared test helpers; the fixtures themselves come from inkind.testing,
 except the real database servers, started once per session and shared by
-the postgres and mysql suites and the reliability harness."""
+the postgres and mysql suites and the reliability harness, and the
+per-test loop devices and filesystems of tests/loopfs.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from dbservers import (
     MariaServer,
     PgServer,
 )
+from loopfs import loop_device, mounted
+
+__all__ = ["loop_device", "maria", "mounted", "pg"]
 
 
 @pytest.fixture(scope="session")

@@ -12,17 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from inkind.testing.filesystems import MKFS, sh, unmount
+
 MiB = 1 << 20
-MKFS = {
-    "btrfs": ["mkfs.btrfs", "-q", "-f"],
-    "xfs": ["mkfs.xfs", "-q", "-f"],
-    "ext4": ["mkfs.ext4", "-q", "-F"],
-}
 FS_SIZE = 512 * MiB  # XFS wants at least 300 MB
-
-
-def sh(*argv: str | Path) -> str:
-    return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True).stdout
 
 
 @dataclass
@@ -73,5 +66,4 @@ def mounted(tmp_path: Path, loop_device) -> Iterator[Callable[..., Path]]:
 
     yield make
     for mnt in reversed(mounts):
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        unmount(mnt)

@@ -35,7 +35,7 @@ from inkind.store import is_temp_name, set_mode, set_mtime, set_owner, sync_stor
 from inkind.store.entries import has_entries, record_entries
 from inkind.store.files import is_zero, same_bytes, temp_name
 from inkind.store.image import unshare
-from inkind.store.paths import DIR_FLAGS, fd_path, listdir, lstat_at, open_at, open_beneath
+from inkind.store.paths import DIR_FLAGS, fd_path, list_dir, lstat_at, open_at, open_beneath
 from inkind.store.sparse import data_segments
 from inkind.store.tree import link, make_dir, make_node, make_symlink, remove, rename
 from inkind.store.xattrs import xattr_items
@@ -240,7 +240,7 @@ class Mirror:
         if listed is None:
             if not changed and has_entries(dst):
                 return
-            listed = listdir(dst)
+            listed = list_dir(dst)
         record_entries(dst, listed, self.stats)
 
     def _done(self, key: Key) -> None:
@@ -299,7 +299,7 @@ class Mirror:
         """Full pass: remove what the source no longer has (within bounds).
         Returns the names the stored directory holds afterwards."""
         left = []
-        for name in listdir(dst):
+        for name in list_dir(dst):
             if name in present:
                 left.append(name)
                 continue

@@ -14,7 +14,7 @@ from inkind import ConfigError, RunContext, Source, SourceError, SourceWarning
 from inkind.source import Finding
 from inkind.store import is_temp_name, set_mtime
 from inkind.store.entries import entries_problem, record_entries
-from inkind.store.paths import DIR_FLAGS
+from inkind.store.paths import DIR_FLAGS, list_dir
 from inkind.verify import verify_tree
 from inkind_files.mirror import ADDED, Bounds, Key, Mirror, key_text
 
@@ -111,7 +111,7 @@ class FilesSource(Source):
             while stack:
                 dst, src, prefix = stack.pop()
                 try:
-                    names = sorted(os.listdir(dst), key=os.fsencode)
+                    names = sorted(list_dir(dst), key=os.fsencode)
                     if check_entries:
                         names = _check_entries(run, mirror, src, dst, prefix, names)
                     for name in names:
@@ -194,7 +194,7 @@ def _check_entries(
         log.error("%s: corruption: %s: missing from the store; brought back from the source", run.name, r)
     run.stats.objects_repaired += len(restored)
     mirror.corrupt += restored or [rel]
-    names = sorted(os.listdir(dst), key=os.fsencode)
+    names = sorted(list_dir(dst), key=os.fsencode)
     record_entries(dst, names, run.stats)
     # The deletion and the repair touched the stored directory (as scrub's
     # file repair does, it gets the source directory's mtime back).

@@ -11,6 +11,7 @@ from inkind.blockcopy import BlockCopy
 from inkind.blockdev import OpenSource, in_use, open_source, udev_ids
 from inkind.rawimage import RawImageSource
 from inkind.store.files import is_temp_name
+from inkind.store.paths import list_dir
 from inkind_image.options import ImageOptions
 
 log = logging.getLogger("inkind")
@@ -76,7 +77,7 @@ class ImageSource(RawImageSource):
     def _remove_strays(self, run: RunContext) -> None:
         """A full pass removes images this source no longer produces (its
         ``name`` changed)."""
-        for name in os.listdir(run.data_fd):
+        for name in list_dir(run.data_fd):
             if name.endswith(".img") and name != self.options.image_file and not is_temp_name(name):
                 log.info("%s: removing %s (no longer produced by this source)", run.name, name)
                 self._engine(run, name).remove()

@@ -27,7 +27,7 @@ from inkind.blockdev import OpenSource, open_source, udev_ids
 from inkind.lvm import Volume
 from inkind.rawimage import RawImageSource
 from inkind.store.files import is_temp_name
-from inkind.store.paths import open_beneath
+from inkind.store.paths import list_dir, open_beneath
 from inkind_lvm.options import LvmOptions
 
 log = logging.getLogger("inkind")
@@ -302,7 +302,7 @@ class LvmSource(RawImageSource):
                 _remove_quietly(vg, found.lv)
 
     def _remove_strays(self, run: RunContext, keep: set[str]) -> None:
-        for name in os.listdir(run.data_fd):
+        for name in list_dir(run.data_fd):
             if name.endswith(".img") and name not in keep and not is_temp_name(name):
                 log.info("%s: removing %s (no longer produced by this source)", run.name, name)
                 self.engine(run, name, name).remove()

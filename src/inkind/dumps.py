@@ -40,7 +40,7 @@ from inkind.source import RunContext, Source
 from inkind.store import tree
 from inkind.store.entries import entries_problem, record_entries
 from inkind.store.files import UpdateFile, is_temp_name, sync_store, temp_name
-from inkind.store.paths import DIR_FLAGS, fd_path, listdir, open_at
+from inkind.store.paths import DIR_FLAGS, fd_path, list_dir, open_at
 from inkind.store.xattrs import XAttrs
 from inkind.verify import check_file
 
@@ -219,11 +219,12 @@ def count(run: RunContext, changed: bool) -> None:
 def regular_files(dir_fd: int) -> list[str]:
     """The regular files of a flat directory (temps left out), sorted."""
     names = []
-    for e in os.scandir(dir_fd):
-        if e.is_file(follow_symlinks=False) and not is_temp_name(e.name):
-            names.append(e.name)
-        elif not is_temp_name(e.name):
-            raise SourceError(f"{e.name}: unexpected non-regular file in a dump directory")
+    for name in list_dir(dir_fd):
+        if is_temp_name(name):
+            continue
+        if not stat.S_ISREG(os.lstat(name, dir_fd=dir_fd).st_mode):
+            raise SourceError(f"{name}: unexpected non-regular file in a dump directory")
+        names.append(name)
     return sorted(names)
 
 
@@ -351,7 +352,7 @@ def remove_entry(dir_fd: int, name: str) -> None:
 
 def stored_entries(data_fd: int) -> list[str]:
     """The entries of ``STORE/NAME`` (temps left out), sorted."""
-    return sorted(n for n in listdir(data_fd) if not is_temp_name(n))
+    return sorted(n for n in list_dir(data_fd) if not is_temp_name(n))
 
 
 # --- scrub ---------------------------------------------------------------

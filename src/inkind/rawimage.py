@@ -18,7 +18,7 @@ from inkind.errors import ConfigError
 from inkind.source import Finding, RunContext, Source
 from inkind.store.files import is_temp_name
 from inkind.store.image import pending_journals
-from inkind.store.paths import open_beneath
+from inkind.store.paths import list_dir, open_beneath
 from inkind.store.xattrs import XAttrs
 from inkind.verify import check_file, existing
 
@@ -66,7 +66,7 @@ class RawImageSource(Source):
             Finding(j, "pending journal; the next run replays it", True)
             for j in pending_journals(run.root_fd, run.name)
         ]
-        for name in sorted(os.listdir(run.data_fd)):
+        for name in sorted(list_dir(run.data_fd)):
             rel = f"{run.name}/{name}"
             st = os.stat(name, dir_fd=run.data_fd, follow_symlinks=False)
             if is_temp_name(name):
@@ -87,7 +87,7 @@ class RawImageSource(Source):
     def stored_objects(self, run: RunContext) -> list[str]:
         """Each stored image and its block manifest."""
         out = []
-        for name in sorted(os.listdir(run.data_fd)):
+        for name in sorted(list_dir(run.data_fd)):
             if not is_temp_name(name) and stat.S_ISREG(
                 os.stat(name, dir_fd=run.data_fd, follow_symlinks=False).st_mode
             ):

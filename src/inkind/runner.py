@@ -251,7 +251,7 @@ class Runner:
     ) -> RunReport:
         prepared = self.prepare(names)
         writes = command != "verify" and not dry_run
-        store = Store.open(self.config.store.path, create=writes, fresh_ok=dry_run)
+        store = Store.open(self.config.store.path, writable=writes)
         report = RunReport(command, now_iso(), self.seed, dry_run=dry_run)
         log.info("%s: seed %d", command, self.seed)
         try:

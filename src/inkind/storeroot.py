@@ -1,4 +1,11 @@
-"""The store directory: checks, ``.inkind/`` layout, per-source locks."""
+"""The store directory: init, checks, ``.inkind/`` layout, per-source locks.
+
+A store exists only once ``inkind init`` (or ``backup --init``) made it:
+every other command refuses a directory without ``.inkind/store.json``, or
+one on another filesystem than the one recorded at init, before it writes
+anything. That is what keeps a run from filling the empty mount point of an
+unmounted backup disk (rsnapshot's ``no_create_root``).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,122 @@ import errno
 import fcntl
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from inkind.errors import StoreError
 from inkind.state import SourceState, now_iso, write_json
 from inkind.store.paths import DIR_FLAGS
+from inkind.storefs import Filesystem
 
 FORMAT = 1
+NOT_A_STORE = "not an inkind store (is the disk mounted?)"
+# What a fresh filesystem's root may hold when it becomes a store.
+_FRESH_FS_ENTRIES = frozenset({"lost+found"})
+
+
+def _info_path(path: Path) -> Path:
+    return path / ".inkind" / "store.json"
+
+
+def _filesystem(path: Path) -> Filesystem:
+    try:
+        return Filesystem.of(path)
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError) as e:
+        raise StoreError(f"store: {path}: cannot tell its filesystem (findmnt: {e})") from None
+
+
+def _read_info(path: Path) -> dict:
+    info = _info_path(path)
+    try:
+        data = json.loads(info.read_text())
+        fmt = data["format"]
+    except FileNotFoundError:
+        raise StoreError(
+            f"store: {path}: {NOT_A_STORE}: no .inkind/store.json (`inkind init` makes a store)"
+        ) from None
+    except NotADirectoryError:
+        raise StoreError(f"store: {path}: is not a directory") from None
+    except (ValueError, KeyError, TypeError):
+        raise StoreError(f"store: {info}: is not valid store metadata") from None
+    if fmt != FORMAT:
+        raise StoreError(f"store: {info}: format {fmt} is not supported (this inkind reads {FORMAT})")
+    return data
+
+
+def check_filesystem(path: Path, data: dict) -> None:
+    """Refuse a store whose filesystem is not the one recorded at init."""
+    if "filesystem" not in data:  # made before the filesystem was recorded
+        return
+    try:
+        recorded = Filesystem.from_record(data["filesystem"])
+    except (KeyError, TypeError):
+        raise StoreError(f"store: {_info_path(path)}: is not valid store metadata") from None
+    now = _filesystem(path)
+    if not now.same_as(recorded):
+        raise StoreError(
+            f"store: {path}: {NOT_A_STORE}: it is on {now}, but `inkind init` made it on {recorded}"
+            " (if the store was moved there on purpose, `inkind init --adopt` records the new one)"
+        )
+
+
+@dataclass(frozen=True)
+class InitResult:
+    path: Path
+    created: bool  # False: it already was a store
+    filesystem: Filesystem
+
+
+def init_store(path: Path, *, adopt: bool = False) -> InitResult:
+    """Make ``path`` a store: ``.inkind/store.json`` with the format and the
+    filesystem it is on. An existing store is left as it is (``adopt``
+    records the filesystem it is on now); a directory holding anything else
+    is refused, naming what it holds."""
+    if _info_path(path).exists():
+        data = _read_info(path)
+        if adopt:
+            fs = _filesystem(path)
+            _write_info(path, {**data, "filesystem": fs.record()})
+            return InitResult(path, False, fs)
+        check_filesystem(path, data)
+        return InitResult(path, False, _filesystem(path))
+    if path.exists():
+        if not path.is_dir():
+            raise StoreError(f"store: {path}: is not a directory")
+        others = sorted(set(os.listdir(path)) - _FRESH_FS_ENTRIES)
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise StoreError(
+                f"store: {path}: is not empty and not an inkind store (holds {shown}); "
+                "init makes a store only in an empty directory"
+            )
+    else:
+        try:
+            path.mkdir()
+        except OSError as e:
+            raise StoreError(f"store: {path}: cannot create: {e.strerror}") from None
+    fs = _filesystem(path)
+    _write_info(path, {"format": FORMAT, "created": now_iso(), "filesystem": fs.record()})
+    return InitResult(path, True, fs)
+
+
+def _write_info(path: Path, data: dict) -> None:
+    try:
+        (path / ".inkind" / "sources").mkdir(parents=True, exist_ok=True)
+        write_json(_info_path(path), data)
+    except OSError as e:
+        raise StoreError(f"store: {path}: cannot write: {e.strerror}") from None
+
+
+def store_problem(path: Path) -> str | None:
+    """Why ``path`` is not a usable store (as ``Store.open`` would say it),
+    or None: for reports that go on past the problem (``status``)."""
+    try:
+        check_filesystem(path, _read_info(path))
+    except StoreError as e:
+        return str(e)
+    return None
 
 
 @dataclass
@@ -24,37 +139,16 @@ class Store:
     root_fd: int
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True, fresh_ok: bool = False) -> Store:
-        """Check the store and create ``.inkind/`` on first use.
+    def open(cls, path: Path, *, writable: bool = True) -> Store:
+        """Check that ``path`` is a store made by ``init`` on the filesystem
+        recorded then (and, when ``writable``, that it can be written).
 
-        A missing, non-directory or read-only store is a StoreError naming
-        the path; nothing is written then. ``fresh_ok`` (a dry run) accepts
-        a store that was never written without creating anything.
+        Anything else is a StoreError naming the path; nothing is written.
         """
-        if not path.exists():
-            raise StoreError(f"store: {path}: does not exist (create the directory first)")
-        if not path.is_dir():
-            raise StoreError(f"store: {path}: is not a directory")
-        if create and not os.access(path, os.W_OK):
+        data = _read_info(path)
+        check_filesystem(path, data)
+        if writable and not os.access(path, os.W_OK):
             raise StoreError(f"store: {path}: is not writable (read-only filesystem or permissions)")
-        meta = path / ".inkind"
-        info = meta / "store.json"
-        if info.exists():
-            try:
-                data = json.loads(info.read_text())
-                fmt = data["format"]
-            except (ValueError, KeyError, TypeError):
-                raise StoreError(f"store: {info}: is not valid store metadata") from None
-            if fmt != FORMAT:
-                raise StoreError(f"store: {info}: format {fmt} is not supported (this inkind reads {FORMAT})")
-        elif create:
-            try:
-                (meta / "sources").mkdir(parents=True, exist_ok=True)
-                write_json(info, {"format": FORMAT, "created": now_iso()})
-            except OSError as e:
-                raise StoreError(f"store: {path}: cannot write: {e.strerror}") from None
-        elif not fresh_ok:
-            raise StoreError(f"store: {path}: not an inkind store (no .inkind/store.json)")
         return cls(path, os.open(path, DIR_FLAGS))
 
     def close(self) -> None:

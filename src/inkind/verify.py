@@ -12,7 +12,7 @@ from inkind.source import Finding, RunContext
 from inkind.store.entries import entries_problem
 from inkind.store.files import holds_data, is_temp_name
 from inkind.store.image import pending_journals
-from inkind.store.paths import DIR_FLAGS
+from inkind.store.paths import DIR_FLAGS, list_dir
 from inkind.store.xattrs import XAttrs
 
 
@@ -45,7 +45,7 @@ def verify_tree(run: RunContext, *, unfinished: bool = False) -> list[Finding]:
     while stack:
         dfd, rel = stack.pop()
         try:
-            names = sorted(os.listdir(dfd), key=os.fsencode)
+            names = sorted(list_dir(dfd), key=os.fsencode)
             problem = entries_problem(dfd, names)
             if problem:
                 findings.append(entries_finding(rel, problem, unfinished))

@@ -6,6 +6,7 @@ xattr and byte of the store as it was."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import sqlite3
@@ -187,8 +188,12 @@ def test_dry_run_over_hardlink_history_and_leftovers_writes_nothing(tmp_path, in
     os.chmod(tree / "g", 0o600)
     with open(disk, "r+b") as f:
         f.write(b"\0" * 70000 + b"x")
+    # What a run killed mid-way leaves: temps, and its marker in the state.
     (store / "files" / ".inkind-tmp-0123456789abcdef").write_text("left by a killed run")
     (store / ".inkind" / "manifests" / "disk" / ".inkind-tmp-fedcba9876543210").write_text("left")
+    state = store / ".inkind" / "sources" / "files.json"
+    data = json.loads(state.read_text())
+    state.write_text(json.dumps({**data, "running": {"pid": 1, "start": "", "command": "backup"}}))
     taken = snapshot_ids(inkind_cli, config)
     before = listing(store)
     dry = inkind_cli("-c", config, "backup", "--dry-run", "--json", "--seed", "3")

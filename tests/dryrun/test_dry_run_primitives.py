@@ -17,7 +17,7 @@ from inkind.store.dryrun import dry_run
 from inkind.store.entries import record_entries
 from inkind.store.files import UpdateFile, sweep_tagged_temps
 from inkind.store.image import Extent, update_image
-from inkind.store.paths import DIR_FLAGS, listdir, lstat_at, open_at
+from inkind.store.paths import DIR_FLAGS, list_dir, lstat_at, open_at
 from inkind.store.tree import (
     exchange,
     link,
@@ -46,7 +46,7 @@ def prepare(store: Path) -> None:
     (store / "s" / "shared.img").write_bytes(random.Random(2).randbytes(MiB))
     os.link(store / "s" / "shared.img", store / "shared-history.img")  # nlink 2: copied, not changed
     (store / "src.raw").write_bytes(random.Random(3).randbytes(2 * MiB))
-    (store / ".inkind").mkdir()
+    (store / ".inkind").mkdir(exist_ok=True)
     (store / ".inkind" / ".inkind-tmp-8899aabbccddeeff.s.json").write_bytes(b"{}")
     XAttrs(str(store / "s" / "same"))["xxh3"] = "stale"
 
@@ -62,11 +62,11 @@ def work(store: Path, root_fd: int, stats: Stats) -> list:
         with UpdateFile("new/file", dir_fd=data, stats=stats) as f:
             f.write(b"\0" * 8192 + b"tail")
         said.append(f.changed)
-        said.append(sorted(listdir(data)))
+        said.append(sorted(list_dir(data)))
         new = open_at(data, "new", DIR_FLAGS)
         file = open_at(new, "file", os.O_RDONLY)
         try:
-            said.append(sorted(listdir(new)))
+            said.append(sorted(list_dir(new)))
             x = XAttrs(file, stats=stats)
             said.append(x.get("xxh3") is not None)
             x["note"] = b"1"
@@ -95,9 +95,9 @@ def work(store: Path, root_fd: int, stats: Stats) -> list:
             os.close(b)
         finally:
             os.close(c)
-        said.append(sorted(listdir(data)))
+        said.append(sorted(list_dir(data)))
         said.append(stat.S_IFMT(lstat_at(data, "link").st_mode) == stat.S_IFLNK)
-        said.append(record_entries(data, listdir(data), stats))
+        said.append(record_entries(data, list_dir(data), stats))
         said.append(sweep_temps(data))
         sync_store(data)
         with scratch_dir(data, store / "s") as scratch:

@@ -21,12 +21,14 @@ def snapshot(root):
 
 def test_dry_run_on_a_fresh_store_writes_nothing(setup, inkind_cli):
     write(setup.src / "a" / "f", "x")
+    before = snapshot(setup.store)  # what `inkind init` made
     r = inkind_cli("-c", setup.config, "backup", "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
     s = r.json()["sources"][0]["stats"]
     assert (s["objects_changed"], s["bytes_written"]) == (2, len("x"))
     assert "would create a/f" in r.stderr
-    assert list(setup.store.iterdir()) == []
+    assert snapshot(setup.store) == before
+    assert not setup.data.exists()
 
 
 def test_dry_run_lists_changes_and_deletions_and_changes_nothing(setup, inkind_run, inkind_cli):

@@ -8,6 +8,7 @@ import pytest
 from files_trees import IS_ROOT, make_awkward_tree, write
 from inkind_files.mirror import Mirror
 
+from inkind.storeroot import init_store
 from inkind.testing import render_config, tree_diff
 
 
@@ -120,7 +121,7 @@ def test_unreadable_file_as_non_root_is_a_warning(open_tmp):
     src, store = tmp_path / "src", tmp_path / "store"
     write(src / "ok.txt", "fine")
     write(src / "locked.txt", "secret")
-    store.mkdir()
+    init_store(store)
     subprocess.run(["chown", "-R", "65534:65534", src, store], check=True)
     os.chmod(tmp_path, 0o755)
     os.chmod(src / "locked.txt", 0)
@@ -141,8 +142,8 @@ def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp):
     make_awkward_tree(src)
     (src / "dir" / "nested" / "deep.bin").chmod(0o644)
     subprocess.run(["setfacl", "-b", src / "dir" / "nested" / "deep.bin", src / "dir" / "nested"], check=True)
-    store.mkdir()
-    os.chown(store, 65534, 65534)
+    init_store(store)
+    subprocess.run(["chown", "-R", "65534:65534", store], check=True)
     os.chmod(tmp_path, 0o755)
     subprocess.run(["chmod", "-R", "a+rX", src], check=True)
     (src / "dir").chmod(0o755)
@@ -160,6 +161,7 @@ def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp):
     s = __import__("json").loads(again.stdout)["sources"][0]["stats"]
     assert (s["bytes_written"], s["xattrs_written"], s["mtimes_set"], s["modes_set"]) == (0, 0, 0, 0)
     restore = subprocess.run(
+        # verify-after: a restore, not a backup
         [sys.executable, "-m", "inkind", "-c", cfg, "restore", "home", "--to", tmp_path / "back", "--run"],
         capture_output=True,
         text=True,

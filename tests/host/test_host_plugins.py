@@ -59,7 +59,11 @@ def third_party(tmp_path):
 
 def cli(env, *args):
     return subprocess.run(
-        [sys.executable, "-m", "inkind", *map(str, args)], env=env, capture_output=True, text=True
+        # verify-after: the third-party plugin is on this process's PYTHONPATH only; its tests verify
+        [sys.executable, "-m", "inkind", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
 
 

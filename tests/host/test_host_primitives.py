@@ -136,14 +136,14 @@ def test_sweep_temps_removes_leftovers_only(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["d", "escape", "keep"]
 
 
-def make_store(tmp_path):
-    store = tmp_path / "store"
-    (store / "src").mkdir(parents=True)
-    return store
+@pytest.fixture
+def store(inkind_store):
+    """A store on each store filesystem: update_image clones or journals."""
+    (inkind_store / "src").mkdir()
+    return inkind_store
 
 
-def test_update_image_new_is_sparse_then_journal_in_place(tmp_path):
-    store = make_store(tmp_path)
+def test_update_image_new_is_sparse_then_journal_in_place(store):
     size = 16 << 20
     s = Stats()
     mode = update_image(store, "src/disk.img", size, [Extent(4096, 4096, b"a" * 4096)], stats=s)
@@ -169,18 +169,16 @@ def test_update_image_new_is_sparse_then_journal_in_place(tmp_path):
     assert os.listdir(store / ".inkind" / "journal" / "src") == [] if mode == "journal" else True
 
 
-def test_update_image_copies_a_hardlinked_image(tmp_path):
-    store = make_store(tmp_path)
+def test_update_image_copies_a_hardlinked_image(store):
     update_image(store, "src/disk.img", 1 << 20, [Extent(0, 3, b"old")])
-    history = tmp_path / "history.img"
+    history = store.parent / "history.img"  # a hard link on the same filesystem
     os.link(store / "src" / "disk.img", history)
     mode = update_image(store, "src/disk.img", 1 << 20, [Extent(0, 3, b"new")])
     assert mode in ("copy", "clone")
     assert history.read_bytes()[:3] == b"old" and (store / "src" / "disk.img").read_bytes()[:3] == b"new"
 
 
-def test_update_image_grows_and_shrinks(tmp_path):
-    store = make_store(tmp_path)
+def test_update_image_grows_and_shrinks(store):
     update_image(store, "src/d.img", 1 << 20, [Extent(0, 1, b"x")])
     update_image(store, "src/d.img", 3 << 20, [Extent((3 << 20) - 1, 1, b"z")])
     assert (store / "src" / "d.img").stat().st_size == 3 << 20
@@ -188,8 +186,7 @@ def test_update_image_grows_and_shrinks(tmp_path):
     assert (store / "src" / "d.img").read_bytes() == b"x" + bytes(99)
 
 
-def test_exception_in_update_image_leaves_the_image(tmp_path):
-    store = make_store(tmp_path)
+def test_exception_in_update_image_leaves_the_image(store):
     update_image(store, "src/d.img", 8192, [Extent(0, 5, b"first")])
     with pytest.raises(RuntimeError), UpdateImage(store, "src/d.img", 8192) as img:
         img.write(0, b"SECOND")
@@ -208,8 +205,7 @@ image.update_image(sys.argv[1], "src/d.img", 8192, [image.Extent(0, 6, b"second"
 """
 
 
-def test_a_journal_left_by_a_killed_run_is_replayed(tmp_path):
-    store = make_store(tmp_path)
+def test_a_journal_left_by_a_killed_run_is_replayed(store):
     mode = update_image(store, "src/d.img", 8192, [Extent(0, 5, b"first")])
     mode = update_image(store, "src/d.img", 8192, [Extent(100, 1, b"!")])
     if mode != "journal":

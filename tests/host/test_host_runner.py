@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from inkind.storeroot import Store
+from inkind.storeroot import Store, init_store
 from inkind.testing import needs_root, render_config
 
 
@@ -22,21 +22,25 @@ def tree(tmp_path):
 
 
 def test_store_problems_are_one_line_and_write_nothing(tmp_path, tree, inkind_cli):
-    for store, needle in [(tmp_path / "missing", "does not exist"), (tree / "f", "is not a directory")]:
+    missing = (
+        "not an inkind store (is the disk mounted?): no .inkind/store.json (`inkind init` makes a store)"
+    )
+    for store, needle in [(tmp_path / "missing", missing), (tree / "f", "is not a directory")]:
         cfg = tmp_path / "c.toml"
         cfg.write_text(render_config(store, {"h": {"type": "files", "path": tree}}))
         r = inkind_cli("-c", cfg, "backup")
         assert r.returncode == 2
-        assert r.stderr.strip().splitlines()[-1] == f"inkind: error: store: {store}: {needle}" + (
-            " (create the directory first)" if needle == "does not exist" else ""
-        )
+        assert r.stderr.strip().splitlines()[-1] == f"inkind: error: store: {store}: {needle}"
+        assert not (tmp_path / "missing").exists()
 
 
 @needs_root
 def test_read_only_store_is_refused(tmp_path, tree, inkind_cli):
     store = tmp_path / "ro"
     store.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", store], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", store], check=True)
+    init_store(store)
+    subprocess.run(["mount", "-o", "remount,ro", store], check=True)
     try:
         cfg = tmp_path / "c.toml"
         cfg.write_text(render_config(store, {"h": {"type": "files", "path": tree}}))
@@ -92,7 +96,10 @@ def test_sigterm_stops_promptly_and_records_the_interruption(tmp_path, inkind_co
             (d / f"f{j}").write_bytes(os.urandom(512))
     cfg = inkind_config({"h": {"type": "files", "path": src}})
     p = subprocess.Popen(
-        [sys.executable, "-m", "inkind", "-c", str(cfg), "backup"], stderr=subprocess.PIPE, text=True
+        # verify-after: SIGTERM mid-run
+        [sys.executable, "-m", "inkind", "-c", str(cfg), "backup"],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     state_file = inkind_store / ".inkind" / "sources" / "h.json"
     deadline = time.monotonic() + 30

@@ -60,9 +60,11 @@ class Bench:
 
 
 @pytest.fixture
-def bench(tmp_path: Path):
-    store = tmp_path / "store"
-    (store / "disk").mkdir(parents=True)
+def bench(tmp_path: Path, inkind_store: Path):
+    """The engine writing into a store on each store filesystem (clone on
+    btrfs and XFS, journal on ext4)."""
+    store = inkind_store
+    (store / "disk").mkdir()
     src = tmp_path / "src.raw"
     rng = random.Random(7)
     with open(src, "wb") as f:

@@ -103,6 +103,7 @@ def test_bad_source_fails_in_one_line_and_keeps_the_image(cfg, inkind_cli, inkin
     else:
         fill(src, {0: b"changed"})
         prefix = unreadable(src)
+    # verify-after: run unreadable/broken, it must fail (exit 2); verify below
     cmd = [*prefix, sys.executable, "-m", "inkind", "-c", str(cfg), "backup"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 2, r.stderr

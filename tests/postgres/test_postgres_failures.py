@@ -61,6 +61,7 @@ def test_database_dropped_mid_run(pg, make_db, pg_source, inkind_run):
     locker.stdin.write("BEGIN; LOCK TABLE people IN ACCESS EXCLUSIVE MODE;\n")
     locker.stdin.flush()
     backup = subprocess.Popen(
+        # verify-after: a database is dropped while this backup runs
         [sys.executable, "-m", "inkind", "-c", str(s.config), "backup", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

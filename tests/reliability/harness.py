@@ -13,17 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inkind.store.xattrs import XAttrs
+from inkind.testing import CliResult, run_inkind
 
 
-def inkind(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "inkind", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def inkind(*args, timeout: float = 300) -> CliResult:
+    """The real ``inkind``; a finished backup is verified clean after it."""
+    return run_inkind(*args, timeout=timeout)
 
 
 def backup_killed_at(config: Path, delay: float) -> int | None:
     """Start ``inkind backup`` and SIGKILL it after ``delay`` seconds.
     Returns its exit status when it finished before the kill, else None."""
     p = subprocess.Popen(
+        # verify-after: this backup is killed
         [sys.executable, "-m", "inkind", "-q", "-c", str(config), "backup"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -40,6 +40,7 @@ def run_killed_at(config: Path, env: dict[str, str], delay: float, during: str |
     as a process whose command line names ``during`` runs: None; or its
     exit status when it finished first."""
     p = subprocess.Popen(
+        # verify-after: this backup is killed
         [sys.executable, "-m", "inkind", "-q", "-c", str(config), "backup"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -69,6 +70,7 @@ def kill_plan(rng: random.Random, n: int, longest: float, tools: list[str]) -> l
 def backup(config: Path, env: dict[str, str]) -> float:
     start = time.monotonic()
     r = subprocess.run(
+        # verify-after: this backup is killed
         [sys.executable, "-m", "inkind", "-c", str(config), "backup"],
         capture_output=True,
         text=True,

@@ -8,6 +8,7 @@ import time
 import pytest
 from harness import inkind, stored_files
 
+from inkind.storeroot import init_store
 from inkind.testing import needs_root, render_config, tree_diff
 
 
@@ -16,6 +17,7 @@ def small_store(tmp_path):
     store = tmp_path / "store"
     store.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", store], check=True)
+    init_store(store)
     yield store
     subprocess.run(["umount", "-l", store], check=True)
 
@@ -80,6 +82,7 @@ def test_a_store_turning_read_only_mid_run(tmp_path, small_store):
 def inkind_argv(cfg):
     import sys
 
+    # verify-after: the store is remounted read-only or scrubbed mid-run
     return [sys.executable, "-m", "inkind", "-q", "-c", str(cfg)]
 
 

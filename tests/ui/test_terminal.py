@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from inkind.testing import verify_clean
+
 
 def make_tree(root, n=3000):
     for i in range(n):
@@ -19,16 +21,19 @@ def test_progress_bar_on_a_terminal_only(tmp_path, inkind_config):
     src = tmp_path / "src"
     make_tree(src)
     cfg = inkind_config({"t": {"type": "files", "path": src}})
+    # verify-after: on a terminal (script) and without one; verify_clean below
     cmd = f"{sys.executable} -m inkind -c {cfg} backup"
     log = tmp_path / "tty.log"
     subprocess.run(["script", "-q", "-e", "-c", cmd, str(log)], check=True, stdout=subprocess.DEVNULL)
     assert "━" in log.read_text(errors="replace"), "no progress bar on a terminal"
+    # verify-after: verify_clean below
     plain = subprocess.run(
         [sys.executable, "-m", "inkind", "-c", str(cfg), "backup"], capture_output=True, text=True
     )
     assert plain.returncode == 0
     assert "━" not in plain.stderr + plain.stdout
     assert "inkind: INFO: t: ok" in plain.stderr
+    verify_clean(cfg)
 
 
 def test_log_json_writes_structured_lines(tmp_path, inkind_config, inkind_cli):

@@ -16,7 +16,18 @@ import click
 from inkind.cli.common import Env
 from inkind.errors import InkindError
 
-COMMANDS = ("backup", "scrub", "verify", "list", "status", "restore", "snapshots", "devices", "plugins")
+COMMANDS = (
+    "init",
+    "backup",
+    "scrub",
+    "verify",
+    "list",
+    "status",
+    "restore",
+    "snapshots",
+    "devices",
+    "plugins",
+)
 
 
 class _Group(click.Group):

@@ -1,8 +1,13 @@
 """``inkind backup``: bring the store up to date with the sources."""
 
+import logging
+
 import click
 
 from inkind.cli.common import finish, json_option, seed_option
+from inkind.storeroot import init_store
+
+log = logging.getLogger("inkind")
 
 
 @click.command("backup")
@@ -14,11 +19,21 @@ from inkind.cli.common import finish, json_option, seed_option
     help="Override the chance that an object is scrubbed.",
 )
 @click.option("--dry-run", is_flag=True, help="Log and count what would change; write nothing.")
+@click.option("--init", "init", is_flag=True, help="Make the store first if it is not one yet (a first run).")
 @seed_option
 @json_option
 @click.pass_obj
-def command(env, sources, full, scrub_fraction, dry_run, seed, as_json):
+def command(env, sources, full, scrub_fraction, dry_run, init, seed, as_json):
     """Back up SOURCES (default: all configured sources)."""
+    if init and dry_run:
+        raise click.UsageError(
+            "--init writes the store and --dry-run writes nothing: run `inkind init` first"
+        )
+    if init:
+        env.setup()
+        made = init_store(env.config.store.path)
+        if made.created:
+            log.info("store %s: initialised on %s", made.path, made.filesystem)
     runner = env.runner(seed, progress=not as_json)
     report = runner.backup(sources, full=full, scrub_fraction=scrub_fraction, dry_run=dry_run)
     finish(report, as_json)

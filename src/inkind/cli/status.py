@@ -13,6 +13,7 @@ from inkind.errors import InkindError
 from inkind.snapshots import provider_for, read_last_run
 from inkind.state import SourceState
 from inkind.store.image import JOURNAL_DIR
+from inkind.storeroot import store_problem
 
 NO_HISTORY = (
     "NONE: store.snapshots is 'none' (or 'auto' found no way to snapshot), so the store holds "
@@ -62,18 +63,15 @@ def command(env, as_json):
     """
     cfg = env.config
     store = cfg.store.path
-    problems = []
-    if not store.is_dir():
-        problems.append(f"store {store} is missing")
-    elif not (store / ".inkind" / "store.json").is_file():
-        problems.append(f"store {store} has no .inkind/store.json (never used)")
-    usage = shutil.disk_usage(store) if store.is_dir() else None
+    problem = store_problem(store)
+    problems = [problem] if problem else []
+    usage = None if problem else shutil.disk_usage(store)  # never the empty mount point's filesystem
     worst = 2 if problems else 0
     sources = []
     for name, src in cfg.sources.items():
         state = (
             SourceState.load(store / ".inkind" / "sources" / f"{name}.json")
-            if store.is_dir()
+            if not problem
             else SourceState(store)
         )
         last = state.data.get("last_backup", {})

@@ -186,7 +186,7 @@ class DryRun:
         self.touch(d)
 
     def listdir(self, dir_fd: int) -> list[str]:
-        names = {n: True for n in os.listdir(f"{_PROC}{dir_fd}")}  # a new open (see paths.listdir)
+        names = {n: True for n in os.listdir(f"{_PROC}{dir_fd}")}  # a new open (see paths.list_dir)
         for name, ref in self.names.get(ino_of(dir_fd), {}).items():
             if ref is None:
                 names.pop(name, None)

@@ -23,7 +23,7 @@ from inkind.hashing import update_zeros
 from inkind.libc import libc
 from inkind.stats import Stats
 from inkind.store import dryrun
-from inkind.store.paths import DIR_FLAGS, PathLike, open_at, split_path
+from inkind.store.paths import DIR_FLAGS, PathLike, list_dir, open_at, reopen_dir, split_path
 from inkind.store.sparse import data_segments
 from inkind.store.xattrs import XAttrs
 
@@ -40,7 +40,7 @@ def is_temp_name(name: str | bytes) -> bool:
 
 def holds_data(dir_fd: int) -> bool:
     """Whether a directory holds anything but temps."""
-    return any(not is_temp_name(n) for n in os.listdir(dir_fd))
+    return any(not is_temp_name(n) for n in list_dir(dir_fd))
 
 
 def temp_name(tag: str = "") -> bytes:
@@ -59,7 +59,7 @@ def sweep_tagged_temps(dir_fd: int, tag: str) -> int:
     suffix = b"." + os.fsencode(tag)
     width = len(_TEMP_PREFIX_B) + 16
     removed = 0
-    for name in os.listdir(dir_fd):
+    for name in list_dir(dir_fd):
         name_b = os.fsencode(name)
         if name_b.startswith(_TEMP_PREFIX_B) and name_b[width:] == suffix:
             with contextlib.suppress(FileNotFoundError):
@@ -333,7 +333,7 @@ def sweep_temps(root_fd: int) -> int:
     """
     dry = dryrun.active() is not None
     removed = 0
-    stack = [os.dup(root_fd)]
+    stack = [reopen_dir(root_fd)]
     while stack:
         fd = stack.pop()
         try:

@@ -41,7 +41,7 @@ from inkind.hashing import hash_fd
 from inkind.stats import Stats
 from inkind.store import dryrun
 from inkind.store.files import copy_range, temp_name
-from inkind.store.paths import DIR_FLAGS, PathLike, fd_path, lstat_at, open_at, open_beneath
+from inkind.store.paths import DIR_FLAGS, PathLike, fd_path, list_dir, lstat_at, open_at, open_beneath
 from inkind.store.sparse import data_segments, punch_hole
 from inkind.store.tree import make_dirs
 from inkind.store.xattrs import XAttrs, xattr_items
@@ -552,7 +552,7 @@ def pending_journals(root_fd: int, source: str) -> list[str]:
     except FileNotFoundError:
         return []
     try:
-        return sorted(f"{rel}/{n}" for n in os.listdir(dfd) if n.endswith(".journal"))
+        return sorted(f"{rel}/{n}" for n in list_dir(dfd) if n.endswith(".journal"))
     finally:
         os.close(dfd)
 

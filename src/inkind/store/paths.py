@@ -54,14 +54,31 @@ def lstat_at(dir_fd: int, name: str | bytes) -> os.stat_result:
     return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 
 
-def listdir(dir_fd: int) -> list[str]:
-    """The names in a directory, with what a dry run added or removed.
+def list_dir(dir_fd: int) -> list[str]:
+    """The names in an open directory, as a fresh open of it sees them.
 
-    Read through a new open of the directory: btrfs (since Linux 6.5) does
-    not list, through a descriptor, entries created after it was opened.
+    Listing through a descriptor that entries were created through is not
+    the same on every filesystem: btrfs (since Linux 6.5) does not return,
+    on a directory opened before, the entries added after its first read.
+    A new open file description of the same directory (``"."`` relative to
+    it, so no path is followed) answers the same everywhere. In a dry run,
+    with what the dry run added or removed.
     """
     dry = dryrun.active()
-    return os.listdir(f"/proc/self/fd/{dir_fd}") if dry is None else dry.listdir(dir_fd)
+    if dry is not None:
+        return dry.listdir(dir_fd)
+    fd = reopen_dir(dir_fd)
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def reopen_dir(dir_fd: int) -> int:
+    """A new descriptor (a new open file description, unlike ``os.dup``) of
+    the open directory ``dir_fd``, for listings that must see every entry
+    (see :func:`list_dir`). The caller closes it."""
+    return os.open(".", DIR_FLAGS, dir_fd=dir_fd)
 
 
 def open_beneath(root_fd: int, relpath: str | bytes, flags: int, mode: int = 0o600) -> int:

@@ -2,10 +2,18 @@
 
 Installed with inkind, so a third-party plugin's tests get them too:
 
-* ``inkind_store``: an empty store directory.
+* ``inkind_store``: an empty store (made by ``inkind init``) on a
+  loop-mounted ext4, btrfs and XFS: a test that takes it runs three times.
+* ``inkind_store_dir``: an empty directory there, not yet a store.
 * ``inkind_config``: write a config; returns its path.
 * ``inkind_cli``: run the real ``inkind`` command as a subprocess.
 * ``inkind_run``: run a command in-process and get its RunReport.
+
+Every backup that ``inkind_cli`` or ``inkind_run`` makes (not a dry run)
+and that finishes (exit 0 or 1) is followed by a ``verify`` of the sources
+it backed up, which must be clean: a test cannot forget to check that what
+it stored is sound. ``verify_after=False`` opts one call out, for a backup
+that another run overlaps.
 * ``assert_second_run_writes_nothing``: run a backup twice and assert the
   second wrote no byte, xattr, mode, owner or mtime.
 * ``inkind_kill_and_check``: SIGKILL a backup mid-run, then check that
@@ -22,7 +30,7 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +40,9 @@ import pytest
 from inkind import config as config_mod
 from inkind.plugins import load_plugins
 from inkind.runner import Runner, RunReport
+from inkind.state import SourceState
+from inkind.storeroot import init_store
+from inkind.testing.filesystems import NEEDS_ROOT, STORE_FILESYSTEMS, SessionFilesystems, remove_tree
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 
@@ -57,11 +68,39 @@ def render_config(store: Path, sources: dict[str, dict[str, Any]], **defaults: A
     return "\n".join(lines) + "\n"
 
 
+@pytest.fixture(scope="session")
+def inkind_filesystems() -> Iterator[SessionFilesystems]:
+    """The session's loop-mounted ext4, btrfs and XFS (each made on first use)."""
+    filesystems = SessionFilesystems.make()
+    yield filesystems
+    filesystems.close()
+
+
+@pytest.fixture(params=STORE_FILESYSTEMS)
+def inkind_store_fs(request: pytest.FixtureRequest) -> str:
+    """The type of filesystem this run of the test keeps its store on."""
+    if os.geteuid() != 0:
+        pytest.skip(NEEDS_ROOT)
+    return request.param
+
+
 @pytest.fixture
-def inkind_store(tmp_path: Path) -> Path:
-    store = tmp_path / "store"
+def inkind_store_dir(
+    request: pytest.FixtureRequest, inkind_store_fs: str, inkind_filesystems: SessionFilesystems
+) -> Iterator[Path]:
+    """An empty directory on the store filesystem, not yet a store."""
+    base = inkind_filesystems.new_dir(inkind_store_fs, request.node.originalname)
+    store = base / "store"
     store.mkdir()
-    return store
+    yield store
+    remove_tree(base)
+
+
+@pytest.fixture
+def inkind_store(inkind_store_dir: Path) -> Path:
+    """An empty store, made by ``init`` as a sysadmin would."""
+    init_store(inkind_store_dir)
+    return inkind_store_dir
 
 
 @pytest.fixture
@@ -86,29 +125,102 @@ class CliResult:
         return json.loads(self.stdout)
 
 
+_GLOBAL_VALUED = {"-c", "--config", "--log-json"}
+_BACKUP_VALUED = {"--scrub-fraction", "--seed", "--jobs"}
+
+
+@dataclass
+class BackupCall:
+    """What a command line asks of ``backup``: the config and the sources."""
+
+    config: str | None
+    names: tuple[str, ...]
+    dry_run: bool
+
+    @classmethod
+    def parse(cls, args: list[str], env: dict[str, str]) -> BackupCall | None:
+        config, i = env.get("INKIND_CONFIG"), 0
+        while i < len(args) and args[i].startswith("-"):
+            if args[i] in _GLOBAL_VALUED:
+                config = args[i + 1] if args[i] in ("-c", "--config") else config
+                i += 1
+            i += 1
+        if i >= len(args) or args[i] != "backup":
+            return None
+        names, rest = [], args[i + 1 :]
+        j = 0
+        while j < len(rest):
+            if rest[j] in _BACKUP_VALUED:
+                j += 1
+            elif not rest[j].startswith("-"):
+                names.append(rest[j])
+            j += 1
+        return cls(config, tuple(names), "--dry-run" in rest)
+
+
+def verify_clean(config: str | Path, names: tuple[str, ...] = (), extra=None) -> None:
+    """Assert that ``verify`` finds nothing in the sources a backup just
+    stored (those a concurrent run still holds are left to that run)."""
+    cfg = config_mod.load(str(config))
+    store = cfg.store.path
+    selected = names or tuple(cfg.sources)
+    done = [
+        n
+        for n in selected
+        if not SourceState.load(store / ".inkind" / "sources" / f"{n}.json").data.get("running")
+    ]
+    if not done:
+        return
+    report, findings = Runner(cfg, load_plugins(extra), seed=0).verify(tuple(done))
+    checked = [r for r in report.results if r.outcome != "busy"]  # a lock the test holds
+    found = [str(f) for f in findings] + [m for r in checked for m in r.messages]
+    assert not found and all(r.outcome == "ok" for r in checked), f"verify after the backup: {found}"
+
+
+def run_inkind(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300, verify_after: bool = True
+) -> CliResult:
+    """Run ``inkind ARGS`` as a real subprocess; a finished backup is
+    followed by a verify that must be clean (see the module docstring)."""
+    argv = [str(a) for a in args]
+    full_env = {**os.environ, **(env or {})}
+    p = subprocess.run(
+        [sys.executable, "-m", "inkind", *argv], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+    call = BackupCall.parse(argv, full_env)
+    if verify_after and call and not call.dry_run and call.config and p.returncode in (0, 1):
+        verify_clean(call.config, call.names)
+    return CliResult(p.returncode, p.stdout, p.stderr)
+
+
 @pytest.fixture
 def inkind_cli() -> Callable[..., CliResult]:
-    """Run ``inkind ARGS`` as a real subprocess (console script or -m)."""
-
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
-        cmd = [sys.executable, "-m", "inkind", *map(str, args)]
-        p = subprocess.run(
-            cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout
-        )
-        return CliResult(p.returncode, p.stdout, p.stderr)
-
-    return run
+    """Run ``inkind ARGS`` as a real subprocess (:func:`run_inkind`)."""
+    return run_inkind
 
 
 @pytest.fixture
 def inkind_run() -> Callable[..., RunReport]:
-    """``inkind_run(config_path, "backup", full=True, seed=1)`` in-process."""
+    """``inkind_run(config_path, "backup", full=True, seed=1)`` in-process;
+    a finished backup is followed by a clean verify, as with ``inkind_cli``."""
 
-    def run(config_path: Path, command: str = "backup", *names: str, seed: int = 0, extra=None, **kwargs):
+    def run(
+        config_path: Path,
+        command: str = "backup",
+        *names: str,
+        seed: int = 0,
+        extra=None,
+        verify_after: bool = True,
+        **kwargs,
+    ):
         runner = Runner(config_mod.load(str(config_path)), load_plugins(extra), seed=seed)
         if command == "verify":
             return runner.verify(names)[0]
-        return getattr(runner, command)(names, **kwargs)
+        report = getattr(runner, command)(names, **kwargs)
+        finished = report.exit_status in (0, 1) and not kwargs.get("dry_run")
+        if command == "backup" and verify_after and finished:
+            verify_clean(config_path, names, extra)
+        return report
 
     return run
 
@@ -191,9 +303,8 @@ def inkind_kill_and_check(inkind_cli) -> Callable[..., KillCheck]:
             p.wait()
             killed = True
         verify = inkind_cli("-c", config, "verify", "--json", *names)
-        if not (killed and "not an inkind store" in verify.stderr):  # else killed before the store was made
-            assert verify.returncode in (0, 1), verify.stdout + verify.stderr
-            assert all(f["recoverable"] for f in verify.json()["findings"]), verify.stdout
+        assert verify.returncode in (0, 1), verify.stdout + verify.stderr
+        assert all(f["recoverable"] for f in verify.json()["findings"]), verify.stdout
         rerun = inkind_cli("-c", config, "backup", *names)
         assert rerun.returncode == 0, rerun.stderr
         return KillCheck(killed, verify, rerun)
