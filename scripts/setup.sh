@@ -13,7 +13,7 @@ testing=(
   setfacl:acl mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs mkfs.ext4:e2fsprogs losetup:mount
   thin_delta:thin-provisioning-tools thin_restore:thin-provisioning-tools sqlite3:sqlite3
   mariadb-install-db:mariadb-server mariadb:mariadb-client pg_dump:postgresql-client
-  git:git udevadm:udev
+  git:git udevadm:udev systemd-analyze:systemd
 )
 wanted=("${runtime[@]}")
 [[ "${1:-}" == "--test" ]] && wanted+=("${testing[@]}")
@@ -47,3 +47,4 @@ if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+scripts/link-inkind.sh

@@ -1,10 +1,12 @@
 """Shared test helpers; the fixtures themselves come from inkind.testing,
 except the real database servers, started once per session and shared by
 the postgres and mysql suites and the reliability harness, and the
-per-test loop devices and filesystems of tests/loopfs.py."""
+unprivileged user's inkind (tests/unprivileged.py), and the per-test loop
+devices and filesystems of tests/loopfs.py."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -18,8 +20,9 @@ from dbservers import (
     PgServer,
 )
 from loopfs import loop_device, mounted
+from unprivileged import Unprivileged
 
-__all__ = ["loop_device", "maria", "mounted", "pg"]
+__all__ = ["loop_device", "maria", "mounted", "pg", "unprivileged"]
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +51,17 @@ def maria() -> Iterator[MariaServer]:
         yield srv
     finally:
         srv.destroy()
+
+
+@pytest.fixture(scope="session")
+def unprivileged() -> Iterator[Unprivileged]:
+    """``unprivileged.inkind(args, cwd)`` runs the CLI as uid 65534 from an
+    interpreter and packages that user can read, wherever the checkout and
+    the interpreter live (a clone in /root is out of its reach)."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to an unprivileged user needs root")
+    made = Unprivileged.build()
+    try:
+        yield made
+    finally:
+        made.remove()

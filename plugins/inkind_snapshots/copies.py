@@ -71,6 +71,12 @@ class CopyTree(SnapshotProvider):
                 found.append(Snapshot(e.name, Path(e.path), e.path))
         return sorted(found, key=lambda s: s.time)
 
+    def write_paths(self) -> list[Path]:
+        """The store and the folder as one tree: cp links (or clones) from
+        one into the other, and link() works within one mount only, while
+        systemd binds each of a unit's ReadWritePaths as a mount of its own."""
+        return [Path(os.path.commonpath([self.store.absolute(), self.snapshot_dir.absolute()]))]
+
     def delete(self, snap: Snapshot) -> None:
         remove_tree(Path(snap.handle))
 

@@ -39,6 +39,9 @@ def _history_errors() -> Iterator[None]:
 class LvmThin(SnapshotProvider):
     name = "lvm"
 
+    def write_paths(self) -> list[Path]:
+        return []  # a snapshot is a logical volume, not a directory
+
     def _store_volume(self) -> tuple[Volume, Mount, list[Volume]]:
         mount = mount_of(self.store)
         with _history_errors():

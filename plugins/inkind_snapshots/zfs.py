@@ -3,6 +3,8 @@ store; browsable read-only under ``<mountpoint>/.zfs/snapshot/``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
 from inkind_snapshots.mounts import Mount, mount_of
 
@@ -11,6 +13,9 @@ PREFIX = "inkind-"
 
 class Zfs(SnapshotProvider):
     name = "zfs"
+
+    def write_paths(self) -> list[Path]:
+        return []  # a snapshot is part of the dataset, not a directory
 
     def _dataset(self) -> Mount:
         mount = mount_of(self.store)

@@ -8,6 +8,8 @@ missing from the docs or from the tests.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pluggy
 
 from inkind.config import Config
@@ -35,6 +37,16 @@ def inkind_run_finished(report: dict, config: Config) -> None:
     configuration. An implementation may take either argument or both. For
     metrics, notifications and the like; an exception here is logged with the
     plugin's name and does not change the run's exit status.
+    """
+
+
+@hookspec
+def inkind_write_paths(config: Config) -> list[Path]:
+    """Return the paths outside the store that this plugin writes during a
+    run for ``config`` (a metrics textfile's directory, a notifier's spool).
+
+    ``inkind systemd`` makes them writable in the units it prints, which
+    otherwise let a run write the store and its snapshot folder only.
     """
 
 

@@ -229,11 +229,11 @@ class Runner:
             findings.extend(found)
             for f in found:
                 log.log(logging.WARNING if f.recoverable else logging.ERROR, "%s", f)
-            if any(not f.recoverable for f in found):
-                raise CorruptionError(
-                    cfg.name,
-                    f"{sum(not f.recoverable for f in found)} object(s) failed verification",
-                )
+            bad = [f for f in found if not f.recoverable]
+            if bad:
+                run.stats.objects_corrupt += len(bad)
+                more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                raise CorruptionError(bad[0].obj, f"{bad[0].message}{more}")
             if found:
                 run.stats.warnings += len(found)
 
@@ -308,6 +308,7 @@ class Runner:
         started = time.monotonic()
         stats = result.stats
         state = store.load_state(cfg.name)
+        run: RunContext | None = None
         try:
             if state.set_aside:
                 msg = f"state file did not parse; set aside as {state.set_aside.name} and rebuilt"
@@ -366,7 +367,8 @@ class Runner:
             stats.duration_seconds = round(time.monotonic() - started, 3)
             if writes:
                 sync_store(lock)
-                self._record(state, cfg, command, result)
+            if writes or command == "verify":
+                self._record(state, cfg, command, result, run)
             if lock >= 0:
                 os.close(lock)
         dry = (
@@ -419,12 +421,38 @@ class Runner:
             return True
         return bool(state.data.get("full_pending"))
 
-    def _record(self, state: SourceState, cfg: SourceConfig, command: str, result: SourceResult) -> None:
+    def _record(
+        self,
+        state: SourceState,
+        cfg: SourceConfig,
+        command: str,
+        result: SourceResult,
+        run: RunContext | None,
+    ) -> None:
+        """Keep the outcome in the source's state, and the corruption a check
+        found until a check of every object is clean (``inkind status``
+        reads it). verify, which checks the store alone, saves the state
+        only when that record changes, and a store it cannot write (a
+        read-only disk being checked) costs it a warning line only."""
+        end = now_iso()
+        prefix = "corruption: "
+        message = next((m.removeprefix(prefix) for m in result.messages if m.startswith(prefix)), "")
+        everything = result.outcome in (OK, WARNINGS) and (
+            command == "verify" or (run is not None and run.scrub_fraction >= 1)
+        )
+        changed = state.note_check(command, end, result.stats.objects_corrupt, message, everything=everything)
+        if command == "verify":
+            if changed:
+                try:
+                    state.save()
+                except OSError as e:
+                    log.warning("%s: cannot record the verify outcome in the state: %s", cfg.name, e.strerror)
+            return
         running = state.data.pop("running", None) or {}
         last = {
             "command": command,
             "start": running.get("start", ""),
-            "end": now_iso(),
+            "end": end,
             "outcome": result.outcome,
             "full": result.full,
             "stats": result.stats.as_dict(),

@@ -146,11 +146,19 @@ class SnapshotProvider(ABC):
         assert snap.store is not None
         return [], snap.store
 
+    def write_paths(self) -> list[Path]:
+        """Where taking and pruning snapshots writes, outside the store (the
+        units ``inkind systemd`` prints may write there and nowhere else)."""
+        return [self.snapshot_dir]
+
 
 class NoSnapshots(SnapshotProvider):
     """``snapshots = "none"``: the store keeps only the latest state."""
 
     name = "none"
+
+    def write_paths(self) -> list[Path]:
+        return []
 
     def create(self, sid: str) -> Snapshot:
         raise SnapshotError("snapshots: store.snapshots is 'none': no history is kept")

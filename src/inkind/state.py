@@ -102,6 +102,28 @@ class SourceState:
         outcome = last.get("outcome") if isinstance(last, dict) else None
         return self.left_running or self.partial or outcome in ("interrupted", "failed")
 
+    # Corruption the last check found: kept until a check of every object
+    # is clean, so ``inkind status`` keeps failing until then.
+    @property
+    def corruption(self) -> dict[str, Any] | None:
+        """``{command, end, objects, message}`` of the check that found
+        corruption, or None."""
+        found = self.data.get("corruption")
+        return found if isinstance(found, dict) else None
+
+    def note_check(self, command: str, end: str, corrupt: int, message: str, *, everything: bool) -> bool:
+        """Record what a verify, scrub or backup (its sampled scrub) found;
+        return whether the state changed. Corruption found is recorded; a
+        clean check clears the record only when it looked at every object
+        (verify, or a scrub fraction of 1): a sample that missed the bad
+        object proves nothing."""
+        before = self.corruption
+        if corrupt:
+            self.data["corruption"] = {"command": command, "end": end, "objects": corrupt, "message": message}
+        elif everything:
+            self.data.pop("corruption", None)
+        return self.corruption != before
+
     @property
     def plugin(self) -> dict[str, Any]:
         """Free space for the source plugin's own small state."""

@@ -121,7 +121,7 @@ def _write_info(path: Path, data: dict) -> None:
         raise StoreError(f"store: {path}: cannot write: {e.strerror}") from None
 
 
-def store_problem(path: Path) -> str | None:
+def unusable_store(path: Path) -> str | None:
     """Why ``path`` is not a usable store (as ``Store.open`` would say it),
     or None: for reports that go on past the problem (``status``)."""
     try:

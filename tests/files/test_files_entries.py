@@ -6,9 +6,7 @@ import os
 import shutil
 import subprocess
 
-import pytest
 from files_trees import write
-from test_files_failures import run_as_nobody
 
 from inkind.hashing import hash_bytes
 from inkind.store.entries import entries_value
@@ -173,8 +171,7 @@ def test_an_interrupted_walk_is_recoverable_and_the_next_run_records(setup, inki
     assert inkind_cli("-c", setup.config, "verify").returncode == 0
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to an unprivileged user needs root")
-def test_fake_super_directories_record_entries_too(open_tmp):
+def test_fake_super_directories_record_entries_too(open_tmp, unprivileged):
     """Run as a user, directories carry user.rsync.%stat and the entries
     record side by side; a full pass rewrites neither."""
     src, store = open_tmp / "src", open_tmp / "store"
@@ -185,15 +182,15 @@ def test_fake_super_directories_record_entries_too(open_tmp):
     os.chown(store, 65534, 65534)
     cfg = open_tmp / "c.toml"
     cfg.write_text(render_config(store, {"home": {"type": "files", "path": src}}))
-    assert run_as_nobody(["-c", cfg, "backup"], open_tmp).returncode == 0
+    assert unprivileged.inkind(["-c", cfg, "backup"], open_tmp).returncode == 0
     data = store / "home"
     assert os.getxattr(data / "d", "user.rsync.%stat")
     assert entries(data / "d") == entries_value(["f"])
     assert entries(data) == entries_value(["d", "g"])
-    again = run_as_nobody(["-c", cfg, "backup", "--full", "--json"], open_tmp)
+    again = unprivileged.inkind(["-c", cfg, "backup", "--full", "--json"], open_tmp)
     assert json.loads(again.stdout)["sources"][0]["stats"]["xattrs_written"] == 0
     (data / "d" / "f").unlink()
-    v = run_as_nobody(["-c", cfg, "verify"], open_tmp)
+    v = unprivileged.inkind(["-c", cfg, "verify"], open_tmp)
     assert v.returncode == 2 and "home/d: 1 entry missing" in v.stdout
 
 

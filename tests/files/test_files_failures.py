@@ -4,8 +4,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-from files_trees import IS_ROOT, make_awkward_tree, write
+from files_trees import make_awkward_tree, write
 from inkind_files.mirror import Mirror
 
 from inkind.storeroot import init_store
@@ -98,25 +97,7 @@ def test_bad_option_names_the_key(tmp_path, inkind_config, inkind_cli):
     assert not (cfg.parent / "store" / ".inkind").exists(), "nothing may be written on bad config"
 
 
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="switching to an unprivileged user needs root")
-
-
-def run_as_nobody(args, cwd):
-    cmd = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        sys.executable,
-        "-m",
-        "inkind",
-        *map(str, args),
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
-
-
-@needs_root
-def test_unreadable_file_as_non_root_is_a_warning(open_tmp):
+def test_unreadable_file_as_non_root_is_a_warning(open_tmp, unprivileged):
     tmp_path = open_tmp
     src, store = tmp_path / "src", tmp_path / "store"
     write(src / "ok.txt", "fine")
@@ -127,14 +108,13 @@ def test_unreadable_file_as_non_root_is_a_warning(open_tmp):
     os.chmod(src / "locked.txt", 0)
     cfg = tmp_path / "c.toml"
     cfg.write_text(render_config(store, {"home": {"type": "files", "path": src}}))
-    r = run_as_nobody(["-c", cfg, "backup"], tmp_path)
+    r = unprivileged.inkind(["-c", cfg, "backup"], tmp_path)
     assert r.returncode == 1, r.stderr
     assert "locked.txt: cannot read" in r.stderr
     assert (store / "home" / "ok.txt").read_text() == "fine"
 
 
-@needs_root
-def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp):
+def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp, unprivileged):
     """As a user, owners, modes and special files go into user.rsync.%stat;
     root restores them for real with the printed rsync command."""
     tmp_path = open_tmp
@@ -152,12 +132,12 @@ def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp):
         subprocess.run(["setfattr", "-x", p, src / "owned"], check=False)
     cfg = tmp_path / "c.toml"
     cfg.write_text(render_config(store, {"home": {"type": "files", "path": src}}))
-    r = run_as_nobody(["-c", cfg, "backup"], tmp_path)
+    r = unprivileged.inkind(["-c", cfg, "backup"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert os.getxattr(store / "home" / "owned", "user.rsync.%stat") == b"104755 0,0 1234:5678"
     dev_mode = os.lstat(src / "null-dev").st_mode
     assert os.getxattr(store / "home" / "null-dev", "user.rsync.%stat") == b"%o 1,3 0:0" % dev_mode
-    again = run_as_nobody(["-c", cfg, "backup", "--json"], tmp_path)
+    again = unprivileged.inkind(["-c", cfg, "backup", "--json"], tmp_path)
     s = __import__("json").loads(again.stdout)["sources"][0]["stats"]
     assert (s["bytes_written"], s["xattrs_written"], s["mtimes_set"], s["modes_set"]) == (0, 0, 0, 0)
     restore = subprocess.run(

@@ -27,6 +27,7 @@ COMMANDS = (
     "snapshots",
     "devices",
     "plugins",
+    "systemd",
 )
 
 

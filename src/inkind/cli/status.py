@@ -5,20 +5,101 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import click
 
 from inkind.cli.common import emit_json, json_option
+from inkind.config import DURATION_UNITS, SourceConfig
 from inkind.errors import InkindError
 from inkind.snapshots import provider_for, read_last_run
 from inkind.state import SourceState
 from inkind.store.image import JOURNAL_DIR
-from inkind.storeroot import store_problem
+from inkind.storeroot import unusable_store
 
 NO_HISTORY = (
     "NONE: store.snapshots is 'none' (or 'auto' found no way to snapshot), so the store holds "
     "the latest state only: a deletion or an encrypted file reaches it on the next run"
 )
+
+
+@dataclass
+class Problem:
+    """One reason for exit 2: what is wrong, naming it, and what to do."""
+
+    what: str
+    todo: str
+
+    def __str__(self) -> str:
+        return f"{self.what} -> {self.todo}"
+
+
+def store_problem(store: Path) -> Problem | None:
+    """Why the store cannot take a backup: missing, never made by init, on
+    another filesystem than init recorded (an unmounted disk), or not
+    writable (a backup could not even record that it failed)."""
+    not_a_store = unusable_store(store)
+    if not_a_store:
+        return Problem(not_a_store, "mount the backup disk (a new store: inkind init)")
+    if os.statvfs(store).f_flag & os.ST_RDONLY:
+        return Problem(
+            f"store {store} is on a read-only filesystem: every backup fails",
+            "find why (dmesg: the kernel remounts a failing disk read-only), then mount -o remount,rw",
+        )
+    for path in (store, store / ".inkind", store / ".inkind" / "sources"):
+        if path.is_dir() and not os.access(path, os.W_OK):
+            return Problem(
+                f"store {store}: {path} is not writable for uid {os.geteuid()}: every backup fails",
+                "run inkind as the user that owns the store (root), or fix the directory's owner and mode",
+            )
+    return None
+
+
+def source_problems(name: str, src: SourceConfig, row: dict, corruption: dict | None) -> list[Problem]:
+    """What is wrong with one source: corruption found and not yet checked
+    clean, a last backup that failed, a last success older than max_age."""
+    found = []
+    if corruption:
+        found.append(
+            Problem(
+                f"source {name}: {corruption['command']} at {corruption['end']} found "
+                f"{corruption['objects']} corrupt object(s): {corruption['message'] or 'see its log'}",
+                f"check the store's disk (SMART, btrfs scrub), then inkind scrub --fraction 1 {name}"
+                f" (rebuilds it from the source) and inkind verify {name} (clean: clears this)",
+            )
+        )
+    if row["outcome"] == "failed":
+        found.append(
+            Problem(
+                f"source {name}: last backup failed at {row['last_run']}: {row['message'] or 'see its log'}",
+                f"fix what the message names, then inkind backup {name}",
+            )
+        )
+    elif row["outcome"] == "interrupted":
+        found.append(
+            Problem(
+                f"source {name}: last backup was interrupted at {row['last_run']}",
+                "nothing, if it was stopped on purpose: the next backup continues where it stopped",
+            )
+        )
+    if row["stale"]:
+        found.append(
+            Problem(
+                f"source {name}: last success {row['last_success'] or 'never'} is older than max_age "
+                f"{duration(src.max_age or 0)}",
+                f"see why its backups do not run or fail (journalctl -u inkind), then inkind backup {name}",
+            )
+        )
+    return found
+
+
+def duration(seconds: int) -> str:
+    """Seconds in the largest unit of a max_age that divides them: 93600 is 26h."""
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda u: -u[1]):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def history(env, store_ok: bool) -> tuple[dict, str | None]:
@@ -58,21 +139,23 @@ def command(env, as_json):
     """Store health and the last run of each source.
 
     Exit 0 when every source's last backup succeeded, 1 when one has
-    warnings or never ran, 2 when one failed, its last success is older than
-    its ``max_age``, or the store is unusable: a monitoring check.
+    warnings or never ran, 2 when there is a problem: the store is missing
+    or not writable, a check found corruption that no later check of every
+    object cleared, a last backup failed, or a last success is older than its
+    ``max_age``. Each problem is one line that says what to do: a monitoring
+    check.
     """
     cfg = env.config
     store = cfg.store.path
     problem = store_problem(store)
     problems = [problem] if problem else []
-    usage = None if problem else shutil.disk_usage(store)  # never the empty mount point's filesystem
+    usable = unusable_store(store) is None
+    usage = shutil.disk_usage(store) if usable else None  # never the empty mount point's filesystem
     worst = 2 if problems else 0
     sources = []
     for name, src in cfg.sources.items():
         state = (
-            SourceState.load(store / ".inkind" / "sources" / f"{name}.json")
-            if not problem
-            else SourceState(store)
+            SourceState.load(store / ".inkind" / "sources" / f"{name}.json") if usable else SourceState(store)
         )
         last = state.data.get("last_backup", {})
         running = state.data.get("running")
@@ -83,36 +166,36 @@ def command(env, as_json):
             "type": src.type,
             "last_run": last.get("end"),
             "outcome": last.get("outcome"),
+            "message": (last.get("messages") or [None])[-1],
             "last_success": state.data.get("last_success"),
             "last_full_pass": state.data.get("last_full_pass"),
+            "corruption": state.corruption,
             "running": bool(running and _alive(running.get("pid", 0))),
             "interrupted": bool(running and not _alive(running.get("pid", 0))),
             "pending_journals": pending,
             "resume": state.resume,
         }
-        stale = src.max_age is not None and (
+        row["stale"] = src.max_age is not None and (
             row["last_success"] is None or time.time() - _epoch(row["last_success"]) > src.max_age
         )
-        row["stale"] = stale
         sources.append(row)
-        outcome = row["outcome"]
-        worst = max(worst, 0 if outcome == "ok" else 2 if outcome in ("failed", "interrupted") else 1)
-        if stale:
-            problems.append(
-                f"source {name}: last success {row['last_success'] or 'never'} is older than max_age"
-            )
-            worst = 2
-    hist, hist_problem = history(env, not problems)
+        found = source_problems(name, src, row, state.corruption)
+        problems += found
+        worst = max(worst, 2 if found else 0 if row["outcome"] == "ok" else 1)
+    hist, hist_problem = history(env, usable)
     if hist_problem:
-        problems.append(f"history: {hist_problem}")
+        problems.append(
+            Problem(f"history: {hist_problem}", "the data are stored; fix this and the next backup snapshots")
+        )
         worst = 2
     data = {
         "store": str(store),
+        "writable": problem is None,
         "snapshots": cfg.store.snapshots,
         "history": hist,
         "free_bytes": usage.free if usage else None,
         "total_bytes": usage.total if usage else None,
-        "problems": problems,
+        "problems": [str(p) for p in problems],
         "sources": sources,
         "exit_status": worst,
     }
