@@ -31,6 +31,7 @@ from inkind import (
     XAttrs,
 )
 from inkind.hashing import hash_fd, new_hasher
+from inkind.state import SourceState
 from inkind.store import is_temp_name, set_mode, set_mtime, set_owner, sync_store
 from inkind.store.entries import has_entries, record_entries
 from inkind.store.files import is_zero, same_bytes, temp_name
@@ -96,6 +97,15 @@ def key_text(key: Key) -> str:
 
 def text_key(text: str) -> Key:
     return tuple(p for p in os.fsencode(text).split(b"/") if p)
+
+
+def previous_count(state: SourceState) -> int | None:
+    """The entries the last backup walked, if it walked the whole tree: the
+    progress bar's estimate of this walk (None: no estimate)."""
+    last = state.data.get("last_backup")
+    if not isinstance(last, dict) or last.get("outcome") not in ("ok", "warnings"):
+        return None
+    return (last.get("stats") or {}).get("objects_seen") or None
 
 
 @dataclass
@@ -181,7 +191,8 @@ class Mirror:
             self.recount = state.partial or state.left_running or resume is not None
             state.mark_partial()  # durable before the walk's first write
             phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
-            with self.run.progress("files") as progress:
+            seen = previous_count(self.run.state)
+            with self.run.progress("files", total=seen, estimated=True) as progress:
                 self.progress = progress
                 try:
                     for bounds in phases:
@@ -265,7 +276,8 @@ class Mirror:
         """Mirror one entry (and, for a directory, what is below it).
 
         Returns LEFT_OUT when the entry is not part of the backup (excluded,
-        a cache directory), so that a full pass removes its stored copy;
+        a cache directory, the store or its snapshot folder), so that a full
+        pass removes its stored copy;
         else ADDED when its name was not in the store before, KEPT when it was.
         """
         if is_temp_name(name):
@@ -275,6 +287,11 @@ class Mirror:
         except FileNotFoundError:
             raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
         is_dir = stat.S_ISDIR(st.st_mode)
+        kept_out = self.run.keep_out.which(st) if is_dir else None
+        if kept_out is not None:  # the store, or its snapshots, in the source tree
+            log.info("%s: %s: not entered: it is %s", self.run.name, key_text(key), kept_out)
+            self.stats.objects_kept_out += 1
+            return LEFT_OUT
         if self.excluded(key_text(key), is_dir):
             return LEFT_OUT
         if is_dir and self.exclude_caches and self._cache_dir(src, name):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -11,10 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inkind import ConfigError, RunContext, Source, SourceError, SourceWarning
+from inkind.errors import NotStored
 from inkind.source import Finding
 from inkind.store import is_temp_name, set_mtime
 from inkind.store.entries import entries_problem, record_entries
-from inkind.store.paths import DIR_FLAGS, list_dir
+from inkind.store.paths import DIR_FLAGS, list_dir, open_beneath
+from inkind.store.xattrs import acl_alias_filter
 from inkind.verify import verify_tree
 from inkind_files.mirror import ADDED, Bounds, Key, Mirror, key_text
 
@@ -136,7 +139,7 @@ class FilesSource(Source):
     def restore_commands(
         self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
     ) -> list[list[str]]:
-        argv = ["rsync", "-aHAXS", "--numeric-ids", "--filter=-x user.inkind.*"]
+        argv = ["rsync", "-aHAXS", "--numeric-ids", "--filter=-x user.inkind.*", *acl_alias_filter(data_dir)]
         if state.get("fake_super"):
             # The sending side reads user.rsync.%stat; the receiving side
             # (root) applies owners, modes and device nodes for real.
@@ -145,10 +148,29 @@ class FilesSource(Source):
             rel = path.strip("/")
             if not rel or ".." in rel.split("/"):
                 raise ConfigError(f"restore: path '{path}' must name something below the source root")
+            _check_stored(data_dir, rel)
             argv += ["--relative", f"{data_dir}/./{rel}", dest.rstrip("/") + "/"]
         else:
             argv += [f"{data_dir}/", dest.rstrip("/") + "/"]
         return [argv]
+
+
+def _check_stored(data_dir: Path, rel: str) -> None:
+    """Raise NotStored unless ``rel`` is in the tree restored from (else
+    rsync would end in a ``link_stat`` error). No symlink is followed on
+    the way: a stored link points into the live system, not the store."""
+    try:
+        root = os.open(data_dir, DIR_FLAGS)
+    except FileNotFoundError:
+        return  # a snapshot to be mounted first: it cannot be looked into yet
+    try:
+        os.close(open_beneath(root, rel, os.O_PATH))
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            raise
+        raise NotStored(f"'{rel}'") from None
+    finally:
+        os.close(root)
 
 
 def _walk_unfinished(run: RunContext) -> bool:

@@ -34,7 +34,7 @@ class ImageSource(RawImageSource):
             engine = self._engine(run)
             engine.sweep_manifest_temps()
             run.stats.objects_seen += 1
-            with run.progress("read", total=src.size) as progress:
+            with run.progress("read", total=src.size, unit="bytes") as progress:
                 # A full pass reads the holes too: it does not take the
                 # filesystem's word (SEEK_DATA) for what is zeros.
                 result = engine.copy(

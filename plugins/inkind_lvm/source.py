@@ -182,7 +182,7 @@ class LvmSource(RawImageSource):
     def _copy(
         self, run: RunContext, engine: BlockCopy, src: OpenSource, vol: Volume, **kw: Any
     ) -> CopyResult:
-        with run.progress(f"read {vol.full_name}", total=src.size) as progress:
+        with run.progress(f"read {vol.full_name}", total=src.size, unit="bytes") as progress:
             return engine.copy(src.fd, src.size, full=run.full, progress=progress, **kw)
 
     def _recheck(

@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 
 from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
+from inkind.storefs import Filesystem
 from inkind_snapshots.mounts import mount_of
 
 SUBVOLUME_ROOT_INO = 256  # every btrfs subvolume's top directory has this inode
+QGROUPS = Path("/sys/fs/btrfs")  # per filesystem UUID: qgroups/0_<subvolume id>/exclusive
 
 
 def subvolume_of(path: Path) -> Path | None:
@@ -31,6 +33,7 @@ def subvolume_of(path: Path) -> Path | None:
 
 class Btrfs(SnapshotProvider):
     name = "btrfs"
+    snapshot_dir_on = "filesystem"  # any mount of the store's btrfs
 
     @classmethod
     def detect(cls, store: Path) -> bool:
@@ -50,11 +53,23 @@ class Btrfs(SnapshotProvider):
         path = self.snapshot_dir / sid
         return Snapshot(sid, path / self.store.resolve().relative_to(self.subvolume), str(path))
 
+    def _make_folder(self, sub: Path) -> None:
+        """Make the snapshot folder. Inside the subvolume that is snapshotted
+        (``<store>/.snapshots`` of a store that is a subvolume, or a sibling
+        in the same subvolume) it is a subvolume of its own: a snapshot never
+        includes a nested subvolume, so each snapshot holds an empty
+        directory there and not the snapshots taken before it."""
+        if self.snapshot_dir.is_dir():
+            return
+        self.snapshot_dir.parent.mkdir(parents=True, exist_ok=True)
+        if subvolume_of(self.snapshot_dir.parent) == sub:
+            run_tool(["btrfs", "subvolume", "create", str(self.snapshot_dir)], f"create {self.snapshot_dir}")
+        else:
+            self.snapshot_dir.mkdir()
+
     def create(self, sid: str) -> Snapshot:
         sub = self.subvolume
-        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        if self.snapshot_dir.resolve().is_relative_to(self.store.resolve()):
-            raise SnapshotError(f"snapshots: store.snapshot_dir {self.snapshot_dir} lies inside the store")
+        self._make_folder(sub)
         run_tool(
             ["btrfs", "subvolume", "snapshot", "-r", str(sub), str(self.snapshot_dir / sid)],
             f"snapshot {sub}",
@@ -74,9 +89,24 @@ class Btrfs(SnapshotProvider):
         run_tool(["btrfs", "subvolume", "sync", str(self.snapshot_dir)], f"wait for {snap.handle} to go")
 
     def exclusive_bytes(self, snap: Snapshot) -> int | None:
-        out = run_tool(["btrfs", "filesystem", "du", "-s", "--raw", snap.handle], f"measure {snap.handle}")
-        lines = out.strip().splitlines()
+        """What deleting the snapshot frees, as btrfs's quota groups count it
+        (data and metadata); None unless quotas are on and consistent.
+        ``btrfs filesystem du`` is no substitute: it counts data extents
+        only, so a snapshot whose files are small (kept inline in the
+        metadata) or whose changes are metadata reads 0 there."""
+        uuid = Filesystem.of(self.store).uuid
+        qgroups = QGROUPS / uuid / "qgroups" if uuid else None
+        if qgroups is None or not qgroups.is_dir():
+            return None  # quotas off
+        # "squota" (simple quotas) charges an extent to the subvolume that
+        # wrote it, never to a snapshot; kernels before 6.7 have no mode file.
+        mode = qgroups / "mode"
+        if mode.exists() and mode.read_text().strip() != "qgroup":
+            return None
+        if (qgroups / "inconsistent").read_text().strip() != "0":
+            return None  # a rescan is due
+        root = run_tool(["btrfs", "inspect-internal", "rootid", snap.handle], f"measure {snap.handle}")
         try:
-            return int(lines[-1].split()[1])
-        except (IndexError, ValueError):
+            return int((qgroups / f"0_{root.strip()}" / "exclusive").read_text())
+        except (OSError, ValueError):
             return None

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_half_made, is_id, run_tool
+from inkind.snapshots import Snapshot, SnapshotProvider, is_half_made, is_id, run_tool
 from inkind.store import TEMP_PREFIX
 from inkind.store.image import reflinks_work
 
@@ -40,14 +40,29 @@ class CopyTree(SnapshotProvider):
 
     cp_args: ClassVar[list[str]]
 
+    def _copy(self, tmp: Path) -> None:
+        """Copy the store into ``tmp``: each top-level entry but the one that
+        holds the snapshot folder (the snapshots are no part of the store
+        they record), then the store directory's own owner, mode, xattrs
+        and times."""
+        os.mkdir(tmp, 0o700)
+        skip = self.inner_entry
+        entries = sorted(str(self.store / n) for n in os.listdir(self.store) if n != skip)
+        if entries:
+            run_tool(
+                ["cp", *self.cp_args, "-t", str(tmp), "--", *entries], f"{self.name} copy of {self.store}"
+            )
+        st = os.stat(self.store)
+        if os.geteuid() == 0:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        shutil.copystat(self.store, tmp)
+
     def create(self, sid: str) -> Snapshot:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         final = self.snapshot_dir / sid
         tmp = self.snapshot_dir / f"{TEMP_PREFIX}{sid}"
-        if final.resolve().is_relative_to(self.store.resolve()):
-            raise SnapshotError(f"snapshots: store.snapshot_dir {self.snapshot_dir} lies inside the store")
         try:
-            run_tool(["cp", *self.cp_args, str(self.store), str(tmp)], f"{self.name} copy of {self.store}")
+            self._copy(tmp)
             os.rename(tmp, final)
             dfd = os.open(self.snapshot_dir, os.O_RDONLY | os.O_DIRECTORY)
             try:
@@ -86,6 +101,7 @@ class Reflink(CopyTree):
     copied, so a snapshot costs a walk of the tree and its inodes."""
 
     name = "reflink"
+    snapshot_dir_on = "filesystem"  # clones share extents within one filesystem
     cp_args = ["-a", "--reflink=always"]
 
     @classmethod
@@ -105,6 +121,7 @@ class Hardlink(CopyTree):
     copied before the change (see docs/history.md for the cost)."""
 
     name = "hardlink"
+    snapshot_dir_on = "mount"  # link() works within one mount only
     cp_args = ["-a", "--link"]
 
     @classmethod
@@ -112,11 +129,32 @@ class Hardlink(CopyTree):
         return True
 
     def exclusive_bytes(self, snap: Snapshot) -> int | None:
-        """Files with a single link belong to this snapshot alone."""
-        total = 0
-        for dirpath, _dirs, files in os.walk(snap.handle):
-            for f in files:
-                st = os.lstat(os.path.join(dirpath, f))
-                if st.st_nlink == 1:
-                    total += st.st_blocks * 512
-        return total
+        """The blocks deleting this snapshot frees: its directories (every
+        copy has its own), and each inode all of whose links are in it. An
+        inode that is also the store's entry at the same path is shared
+        (the common case), so only the others are counted link by link."""
+        total = os.lstat(snap.handle).st_blocks * 512
+        inodes: dict[int, list[int]] = {}  # inode -> [links seen here, st_nlink, bytes]
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            with os.scandir(os.path.join(snap.handle, rel)) as it:
+                for e in it:
+                    st = e.stat(follow_symlinks=False)
+                    path = os.path.join(rel, e.name)
+                    if stat.S_ISDIR(st.st_mode):
+                        total += st.st_blocks * 512
+                        stack.append(path)
+                    elif st.st_nlink == 1:
+                        total += st.st_blocks * 512
+                    elif not _same_inode(st, self.store / path):
+                        inodes.setdefault(st.st_ino, [0, st.st_nlink, st.st_blocks * 512])[0] += 1
+        return total + sum(size for here, nlink, size in inodes.values() if here == nlink)
+
+
+def _same_inode(st: os.stat_result, path: Path) -> bool:
+    try:
+        other = os.lstat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)

@@ -10,10 +10,13 @@ directories without wildcards), so two matches can never collide:
 from __future__ import annotations
 
 import glob
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from inkind import SourceError
+from inkind import RunContext, SourceError
+
+log = logging.getLogger("inkind")
 
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
@@ -38,11 +41,13 @@ def fixed_prefix(pattern: Path) -> Path:
     return prefix
 
 
-def find_databases(pattern: Path) -> list[Database]:
+def find_databases(pattern: Path, run: RunContext) -> list[Database]:
     """The databases ``pattern`` names, sorted by stored name.
 
     Matches that are not regular files are skipped, and so are a matched
-    database's own ``-wal``/``-shm``/``-journal`` files. A glob that matches
+    database's own ``-wal``/``-shm``/``-journal`` files, and matches in the
+    store or its snapshot folder (a glob over a tree that holds the store
+    would store the store's copies again, one level deeper each run). A glob that matches
     nothing is an error, so that a missing mount never empties the store in a
     full pass. A plain path is returned as it is: reading it names any
     problem with it.
@@ -56,7 +61,11 @@ def find_databases(pattern: Path) -> list[Database]:
         if any(match.endswith(s) and match[: -len(s)] in matches for s in SIDE_SUFFIXES):
             continue
         path = Path(match)
-        if path.is_file():
+        kept_out = run.keep_out.around(path)
+        if kept_out is not None:
+            log.info("%s: %s: left out: it is in %s", run.name, path, kept_out)
+            run.stats.objects_kept_out += 1
+        elif path.is_file():
             found.append(Database(path, path.relative_to(prefix).as_posix()))
     if not found:
         raise SourceError(f"source path {pattern}: no database file matches")

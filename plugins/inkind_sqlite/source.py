@@ -77,7 +77,7 @@ class SqliteSource(Source):
     Options = SqliteOptions
 
     def backup(self, run: RunContext) -> None:
-        databases = find_databases(self.options.path)
+        databases = find_databases(self.options.path, run)
         failures = Failures()
         last_save = time.monotonic()
         for db in databases:
@@ -94,7 +94,7 @@ class SqliteSource(Source):
         """Check a sample of stored copies; bring each one whose database
         still exists up to date with it (counted as repaired if it changed)."""
         try:
-            live = {db.name: db for db in find_databases(self.options.path)}
+            live = {db.name: db for db in find_databases(self.options.path, run)}
         except SourceError as e:
             run.warn(f"{e}; checking the store only")
             live = {}

@@ -505,6 +505,7 @@ class BlockCopy:
                         assert manifest is not None
                         writer.add(manifest.digest(i))
                         per_block.update(manifest.digest(i))
+                        progress.advance(length)  # not read, but passed: the bar reaches the size
                         continue
                     view: memoryview | None = None
                     if i < span[0]:  # a hole in the source: zeros, not read

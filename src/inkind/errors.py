@@ -15,6 +15,15 @@ class ConfigError(InkindError):
     """The configuration or the command line is wrong; nothing was written."""
 
 
+class NotStored(ConfigError):
+    """``restore``: the path (or database, volume) asked for is not in the
+    store or snapshot restored from; the caller says which one."""
+
+    def __init__(self, what: str):
+        super().__init__(f"restore: {what} is not stored")
+        self.what = what
+
+
 class StoreError(InkindError):
     """The store is missing, not a directory, read-only or unusable."""
 

@@ -20,6 +20,7 @@ from inkind.store.files import is_temp_name
 from inkind.store.image import pending_journals
 from inkind.store.paths import list_dir, open_beneath
 from inkind.store.xattrs import XAttrs
+from inkind.ui import fields, human_bytes
 from inkind.verify import check_file, existing
 
 log = logging.getLogger("inkind")
@@ -104,12 +105,13 @@ class RawImageSource(Source):
         if result.old_size is not None and result.old_size != result.size:
             how = "grew" if result.size > result.old_size else "shrank"
             log.info(
-                "%s: %s %s from %d to %d bytes; image resized",
+                "%s: %s %s from %s to %s; image resized",
                 run.name,
                 what,
                 how,
-                result.old_size,
-                result.size,
+                human_bytes(result.old_size),
+                human_bytes(result.size),
+                extra=fields(old_size=result.old_size, size=result.size),
             )
         if result.suspect:
             run.state.data["full_pending"] = True
@@ -121,6 +123,12 @@ class RawImageSource(Source):
             result.blocks,
             result.blocks_changed,
             f" ({result.mode} update)" if result.mode else "",
+            extra=fields(
+                blocks=result.blocks,
+                blocks_read=result.blocks_read,
+                blocks_changed=result.blocks_changed,
+                mode=result.mode,
+            ),
         )
 
     def describe(self, run: RunContext, engine: BlockCopy, desc: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ killed run left, and keeps ``.inkind/sources/NAME.json`` current.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -16,12 +17,14 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from inkind.config import Config, SourceConfig, build
 from inkind.errors import ConfigError, CorruptionError, InkindError, StoreError
+from inkind.keepout import KeepOut
 from inkind.plugins import Plugins
-from inkind.snapshots import HistoryResult, provider_for, record_run, take_and_prune
+from inkind.snapshots import HistoryResult, provider_for, record_run, snapshot_dirs, take_and_prune
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
@@ -31,6 +34,7 @@ from inkind.store.image import replay_journals
 from inkind.store.paths import DIR_FLAGS, open_at
 from inkind.store.tree import make_dir
 from inkind.storeroot import Store
+from inkind.ui import fields, log_context, stats_text
 from inkind.verify import missing_objects, state_findings
 
 log = logging.getLogger("inkind")
@@ -104,6 +108,19 @@ def make_source(cfg: SourceConfig, plugins: Plugins) -> Source:
     return cls(cfg.name, build(cls.Options, cfg.options, f"sources.{cfg.name}", base=cfg.base))
 
 
+def check_paths(name: str, source: Source, keep_out: KeepOut) -> None:
+    """No path a source reads may be, or lie in, the store or its snapshot
+    folder: it would back the store up into itself."""
+    for f in dataclasses.fields(source.options):
+        value = getattr(source.options, f.name)
+        what = keep_out.around(value) if isinstance(value, Path) else None
+        if what is not None:
+            raise ConfigError(
+                f"config: sources.{name}.{f.name}: {value} is in {what};"
+                " a source must not read the store or its snapshots"
+            )
+
+
 def resolve_seed(seed: int | None) -> int:
     """``--seed``, else ``INKIND_SEED``, else a fresh random seed (logged)."""
     if seed is not None:
@@ -148,6 +165,8 @@ class Runner:
         self.seed = resolve_seed(seed)
         self.rng = random.Random(self.seed)
         self.progress_factory = progress_factory
+        folders = [("the store's snapshot folder", p) for p in snapshot_dirs(config.store)]
+        self.keep_out = KeepOut.of([("the store", config.store.path), *folders])
 
     def select(self, names: tuple[str, ...] | list[str]) -> list[SourceConfig]:
         """The named sources (all when none are named), in config order."""
@@ -158,8 +177,12 @@ class Runner:
         wanted = set(names)
         return [s for s in self.config.sources.values() if not wanted or s.name in wanted]
 
-    def prepare(self, names) -> list[tuple[SourceConfig, Source | None, str | None]]:
-        """Check every selected source's config before anything is written.
+    def prepare(
+        self, names, *, reads_sources: bool = True
+    ) -> list[tuple[SourceConfig, Source | None, str | None]]:
+        """Check every selected source's config before anything is written
+        (for a command that reads the sources, also that none reads the
+        store: :func:`check_paths`).
 
         A source whose type belongs to a plugin that failed to load is
         returned with its error, so the other sources still run.
@@ -167,11 +190,15 @@ class Runner:
         prepared = []
         for cfg in self.select(names):
             try:
-                prepared.append((cfg, make_source(cfg, self.plugins), None))
+                source = make_source(cfg, self.plugins)
             except ConfigError as e:
                 if cfg.type in self.plugins.types or not self.plugins.failed:
                     raise
                 prepared.append((cfg, None, str(e)))
+                continue
+            if reads_sources:
+                check_paths(cfg.name, source, self.keep_out)
+            prepared.append((cfg, source, None))
         return prepared
 
     def backup(
@@ -210,7 +237,7 @@ class Runner:
             # What is gone is found whatever the fraction: it costs a stat each.
             gone = [f for f in state_findings(run) + missing_objects(run) if not f.recoverable]
             for f in gone:
-                log.error("%s: corruption: %s", cfg.name, f)
+                log.error("%s: corruption: %s", cfg.name, f, extra=fields(object=f.obj))
             run.stats.objects_corrupt += len(gone)
             source.scrub(run)
             if gone:
@@ -228,7 +255,8 @@ class Runner:
             found = [f for f in found if not (f.recoverable and f.obj in errors)]
             findings.extend(found)
             for f in found:
-                log.log(logging.WARNING if f.recoverable else logging.ERROR, "%s", f)
+                level = logging.WARNING if f.recoverable else logging.ERROR
+                log.log(level, "%s", f, extra=fields(object=f.obj, recoverable=f.recoverable))
             bad = [f for f in found if not f.recoverable]
             if bad:
                 run.stats.objects_corrupt += len(bad)
@@ -249,23 +277,29 @@ class Runner:
         dry_run: bool = False,
         after: Callable[[RunReport], None] | None = None,
     ) -> RunReport:
-        prepared = self.prepare(names)
+        prepared = self.prepare(names, reads_sources=command != "verify")
         writes = command != "verify" and not dry_run
         store = Store.open(self.config.store.path, writable=writes)
         report = RunReport(command, now_iso(), self.seed, dry_run=dry_run)
-        log.info("%s: seed %d", command, self.seed)
+        log.info("%s: seed %d", command, self.seed, extra=fields(command=command, seed=self.seed))
         try:
             # A dry run: every store primitive compares, counts and writes nothing.
-            with sigterm_interrupts(), store_dry_run(dry_run):
+            with sigterm_interrupts(), store_dry_run(dry_run) as dry:
+                if dry is not None:  # its stand-ins are no source's data either
+                    st = os.stat(dry.scratch)
+                    self.keep_out.dirs[(st.st_dev, st.st_ino)] = (
+                        f"the dry run's scratch directory {dry.scratch}"
+                    )
                 for cfg, source, error in prepared:
                     result = SourceResult(cfg.name, cfg.type)
                     report.results.append(result)
                     if source is None:
                         result.outcome = FAILED
                         result.messages.append(error or "")
-                        log.error("%s: %s", cfg.name, error)
+                        log.error("%s: %s", cfg.name, error, extra=fields(source=cfg.name))
                         continue
-                    self._one(store, cfg, source, result, op, command, full, writes)
+                    with log_context(source=cfg.name):
+                        self._one(store, cfg, source, result, op, command, full, writes)
                     if result.outcome == INTERRUPTED:
                         break
         finally:
@@ -341,6 +375,7 @@ class Runner:
                 rng=self.rng,
                 full=full,
                 progress_factory=self.progress_factory,
+                keep_out=self.keep_out,
             )
             log.info("%s: %s%s", cfg.name, command, " (full pass)" if full else "")
             try:
@@ -371,12 +406,22 @@ class Runner:
                 self._record(state, cfg, command, result, run)
             if lock >= 0:
                 os.close(lock)
-        dry = (
-            " (dry run: what the backup would do; nothing written)"
-            if command == "backup" and not writes
-            else ""
+        dry = command == "backup" and not writes
+        log.info(
+            "%s: %s%s: %s",
+            cfg.name,
+            result.outcome,
+            " (dry run: what the backup would do; nothing written)" if dry else "",
+            stats_text(stats),
+            extra=fields(
+                event="finished",
+                command=command,
+                outcome=result.outcome,
+                full=result.full,
+                dry_run=dry,
+                stats=stats.as_dict(),
+            ),
         )
-        log.info("%s: %s%s %s", cfg.name, result.outcome, dry, stats.nonzero())
 
     def _record_objects(self, source: Source, run: RunContext) -> None:
         """Keep in the state what the source has stored after this backup
@@ -407,14 +452,21 @@ class Runner:
             os.close(fd)
         replayed = replay_journals(store.root_fd, cfg.name, stats)
         if replayed:
-            log.info("%s: replayed %d pending journal(s)", cfg.name, replayed)
+            log.info(
+                "%s: replayed %d pending journal(s)", cfg.name, replayed, extra=fields(journals=replayed)
+            )
         if "running" in state.data:
             fd = os.open(store.data_dir(cfg.name), DIR_FLAGS)
             try:
                 removed = sweep_temps(fd)
             finally:
                 os.close(fd)
-            log.info("%s: previous run did not finish; removed %d temp(s)", cfg.name, removed)
+            log.info(
+                "%s: previous run did not finish; removed %d temp(s)",
+                cfg.name,
+                removed,
+                extra=fields(temps=removed),
+            )
         if state.data.get("config") not in (None, source.fingerprint()):
             log.info("%s: configuration changed: full pass", cfg.name)
             state.set_resume(None, force=False)

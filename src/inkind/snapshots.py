@@ -29,9 +29,11 @@ from typing import Any, ClassVar
 
 from inkind.config import StoreConfig
 from inkind.errors import ConfigError, InkindError
+from inkind.mountinfo import where, where_it_would_be
 from inkind.retention import free_target, keep_reasons
 from inkind.state import write_json
 from inkind.store.files import is_temp_name, sweep_tagged_temps
+from inkind.ui import fields, human_bytes
 
 log = logging.getLogger("inkind")
 
@@ -39,6 +41,7 @@ ID_FORMAT = "%Y%m%dT%H%M%SZ"
 ID_FORMAT_FINE = "%Y%m%dT%H%M%S.%fZ"  # two snapshots within one second
 LAST_RUN = ".inkind/last-run.json"
 LOCK = ".inkind/snapshots.lock"
+INNER = ".snapshots"  # the snapshot folder inside a store that is the root of its filesystem
 
 
 class SnapshotError(InkindError):
@@ -99,12 +102,17 @@ def run_tool(argv: list[str], what: str) -> str:
 class SnapshotProvider(ABC):
     """One way to keep history of the store at ``store``.
 
-    ``snapshot_dir`` (outside the store) is where providers that make
-    directories put them; providers that snapshot a volume or dataset
-    ignore it.
+    ``snapshot_dir`` is where providers that make directories put them
+    (beside the store, or its ``.snapshots`` folder: :func:`default_snapshot_dir`);
+    providers that snapshot a volume or dataset ignore it.
     """
 
     name: ClassVar[str]
+    snapshot_dir_on: ClassVar[str | None] = None
+    """Where ``snapshot_dir`` must be for this provider to work: "mount"
+    (the store's own mount: hard links cross no mount), "filesystem" (the
+    store's filesystem, any mount of it: btrfs snapshots, reflinks), or
+    None when the provider keeps its snapshots elsewhere."""
 
     def __init__(self, store: Path, snapshot_dir: Path):
         self.store = store
@@ -129,6 +137,16 @@ class SnapshotProvider(ABC):
     def delete(self, snap: Snapshot) -> None:
         """Delete one snapshot, freeing its space before returning where
         the storage allows it (``min_free`` measures right after)."""
+
+    @property
+    def inner_entry(self) -> str | None:
+        """The name of the store's top-level entry that holds the snapshot
+        folder, when the folder is inside the store (a copy of the store
+        leaves it out); None when it is outside."""
+        try:
+            return self.snapshot_dir.resolve().relative_to(self.store.resolve()).parts[0]
+        except (ValueError, IndexError):
+            return None
 
     def space(self) -> tuple[int, int]:
         """(total, free) bytes of the storage that snapshots consume."""
@@ -173,22 +191,78 @@ class NoSnapshots(SnapshotProvider):
 AUTO_ORDER = ("btrfs", "reflink", "hardlink")
 
 
+def default_snapshot_dir(store: Path) -> Path:
+    """``<store>.snapshots`` beside the store when the store's parent is on
+    the store's filesystem; else (the store is the root of a filesystem of
+    its own) ``<store>/.snapshots``, which sources and copies leave alone.
+    Filesystems, not mounts, are compared: inside a systemd unit each
+    ``ReadWritePaths`` entry is a mount of its own, and the unit must find
+    the folder a shell finds."""
+    sibling = _sibling(store)
+    try:
+        beside = where(store).filesystem == where(store.parent).filesystem
+    except OSError:  # no store (yet): nothing will be snapshotted
+        return sibling
+    return sibling if beside else store / INNER
+
+
+def snapshot_dirs(store: StoreConfig) -> list[Path]:
+    """Every folder this store's snapshots may be in: ``store.snapshot_dir``,
+    else both defaults (the one in use follows the mounts of the moment)."""
+    if store.snapshot_dir is not None:
+        return [store.snapshot_dir]
+    return [_sibling(store.path), store.path / INNER]
+
+
+def _sibling(store: Path) -> Path:
+    return store.with_name(store.name + ".snapshots") if store.name else store / INNER
+
+
+def check_snapshot_dir(store: Path, snapshot_dir: Path, cls: type[SnapshotProvider]) -> None:
+    """An explicit ``store.snapshot_dir`` the provider cannot use is a config
+    error before anything is written: inside the store anywhere but ``.snapshots`` (a
+    source or a copy would take it in), or off the filesystem (or mount)
+    the provider's snapshots must share with the store."""
+    if cls.snapshot_dir_on is None:
+        return
+    inside = snapshot_dir.resolve().is_relative_to(store.resolve())
+    if inside and snapshot_dir.resolve() != (store / INNER).resolve():
+        raise ConfigError(
+            f"config: store.snapshot_dir: {snapshot_dir} lies inside the store; the one place"
+            f" there that sources and snapshots leave alone is {store / INNER}"
+        )
+    try:
+        here, there = where(store), where_it_would_be(snapshot_dir)
+    except OSError:  # no store: opening it reports that
+        return
+    if cls.snapshot_dir_on == "mount" and here.mount != there.mount:
+        raise ConfigError(
+            f"config: store.snapshot_dir: {snapshot_dir} is not on the store's mount ({store}):"
+            f" {cls.name} snapshots link to the store's files, and links cannot cross mounts"
+        )
+    if here.filesystem != there.filesystem:
+        raise ConfigError(
+            f"config: store.snapshot_dir: {snapshot_dir} is not on the store's filesystem ({store}):"
+            f" {cls.name} snapshots can only be made there"
+        )
+
+
 def provider_for(store: StoreConfig, providers: dict[str, type[SnapshotProvider]]) -> SnapshotProvider:
     """The configured provider; "auto" picks the first of btrfs, reflink,
     hardlink whose detect() holds for the store."""
-    snapshot_dir = store.snapshot_dir or store.path.with_name(store.path.name + ".snapshots")
     name = store.snapshots
     if name == "auto":
         name = next((n for n in AUTO_ORDER if n in providers and providers[n].detect(store.path)), "none")
-    if name == "none":
-        return NoSnapshots(store.path, snapshot_dir)
-    cls = providers.get(name)
+    cls = NoSnapshots if name == "none" else providers.get(name)
     if cls is None:
         known = ", ".join(["auto", "none", *sorted(providers)])
         raise ConfigError(
             f"config: store.snapshots: no snapshot provider '{name}' is loaded (known: {known})"
         )
-    return cls(store.path, snapshot_dir)
+    if store.snapshot_dir is None:
+        return cls(store.path, default_snapshot_dir(store.path))
+    check_snapshot_dir(store.path, store.snapshot_dir, cls)
+    return cls(store.path, store.snapshot_dir)
 
 
 @contextlib.contextmanager
@@ -309,18 +383,24 @@ def prune(
         s = kept.pop(0)
         doomed.append(s)
         log.info(
-            "snapshot %s %s (min_free %s: %d bytes free)",
+            "snapshot %s %s (min_free %s: %s free)",
             s.id,
             "would be pruned" if dry_run else "pruned",
             store.retention.min_free,
-            free,
+            human_bytes(free),
+            extra=fields(snapshot=s.id, free_bytes=free, min_free_bytes=want),
         )
         if dry_run:
             break
         provider.delete(s)
         free = provider.space()[1]
     if free < want and not dry_run:
-        log.warning("snapshots: only %d bytes free after pruning; min_free asks %d", free, want)
+        log.warning(
+            "snapshots: only %s free after pruning; min_free asks %s",
+            human_bytes(free),
+            human_bytes(want),
+            extra=fields(free_bytes=free, min_free_bytes=want),
+        )
     return doomed
 
 

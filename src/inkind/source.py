@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from inkind.errors import SourceReadError, SourceWarning
+from inkind.keepout import KeepOut
 from inkind.state import SourceState
 from inkind.stats import Stats
 from inkind.store.tree import scratch_dir
@@ -46,6 +47,10 @@ class RunContext:
     nothing by themselves (see :mod:`inkind.store.dryrun`), so a source
     runs its backup as always; it reads this only to spare what lies outside
     the store (an LVM snapshot it would keep as the next run's base).
+
+    ``keep_out`` names the directories no source may enter or read (the
+    store and its snapshot folder), by identity: a source that walks a
+    tree leaves them out, counting each in ``stats.objects_kept_out``.
     """
 
     name: str
@@ -60,6 +65,7 @@ class RunContext:
     dry_run: bool = False
     progress_factory: Any = None
     warnings_seen: list[str] = field(default_factory=list)
+    keep_out: KeepOut = field(default_factory=KeepOut)
 
     @property
     def data_dir(self) -> Path:
@@ -95,12 +101,19 @@ class RunContext:
             self.warn(str(reason))
 
     @contextmanager
-    def progress(self, description: str, total: int | None = None) -> Iterator[Progress]:
-        """A progress bar on a terminal for a long loop; nothing otherwise."""
+    def progress(
+        self, description: str, total: int | None = None, *, unit: str = "objects", estimated: bool = False
+    ) -> Iterator[Progress]:
+        """A progress bar on a terminal for a long loop; nothing otherwise.
+
+        ``unit`` is "objects" or "bytes" (shown in KiB, MiB...); give a
+        ``total`` where it is known, so the bar shows a rate and the time
+        left, and mark it ``estimated`` when it is a guess (the previous
+        run's count)."""
         if self.progress_factory is None:
             yield null_progress
             return
-        with self.progress_factory(f"{self.name}: {description}", total) as p:
+        with self.progress_factory(f"{self.name}: {description}", total, unit=unit, estimated=estimated) as p:
             yield p
 
 

@@ -18,7 +18,10 @@ class Stats:
     count only operations that changed something. ``bytes_written`` counts
     bytes written into stored objects (temps that become objects included);
     ``bytes_journaled`` the extra copy that the journal path of
-    update_image writes first on filesystems without reflinks.
+    update_image writes first on filesystems without reflinks;
+    ``objects_kept_out`` the directories (and sqlite glob matches) a source
+    left alone because they are, or lie in, the store or its snapshot
+    folder (a source containing the store, such as ``path = "/"``).
     """
 
     objects_seen: int = 0
@@ -29,6 +32,7 @@ class Stats:
     objects_scrubbed: int = 0
     objects_repaired: int = 0
     objects_corrupt: int = 0
+    objects_kept_out: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
     bytes_journaled: int = 0

@@ -3,19 +3,18 @@ from the empty mount point it leaves when it is not mounted."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from inkind.mountinfo import where
+
 
 @dataclass(frozen=True)
 class Filesystem:
-    """The filesystem holding a path, as ``findmnt`` (util-linux) sees it.
-
-    ``uuid`` is the filesystem's UUID where the kernel or blkid knows one
-    (ext4, XFS, btrfs on a block device); ``target`` is the mount point.
-    """
+    """The filesystem holding a path: its type and mount point (from
+    /proc/self/mountinfo) and, where blkid can read it from the device, its
+    UUID (ext4, XFS, btrfs on a block device; root only)."""
 
     type: str
     uuid: str | None
@@ -23,14 +22,8 @@ class Filesystem:
 
     @classmethod
     def of(cls, path: Path) -> Filesystem:
-        out = subprocess.run(
-            ["findmnt", "--json", "--output", "FSTYPE,UUID,TARGET", "--target", str(path)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (fs,) = json.loads(out)["filesystems"]
-        return cls(fs["fstype"], fs.get("uuid") or None, fs["target"])
+        at = where(path)
+        return cls(at.fstype, _uuid(at.source), at.mount_point)
 
     @classmethod
     def from_record(cls, data: dict) -> Filesystem:
@@ -49,3 +42,16 @@ class Filesystem:
     def __str__(self) -> str:
         ident = f"UUID {self.uuid}" if self.uuid else "no UUID"
         return f"{self.type} at {self.target} ({ident})"
+
+
+def _uuid(source: str) -> str | None:
+    """The filesystem UUID on block device ``source``, or None."""
+    if not source.startswith("/dev/"):
+        return None
+    try:
+        out = subprocess.run(
+            ["blkid", "-o", "value", "-s", "UUID", source], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None

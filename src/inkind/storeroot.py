@@ -13,7 +13,6 @@ import errno
 import fcntl
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +34,8 @@ def _info_path(path: Path) -> Path:
 def _filesystem(path: Path) -> Filesystem:
     try:
         return Filesystem.of(path)
-    except (OSError, subprocess.CalledProcessError, ValueError, KeyError) as e:
-        raise StoreError(f"store: {path}: cannot tell its filesystem (findmnt: {e})") from None
+    except (OSError, ValueError, IndexError) as e:
+        raise StoreError(f"store: {path}: cannot tell its filesystem ({e})") from None
 
 
 def _read_info(path: Path) -> dict:

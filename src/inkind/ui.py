@@ -13,11 +13,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Protocol
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress as RichProgress
+
+    from inkind.stats import Stats
 
 
 class Progress(Protocol):
@@ -31,6 +35,77 @@ class _NullProgress:
 
 null_progress = _NullProgress()
 
+BYTE_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def human_bytes(n: float) -> str:
+    """``n`` bytes in binary units (``512 B``, ``4.0 KiB``, ``1.5 GiB``): the
+    units config sizes such as ``min_free = "20G"`` are read in."""
+    if abs(n) < 1024:
+        return f"{n:.0f} B"
+    for unit in BYTE_UNITS:
+        n /= 1024
+        if abs(n) < 1024 or unit == BYTE_UNITS[-1]:
+            break
+    return f"{n:.1f} {unit}"
+
+
+# What a terminal line says about a run's Stats, in this order; counters at
+# zero are left out. Byte counters are shown in human units.
+_STATS_TEXT = (
+    ("objects_seen", "seen"),
+    ("objects_changed", "changed"),
+    ("objects_unchanged", "unchanged"),
+    ("objects_skipped", "skipped"),
+    ("objects_deleted", "deleted"),
+    ("objects_scrubbed", "scrubbed"),
+    ("objects_repaired", "repaired"),
+    ("objects_corrupt", "corrupt"),
+    ("bytes_read", "read"),
+    ("bytes_written", "written"),
+    ("bytes_journaled", "journaled"),
+    ("xattrs_written", "xattrs set"),
+    ("mtimes_set", "mtimes set"),
+    ("modes_set", "modes set"),
+    ("owners_set", "owners set"),
+    ("warnings", "warning(s)"),
+    ("errors", "error(s)"),
+)
+
+
+def stats_text(stats: Stats) -> str:
+    """``1338 seen, 12 changed, 4.2 MiB written, 3.1s``: a run's non-zero
+    counters for a person (``--json`` and ``--log-json`` keep the numbers)."""
+    parts = []
+    for key, label in _STATS_TEXT:
+        value = getattr(stats, key)
+        if value:
+            parts.append(f"{human_bytes(value) if key.startswith('bytes_') else value} {label}")
+    return ", ".join([*parts, f"{stats.duration_seconds:.1f}s"])
+
+
+# --- structured log fields ---------------------------------------------------
+
+_context: ContextVar[dict[str, Any] | None] = ContextVar("inkind_log_context", default=None)
+
+
+@contextmanager
+def log_context(**data: Any) -> Iterator[None]:
+    """Every log line inside carries ``data`` as ``--log-json`` fields (the
+    runner sets ``source`` while a source runs)."""
+    token = _context.set({**(_context.get() or {}), **data})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def fields(**data: Any) -> dict[str, Any]:
+    """``extra=`` for a log call whose numbers a machine wants: they become
+    fields of its ``--log-json`` line; the terminal shows the message only.
+    ``log.info("%s: ok", name, extra=fields(stats=stats.as_dict()))``."""
+    return {"inkind_fields": data}
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -39,10 +114,9 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "message": record.getMessage(),
         }
-        for key in ("source", "event", "stats"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        return json.dumps(entry)
+        entry.update(_context.get() or {})
+        entry.update(getattr(record, "inkind_fields", {}))
+        return json.dumps(entry, default=str)
 
 
 def setup_logging(verbosity: int, log_json: str | None) -> Console | None:
@@ -82,21 +156,54 @@ class _RichTask:
 
 
 def progress_factory(console: Console | None):
-    """A factory for progress bars, or None when not on a terminal."""
+    """A factory for progress bars, or None when not on a terminal.
+
+    ``make(description, total, unit="objects"|"bytes", estimated=False)``:
+    a bar with what is done of ``total`` (``~`` before an ``estimated``
+    total, such as the files source's count from its previous run), the
+    rate, and the time left; without a total, the count and rate only.
+    """
     if console is None:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, ProgressColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as RichProgress
+    from rich.text import Text
+
+    def amount(n: float, unit: str) -> str:
+        return human_bytes(n) if unit == "bytes" else f"{int(n)}"
+
+    class Done(ProgressColumn):
+        """``7424/~9000``, ``1.2 GiB/4.0 GiB``, or ``7424`` without a total."""
+
+        def render(self, task) -> Text:
+            unit = task.fields["unit"]
+            text = amount(task.completed, unit)
+            if task.total is not None:
+                text += f"/{'~' if task.fields['estimated'] else ''}{amount(task.total, unit)}"
+            return Text(text, style="progress.download")
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.finished_speed or task.speed
+            text = "" if speed is None else f"{amount(speed, task.fields['unit'])}/s"
+            return Text(text, style="progress.data.speed")
+
+    class Left(ProgressColumn):
+        """Time left at the current rate; none past an estimated total."""
+
+        def render(self, task) -> Text:
+            left = task.time_remaining
+            if task.total is None or left is None or task.completed > task.total:
+                return Text("")
+            approx = "~" if task.fields["estimated"] else ""
+            return Text(f"{approx}{timedelta(seconds=int(left))} left", style="progress.remaining")
 
     @contextmanager
-    def make(description: str, total: int | None) -> Iterator[Progress]:
-        columns = [
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        ]
+    def make(
+        description: str, total: int | None, *, unit: str = "objects", estimated: bool = False
+    ) -> Iterator[Progress]:
+        columns = [TextColumn("{task.description}"), BarColumn(), Done(), Rate(), Left(), TimeElapsedColumn()]
         with RichProgress(*columns, console=console, transient=True) as p:
-            yield _RichTask(p, p.add_task(description, total=total))
+            yield _RichTask(p, p.add_task(description, total=total, unit=unit, estimated=estimated))
 
     return make

@@ -28,7 +28,7 @@ def test_dry_run_on_a_fresh_store_writes_nothing(setup, inkind_cli):
     assert (s["objects_changed"], s["bytes_written"]) == (2, len("x"))
     assert "would create a/f" in r.stderr
     assert snapshot(setup.store) == before
-    assert not setup.data.exists()
+    assert sorted(p.name for p in setup.store.iterdir()) == [".inkind"]  # as init made it
 
 
 def test_dry_run_lists_changes_and_deletions_and_changes_nothing(setup, inkind_run, inkind_cli):

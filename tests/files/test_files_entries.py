@@ -171,15 +171,14 @@ def test_an_interrupted_walk_is_recoverable_and_the_next_run_records(setup, inki
     assert inkind_cli("-c", setup.config, "verify").returncode == 0
 
 
-def test_fake_super_directories_record_entries_too(open_tmp, unprivileged):
+def test_fake_super_directories_record_entries_too(open_tmp, inkind_store, unprivileged):
     """Run as a user, directories carry user.rsync.%stat and the entries
     record side by side; a full pass rewrites neither."""
-    src, store = open_tmp / "src", open_tmp / "store"
+    src, store = open_tmp / "src", inkind_store
     write(src / "d" / "f", "x")
     write(src / "g", "y")
     subprocess.run(["chmod", "-R", "a+rX", src], check=True)
-    store.mkdir()
-    os.chown(store, 65534, 65534)
+    subprocess.run(["chown", "-R", "65534:65534", store], check=True)
     cfg = open_tmp / "c.toml"
     cfg.write_text(render_config(store, {"home": {"type": "files", "path": src}}))
     assert unprivileged.inkind(["-c", cfg, "backup"], open_tmp).returncode == 0

@@ -7,7 +7,6 @@ import sys
 from files_trees import make_awkward_tree, write
 from inkind_files.mirror import Mirror
 
-from inkind.storeroot import init_store
 from inkind.testing import render_config, tree_diff
 
 
@@ -89,20 +88,20 @@ def test_missing_source_path_is_one_clear_error(tmp_path, inkind_config, inkind_
     assert f"{tmp_path / 'nope'}" in r.stderr
 
 
-def test_bad_option_names_the_key(tmp_path, inkind_config, inkind_cli):
+def test_bad_option_names_the_key(tmp_path, inkind_config, inkind_store, inkind_cli):
     cfg = inkind_config({"home": {"type": "files", "path": tmp_path, "excludes": ["x"]}})
     r = inkind_cli("-c", cfg, "backup")
     assert r.returncode == 2
     assert "sources.home: unknown key 'excludes'" in r.stderr
-    assert not (cfg.parent / "store" / ".inkind").exists(), "nothing may be written on bad config"
+    assert os.listdir(inkind_store / ".inkind" / "sources") == [], "nothing may be written on bad config"
+    assert sorted(os.listdir(inkind_store)) == [".inkind"]
 
 
-def test_unreadable_file_as_non_root_is_a_warning(open_tmp, unprivileged):
+def test_unreadable_file_as_non_root_is_a_warning(open_tmp, inkind_store, unprivileged):
     tmp_path = open_tmp
-    src, store = tmp_path / "src", tmp_path / "store"
+    src, store = tmp_path / "src", inkind_store
     write(src / "ok.txt", "fine")
     write(src / "locked.txt", "secret")
-    init_store(store)
     subprocess.run(["chown", "-R", "65534:65534", src, store], check=True)
     os.chmod(tmp_path, 0o755)
     os.chmod(src / "locked.txt", 0)
@@ -114,15 +113,14 @@ def test_unreadable_file_as_non_root_is_a_warning(open_tmp, unprivileged):
     assert (store / "home" / "ok.txt").read_text() == "fine"
 
 
-def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp, unprivileged):
+def test_non_root_store_uses_fake_super_and_restores_with_rsync(open_tmp, inkind_store, unprivileged):
     """As a user, owners, modes and special files go into user.rsync.%stat;
     root restores them for real with the printed rsync command."""
     tmp_path = open_tmp
-    src, store = tmp_path / "src", tmp_path / "store"
+    src, store = tmp_path / "src", inkind_store
     make_awkward_tree(src)
     (src / "dir" / "nested" / "deep.bin").chmod(0o644)
     subprocess.run(["setfacl", "-b", src / "dir" / "nested" / "deep.bin", src / "dir" / "nested"], check=True)
-    init_store(store)
     subprocess.run(["chown", "-R", "65534:65534", store], check=True)
     os.chmod(tmp_path, 0o755)
     subprocess.run(["chmod", "-R", "a+rX", src], check=True)

@@ -53,7 +53,7 @@ def test_full_pass_is_drawn_from_the_seeded_rng(tmp_path, inkind_config, inkind_
     assert any(draws) and not all(draws)
 
 
-def test_excludes_use_gitignore_patterns(tmp_path, inkind_config, inkind_run):
+def test_excludes_use_gitignore_patterns(tmp_path, inkind_config, inkind_store, inkind_run):
     src = tmp_path / "s"
     for p in ("a/.cache/x", "a/keep.txt", "b/build/out.o", "c.log", "d/c.log", "e/important.log"):
         write(src / p, p)
@@ -67,12 +67,14 @@ def test_excludes_use_gitignore_patterns(tmp_path, inkind_config, inkind_run):
         }
     )
     inkind_run(cfg)
-    data = cfg.parent / "store" / "home"
+    data = inkind_store / "home"
     stored = sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file())
     assert stored == ["a/keep.txt", "e/important.log"]
 
 
-def test_newly_excluded_files_leave_the_store_on_the_forced_full_pass(tmp_path, inkind_config, inkind_run):
+def test_newly_excluded_files_leave_the_store_on_the_forced_full_pass(
+    tmp_path, inkind_config, inkind_store, inkind_run
+):
     src = tmp_path / "s"
     write(src / "x.tmp", "t")
     write(src / "y.txt", "y")
@@ -81,7 +83,8 @@ def test_newly_excluded_files_leave_the_store_on_the_forced_full_pass(tmp_path, 
     cfg = inkind_config({"home": {"type": "files", "path": src, "exclude": ["*.tmp"]}})
     r = only(inkind_run(cfg))
     assert r.full, "a changed configuration forces a full pass"
-    assert not (cfg.parent / "store" / "home" / "x.tmp").exists()
+    assert not (inkind_store / "home" / "x.tmp").exists()
+    assert (inkind_store / "home" / "y.txt").exists()
 
 
 def test_cachedir_tag_directories_are_skipped(setup, inkind_run):

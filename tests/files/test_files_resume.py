@@ -88,7 +88,7 @@ def test_resume_from_any_pointer_covers_everything(setup, inkind_run, pointer):
         write(setup.src / f"f{f}", str(f))
     from inkind.state import SourceState
 
-    (setup.store / ".inkind" / "sources").mkdir(parents=True)
+    (setup.store / ".inkind" / "sources").mkdir(parents=True, exist_ok=True)
     state = SourceState(setup.store / ".inkind" / "sources" / "home.json", {"resume": pointer})
     state.save()
     (r,) = inkind_run(setup.config).results

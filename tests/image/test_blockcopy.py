@@ -99,7 +99,7 @@ def test_unchanged_source_writes_nothing(bench):
     assert s.bytes_read == SIZE
 
 
-def test_incremental_writes_exactly_the_changed_blocks(bench):
+def test_incremental_writes_exactly_the_changed_blocks(bench, inkind_store_fs):
     bench.copy()
     rng = random.Random(3)
     changed = {5 * BS: rng.randbytes(BS), 40 * BS: rng.randbytes(BS), 63 * BS: rng.randbytes(BS)}
@@ -107,10 +107,11 @@ def test_incremental_writes_exactly_the_changed_blocks(bench):
     fill(bench.src, changed)
     before = allocated(bench.image)
     result = bench.copy()
-    assert result.mode == "journal" and result.blocks_changed == 4
+    journaled = inkind_store_fs == "ext4"  # btrfs and XFS update a reflinked clone
+    assert result.mode == ("journal" if journaled else "clone") and result.blocks_changed == 4
     assert bench.same()
     assert bench.stats.bytes_written == 3 * BS + bench.manifest_bytes()
-    assert bench.stats.bytes_journaled == 3 * BS
+    assert bench.stats.bytes_journaled == (3 * BS if journaled else 0)
     assert allocated(bench.image) == before + 2 * BS  # +3 data blocks, -1 punched
 
 
@@ -174,7 +175,9 @@ def test_source_shrinking_mid_run_keeps_the_previous_image(bench):
         def advance(self, n: int = 1) -> None:
             os.truncate(bench.src, SIZE // 2)  # the device shrinks under us
 
-    with pytest.raises(SourceError, match=r"ended at byte 8388608 of 16777216"):
+    # Where the read ends depends on how far the read-ahead got before the
+    # truncate: at or past the new end, short of the old one.
+    with pytest.raises(SourceError, match=r"ended at byte \d+ of 16777216 \(shrunk or gone"):
         bench.copy(progress=Shrinker())
     assert digest(bench.image) == image and bench.manifest.read_bytes() == manifest
     assert bench.engine().verify() == []

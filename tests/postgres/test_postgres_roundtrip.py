@@ -12,13 +12,14 @@ from pg_helpers import SAMPLE, table_contents
 
 @pytest.mark.parametrize("fmt", ["directory", "plain"])
 def test_restore_into_fresh_cluster(
-    fmt, pg, fresh_pg, make_db, pg_source, assert_second_run_writes_nothing, inkind_cli
+    fmt, pg, fresh_pg, make_db, pg_source, assert_second_run_writes_nothing, inkind_cli, inkind_store_fs
 ):
+    role = f"reader_{fmt}_{inkind_store_fs}"  # roles are the cluster's: one per run of the test
     a = make_db(SAMPLE)
     b = make_db(
         "CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes VALUES (1, 'x'), (2, 'y');"
     )
-    pg.psql(f"CREATE ROLE reader_{fmt}; GRANT SELECT ON notes TO reader_{fmt};", b)
+    pg.psql(f"CREATE ROLE {role}; GRANT SELECT ON notes TO {role};", b)
     s = pg_source([a, b], format=fmt)
 
     second = assert_second_run_writes_nothing(s.config)  # byte-stable dumps, 0 bytes written
@@ -36,7 +37,7 @@ def test_restore_into_fresh_cluster(
     else:
         assert names == [f"{a}.sql", f"{b}.sql", "globals.sql"]
         assert b"\\restrict " in (s.data / f"{a}.sql").read_bytes()  # 15.14+: a fixed per-source key
-    assert f"reader_{fmt}".encode() in (s.data / "globals.sql").read_bytes()
+    assert role.encode() in (s.data / "globals.sql").read_bytes()
 
     r = inkind_cli("-c", s.config, "restore", "pg", "--to", fresh_pg.dsn(), "--run")
     assert r.returncode == 0, r.stderr
@@ -46,7 +47,7 @@ def test_restore_into_fresh_cluster(
     assert all(line.startswith(tool) for line in lines[1:]) and len(lines) == 3
     for db in (a, b):
         assert table_contents(fresh_pg, db) == table_contents(pg, db)
-    assert fresh_pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = 'reader_{fmt}'") == "1\n"
+    assert fresh_pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'") == "1\n"
 
 
 def test_restore_one_database(pg, make_db, pg_source, inkind_run, inkind_cli):

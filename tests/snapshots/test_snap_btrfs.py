@@ -87,6 +87,8 @@ def test_btrfs_snapshots_cost_only_what_changed(mounted, tmp_path, inkind_cli):
     data = new_bytes(s3 / "tree", s2 / "tree") + new_bytes(s3 / "disk", s2 / "disk")
     assert changed <= data <= 1.1 * changed, (data, changed)
 
+    sh("btrfs", "quota", "enable", fs)  # sizes come from quota groups
+    sh("btrfs", "quota", "rescan", "-w", fs)
     listed = json.loads(inkind_cli("-c", cfg, "snapshots", "list", "--json").stdout)
     assert [s["id"] for s in listed["snapshots"]] == [
         first["snapshot"],

@@ -13,7 +13,7 @@ from inkind import config as config_mod
 from inkind.config import Config
 from inkind.plugins import Plugins, load_plugins
 from inkind.runner import Runner, RunReport
-from inkind.ui import progress_factory, setup_logging
+from inkind.ui import progress_factory, setup_logging, stats_text
 
 seed_option = click.option("--seed", type=int, help="Make every random choice reproducible (or INKIND_SEED).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
@@ -67,12 +67,5 @@ def finish(report: RunReport, as_json: bool) -> None:
         emit_json(report.as_dict())
     else:
         for r in report.results:
-            s = r.stats
-            line = (
-                f"{r.name}: {r.outcome}{' (full pass)' if r.full else ''}: "
-                f"{s.objects_seen} seen, {s.objects_changed} changed, {s.objects_deleted} deleted, "
-                f"{s.bytes_written} bytes written, {s.objects_scrubbed} scrubbed, "
-                f"{s.objects_repaired} repaired, {s.warnings} warnings, {s.duration_seconds:.1f}s"
-            )
-            click.echo(line)
+            click.echo(f"{r.name}: {r.outcome}{' (full pass)' if r.full else ''}: {stats_text(r.stats)}")
     sys.exit(report.exit_status)

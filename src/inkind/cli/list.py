@@ -7,6 +7,7 @@ import click
 
 from inkind.cli.common import emit_json, json_option
 from inkind.state import SourceState
+from inkind.ui import human_bytes
 
 
 def tree_size(path) -> tuple[int, int]:
@@ -56,6 +57,6 @@ def command(env, as_json):
         for r in rows:
             click.echo(
                 f"{r['name']:<16} {r['type']:<10} {r['last_run'] or 'never':<22} "
-                f"{r['outcome'] or '-':<12} {r['bytes']:>14} bytes"
+                f"{r['outcome'] or '-':<12} {human_bytes(r['bytes']):>10}"
             )
     sys.exit(0)

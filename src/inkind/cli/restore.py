@@ -7,24 +7,32 @@ from pathlib import Path
 
 import click
 
-from inkind.errors import ConfigError
+from inkind.errors import ConfigError, NotStored
 from inkind.runner import make_source
 from inkind.snapshots import provider_for
 from inkind.state import SourceState
 
 
-def from_snapshot(env, sid: str) -> tuple[list[list[str]], Path]:
-    """The commands that make snapshot ``sid`` readable, and where its copy
-    of the store is. ``sid`` may be "latest" or any unique prefix."""
+def from_snapshot(env, sid: str) -> tuple[str, list[list[str]], Path]:
+    """The id of snapshot ``sid`` ("latest" or any unique prefix), the
+    commands that make it readable, and where its copy of the store is."""
     provider = provider_for(env.config.store, env.plugins.providers)
-    snaps = provider.list()
-    exact = [s for s in snaps if s.id == sid]
-    match = snaps[-1:] if sid == "latest" else exact or [s for s in snaps if s.id.startswith(sid)]
-    if len(match) != 1:
-        what = "no snapshot" if not match else f"{len(match)} snapshots"
-        known = ", ".join(s.id for s in snaps[-5:]) or "none"
-        raise ConfigError(f"restore: --snapshot {sid}: {what} match (newest: {known})")
-    return provider.mount_commands(match[0])
+    newest_first = provider.list()[::-1]
+    exact = [s for s in newest_first if s.id == sid]
+    match = (
+        newest_first[:1] if sid == "latest" else exact or [s for s in newest_first if s.id.startswith(sid)]
+    )
+    if not match:
+        known = ", ".join(s.id for s in newest_first[:5]) or "none"
+        raise ConfigError(f"restore: --snapshot {sid}: no snapshot matches (newest first: {known})")
+    if len(match) > 1:
+        more = f" and {len(match) - 5} older" if len(match) > 5 else ""
+        candidates = ", ".join(s.id for s in match[:5]) + more
+        raise ConfigError(
+            f"restore: --snapshot {sid}: {len(match)} snapshots match, newest first: {candidates}; "
+            "give more of the id"
+        )
+    return (match[0].id, *provider.mount_commands(match[0]))
 
 
 @click.command("restore")
@@ -49,17 +57,21 @@ def command(env, source, path, dest, database, sid, execute):
         raise ConfigError(f"no source named '{source}' in {env.config.path}")
     src = make_source(cfg, env.plugins)
     live = env.config.store.path
-    prepare, store = from_snapshot(env, sid) if sid else ([], live)
+    snap_id, prepare, store = from_snapshot(env, sid) if sid else ("", [], live)
+    where = f"snapshot {snap_id}" if sid else "the store"
     data_dir = store / source
     # A snapshot that must be mounted first cannot be checked yet.
     if not prepare and not data_dir.is_dir():
-        where = f"snapshot {sid}" if sid else "the store"
         raise ConfigError(f"restore: {data_dir}: nothing stored for '{source}' in {where}")
     state_file = store / ".inkind" / "sources" / f"{source}.json"
     if not state_file.is_file():
         state_file = live / ".inkind" / "sources" / f"{source}.json"
     state = SourceState.load(state_file)
-    for argv in prepare + src.restore_commands(data_dir, dest, path, state.plugin):
+    try:
+        commands = src.restore_commands(data_dir, dest, path, state.plugin)
+    except NotStored as e:
+        raise ConfigError(f"restore: {e.what} is not in {where} (source '{source}')") from None
+    for argv in prepare + commands:
         click.echo(shlex.join(argv))
         if execute:
             rc = subprocess.call(argv)

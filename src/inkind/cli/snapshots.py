@@ -8,6 +8,7 @@ import click
 
 from inkind.cli.common import emit_json, json_option
 from inkind.snapshots import Snapshot, SnapshotProvider, plan, provider_for, prune, read_last_run
+from inkind.ui import human_bytes
 
 
 @click.group("snapshots")
@@ -51,7 +52,7 @@ def list_(env, no_sizes: bool, as_json: bool) -> None:
     click.echo(f"provider: {provider.name}, {len(rows)} snapshot(s)")
     for r in rows:
         sources = ", ".join(f"{k}={v}" for k, v in (r["sources"] or {}).items()) or "-"
-        size = "-" if r["exclusive_bytes"] is None else f"{r['exclusive_bytes'] / 2**20:.1f} MiB"
+        size = "-" if r["exclusive_bytes"] is None else human_bytes(r["exclusive_bytes"])
         click.echo(f"{r['id']:<22} {size:>12}  {sources}  [{', '.join(r['kept_by']) or 'prune'}]")
 
 

@@ -17,6 +17,7 @@ from inkind.snapshots import provider_for, read_last_run
 from inkind.state import SourceState
 from inkind.store.image import JOURNAL_DIR
 from inkind.storeroot import unusable_store
+from inkind.ui import human_bytes
 
 NO_HISTORY = (
     "NONE: store.snapshots is 'none' (or 'auto' found no way to snapshot), so the store holds "
@@ -204,7 +205,7 @@ def command(env, as_json):
     else:
         click.echo(f"store: {store}")
         if usage:
-            click.echo(f"free: {usage.free // 2**20} MiB of {usage.total // 2**20} MiB")
+            click.echo(f"free: {human_bytes(usage.free)} of {human_bytes(usage.total)}")
         click.echo(f"history: {hist['summary']}")
         for p in problems:
             click.echo(f"problem: {p}")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
 
 import xattr
 
 from inkind.stats import Stats
 from inkind.store import dryrun
 from inkind.store.paths import PathLike
+from inkind.storefs import Filesystem
 
 INKIND_NS = "user.inkind."
 
@@ -134,8 +136,22 @@ class XAttrs(MutableMapping[str, bytes]):
         return changes
 
 
+# XFS lists a file's POSIX ACLs a second time, to root, under these names:
+# the same ACL in XFS's own encoding. The ACL travels as system.posix_acl_*;
+# copying these too would plant stray trusted.* xattrs on other filesystems.
+ACL_ALIASES = frozenset({"trusted.SGI_ACL_FILE", "trusted.SGI_ACL_DEFAULT"})
+ACL_ALIAS_FILTER = "--filter=-x trusted.SGI_ACL_*"
+
+
+def acl_alias_filter(path: PathLike) -> list[str]:
+    """The rsync filter that leaves the aliases out of a restore from
+    ``path``, where its filesystem has them (XFS); else nothing."""
+    return [ACL_ALIAS_FILTER] if Filesystem.of(Path(os.fsdecode(path))).type == "xfs" else []
+
+
 def xattr_items(target: PathLike | int) -> list[tuple[str, bytes]]:
-    """All readable xattrs of ``target`` (never following a symlink)."""
+    """All readable xattrs of ``target`` (never following a symlink), but
+    the filesystem's aliases of its ACLs (:data:`ACL_ALIASES`)."""
     kwargs = {} if isinstance(target, int) else {"nofollow": True}
     try:
         if dryrun.active() is not None:  # with what the dry run set
@@ -146,4 +162,5 @@ def xattr_items(target: PathLike | int) -> list[tuple[str, bytes]]:
         if e.errno in (errno.ENOTSUP, errno.EPERM):
             return []
         raise
-    return [(k.decode("utf-8", "surrogateescape"), v) for k, v in pairs]
+    named = ((k.decode("utf-8", "surrogateescape"), v) for k, v in pairs)
+    return [(k, v) for k, v in named if k not in ACL_ALIASES]

@@ -41,6 +41,7 @@ from inkind import config as config_mod
 from inkind.plugins import load_plugins
 from inkind.runner import Runner, RunReport
 from inkind.state import SourceState
+from inkind.store.xattrs import ACL_ALIAS_FILTER
 from inkind.storeroot import init_store
 from inkind.testing.filesystems import NEEDS_ROOT, STORE_FILESYSTEMS, SessionFilesystems, remove_tree
 
@@ -255,10 +256,11 @@ def tree_diff(expected: Path, actual: Path) -> list[str]:
     metadata rsync -aHAX knows (owner, mode, mtime, xattrs, ACLs, hard
     links, devices), as rsync's itemized lines; empty when identical.
 
-    inkind's own ``user.inkind.*`` xattrs are left out of the comparison.
+    inkind's own ``user.inkind.*`` xattrs are left out of the comparison,
+    and so are XFS's aliases of ACLs (the ACLs themselves are compared).
     """
     cmd = ["rsync", "-naHAXS", "--numeric-ids", "--checksum", "--itemize-changes", "--delete"]
-    cmd += ["--filter=-x user.inkind.*", f"{expected}/", f"{actual}/"]
+    cmd += ["--filter=-x user.inkind.*", ACL_ALIAS_FILTER, f"{expected}/", f"{actual}/"]
     out = subprocess.run(cmd, capture_output=True, check=True).stdout
     return [line for line in out.decode("utf-8", "backslashreplace").splitlines() if line.strip()]
 
