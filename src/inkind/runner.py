@@ -484,8 +484,10 @@ class Runner:
         """Keep the outcome in the source's state, and the corruption a check
         found until a check of every object is clean (``inkind status``
         reads it). verify, which checks the store alone, saves the state
-        only when that record changes, and a store it cannot write (a
-        read-only disk being checked) costs it a warning line only."""
+        only when that record changes and the state file is there (a state
+        file deleted from the store is itself a finding that verify must
+        not paper over), and a store it cannot write (a read-only disk
+        being checked) costs it a warning line only."""
         end = now_iso()
         prefix = "corruption: "
         message = next((m.removeprefix(prefix) for m in result.messages if m.startswith(prefix)), "")
@@ -494,7 +496,7 @@ class Runner:
         )
         changed = state.note_check(command, end, result.stats.objects_corrupt, message, everything=everything)
         if command == "verify":
-            if changed:
+            if changed and not state.missing:
                 try:
                     state.save()
                 except OSError as e:

@@ -45,12 +45,20 @@ class Filesystem:
 
 
 def _uuid(source: str) -> str | None:
-    """The filesystem UUID on block device ``source``, or None."""
+    """The filesystem UUID on block device ``source``, or None. Read from
+    the device itself (``-c /dev/null``): blkid's cache answers for a
+    device it looked at moments ago without looking again, so right after
+    a device got another filesystem (a loop device reused, a disk
+    reformatted) it names the one that was there before, and init would
+    record a UUID that no later run finds."""
     if not source.startswith("/dev/"):
         return None
     try:
         out = subprocess.run(
-            ["blkid", "-o", "value", "-s", "UUID", source], capture_output=True, text=True, timeout=30
+            ["blkid", "-c", "/dev/null", "-o", "value", "-s", "UUID", source],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -8,10 +8,13 @@ import json
 import os
 import shutil
 import subprocess
+import time
+import uuid
 
 import pytest
 
 from inkind.testing import needs_root, render_config
+from inkind.testing.filesystems import sh, unmount
 
 NOT_A_STORE = "not an inkind store (is the disk mounted?)"
 
@@ -132,3 +135,35 @@ def test_a_store_on_another_filesystem_than_init_recorded(tmp_path, tree, mounte
         shutil.rmtree(disk / ".inkind", ignore_errors=True)
         shutil.rmtree(disk / "h", ignore_errors=True)
         subprocess.run(["mount", dev, disk], check=True)
+
+
+@needs_root
+def test_init_records_the_filesystem_the_device_holds_now(tmp_path, tree, inkind_cli):
+    """A device that held another filesystem moments ago (a loop device
+    reused, a disk reformatted): blkid's cache still names the old one for
+    a while. init must record the UUID that is there, or every later run
+    refuses the store as not mounted."""
+    old, new = tmp_path / "old.fs", tmp_path / "new.fs"
+    new_uuid = str(uuid.uuid4())
+    for backing, fs_uuid in ((old, str(uuid.uuid4())), (new, new_uuid)):
+        with open(backing, "wb") as f:
+            f.truncate(64 << 20)
+        sh("mkfs.ext4", "-q", "-F", "-U", fs_uuid, backing)
+    dev = sh("losetup", "--find", "--show", old).strip()
+    sh("blkid", dev)  # as any look at the disk before would: the cache holds old's UUID
+    sh("losetup", "-d", dev)
+    sh("losetup", dev, new)  # the same device, another filesystem
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    try:
+        sh("mount", dev, mnt)
+        cfg = config(tmp_path, mnt, tree)
+        assert inkind_cli("-c", cfg, "init").returncode == 0
+        info = json.loads((mnt / ".inkind" / "store.json").read_text())
+        assert info["filesystem"]["uuid"] == new_uuid
+        time.sleep(3)  # past the cache's quick-answer window: blkid looks at the device again
+        r = inkind_cli("-c", cfg, "backup")
+        assert r.returncode == 0, r.stderr
+    finally:
+        unmount(mnt)
+        subprocess.run(["losetup", "-d", dev], capture_output=True)

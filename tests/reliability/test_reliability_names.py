@@ -1,13 +1,14 @@
 """Generated file names: every byte but "/" and NUL, up to 255 bytes."""
 
 import os
-import shutil
 
 from harness import inkind
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from inkind.storeroot import init_store
 from inkind.testing import render_config, tree_diff
+from inkind.testing.filesystems import remove_tree
 
 name_bytes = st.binary(min_size=1, max_size=255).filter(
     lambda b: (
@@ -18,11 +19,13 @@ name_bytes = st.binary(min_size=1, max_size=255).filter(
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(names=st.lists(name_bytes, min_size=1, max_size=12, unique=True))
-def test_any_names_round_trip(tmp_path_factory, names):
-    base = tmp_path_factory.mktemp("names")
+def test_any_names_round_trip(inkind_filesystems, inkind_store_fs, names):
+    """Each example gets a fresh directory on the store filesystem (hypothesis
+    calls the test many times within one function-scoped fixture)."""
+    base = inkind_filesystems.new_dir(inkind_store_fs, "names")
     src, store = base / "src", base / "store"
     os.makedirs(os.fsencode(src) + b"/sub")
-    store.mkdir()
+    init_store(store)
     for i, n in enumerate(names):
         parent = os.fsencode(src) + (b"/sub/" if i % 2 else b"/")
         with open(parent + n, "wb") as f:
@@ -34,4 +37,4 @@ def test_any_names_round_trip(tmp_path_factory, names):
     assert tree_diff(src, store / "h") == []
     again = inkind("-c", cfg, "backup", "--json")
     assert '"bytes_written": 0' in again.stdout
-    shutil.rmtree(base)
+    remove_tree(base)

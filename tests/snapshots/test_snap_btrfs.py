@@ -1,6 +1,7 @@
-"""History on a real btrfs (a loop device made by the test): read-only
-subvolume snapshots that cost only what changed, and reflink copies on XFS
-and on btrfs without a subvolume."""
+"""History on a real btrfs (a loop device made by the test, so that it can
+turn quotas on and count every subvolume): read-only subvolume snapshots
+that cost only what changed; and reflink copies on the session's XFS and
+btrfs (a store that is no subvolume)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from loopfs import sh
 from snap_helpers import history_config, new_bytes
 
+from inkind.storeroot import init_store
 from inkind.testing import needs_root
 
 pytestmark = [pytest.mark.root, needs_root]
@@ -55,9 +57,10 @@ def backup(inkind_cli, cfg: Path) -> dict:
 
 
 def test_btrfs_snapshots_cost_only_what_changed(mounted, tmp_path, inkind_cli):
-    fs = mounted("btrfs")
+    fs = mounted("btrfs")  # its own: the test turns quotas on
     store = fs / "store"
     sh("btrfs", "subvolume", "create", store)
+    init_store(store)
     tree, disk = make_sources(tmp_path, random.Random(6))
     cfg = history_config(
         tmp_path / "inkind.toml",
@@ -106,9 +109,10 @@ def test_btrfs_snapshots_cost_only_what_changed(mounted, tmp_path, inkind_cli):
 
 
 def test_btrfs_prune_deletes_subvolumes(mounted, tmp_path, inkind_cli):
-    fs = mounted("btrfs")
+    fs = mounted("btrfs")  # its own: the test counts every subvolume on it
     store = fs / "store"
     sh("btrfs", "subvolume", "create", store)
+    init_store(store)
     tree, _disk = make_sources(tmp_path, random.Random(8))
     cfg = history_config(
         tmp_path / "inkind.toml",
@@ -128,26 +132,24 @@ def test_btrfs_prune_deletes_subvolumes(mounted, tmp_path, inkind_cli):
     assert listing.count("store.snapshots/") == 1
 
 
-@pytest.mark.parametrize("fstype", ["xfs", "btrfs"])
-def test_reflink_copies_share_data(fstype, mounted, tmp_path, inkind_cli):
-    fs = mounted(fstype)
-    store = fs / "store"
-    store.mkdir()  # on btrfs: a plain directory, so a copy, not a subvolume snapshot
+@pytest.mark.parametrize("inkind_store_fs", ["xfs", "btrfs"], indirect=True)  # ext4 has no reflinks
+def test_reflink_copies_share_data(inkind_store_fs, inkind_store, tmp_path, inkind_cli):
+    # On btrfs the store is a plain directory, so a copy, not a subvolume snapshot.
     tree, disk = make_sources(tmp_path, random.Random(9))
     cfg = history_config(
         tmp_path / "inkind.toml",
-        store,
+        inkind_store,
         {
             "tree": {"type": "files", "path": tree},
             "disk": {"type": "image", "path": disk, "block_size": BLOCK},
         },
-        "reflink" if fstype == "btrfs" else "auto",
+        "reflink" if inkind_store_fs == "btrfs" else "auto",
     )
     first = backup(inkind_cli, cfg)["history"]
     assert first["provider"] == "reflink" and first["error"] is None
     changed = change_one_percent(tree, disk, random.Random(10))
     second = backup(inkind_cli, cfg)["history"]
-    s1, s2 = (fs / "store.snapshots" / h["snapshot"] for h in (first, second))
+    s1, s2 = (inkind_store.with_name("store.snapshots") / h["snapshot"] for h in (first, second))
     data = new_bytes(s2 / "tree", s1 / "tree") + new_bytes(s2 / "disk", s1 / "disk")
     assert changed <= data <= 1.1 * changed, (data, changed)
     f7 = Path("d7") / "f7.bin"

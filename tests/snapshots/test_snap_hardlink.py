@@ -1,6 +1,6 @@
-"""History with hard-link trees (any filesystem), and what every provider
-shares: the backup's snapshot step, list, prune, restore --snapshot,
-failures. Runs without root."""
+"""History with hard-link trees (any filesystem: each test runs on the
+session's ext4, btrfs and XFS), and what every provider shares: the
+backup's snapshot step, list, prune, restore --snapshot, failures."""
 
 from __future__ import annotations
 
@@ -38,14 +38,14 @@ def snapshots(inkind_cli, cfg: Path) -> list[dict]:
     return r.json()["snapshots"]
 
 
-def test_each_backup_leaves_a_self_describing_snapshot(inkind_cli, cfg, inkind_store, tmp_path):
+def test_each_backup_leaves_a_self_describing_snapshot(inkind_cli, cfg, inkind_store):
     r = inkind_cli("-c", cfg, "backup", "--json")
     assert r.returncode == 0, r.stderr
     history = r.json()["history"]
     assert history["provider"] == "hardlink" and history["error"] is None
     (snap,) = snapshots(inkind_cli, cfg)
     assert snap["id"] == history["snapshot"] and snap["sources"] == {"home": "ok"}
-    assert Path(snap["path"]) == tmp_path / "store.snapshots" / snap["id"]
+    assert Path(snap["path"]) == inkind_store.with_name("store.snapshots") / snap["id"]  # beside the store
     assert (Path(snap["path"]) / "home" / "docs" / "letter.txt").read_text() == "dear sir\n"
     run = json.loads((Path(snap["path"]) / ".inkind" / "last-run.json").read_text())
     assert run["sources"][0]["stats"]["objects_changed"] >= 4
@@ -158,17 +158,17 @@ def test_restore_from_a_snapshot_with_rsync(inkind_cli, cfg, home, tmp_path):
     assert bad.returncode == 2 and "--snapshot 1999: no snapshot match" in bad.stderr
 
 
-def test_half_made_snapshot_is_never_listed_and_is_cleaned(inkind_cli, cfg, tmp_path):
+def test_half_made_snapshot_is_never_listed_and_is_cleaned(inkind_cli, cfg, inkind_store):
     assert inkind_cli("-c", cfg, "backup").returncode == 0
-    leftover = tmp_path / "store.snapshots" / ".inkind-tmp-20261124T000000Z"
+    leftover = inkind_store.with_name("store.snapshots") / ".inkind-tmp-20261124T000000Z"
     (leftover / "home").mkdir(parents=True)
     os.chmod(leftover / "home", 0o500)
     assert len(snapshots(inkind_cli, cfg)) == 1
     assert not leftover.exists()
 
 
-def test_snapshot_failure_keeps_the_data_and_exits_2(inkind_cli, cfg, tmp_path, inkind_store):
-    (tmp_path / "store.snapshots").write_text("not a directory")
+def test_snapshot_failure_keeps_the_data_and_exits_2(inkind_cli, cfg, inkind_store):
+    inkind_store.with_name("store.snapshots").write_text("not a directory")
     r = inkind_cli("-c", cfg, "backup", "--json")
     assert r.returncode == 2
     assert r.json()["sources"][0]["outcome"] == "ok"

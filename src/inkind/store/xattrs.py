@@ -145,8 +145,14 @@ ACL_ALIAS_FILTER = "--filter=-x trusted.SGI_ACL_*"
 
 def acl_alias_filter(path: PathLike) -> list[str]:
     """The rsync filter that leaves the aliases out of a restore from
-    ``path``, where its filesystem has them (XFS); else nothing."""
-    return [ACL_ALIAS_FILTER] if Filesystem.of(Path(os.fsdecode(path))).type == "xfs" else []
+    ``path``, where its filesystem has them (XFS); else nothing. A path not
+    there yet (a snapshot the printed commands mount first) keeps the
+    filter: no store holds the aliases, so it is never wrong, only noise."""
+    try:
+        fstype = Filesystem.of(Path(os.fsdecode(path))).type
+    except FileNotFoundError:
+        return [ACL_ALIAS_FILTER]
+    return [ACL_ALIAS_FILTER] if fstype == "xfs" else []
 
 
 def xattr_items(target: PathLike | int) -> list[tuple[str, bytes]]:

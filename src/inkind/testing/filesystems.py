@@ -36,21 +36,26 @@ def unmount(mnt: Path) -> None:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def _subvolumes(path: Path, depth: int = 4) -> list[Path]:
+    """btrfs subvolumes (inode 256) a few levels below ``path``: where store
+    snapshots are made (``store.snapshots/ID``, ``store/.snapshots/ID``)."""
+    found = []
+    with contextlib.suppress(OSError), os.scandir(path) as it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False):
+                if e.inode() == 256:
+                    found.append(Path(e.path))
+                if depth > 1:
+                    found += _subvolumes(Path(e.path), depth - 1)
+    return found
+
+
 def remove_tree(path: Path) -> None:
-    """Remove a test's directory, btrfs subvolumes (store snapshots) included."""
-    if not path.exists():
-        return
-    for dirpath, dirnames, _files in os.walk(path, topdown=False):
-        for d in dirnames:
-            sub = Path(dirpath, d)
-            if not sub.is_symlink() and os.stat(sub).st_ino == 256:  # a btrfs subvolume's root
-                subprocess.run(
-                    ["btrfs", "property", "set", "-ts", str(sub), "ro", "false"], capture_output=True
-                )
+    """Remove a test's directory, read-only btrfs snapshots included
+    (shutil.rmtree works through descriptors: any depth)."""
+    for sub in _subvolumes(path):
+        subprocess.run(["btrfs", "property", "set", "-ts", str(sub), "ro", "false"], capture_output=True)
     shutil.rmtree(path, ignore_errors=True)
-    if path.exists():
-        with contextlib.suppress(OSError):
-            shutil.rmtree(path)
 
 
 @dataclass
