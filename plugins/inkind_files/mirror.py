@@ -13,7 +13,6 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -37,8 +36,9 @@ from inkind.store import is_temp_name, set_mode, set_mtime, set_owner, sync_stor
 from inkind.store.entries import has_entries, record_entries
 from inkind.store.files import is_zero, same_bytes, temp_name
 from inkind.store.image import unshare
-from inkind.store.paths import DIR_FLAGS, fd_path, list_dir, open_beneath
+from inkind.store.paths import DIR_FLAGS, fd_path, list_dir, lstat_at, open_at, open_beneath
 from inkind.store.sparse import data_segments
+from inkind.store.tree import link, make_dir, make_node, make_symlink, remove, rename
 from inkind.store.xattrs import xattr_items
 from inkind_files import fakesuper
 
@@ -80,7 +80,7 @@ class Entry:
     its place in the walk, and what lstat said on each side."""
 
     src: int  # the source directory's fd
-    dst: int  # the store directory's fd (-1 in a dry run below a new directory)
+    dst: int  # the store directory's fd
     name: str
     key: Key
     st: os.stat_result
@@ -185,12 +185,11 @@ class Mirror:
         try:
             st = os.fstat(src)
             self.root_dev = st.st_dev
-            resume = None if self.run.dry_run else self.run.state.resume
+            state = self.run.state
+            resume = state.resume
             start = text_key(resume) if resume else None
-            if not self.run.dry_run:
-                state = self.run.state
-                self.recount = state.partial or state.left_running or resume is not None
-                state.mark_partial()  # durable before the walk's first write
+            self.recount = state.partial or state.left_running or resume is not None
+            state.mark_partial()  # durable before the walk's first write
             phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
             seen = previous_count(self.run.state)
             with self.run.progress("files", total=seen, estimated=True) as progress:
@@ -203,10 +202,9 @@ class Mirror:
                     # starts right after the last completed entry.
                     self.save_pointer()
                     raise
-            if not self.run.dry_run:
-                self.apply_meta(self.run.data_fd, None, st, src_fd=src, new=True)
-                self.run.state.clear_partial()
-                self.run.state.set_resume(None, force=True)
+            self.apply_meta(self.run.data_fd, None, st, src_fd=src, new=True)
+            state.clear_partial()
+            state.set_resume(None, force=True)
         finally:
             os.close(src)
         self.raise_corruption()
@@ -241,8 +239,7 @@ class Mirror:
             if where == "do":
                 self._done(key)
         listed = self.sweep(dst, prefix, present, bounds) if self.run.full else None
-        if not self.run.dry_run and dst >= 0:
-            self.record(dst, listed, added)
+        self.record(dst, listed, added)
 
     def record(self, dst: int, listed: list[str] | None, changed: bool) -> None:
         """Record the stored directory's entries (``user.inkind.entries``).
@@ -271,7 +268,7 @@ class Mirror:
 
     def save_pointer(self) -> None:
         """Record the resume pointer once what precedes it is durable."""
-        if self.last is not None and not self.run.dry_run:
+        if self.last is not None:
             sync_store(self.run.data_fd)
             self.run.state.set_resume(key_text(self.last), force=True)
 
@@ -301,13 +298,11 @@ class Mirror:
             return LEFT_OUT
         self.stats.objects_seen += 1
         try:
-            dst_st = None if dst < 0 else os.stat(name, dir_fd=dst, follow_symlinks=False)
+            dst_st = lstat_at(dst, name)
         except FileNotFoundError:
             dst_st = None
         e = Entry(src, dst, name, key, st, dst_st)
-        if self.run.dry_run:
-            self.plan(e, bounds)
-        elif is_dir:
+        if is_dir:
             self.directory(e, bounds)
         elif stat.S_ISREG(st.st_mode):
             self.regular(e)
@@ -320,8 +315,6 @@ class Mirror:
     def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> list[str] | None:
         """Full pass: remove what the source no longer has (within bounds).
         Returns the names the stored directory holds afterwards."""
-        if dst < 0:
-            return None
         left = []
         for name in list_dir(dst):
             if name in present:
@@ -331,51 +324,27 @@ class Mirror:
             if not is_temp_name(name) and bounds.place(key) != "do":
                 left.append(name)
                 continue
-            if self.run.dry_run:
-                log.info("%s: would delete %s", self.run.name, key_text(key))
-            else:
-                self.remove(dst, name)
+            self.remove(dst, name)
             if not is_temp_name(name):
+                self.report("delete", key)
                 self.stats.objects_deleted += 1
         return left
 
     # ----- entry kinds ----------------------------------------------------
 
-    def plan(self, e: Entry, bounds: Bounds) -> None:
-        """Dry run: decide as a backup would, log and count, write nothing."""
-        kind = stat.S_IFMT(e.st.st_mode)
-        if e.dst_st is None or stat.S_IFMT(e.dst_st.st_mode) != kind:
-            change = "create"
-        elif kind == stat.S_IFREG:
-            same = (e.dst_st.st_size, e.dst_st.st_mtime_ns) == (e.st.st_size, e.st.st_mtime_ns)
-            change = "" if same else "update"
-        elif kind == stat.S_IFLNK:
-            same = os.readlink(e.name, dir_fd=e.src) == os.readlink(e.name, dir_fd=e.dst)
-            change = "" if same else "update"
-        else:
-            change = "" if kind == stat.S_IFDIR or e.dst_st.st_rdev == e.st.st_rdev else "update"
-        if change:
-            self.stats.objects_changed += 1
-            log.info("%s: would %s %s", self.run.name, change, key_text(e.key))
-        else:
-            self.stats.objects_unchanged += 1
-        if kind != stat.S_IFDIR or (self.one_file_system and e.st.st_dev != self.root_dev):
-            return
-        sfd = os.open(e.name, DIR_FLAGS, dir_fd=e.src)
-        dfd = os.open(e.name, DIR_FLAGS, dir_fd=e.dst) if change == "" else -1
-        try:
-            self.walk(sfd, dfd, e.key, bounds.inner(e.key))
-        finally:
-            os.close(sfd)
-            if dfd >= 0:
-                os.close(dfd)
+    def report(self, change: str, key: Key) -> None:
+        """A dry run names each entry it would create, update or delete
+        (the counts alone say how much)."""
+        if self.run.dry_run:
+            log.info("%s: would %s %s", self.run.name, change, key_text(key))
 
     def directory(self, e: Entry, bounds: Bounds) -> None:
         new = e.dst_st is None or not stat.S_ISDIR(e.dst_st.st_mode)
         if new:
             if e.dst_st is not None:
                 self.remove(e.dst, e.name)
-            os.mkdir(e.name, 0o700, dir_fd=e.dst)
+            make_dir(e.dst, e.name)
+            self.report("create", e.key)
             self.stats.objects_changed += 1
         else:
             self.stats.objects_unchanged += 1
@@ -389,7 +358,7 @@ class Mirror:
             raise SourceWarning(f"{key_text(e.key)}: cannot open: {err.strerror}") from None
         try:
             if not self.one_file_system or e.st.st_dev == self.root_dev:
-                dfd = os.open(e.name, DIR_FLAGS, dir_fd=e.dst)
+                dfd = open_at(e.dst, e.name, DIR_FLAGS)
                 try:
                     self.walk(sfd, dfd, e.key, bounds.inner(e.key))
                     self.apply_meta(dfd, None, os.fstat(sfd), src_fd=sfd, new=new)
@@ -440,7 +409,7 @@ class Mirror:
         except OSError:
             return False
         try:
-            first_st = os.stat(first[-1], dir_fd=pfd, follow_symlinks=False)
+            first_st = lstat_at(pfd, first[-1])
             if e.dst_st is not None and (e.dst_st.st_dev, e.dst_st.st_ino) == (
                 first_st.st_dev,
                 first_st.st_ino,
@@ -450,8 +419,9 @@ class Mirror:
             if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
                 self.remove(e.dst, e.name)
             tmp = temp_name()
-            os.link(first[-1], tmp, src_dir_fd=pfd, dst_dir_fd=e.dst, follow_symlinks=False)
-            os.rename(tmp, e.name, src_dir_fd=e.dst, dst_dir_fd=e.dst)
+            link(pfd, first[-1], e.dst, tmp)
+            rename(e.dst, tmp, e.name)
+            self.report("create" if e.dst_st is None else "update", e.key)
             self.stats.objects_changed += 1
             return True
         except FileNotFoundError:
@@ -476,6 +446,7 @@ class Mirror:
             fst = os.fstat(fd)
             if (fst.st_ino, fst.st_dev) != (e.st.st_ino, e.st.st_dev) or not stat.S_ISREG(fst.st_mode):
                 raise Changed(f"{key_text(e.key)}: replaced during the backup")
+            change = "create" if e.dst_st is None else "update"
             if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
                 self.remove(e.dst, e.name)
                 e.dst_st = None
@@ -491,6 +462,7 @@ class Mirror:
         finally:
             os.close(fd)
         if changed:
+            self.report(change, e.key)
             self.stats.objects_changed += 1
         else:
             self.stats.objects_unchanged += 1
@@ -552,7 +524,7 @@ class Mirror:
         old = memoryview(bytearray(BLOCK))
         hasher = new_hasher()
         rel = os.fsdecode(b"/".join((self.run.name.encode(), *e.key)))
-        ofd = os.open(e.name, READ_FLAGS, dir_fd=e.dst)
+        ofd = open_at(e.dst, e.name, READ_FLAGS)
         with contextlib.ExitStack() as stack:
             stack.callback(os.close, ofd)
             old_size = os.fstat(ofd).st_size
@@ -598,7 +570,7 @@ class Mirror:
             self.stats.objects_unchanged += 1
             self.apply_meta(e.dst, e.name, e.st, src_fd=None, new=False, dst_st=e.dst_st, src=e.src)
             return
-        self._replace(e, lambda tmp: os.symlink(target, tmp, dir_fd=e.dst))
+        self._replace(e, lambda tmp: make_symlink(target, e.dst, tmp))
 
     def special(self, e: Entry) -> None:
         """Fifos, sockets and device nodes: never opened, only recreated."""
@@ -614,7 +586,7 @@ class Mirror:
             self.stats.objects_unchanged += 1
             self.apply_meta(e.dst, e.name, e.st, src_fd=None, new=False, dst_st=e.dst_st, src=e.src)
             return
-        self._replace(e, lambda tmp: os.mknod(tmp, kind | 0o600, e.st.st_rdev, dir_fd=e.dst))
+        self._replace(e, lambda tmp: make_node(e.dst, tmp, kind | 0o600, e.st.st_rdev))
 
     def _replace(self, e: Entry, make: Callable[[bytes], None]) -> None:
         """Create a non-regular entry under a temp name, set its metadata,
@@ -625,11 +597,12 @@ class Mirror:
         make(tmp)
         try:
             self.apply_meta(e.dst, os.fsdecode(tmp), e.st, src_fd=None, new=True, src=e.src, src_name=e.name)
-            os.rename(tmp, e.name, src_dir_fd=e.dst, dst_dir_fd=e.dst)
+            rename(e.dst, tmp, e.name)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=e.dst)
+                remove(e.dst, tmp)
             raise
+        self.report("create" if e.dst_st is None else "update", e.key)
         self.stats.objects_changed += 1
 
     def _fake_file(self, e: Entry, content: bytes) -> None:
@@ -645,6 +618,7 @@ class Mirror:
         ) as f:
             f.write(content)
         if f.changed:
+            self.report("create" if e.dst_st is None else "update", e.key)
             self.stats.objects_changed += 1
         else:
             self.stats.objects_unchanged += 1
@@ -677,7 +651,7 @@ class Mirror:
         target: int | str = dst if name is None else name
         dir_fd = None if name is None else dst
         is_link = stat.S_ISLNK(st.st_mode)
-        cur = dst_st or (os.fstat(dst) if name is None else os.stat(name, dir_fd=dst, follow_symlinks=False))
+        cur = dst_st or (os.fstat(dst) if name is None else lstat_at(dst, name))
         xattrs = None
         if new or self.run.full:
             xattrs = self._wanted_xattrs(st, src_fd, src, src_name or name)
@@ -685,10 +659,10 @@ class Mirror:
             cur = unshare(dst, name, stats=self.stats)
         if xattrs is not None:
             self._sync_xattrs(dst, name, xattrs)
-            cur = os.fstat(dst) if name is None else os.stat(name, dir_fd=dst, follow_symlinks=False)
+            cur = os.fstat(dst) if name is None else lstat_at(dst, name)
         if self.as_root:
             if set_owner(target, st.st_uid, st.st_gid, dir_fd=dir_fd, stats=self.stats, st=cur):
-                cur = os.fstat(dst) if name is None else os.stat(name, dir_fd=dst, follow_symlinks=False)
+                cur = os.fstat(dst) if name is None else lstat_at(dst, name)
             if not is_link:
                 set_mode(target, st.st_mode, dir_fd=dir_fd, stats=self.stats, st=cur)
         else:
@@ -823,8 +797,4 @@ class Mirror:
 
     def remove(self, dst: int, name: str) -> None:
         """Remove a stored entry of any kind, never following a symlink."""
-        st = os.stat(name, dir_fd=dst, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=dst)
-        else:
-            os.unlink(name, dir_fd=dst)
+        remove(dst, name)

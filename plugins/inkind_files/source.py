@@ -70,7 +70,6 @@ class FilesSource(Source):
 
     type_name = "files"
     Options = FilesOptions
-    supports_dry_run = True
 
     def _mirror(self, run: RunContext) -> Mirror:
         if os.geteuid() != 0:

@@ -169,6 +169,8 @@ class LvmSource(RawImageSource):
             self._recheck(run, engine, vol, src, result, delta)
         finally:
             src.close()
+        if run.dry_run:  # the recorded base stays the next run's; this snapshot goes
+            return False
         old = record.pop("base", None)
         if self.options.keep_base_snapshot:
             record["base"] = {"name": snap.lv, "thin_id": snap.thin_id, "uuid": snap.uuid}
@@ -288,6 +290,8 @@ class LvmSource(RawImageSource):
     ) -> None:
         """Volumes no longer configured: their base snapshots go (they hold
         pool space); their images stay until a full pass."""
+        if run.dry_run:  # the base snapshots stay for the real run to decide
+            return
         selected = {v.full_name for v in chosen}
         for full_name in [k for k in records if k not in selected]:
             base = (records.pop(full_name) or {}).get("base") or {}

@@ -15,7 +15,6 @@ from inkind.dumps import (
     entry_name,
     find_tool,
     run_tool,
-    scratch_dir,
     select_databases,
     store_tree,
     stored_entries,
@@ -104,7 +103,7 @@ class PostgresSource(DumpSource):
 
     def dump_directory(self, run: RunContext, entry: str, argv: list[str]) -> None:
         """pg_dump -Fd into a scratch directory, then into the store."""
-        with scratch_dir(run) as scratch:
+        with run.scratch_dir() as scratch:
             out = scratch / "dump"
             run_tool([*argv, "-f", str(out)], self.env())
             keep_toc_time(run, out, entry)

@@ -17,7 +17,7 @@ from inkind_sqlite.discover import Database, find_databases, is_glob
 from inkind_sqlite.options import SqliteOptions
 from inkind_sqlite.quick import source_key, stored_key
 from inkind_sqlite.snapshot import integrity_problems, take_copy
-from inkind_sqlite.storing import engine, remove_stored, scratch_dir, store_copy, stored_names
+from inkind_sqlite.storing import engine, remove_stored, store_copy, stored_names
 
 log = logging.getLogger("inkind")
 
@@ -160,7 +160,7 @@ class SqliteSource(Source):
         ):
             return False
         seen.pop(db.name, None)
-        with scratch_dir(run) as scratch:
+        with run.scratch_dir() as scratch:
             copy = scratch / "copy.db"
             try:
                 take_copy(db.path, copy, self.options.busy_timeout)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from inkind import RunContext, UpdateFile, XAttrs
 from inkind.blockcopy import BlockCopy
-from inkind.store.files import is_temp_name, temp_name
-from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
+from inkind.store.files import is_temp_name
+from inkind.store.paths import DIR_FLAGS, open_beneath
+from inkind.store.tree import make_dirs, remove, remove_dir
 
 LARGE = 64 << 20
 BLOCK = 64 << 10
@@ -30,27 +29,13 @@ def engine(run: RunContext, name: str) -> BlockCopy:
     return BlockCopy(run.root_fd, f"{run.name}/{name}", BLOCK, run.stats, label=f"copy of {name}")
 
 
-@contextlib.contextmanager
-def scratch_dir(run: RunContext) -> Iterator[Path]:
-    """A temp directory in ``STORE/NAME`` for one copy (and SQLite's side
-    files); removed afterwards, or by the next run's temp sweep if killed."""
-    name = os.fsdecode(temp_name())
-    os.mkdir(name, 0o700, dir_fd=run.data_fd)
-    try:
-        yield run.data_dir / name
-    finally:
-        shutil.rmtree(name, dir_fd=run.data_fd, ignore_errors=True)
-
-
 def store_copy(run: RunContext, copy: Path, name: str, *, source: str, full: bool) -> bool:
     """Make ``STORE/NAME/<name>`` equal to ``copy``; return whether it changed.
 
     ``full`` compares a large copy with the stored image itself rather than
     with its manifest. ``user.inkind.source`` records the live path.
     """
-    parent = name.rpartition("/")[0]
-    if parent:
-        os.makedirs(fd_path(run.data_fd, parent), exist_ok=True)
+    make_dirs(run.data_fd, name.rpartition("/")[0])
     fd = os.open(copy, os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
@@ -100,7 +85,7 @@ def _drop_manifest(run: RunContext, name: str) -> None:
         return
     try:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(base, dir_fd=dfd)
+            remove(dfd, base)
     finally:
         os.close(dfd)
 
@@ -121,7 +106,7 @@ def remove_stored(run: RunContext, name: str) -> None:
     parent = name.rpartition("/")[0]
     while parent:
         try:
-            os.rmdir(parent, dir_fd=run.data_fd)
+            remove_dir(run.data_fd, parent)
         except OSError:
             return
         parent = parent.rpartition("/")[0]

@@ -40,8 +40,9 @@ from inkind.source import Finding
 from inkind.stats import Stats
 from inkind.store.files import UpdateFile, sweep_temps
 from inkind.store.image import BLOCKS_KEY, UpdateImage
-from inkind.store.paths import DIR_FLAGS, fd_path, open_beneath
+from inkind.store.paths import DIR_FLAGS, open_beneath
 from inkind.store.sparse import data_segments
+from inkind.store.tree import make_dirs, remove
 from inkind.store.xattrs import XAttrs
 from inkind.ui import Progress, null_progress
 
@@ -183,8 +184,7 @@ class ManifestWriter:
     unchanged manifest writes nothing."""
 
     def __init__(self, root_fd: int, rel: str, block_size: int, image_size: int, stats: Stats):
-        parent = rel.rpartition("/")[0]
-        os.makedirs(fd_path(root_fd, parent), exist_ok=True)
+        make_dirs(root_fd, rel.rpartition("/")[0])
         self._file = UpdateFile(rel, dir_fd=root_fd, stats=stats)
         self._head = _HEAD.pack(_MAGIC, block_size, image_size)
         self._size = image_size
@@ -848,7 +848,7 @@ class BlockCopy:
             except FileNotFoundError:
                 continue
             try:
-                os.unlink(name, dir_fd=dfd)
+                remove(dfd, name)
             except FileNotFoundError:
                 pass
             finally:

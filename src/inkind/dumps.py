@@ -20,8 +20,6 @@ Two ways to store a dump:
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import functools
 import logging
 import os
@@ -39,9 +37,10 @@ from inkind.errors import CorruptionError, SourceError
 from inkind.hashing import hash_fd
 from inkind.libc import libc
 from inkind.source import RunContext, Source
+from inkind.store import tree
 from inkind.store.entries import entries_problem, record_entries
 from inkind.store.files import UpdateFile, is_temp_name, sync_store, temp_name
-from inkind.store.paths import DIR_FLAGS, fd_path, list_dir
+from inkind.store.paths import DIR_FLAGS, fd_path, list_dir, open_at
 from inkind.store.xattrs import XAttrs
 from inkind.verify import check_file
 
@@ -217,18 +216,6 @@ def count(run: RunContext, changed: bool) -> None:
         run.stats.objects_unchanged += 1
 
 
-@contextlib.contextmanager
-def scratch_dir(run: RunContext) -> Iterator[Path]:
-    """A temp directory in ``STORE/NAME`` for a tool's output; removed
-    afterwards, or by the next run's temp sweep if this one is killed."""
-    name = os.fsdecode(temp_name())
-    os.mkdir(name, 0o700, dir_fd=run.data_fd)
-    try:
-        yield run.data_dir / name
-    finally:
-        remove_entry(run.data_fd, name)
-
-
 def regular_files(dir_fd: int) -> list[str]:
     """The regular files of a flat directory (temps left out), sorted."""
     names = []
@@ -290,7 +277,7 @@ def store_tree(run: RunContext, src: Path, entry: str) -> bool:
     try:
         names = regular_files(new_fd)
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            old_fd = os.open(entry, DIR_FLAGS, dir_fd=run.data_fd)
+            old_fd = open_at(run.data_fd, entry, DIR_FLAGS)
         run.stats.bytes_read += sum(os.stat(n, dir_fd=new_fd).st_size for n in names)
         if old_fd >= 0 and same_tree(new_fd, old_fd, names):
             for _ in names:
@@ -314,9 +301,9 @@ def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str],
     stored = _stored_hashes(old_fd)
     unused = dict(stored)  # each stored inode is linked at most once
     tmp = os.fsdecode(temp_name())
-    os.mkdir(tmp, 0o700, dir_fd=run.data_fd)
+    tree.make_dir(run.data_fd, tmp)
     try:
-        tmp_fd = os.open(tmp, DIR_FLAGS, dir_fd=run.data_fd)
+        tmp_fd = open_at(run.data_fd, tmp, DIR_FLAGS)
         try:
             for name in names:
                 fd = os.open(name, READ_FLAGS, dir_fd=new_fd)
@@ -325,7 +312,7 @@ def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str],
                     base = _base_for(name, digest, unused)
                     if base is not None:
                         del unused[base]
-                        os.link(base, name, src_dir_fd=old_fd, dst_dir_fd=tmp_fd, follow_symlinks=False)
+                        tree.link(old_fd, base, tmp_fd, name)
                     with UpdateFile(name, dir_fd=tmp_fd, stats=run.stats, fsync=False) as f:
                         offset = 0
                         while chunk := os.pread(fd, CHUNK, offset):
@@ -341,7 +328,7 @@ def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str],
             sync_store(tmp_fd)
         finally:
             os.close(tmp_fd)
-        exchange(run.data_fd, tmp, entry)
+        tree.exchange(run.data_fd, tmp, entry)
     finally:
         remove_entry(run.data_fd, tmp)
 
@@ -357,38 +344,10 @@ def _base_for(name: str, digest: str, unused: dict[str, str]) -> str | None:
     return name if name in unused else None
 
 
-AT_RENAME_EXCHANGE = 2
-
-
-def exchange(dir_fd: int, tmp: str, entry: str) -> None:
-    """Put ``tmp`` at ``entry`` in one step; the old ``entry`` (if any) ends
-    up at ``tmp``. Where the filesystem cannot exchange, the old entry is
-    renamed aside first: ``entry`` is then briefly absent, never partial."""
-    rc = libc.renameat2(dir_fd, os.fsencode(tmp), dir_fd, os.fsencode(entry), AT_RENAME_EXCHANGE)
-    if rc == 0:
-        return
-    err = ctypes.get_errno()
-    if err == errno.ENOENT:  # no old entry: a plain rename
-        os.rename(tmp, entry, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        return
-    if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        raise OSError(err, os.strerror(err), entry)
-    aside = os.fsdecode(temp_name())
-    os.rename(entry, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    os.rename(tmp, entry, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    os.rename(aside, tmp, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-
-
 def remove_entry(dir_fd: int, name: str) -> None:
-    """Remove a file or a whole directory below ``dir_fd`` (no symlink followed)."""
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=dir_fd)
-    else:
-        os.unlink(name, dir_fd=dir_fd)
+    """Remove a file or a whole directory below ``dir_fd`` if there is one."""
+    with contextlib.suppress(FileNotFoundError):
+        tree.remove(dir_fd, name)
 
 
 def stored_entries(data_fd: int) -> list[str]:

@@ -21,16 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from inkind.config import Config, SourceConfig, build
-from inkind.errors import ConfigError, CorruptionError, InkindError, SourceError, StoreError
+from inkind.errors import ConfigError, CorruptionError, InkindError, StoreError
 from inkind.keepout import KeepOut
 from inkind.plugins import Plugins
 from inkind.snapshots import HistoryResult, provider_for, record_run, snapshot_dirs, take_and_prune
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
+from inkind.store.dryrun import dry_run as store_dry_run
 from inkind.store.files import holds_data, sweep_tagged_temps, sweep_temps, sync_store
 from inkind.store.image import replay_journals
-from inkind.store.paths import DIR_FLAGS
+from inkind.store.paths import DIR_FLAGS, open_at
+from inkind.store.tree import make_dir
 from inkind.storeroot import Store
 from inkind.ui import fields, log_context, stats_text
 from inkind.verify import missing_objects, state_findings
@@ -208,8 +210,6 @@ class Runner:
         dry_run: bool = False,
     ) -> RunReport:
         def op(source: Source, cfg: SourceConfig, run: RunContext) -> None:
-            if dry_run and not source.supports_dry_run:
-                raise SourceError(f"source type '{cfg.type}' cannot do a dry run")
             run.dry_run = dry_run
             run.scrub_fraction = (
                 0.0 if dry_run else cfg.scrub_fraction if scrub_fraction is None else scrub_fraction
@@ -283,7 +283,13 @@ class Runner:
         report = RunReport(command, now_iso(), self.seed, dry_run=dry_run)
         log.info("%s: seed %d", command, self.seed, extra=fields(command=command, seed=self.seed))
         try:
-            with sigterm_interrupts():
+            # A dry run: every store primitive compares, counts and writes nothing.
+            with sigterm_interrupts(), store_dry_run(dry_run) as dry:
+                if dry is not None:  # its stand-ins are no source's data either
+                    st = os.stat(dry.scratch)
+                    self.keep_out.dirs[(st.st_dev, st.st_ino)] = (
+                        f"the dry run's scratch directory {dry.scratch}"
+                    )
                 for cfg, source, error in prepared:
                     result = SourceResult(cfg.name, cfg.type)
                     report.results.append(result)
@@ -322,8 +328,11 @@ class Runner:
             result.messages.append("nothing stored yet")
             log.info("%s: nothing stored yet", cfg.name)
             return
-        # A dry run of a source with nothing stored yet has nothing to lock.
-        lock = store.lock(cfg.name, shared=not writes) if writes or stored else -1
+        if writes or stored:
+            lock = store.lock(cfg.name, shared=not writes)
+        else:  # a dry run, nothing stored yet: the directory a backup would make
+            make_dir(store.root_fd, cfg.name, 0o777)  # as Store.lock makes it
+            lock = open_at(store.root_fd, cfg.name, DIR_FLAGS)
         if lock is None:
             result.outcome = BUSY
             msg = "another inkind run is working on this source; skipped"
@@ -397,16 +406,19 @@ class Runner:
                 self._record(state, cfg, command, result, run)
             if lock >= 0:
                 os.close(lock)
+        dry = command == "backup" and not writes
         log.info(
-            "%s: %s: %s",
+            "%s: %s%s: %s",
             cfg.name,
             result.outcome,
+            " (dry run: what the backup would do; nothing written)" if dry else "",
             stats_text(stats),
             extra=fields(
                 event="finished",
                 command=command,
                 outcome=result.outcome,
                 full=result.full,
+                dry_run=dry,
                 stats=stats.as_dict(),
             ),
         )

@@ -6,7 +6,7 @@ import logging
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +15,7 @@ from inkind.errors import SourceReadError, SourceWarning
 from inkind.keepout import KeepOut
 from inkind.state import SourceState
 from inkind.stats import Stats
+from inkind.store.tree import scratch_dir
 from inkind.ui import Progress, null_progress
 
 log = logging.getLogger("inkind")
@@ -41,6 +42,12 @@ class RunContext:
     ``data_dir`` is ``STORE/NAME``; ``root_fd``/``data_fd`` are open
     descriptors of the store root and of ``data_dir`` for fd-relative work.
     ``rng`` is the run's single random generator (seeded by ``--seed``).
+
+    ``dry_run``: ``backup --dry-run``. The store primitives then write
+    nothing by themselves (see :mod:`inkind.store.dryrun`), so a source
+    runs its backup as always; it reads this only to spare what lies outside
+    the store (an LVM snapshot it would keep as the next run's base).
+
     ``keep_out`` names the directories no source may enter or read (the
     store and its snapshot folder), by identity: a source that walks a
     tree leaves them out, counting each in ``stats.objects_kept_out``.
@@ -63,6 +70,11 @@ class RunContext:
     @property
     def data_dir(self) -> Path:
         return self.store_path / self.name
+
+    def scratch_dir(self) -> AbstractContextManager[Path]:
+        """A temp directory for a tool's output or a copy to compare, on the
+        store's filesystem (outside the store in a dry run), removed after."""
+        return scratch_dir(self.data_fd, self.data_dir)
 
     def should_scrub(self) -> bool:
         """One draw: whether the object at hand is scrubbed in this run."""
@@ -114,9 +126,6 @@ class Source(ABC):
 
     type_name: ClassVar[str]
     Options: ClassVar[type]
-    supports_dry_run: ClassVar[bool] = False
-    """Whether ``backup`` honours ``run.dry_run`` (log and count what it
-    would do, write nothing). The host refuses ``--dry-run`` otherwise."""
 
     def __init__(self, name: str, options: Any):
         self.name = name

@@ -1,4 +1,7 @@
-"""backup --dry-run: log and count what would change, write nothing."""
+"""backup --dry-run: log and count what would change, write nothing.
+
+The counts are those of the backup it stands for: ``bytes_written`` is what
+that backup would write (nothing is written by the dry run itself)."""
 
 import os
 
@@ -18,11 +21,11 @@ def snapshot(root):
 
 def test_dry_run_on_a_fresh_store_writes_nothing(setup, inkind_cli):
     write(setup.src / "a" / "f", "x")
-    before = snapshot(setup.store)
+    before = snapshot(setup.store)  # what `inkind init` made
     r = inkind_cli("-c", setup.config, "backup", "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
     s = r.json()["sources"][0]["stats"]
-    assert (s["objects_changed"], s["bytes_written"]) == (2, 0)
+    assert (s["objects_changed"], s["bytes_written"]) == (2, len("x"))
     assert "would create a/f" in r.stderr
     assert snapshot(setup.store) == before
     assert sorted(p.name for p in setup.store.iterdir()) == [".inkind"]  # as init made it
@@ -41,7 +44,7 @@ def test_dry_run_lists_changes_and_deletions_and_changes_nothing(setup, inkind_r
     assert r.returncode == 0, r.stderr
     assert snapshot(setup.store) == before
     s = r.json()["sources"][0]["stats"]
-    assert (s["objects_changed"], s["bytes_written"]) == (3, 0)
+    assert (s["objects_changed"], s["bytes_written"]) == (3, len("edited") + len("n"))
     for line in ("would update edit", "would create new", "would create new/file", "would delete gone"):
         assert line in r.stderr
     assert "keep" not in r.stderr

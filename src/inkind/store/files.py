@@ -22,7 +22,8 @@ import xxhash
 from inkind.hashing import update_zeros
 from inkind.libc import libc
 from inkind.stats import Stats
-from inkind.store.paths import DIR_FLAGS, PathLike, list_dir, reopen_dir, split_path
+from inkind.store import dryrun
+from inkind.store.paths import DIR_FLAGS, PathLike, list_dir, open_at, reopen_dir, split_path
 from inkind.store.sparse import data_segments
 from inkind.store.xattrs import XAttrs
 
@@ -54,6 +55,7 @@ def sweep_tagged_temps(dir_fd: int, tag: str) -> int:
     """Remove the temps of ``temp_name(tag)`` in one directory (not below);
     return the count. The caller must hold what keeps every other writer
     of such temps out (a source's lock for its state file)."""
+    dry = dryrun.active() is not None  # a dry run only counts them
     suffix = b"." + os.fsencode(tag)
     width = len(_TEMP_PREFIX_B) + 16
     removed = 0
@@ -61,7 +63,8 @@ def sweep_tagged_temps(dir_fd: int, tag: str) -> int:
         name_b = os.fsencode(name)
         if name_b.startswith(_TEMP_PREFIX_B) and name_b[width:] == suffix:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=dir_fd)
+                if not dry:
+                    os.unlink(name, dir_fd=dir_fd)
                 removed += 1
     return removed
 
@@ -127,6 +130,10 @@ class UpdateFile:
     ``temp_tag`` ends the temp's name (:func:`temp_name`), so that a file
     outside ``STORE/NAME`` (a source's state) can have the temp a killed
     run left found and removed by the next one.
+
+    In a dry run the comparison is the same and the counts are too, but the
+    temp is an empty stand-in outside the store that no byte is written to
+    (``before_commit`` gets it), and the rename is recorded, not made.
     """
 
     def __init__(
@@ -155,6 +162,7 @@ class UpdateFile:
         self._old_size = 0
         self._tmp_fd = -1
         self._tmp_name = b""
+        self._stand_in = ""  # a dry run's temp
         self._pos = 0
         self._hasher = xxhash.xxh3_128()
         self._hole_at_end = False
@@ -162,7 +170,7 @@ class UpdateFile:
     def __enter__(self) -> UpdateFile:
         self._pfd, self._name = split_path(self.path, self.dir_fd)
         try:
-            fd = os.open(self._name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._pfd)
+            fd = open_at(self._pfd, self._name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             fd = -1  # missing, a symlink, or unreadable: write a new file
         if fd >= 0:
@@ -205,15 +213,20 @@ class UpdateFile:
         self._pos += n
 
     def _start_temp(self) -> None:
-        self._tmp_name = temp_name(self.temp_tag)
-        self._tmp_fd = os.open(
-            self._tmp_name,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            self.mode,
-            dir_fd=self._pfd,
-        )
-        if self._pos:
-            self.stats.bytes_written += copy_range(self._old_fd, self._tmp_fd, self._pos)
+        dry = dryrun.active()
+        if dry is not None:
+            self._tmp_fd, self._stand_in = dry.new_file(self.mode)
+            self.stats.bytes_written += self._pos  # the equal prefix copy_range copies
+        else:
+            self._tmp_name = temp_name(self.temp_tag)
+            self._tmp_fd = os.open(
+                self._tmp_name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                self.mode,
+                dir_fd=self._pfd,
+            )
+            if self._pos:
+                self.stats.bytes_written += copy_range(self._old_fd, self._tmp_fd, self._pos)
         os.lseek(self._tmp_fd, self._pos, os.SEEK_SET)
 
     def _put(self, data: bytes | memoryview) -> None:
@@ -222,10 +235,11 @@ class UpdateFile:
             os.lseek(self._tmp_fd, n, os.SEEK_CUR)
             self._hole_at_end = True
         else:
-            view = memoryview(data)
-            done = 0
-            while done < n:
-                done += os.write(self._tmp_fd, view[done:])
+            if not self._stand_in:
+                view = memoryview(data)
+                done = 0
+                while done < n:
+                    done += os.write(self._tmp_fd, view[done:])
             self.stats.bytes_written += n
             self._hole_at_end = False
         self._pos += n
@@ -249,14 +263,18 @@ class UpdateFile:
             return
         if self._tmp_fd < 0:
             self._start_temp()
-        if self._hole_at_end:
+        if self._hole_at_end or self._stand_in:
             os.ftruncate(self._tmp_fd, self._pos)
         XAttrs(self._tmp_fd, stats=self.stats)["xxh3"] = self.xxh3
         if self.before_commit is not None:
             self.before_commit(self._tmp_fd)
-        if self.fsync:
-            os.fsync(self._tmp_fd)
-        os.rename(self._tmp_name, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
+        dry = dryrun.active()
+        if dry is not None:
+            dry.put(self._pfd, self._name, self._stand_in)
+        else:
+            if self.fsync:
+                os.fsync(self._tmp_fd)
+            os.rename(self._tmp_name, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
         self._tmp_name = b""
         self.changed = True
 
@@ -296,8 +314,11 @@ def sync_store(fd: int) -> None:
     """syncfs(2): make everything written to the store's filesystem durable.
 
     One call replaces thousands of per-file fsyncs; a crash (power loss)
-    after it cannot take back anything written before it.
+    after it cannot take back anything written before it. (A dry run has
+    written nothing.)
     """
+    if dryrun.active() is not None:
+        return
     if libc.syncfs(fd) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -307,8 +328,10 @@ def sweep_temps(root_fd: int) -> int:
     """Remove every ``.inkind-tmp-*`` entry below ``root_fd``; return the count.
 
     Runs when the previous run did not end cleanly. Symlinks are never
-    followed; a temp directory (an unfinished tree) is removed whole.
+    followed; a temp directory (an unfinished tree) is removed whole. A dry
+    run only counts them.
     """
+    dry = dryrun.active() is not None
     removed = 0
     stack = [reopen_dir(root_fd)]
     while stack:
@@ -318,10 +341,8 @@ def sweep_temps(root_fd: int) -> int:
                 entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
             for name, is_dir in entries:
                 if is_temp_name(name):
-                    if is_dir:
-                        shutil.rmtree(name, dir_fd=fd)
-                    else:
-                        os.unlink(name, dir_fd=fd)
+                    if not dry:
+                        (shutil.rmtree if is_dir else os.unlink)(name, dir_fd=fd)
                     removed += 1
                 elif is_dir:
                     with contextlib.suppress(OSError):

@@ -13,6 +13,11 @@ Two ways to make the update atomic, chosen per file:
 A new image, or one hard-linked into older history (st_nlink > 1), is built
 in a temp and renamed, so history never changes under it. Zero ranges become
 holes.
+
+A dry run takes the same way (whether clones work is asked of the image
+itself, see :func:`clones_in_place`) and counts the same bytes and xattrs,
+but the temp is an empty stand-in outside the store, no journal is written
+and nothing is applied.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import stat
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -35,9 +39,11 @@ import xxhash
 
 from inkind.hashing import hash_fd
 from inkind.stats import Stats
+from inkind.store import dryrun
 from inkind.store.files import copy_range, temp_name
-from inkind.store.paths import DIR_FLAGS, PathLike, list_dir, open_beneath
+from inkind.store.paths import DIR_FLAGS, PathLike, fd_path, list_dir, lstat_at, open_at, open_beneath
 from inkind.store.sparse import data_segments, punch_hole
+from inkind.store.tree import make_dirs
 from inkind.store.xattrs import XAttrs, xattr_items
 
 if TYPE_CHECKING:
@@ -96,6 +102,24 @@ def _try_clone(src_fd: int, dst_fd: int) -> bool:
             return False
         raise
     return True
+
+
+def clones_in_place(fd: int) -> bool:
+    """Whether the filesystem of the image ``fd`` can clone it, asked
+    without writing: FICLONE of the file onto itself, which a filesystem
+    that clones refuses as an overlapping range (EINVAL) before it touches
+    anything, and one that cannot refuses as unsupported."""
+    try:
+        rw = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.ioctl(rw, FICLONE, rw)
+    except OSError as e:
+        return e.errno == errno.EINVAL
+    finally:
+        os.close(rw)
+    return True  # an empty file: nothing to clone, and nothing refused
 
 
 def reflinks_work(directory: PathLike) -> bool:
@@ -160,13 +184,15 @@ class UpdateImage:
         self._name = b""
         self._fd = -1  # the temp being built (new/clone/copy)
         self._tmp = b""
+        self._stand_in = ""  # a dry run's temp
+        self._old: os.stat_result | None = None
         self._journal: _JournalWriter | None = None
 
     def __enter__(self) -> UpdateImage:
         self._root_fd, self._own_root = _open_store(self._store)
         self._pfd, self._name = _parent_fd(self._root_fd, self.relpath)
         try:
-            old = os.open(self._name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._pfd)
+            old = open_at(self._pfd, self._name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             old = -1
         try:
@@ -180,18 +206,20 @@ class UpdateImage:
         return self
 
     def _open_target(self, old: int, st: os.stat_result | None) -> None:
+        self._old = st
         if st is None:
             self._new_temp()
             self.mode = "new"
         else:
             self._new_temp()
-            if _try_clone(old, self._fd):
+            dry = self._stand_in != ""
+            if clones_in_place(old) if dry else _try_clone(old, self._fd):
                 self.mode = "clone"
                 self._inherit(old, st)
             elif st.st_nlink > 1:
                 self.mode = "copy"
                 for off, length in data_segments(old, st.st_size):
-                    self.stats.bytes_written += copy_range(old, self._fd, length, off)
+                    self.stats.bytes_written += length if dry else copy_range(old, self._fd, length, off)
                 self._inherit(old, st)
             else:
                 self._drop_temp()
@@ -211,6 +239,10 @@ class UpdateImage:
             target[key] = value
 
     def _new_temp(self) -> None:
+        dry = dryrun.active()
+        if dry is not None:
+            self._fd, self._stand_in = dry.new_file()
+            return
         self._tmp = temp_name()
         self._fd = os.open(
             self._tmp,
@@ -223,6 +255,7 @@ class UpdateImage:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._stand_in = ""
         if self._tmp:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp, dir_fd=self._pfd)
@@ -234,7 +267,7 @@ class UpdateImage:
             self.stats.bytes_journaled += self._journal.record_data(offset, data)
             return
         view = memoryview(data)
-        done = 0
+        done = len(view) if self._stand_in else 0
         while done < len(view):
             done += os.pwrite(self._fd, view[done:], offset + done)
         self.stats.bytes_written += len(data)
@@ -266,14 +299,37 @@ class UpdateImage:
 
     def _commit(self) -> None:
         if self._journal is not None:
-            path = self._journal.finish(self.xxh3, self.blocks_xxh3)
-            self._journal = None
-            apply_journal(self._root_fd, path, self.stats)
+            journal, self._journal = self._journal, None
+            path = journal.finish(self.xxh3, self.blocks_xxh3)
+            if path is None:  # a dry run: count what applying it would write
+                _apply(
+                    self._root_fd, journal.header(self.xxh3, self.blocks_xxh3), journal.records, self.stats
+                )
+            else:
+                apply_journal(self._root_fd, path, self.stats)
             return
         set_checksum(XAttrs(self._fd, stats=self.stats), self._fd, self.size, self.xxh3, self.blocks_xxh3)
+        dry = dryrun.active()
+        if dry is not None:
+            self._dry_commit(dry)
+            return
         os.fsync(self._fd)
         os.rename(self._tmp, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
         self._tmp = b""
+
+    def _dry_commit(self, dry: dryrun.DryRun) -> None:
+        """A new image is its stand-in from now on. An updated one keeps its
+        name on the stored image, whose content the rest of the run reads
+        (a stand-in holds no data), with the stand-in's xattrs and a new
+        mtime, as the renamed clone would have."""
+        if self._old is None:
+            dry.put(self._pfd, self._name, self._stand_in)
+            return
+        old = dryrun.ino_of(self._old)
+        dry.xattrs[old] = {k: None for k, _ in xattr_items(fd_path(self._pfd, self._name))}
+        dry.xattrs[old].update(dry.xattr_layer(dryrun.ino_of(self._fd)))
+        dry.touch(old)
+        dry.touch(dryrun.ino_of(self._pfd))
 
 
 def update_image(
@@ -300,14 +356,22 @@ class _JournalWriter:
     """A redo journal: a header, records, and a digest trailer.
 
     It is written under a temp name and renamed when complete and fsynced,
-    so a journal under its final name is always whole.
+    so a journal under its final name is always whole. In a dry run nothing
+    is written: ``records`` keeps what each record is, without its data.
     """
 
     def __init__(self, root_fd: int, relpath: str, size: int):
         self.relpath = relpath
+        self.size = size
+        self.records: list[tuple[bytes, int, int, int]] = []
+        self.dry = dryrun.active() is not None
+        self.fd = self.dir_fd = -1
+        self.tmp = b""
+        if self.dry:
+            return
         source = relpath.split("/", 1)[0]
         self.dir_rel = f"{JOURNAL_DIR}/{source}"
-        os.makedirs(Path(f"/proc/self/fd/{root_fd}") / self.dir_rel, exist_ok=True)
+        make_dirs(root_fd, self.dir_rel)
         self.dir_fd = open_beneath(root_fd, self.dir_rel, DIR_FLAGS)
         self.final = xxhash.xxh3_64_hexdigest(relpath.encode()) + ".journal"
         self.tmp = temp_name()
@@ -315,7 +379,6 @@ class _JournalWriter:
             self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=self.dir_fd
         )
         self.hasher = xxhash.xxh3_128()
-        self.size = size
 
     def _put(self, data: bytes | memoryview) -> None:
         self.hasher.update(data)
@@ -325,6 +388,9 @@ class _JournalWriter:
             done += os.write(self.fd, view[done:])
 
     def record(self, kind: bytes, offset: int, length: int, data: bytes | memoryview = b"") -> None:
+        if self.dry:
+            self.records.append((kind, offset, length, -1))
+            return
         self._put(_REC.pack(kind, offset, length))
         if data:
             self._put(data)
@@ -340,10 +406,15 @@ class _JournalWriter:
         self.record(b"D", offset, len(data), data)
         return len(data)
 
-    def finish(self, xxh3: str | None, blocks_xxh3: str | None = None) -> str:
-        header = json.dumps(
-            {"target": self.relpath, "size": self.size, "xxh3": xxh3, "blocks_xxh3": blocks_xxh3}
-        ).encode()
+    def header(self, xxh3: str | None, blocks_xxh3: str | None) -> dict:
+        return {"target": self.relpath, "size": self.size, "xxh3": xxh3, "blocks_xxh3": blocks_xxh3}
+
+    def finish(self, xxh3: str | None, blocks_xxh3: str | None = None) -> str | None:
+        """Make the journal whole under its final name; return its path
+        below the store (None in a dry run: nothing was written)."""
+        if self.dry:
+            return None
+        header = json.dumps(self.header(xxh3, blocks_xxh3)).encode()
         # The header goes last in the file body so records can stream first.
         self._put(_END + struct.pack("<I", len(header)) + header)
         os.write(self.fd, self.hasher.digest() + _MAGIC)
@@ -357,6 +428,8 @@ class _JournalWriter:
         return f"{self.dir_rel}/{self.final}"
 
     def abort(self) -> None:
+        if self.dry:
+            return
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -413,36 +486,7 @@ def apply_journal(root_fd: int, journal_rel: str, stats: Stats) -> None:
     jfd = open_beneath(root_fd, journal_rel, os.O_RDONLY)
     try:
         header, records = read_journal(jfd)
-        img = open_beneath(root_fd, header["target"], os.O_RDWR)
-        try:
-            x = XAttrs(img, stats=stats)
-            x["dirty"] = b"journal"
-            os.ftruncate(img, header["size"])
-            for kind, offset, length, data_at in records:
-                if kind == b"Z":
-                    punch_hole(img, offset, length)
-                    continue
-                if kind == b"C":
-                    (stored,) = _CLEN.unpack(os.pread(jfd, _CLEN.size, data_at))
-                    packed = os.pread(jfd, stored, data_at + _CLEN.size)
-                    data = _unzstd(packed, length)
-                    if len(data) != length:
-                        raise JournalError(f"record at {offset}: {len(data)} bytes, expected {length}")
-                    os.pwrite(img, data, offset)
-                    stats.bytes_written += length
-                    continue
-                done = 0
-                while done < length:
-                    n = min(1 << 22, length - done)
-                    os.pwrite(img, os.pread(jfd, n, data_at + done), offset + done)
-                    done += n
-                stats.bytes_written += length
-            os.fsync(img)
-            set_checksum(x, img, header["size"], header["xxh3"], header.get("blocks_xxh3"))
-            del x["dirty"]
-            os.fsync(img)
-        finally:
-            os.close(img)
+        _apply(root_fd, header, records, stats, jfd)
     finally:
         os.close(jfd)
     parent, _, name = journal_rel.rpartition("/")
@@ -451,6 +495,53 @@ def apply_journal(root_fd: int, journal_rel: str, stats: Stats) -> None:
         os.unlink(name, dir_fd=dfd)
     finally:
         os.close(dfd)
+
+
+def _apply(
+    root_fd: int, header: dict, records: list[tuple[bytes, int, int, int]], stats: Stats, jfd: int = -1
+) -> None:
+    """Apply journal ``records`` (their data read from ``jfd``) to the
+    image. In a dry run (no ``jfd``), count what it would write: the
+    image's mtime changes, its xattrs are set (to the overlay)."""
+    img = open_beneath(root_fd, header["target"], os.O_RDWR)
+    try:
+        x = XAttrs(img, stats=stats)
+        x["dirty"] = b"journal"
+        dry = dryrun.active()
+        if dry is not None:
+            dry.touch(dryrun.ino_of(img))
+            stats.bytes_written += sum(length for kind, _, length, _ in records if kind != b"Z")
+        else:
+            os.ftruncate(img, header["size"])
+            for kind, offset, length, data_at in records:
+                _apply_record(img, jfd, kind, offset, length, data_at)
+                stats.bytes_written += 0 if kind == b"Z" else length
+            os.fsync(img)
+        set_checksum(x, img, header["size"], header["xxh3"], header.get("blocks_xxh3"))
+        del x["dirty"]
+        if dry is None:
+            os.fsync(img)
+    finally:
+        os.close(img)
+
+
+def _apply_record(img: int, jfd: int, kind: bytes, offset: int, length: int, data_at: int) -> None:
+    if kind == b"Z":
+        punch_hole(img, offset, length)
+        return
+    if kind == b"C":
+        (stored,) = _CLEN.unpack(os.pread(jfd, _CLEN.size, data_at))
+        packed = os.pread(jfd, stored, data_at + _CLEN.size)
+        data = _unzstd(packed, length)
+        if len(data) != length:
+            raise JournalError(f"record at {offset}: {len(data)} bytes, expected {length}")
+        os.pwrite(img, data, offset)
+        return
+    done = 0
+    while done < length:
+        n = min(1 << 22, length - done)
+        os.pwrite(img, os.pread(jfd, n, data_at + done), offset + done)
+        done += n
 
 
 def pending_journals(root_fd: int, source: str) -> list[str]:
@@ -512,4 +603,4 @@ def unshare(dir_fd: int, name: str, *, stats: Stats | None = None) -> os.stat_re
     with UpdateImage(dir_fd, name, size, stats=stats) as img:
         img.xxh3 = recorded
         img.blocks_xxh3 = None if recorded else blocks
-    return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    return lstat_at(dir_fd, name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from inkind.store import dryrun
+
 PathLike = str | bytes | os.PathLike
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -19,7 +21,37 @@ def fd_path(dir_fd: int, name: str | bytes = b"") -> bytes:
     base = b"/proc/self/fd/%d" % dir_fd
     if not name:
         return base
+    dry = dryrun.active()
+    found = dry.lookup(dir_fd, name) if dry is not None else False
+    if found:  # a dry run changed it: what it names now
+        return os.fsencode(found)
     return base + b"/" + os.fsencode(name)
+
+
+def open_at(dir_fd: int, name: str | bytes, flags: int, mode: int = 0o600) -> int:
+    """``os.open(name, flags, dir_fd=dir_fd)``; in a dry run, what ``name``
+    would be by now, and only ever read-only."""
+    dry = dryrun.active()
+    if dry is None:
+        return os.open(name, flags, mode, dir_fd=dir_fd)
+    found = dry.lookup(dir_fd, name)
+    if found is None:
+        raise FileNotFoundError(2, os.strerror(2), os.fsdecode(name))
+    if found:
+        return dry.open(found, flags)
+    return dry.open_store(dir_fd, name, flags)
+
+
+def lstat_at(dir_fd: int, name: str | bytes) -> os.stat_result:
+    """``os.stat(name, dir_fd=dir_fd, follow_symlinks=False)``, seeing what
+    a dry run changed."""
+    dry = dryrun.active()
+    found = dry.lookup(dir_fd, name) if dry is not None else False
+    if found is None:
+        raise FileNotFoundError(2, os.strerror(2), os.fsdecode(name))
+    if found:
+        return dry.lstat(found)
+    return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def list_dir(dir_fd: int) -> list[str]:
@@ -29,8 +61,12 @@ def list_dir(dir_fd: int) -> list[str]:
     the same on every filesystem: btrfs (since Linux 6.5) does not return,
     on a directory opened before, the entries added after its first read.
     A new open file description of the same directory (``"."`` relative to
-    it, so no path is followed) answers the same everywhere.
+    it, so no path is followed) answers the same everywhere. In a dry run,
+    with what the dry run added or removed.
     """
+    dry = dryrun.active()
+    if dry is not None:
+        return dry.listdir(dir_fd)
     fd = reopen_dir(dir_fd)
     try:
         return os.listdir(fd)
@@ -58,10 +94,10 @@ def open_beneath(root_fd: int, relpath: str | bytes, flags: int, mode: int = 0o6
     fd = os.dup(root_fd)
     try:
         for part in parts[:-1]:
-            nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
+            nfd = open_at(fd, part, DIR_FLAGS)
             os.close(fd)
             fd = nfd
-        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=fd)
+        return open_at(fd, parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     finally:
         os.close(fd)
 
@@ -69,7 +105,9 @@ def open_beneath(root_fd: int, relpath: str | bytes, flags: int, mode: int = 0o6
 def split_path(path: PathLike, dir_fd: int | None) -> tuple[int, bytes]:
     """Open the parent directory of ``path``; return (parent fd, base name).
 
-    The caller closes the returned fd.
+    The caller closes the returned fd. Relative to ``dir_fd``, no symlink
+    is followed on the way. In a dry run, a parent that does not exist yet
+    (a real run would have made it) is an empty stand-in.
     """
     raw = os.fsencode(path)
     parent, name = os.path.split(raw)
@@ -77,5 +115,12 @@ def split_path(path: PathLike, dir_fd: int | None) -> tuple[int, bytes]:
         raise ValueError(f"path has no file name: {raw!r}")
     if not parent and dir_fd is not None:
         return os.dup(dir_fd), name
-    pfd = os.open(parent or b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
-    return pfd, name
+    try:
+        if dir_fd is not None:
+            return open_beneath(dir_fd, parent, DIR_FLAGS), name
+        return os.open(parent or b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), name
+    except FileNotFoundError:
+        dry = dryrun.active()
+        if dry is None:
+            raise
+        return os.open(dry.new_dir(), DIR_FLAGS), name

@@ -10,6 +10,7 @@ from pathlib import Path
 import xattr
 
 from inkind.stats import Stats
+from inkind.store import dryrun
 from inkind.store.paths import PathLike
 from inkind.storefs import Filesystem
 
@@ -23,7 +24,8 @@ class XAttrs(MutableMapping[str, bytes]):
 
     Keys are given without the namespace. Symlinks are never followed.
     Assigning the value an attribute already has performs no write, and every
-    write or removal is counted in ``stats.xattrs_written``.
+    write or removal is counted in ``stats.xattrs_written``. In a dry run
+    writes go to the dry run's overlay, and reads see them.
 
     >>> x = XAttrs("/srv/backup/home/notes.txt")
     >>> x["xxh3"] = "0f1e..."     # written only if different
@@ -46,9 +48,25 @@ class XAttrs(MutableMapping[str, bytes]):
     def _io_kwargs(self) -> dict:
         return {} if isinstance(self.target, int) else {"nofollow": True}
 
+    def _dry_layer(self) -> tuple[dict[str, bytes | None], bool] | None:
+        """In a dry run: the overlay of the target's xattrs, and whether the
+        target is a stand-in (it has none of its own)."""
+        dry = dryrun.active()
+        if dry is None:
+            return None
+        ino = dryrun.target_ino(self.target)
+        return dry.xattr_layer(ino), ino in dry.fresh
+
     def __getitem__(self, key: str) -> bytes:
+        full = self._full(key)
+        dry = self._dry_layer()
+        if dry is not None and (full in dry[0] or dry[1]):
+            value = dry[0].get(full)
+            if value is None:
+                raise KeyError(key)
+            return value
         try:
-            return xattr.get(self.target, self._full(key), **self._io_kwargs())
+            return xattr.get(self.target, full, **self._io_kwargs())
         except OSError as e:
             if e.errno in NOT_FOUND:
                 raise KeyError(key) from None
@@ -58,23 +76,40 @@ class XAttrs(MutableMapping[str, bytes]):
         data = value.encode() if isinstance(value, str) else bytes(value)
         if self.get(key) == data:
             return
-        xattr.set(self.target, self._full(key), data, **self._io_kwargs())
+        dry = self._dry_layer()
+        if dry is not None:
+            dry[0][self._full(key)] = data
+        else:
+            xattr.set(self.target, self._full(key), data, **self._io_kwargs())
         if self.stats is not None:
             self.stats.xattrs_written += 1
 
     def __delitem__(self, key: str) -> None:
-        try:
-            xattr.remove(self.target, self._full(key), **self._io_kwargs())
-        except OSError as e:
-            if e.errno in NOT_FOUND:
-                raise KeyError(key) from None
-            raise
+        dry = self._dry_layer()
+        if dry is not None:
+            self[key]  # KeyError when absent, as below
+            dry[0][self._full(key)] = None
+        else:
+            try:
+                xattr.remove(self.target, self._full(key), **self._io_kwargs())
+            except OSError as e:
+                if e.errno in NOT_FOUND:
+                    raise KeyError(key) from None
+                raise
         if self.stats is not None:
             self.stats.xattrs_written += 1
 
     def __iter__(self) -> Iterator[str]:
         prefix = self.namespace.encode()
-        for raw in xattr.list(self.target, **self._io_kwargs()):
+        dry = self._dry_layer()
+        names = [] if dry is not None and dry[1] else xattr.list(self.target, **self._io_kwargs())
+        if dry is not None:
+            seen = {os.fsencode(n) for n in names}
+            names = [n for n in names if dry[0].get(os.fsdecode(n), b"") is not None]
+            names += [
+                os.fsencode(k) for k, v in dry[0].items() if v is not None and os.fsencode(k) not in seen
+            ]
+        for raw in names:
             if raw.startswith(prefix):
                 yield raw[len(prefix) :].decode("utf-8", "surrogateescape")
 
@@ -125,6 +160,9 @@ def xattr_items(target: PathLike | int) -> list[tuple[str, bytes]]:
     the filesystem's aliases of its ACLs (:data:`ACL_ALIASES`)."""
     kwargs = {} if isinstance(target, int) else {"nofollow": True}
     try:
+        if dryrun.active() is not None:  # with what the dry run set
+            x = XAttrs(target, namespace="")
+            return [(k, x[k]) for k in list(x)]
         pairs = xattr.get_all(target, **kwargs)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EPERM):
