@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 import struct
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,24 @@ def new_bytes(newer: Path, older: Path) -> int:
             k += 1
         total += (b - a) - covered
     return total
+
+
+def make_sources(
+    base: Path,
+    rng: random.Random,
+    *,
+    files: int = 200,
+    dirs: int = 10,
+    size: int = 20 << 10,
+    disk: int = 16 << 20,
+) -> tuple[Path, Path]:
+    """A tree of ``files`` random files (``size`` bytes and a few more each)
+    in ``dirs`` directories, and a random disk image of ``disk`` bytes."""
+    tree = base / "tree"
+    for i in range(files):
+        d = tree / f"d{i % dirs}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i}.bin").write_bytes(rng.randbytes(size + i))
+    image = base / "disk.raw"
+    image.write_bytes(rng.randbytes(disk))
+    return tree, image

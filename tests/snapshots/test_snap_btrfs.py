@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from loopfs import sh
-from snap_helpers import history_config, new_bytes
+from snap_helpers import history_config, make_sources, new_bytes
 
 from inkind.storeroot import init_store
 from inkind.testing import needs_root
@@ -20,18 +20,6 @@ from inkind.testing import needs_root
 pytestmark = [pytest.mark.root, needs_root]
 KiB, MiB = 1 << 10, 1 << 20
 BLOCK = 64 * KiB
-
-
-def make_sources(base: Path, rng: random.Random) -> tuple[Path, Path]:
-    """A tree of 200 files (4 MiB in all) and a 16 MiB disk image."""
-    tree = base / "tree"
-    for i in range(200):
-        d = tree / f"d{i % 10}"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"f{i}.bin").write_bytes(rng.randbytes(20 * KiB + i))
-    disk = base / "disk.raw"
-    disk.write_bytes(rng.randbytes(16 * MiB))
-    return tree, disk
 
 
 def change_one_percent(tree: Path, disk: Path, rng: random.Random) -> int:

@@ -13,25 +13,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from snap_helpers import history_config
+from snap_helpers import history_config, make_sources
 
 from inkind.testing import needs_root, tree_diff
 
 pytestmark = [pytest.mark.root, needs_root]
 KiB = 1 << 10
 AUTO_PICKS = {"btrfs": "btrfs", "xfs": "reflink", "ext4": "hardlink"}
-
-
-def make_sources(base: Path) -> tuple[Path, Path]:
-    rng = random.Random(4)
-    tree = base / "tree"
-    for i in range(30):
-        d = tree / f"d{i % 3}"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / f"f{i}.bin").write_bytes(rng.randbytes(4 * KiB + i))
-    disk = base / "disk.raw"
-    disk.write_bytes(rng.randbytes(2 << 20))
-    return tree, disk
 
 
 def fingerprint(root: Path) -> list[tuple]:
@@ -46,7 +34,7 @@ def fingerprint(root: Path) -> list[tuple]:
 @pytest.mark.parametrize("fstype", sorted(AUTO_PICKS))
 def test_store_at_the_root_of_its_filesystem_keeps_history(mounted, tmp_path, inkind_cli, fstype):
     store = mounted(fstype)
-    tree, disk = make_sources(tmp_path)
+    tree, disk = make_sources(tmp_path, random.Random(4), files=30, dirs=3, size=4 * KiB, disk=2 << 20)
     sources = {"tree": {"type": "files", "path": tree}, "disk": {"type": "image", "path": disk}}
     cfg = history_config(tmp_path / "inkind.toml", store, sources, "auto")
     assert inkind_cli("-c", cfg, "init").returncode == 0
@@ -115,7 +103,7 @@ def test_a_snapshot_dir_the_provider_cannot_use_is_a_config_error(
     fs = mounted(fstype)
     store = fs / "store"
     store.mkdir()
-    tree, _disk = make_sources(tmp_path)
+    tree, _disk = make_sources(tmp_path, random.Random(4), files=30, dirs=3, size=4 * KiB, disk=2 << 20)
     outside = {
         "other-fs": lambda: tmp_path / "elsewhere" / "snaps",
         "other-mount": lambda: second_mount(fs, tmp_path / "again", fstype) / "snaps",
