@@ -103,6 +103,8 @@ def test_an_unmounted_backup_disk_is_refused(tmp_path, tree, mounted, inkind_cli
             r = inkind_cli("-c", cfg, *command)
             assert r.returncode == 2, (command, r.stdout, r.stderr)
             assert NOT_A_STORE in r.stdout + r.stderr, command
+            if command == ["status"]:  # not the root filesystem's space, nor its snapshot provider
+                assert "free:" not in r.stdout and "history: UNKNOWN: the store is not usable" in r.stdout
         assert os.listdir(disk) == []
     finally:
         subprocess.run(["mount", dev, disk], check=True)

@@ -104,12 +104,17 @@ def duration(seconds: int) -> str:
 
 
 def history(env, store_ok: bool) -> tuple[dict, str | None]:
-    """The store's history for status, and a problem to report if any."""
+    """The store's history for status, and a problem to report if any.
+    Not looked for in a store that is not usable: "auto" would probe the
+    empty mount point's filesystem and name its provider."""
+    if not store_ok:
+        unknown = "UNKNOWN: the store is not usable (above)"
+        return {"provider": env.config.store.snapshots, "snapshots": None, "summary": unknown}, None
     try:
         provider = provider_for(env.config.store, env.plugins.providers)
         if provider.name == "none":
             return {"provider": "none", "snapshots": 0, "newest": None, "summary": NO_HISTORY}, None
-        snaps = provider.list() if store_ok else []
+        snaps = provider.list()
     except InkindError as e:
         return {"provider": env.config.store.snapshots, "error": str(e), "summary": f"UNKNOWN: {e}"}, str(e)
     last = read_last_run(env.config.store.path) or {}
