@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from loopfs import loop_device as loop_device  # a fixture
 from loopfs import mounted as mounted  # a fixture
-from storeinit import make_store
 
 from inkind.testing import needs_root, render_config
 
@@ -73,7 +72,7 @@ def test_a_backup_with_snapshots_writes_only_where_the_unit_allows(
         'snapshots = "none"', f'snapshots = "{provider}"'
     )
     cfg.write_text(text + f'\n[metrics]\ntextfile = "{tmp_path / "metrics" / "inkind.prom"}"\n')
-    make_store(inkind_cli, cfg)
+    assert inkind_cli("-c", cfg, "init").returncode == 0  # as a sysadmin makes the store
     writable = service_paths(inkind_cli, cfg)
     for p in writable:
         Path(p).mkdir(exist_ok=True)  # systemd starts the unit only once every path exists
