@@ -14,6 +14,11 @@ if [[ ! -x $target ]]; then
 fi
 if [[ -L $link && $(readlink "$link") == "$target" ]]; then
   echo "setup: $link -> $target (already there)"
+elif [[ -L $link && ! -e $link && -w $bin_dir ]]; then
+  # A link to a checkout that is gone (a removed clone): nothing to keep.
+  gone=$(readlink "$link")
+  ln -sfn "$target" "$link"
+  echo "setup: relinked $link -> $target (it pointed to $gone, which is gone)"
 elif [[ -e $link || -L $link ]]; then
   echo "setup: $link exists and is not this checkout's inkind: left alone; $by_hand"
 elif [[ $(id -u) -ne 0 || ! -d $bin_dir || ! -w $bin_dir ]]; then

@@ -46,3 +46,15 @@ def test_setup_leaves_another_inkind_alone_and_says_how(tmp_path):
     assert "is not this checkout's inkind: left alone" in r.stdout
     assert f'export PATH="{REPO}/.venv/bin:$PATH"' in r.stdout
     assert other.read_text() == "#!/bin/sh\necho another inkind\n"
+
+
+def test_setup_replaces_a_link_to_a_removed_checkout(tmp_path):
+    gone = tmp_path / "removed-clone" / ".venv" / "bin" / "inkind"
+    (tmp_path / "inkind").symlink_to(gone)
+    r = link(tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (
+        r.stdout
+        == f"setup: relinked {tmp_path}/inkind -> {VENV_INKIND} (it pointed to {gone}, which is gone)\n"
+    )
+    assert os.readlink(tmp_path / "inkind") == str(VENV_INKIND)
