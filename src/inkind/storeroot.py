@@ -56,10 +56,11 @@ def _read_info(path: Path) -> dict:
     return data
 
 
-def check_filesystem(path: Path, data: dict) -> None:
-    """Refuse a store whose filesystem is not the one recorded at init."""
+def check_filesystem(path: Path, data: dict) -> Filesystem | None:
+    """Refuse a store whose filesystem is not the one recorded at init;
+    return the one it is on (None for a store made before it was recorded)."""
     if "filesystem" not in data:  # made before the filesystem was recorded
-        return
+        return None
     try:
         recorded = Filesystem.from_record(data["filesystem"])
     except (KeyError, TypeError):
@@ -70,6 +71,7 @@ def check_filesystem(path: Path, data: dict) -> None:
             f"store: {path}: {NOT_A_STORE}: it is on {now}, but `inkind init` made it on {recorded}"
             " (if the store was moved there on purpose, `inkind init --adopt` records the new one)"
         )
+    return now
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,7 @@ def init_store(path: Path, *, adopt: bool = False) -> InitResult:
             fs = _filesystem(path)
             _write_info(path, {**data, "filesystem": fs.record()})
             return InitResult(path, False, fs)
-        check_filesystem(path, data)
-        return InitResult(path, False, _filesystem(path))
+        return InitResult(path, False, check_filesystem(path, data) or _filesystem(path))
     if path.exists():
         if not path.is_dir():
             raise StoreError(f"store: {path}: is not a directory")

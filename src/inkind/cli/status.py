@@ -36,11 +36,11 @@ class Problem:
         return f"{self.what} -> {self.todo}"
 
 
-def store_problem(store: Path) -> Problem | None:
+def store_problem(store: Path, not_a_store: str | None) -> Problem | None:
     """Why the store cannot take a backup: missing, never made by init, on
-    another filesystem than init recorded (an unmounted disk), or not
-    writable (a backup could not even record that it failed)."""
-    not_a_store = unusable_store(store)
+    another filesystem than init recorded (an unmounted disk: ``not_a_store``,
+    as :func:`unusable_store` says it), or not writable (a backup could not
+    even record that it failed)."""
     if not_a_store:
         return Problem(not_a_store, "mount the backup disk (a new store: inkind init)")
     if os.statvfs(store).f_flag & os.ST_RDONLY:
@@ -153,9 +153,10 @@ def command(env, as_json):
     """
     cfg = env.config
     store = cfg.store.path
-    problem = store_problem(store)
+    not_a_store = unusable_store(store)  # reads store.json and asks blkid once
+    problem = store_problem(store, not_a_store)
     problems = [problem] if problem else []
-    usable = unusable_store(store) is None
+    usable = not_a_store is None
     usage = shutil.disk_usage(store) if usable else None  # never the empty mount point's filesystem
     worst = 2 if problems else 0
     sources = []
