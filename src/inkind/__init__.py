@@ -1,7 +1,9 @@
 """inkind: backups kept in their native form.
 
-Plugin authors import everything they need from here: the ``hookimpl``
-marker, the :class:`Source` base class and the store primitives.
+This package is the whole plugin API: a plugin imports ``inkind`` and
+nothing below it (``inkind.testing`` in its tests). Each block below names
+what one layer offers; docs/writing-a-source.md says which names are
+stable, and tests/meta fail when a plugin reaches past this list.
 """
 
 import pluggy
@@ -9,9 +11,12 @@ import pluggy
 hookimpl = pluggy.HookimplMarker("inkind")
 """Marker for hook implementations in plugins (``@inkind.hookimpl``)."""
 
+# --- core: sources, runs, errors, counts -----------------------------------
 from inkind.errors import ConfigError, CorruptionError, SourceError, SourceReadError, SourceWarning  # noqa: E402
 from inkind.source import RunContext, Source  # noqa: E402
 from inkind.stats import Stats  # noqa: E402
+
+# --- store primitives ------------------------------------------------------
 from inkind.store import (  # noqa: E402
     UpdateFile,
     UpdateImage,
@@ -21,9 +26,18 @@ from inkind.store import (  # noqa: E402
     update_image,
 )
 
+# --- block-copy engine -----------------------------------------------------
+
+# --- tree engine -----------------------------------------------------------
+
+# --- dump engine -----------------------------------------------------------
+
+# --- history: snapshot providers -------------------------------------------
+
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
+    # core
     "ConfigError",
     "CorruptionError",
     "RunContext",
@@ -32,11 +46,16 @@ __all__ = [
     "SourceReadError",
     "SourceWarning",
     "Stats",
+    "hookimpl",
+    # store primitives
     "UpdateFile",
     "UpdateImage",
     "XAttrs",
-    "hookimpl",
     "set_mtime",
     "update_file",
     "update_image",
+    # block-copy engine
+    # tree engine
+    # dump engine
+    # history
 ]
