@@ -39,7 +39,7 @@ class HookGuard:
         for hook in hooks:
             for impl in getattr(pm.hook, hook).get_hookimpls():
                 if not (impl.wrapper or impl.hookwrapper):
-                    impl.function = self._guarded(impl.function, self.info[impl.plugin_name], hook)  # type: ignore[misc]
+                    impl.function = self._guarded(impl.function, self.info[impl.plugin_name], hook)
 
     def _guarded(self, function: Callable[..., Any], entry: PluginInfo, hook: str) -> Callable[..., Any]:
         @functools.wraps(function)
