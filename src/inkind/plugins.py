@@ -126,11 +126,12 @@ class Plugins:
         owners = {id(value): name for name, value in returned}
         found: dict[str, type] = {}
         for value in results:
-            entry = self.info.get(owners.get(id(value), ""))  # None: a hook wrapper's own value
+            owner = owners.get(id(value))  # None: a hook wrapper's own value
+            entry = self.info[owner] if owner is not None else None
             try:
                 pairs = kind.pairs(value)
-            except TypeError as e:
-                self.guard.fail(entry, f"{kind.hook} failed: TypeError: {e}")
+            except (TypeError, AttributeError) as e:  # not classes, or one without its name
+                self.guard.fail(entry, f"{kind.hook} failed: {type(e).__name__}: {e}")
                 continue
             for name, cls in pairs:
                 if name in found:

@@ -168,3 +168,22 @@ def test_a_provides_hook_that_fails_names_the_plugin(returned, needle):
     plugins = load_plugins([broken])
     assert plugins.info["broken"].error.startswith(needle)
     assert plugins.info["broken"].source_types == [] and "files" in plugins.types
+
+
+def test_a_wrapper_may_add_what_a_provides_hook_returns():
+    wrapper = plugin(
+        "adds_a_type",
+        """
+        class Tape(inkind.Source):
+            type_name = "tape"
+
+        @inkind.hookimpl(wrapper=True)
+        def inkind_source_types():
+            found = yield
+            return [*found, [Tape]]
+        """,
+    )
+    plugins = load_plugins([wrapper])
+    assert plugins.types["tape"] is wrapper.Tape
+    assert plugins.info["files"].source_types == ["files"]  # what each plugin provided is still its own
+    assert plugins.info["adds_a_type"].source_types == [] and not plugins.failed
