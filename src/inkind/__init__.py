@@ -16,6 +16,12 @@ from inkind.errors import ConfigError, CorruptionError, SourceError, SourceReadE
 from inkind.source import RunContext, Source  # noqa: E402
 from inkind.stats import Stats  # noqa: E402
 
+# isort: split
+from inkind.config import Config  # noqa: E402
+from inkind.runner import RunReport  # noqa: E402
+from inkind.storeroot import StoreLayout  # noqa: E402
+
+# isort: split
 # --- store primitives ------------------------------------------------------
 from inkind.store import (  # noqa: E402
     UpdateFile,
@@ -47,6 +53,9 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "SourceWarning",
     "Stats",
     "hookimpl",
+    "Config",
+    "RunReport",
+    "StoreLayout",
     # store primitives
     "UpdateFile",
     "UpdateImage",

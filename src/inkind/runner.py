@@ -33,7 +33,7 @@ from inkind.store.files import holds_data, sweep_tagged_temps, sweep_temps, sync
 from inkind.store.image import replay_journals
 from inkind.store.paths import DIR_FLAGS, open_at
 from inkind.store.tree import make_dir
-from inkind.storeroot import Store
+from inkind.storeroot import Store, StoreLayout
 from inkind.ui import fields, log_context, stats_text
 from inkind.verify import missing_objects, state_findings
 
@@ -160,6 +160,7 @@ class Runner:
         seed: int | None = None,
         progress_factory: Any = None,
     ):
+        plugins.configure(config)  # the plugins' own tables: a wrong key stops the run before it starts
         self.config = config
         self.plugins = plugins
         self.seed = resolve_seed(seed)
@@ -308,7 +309,10 @@ class Runner:
         if after is not None:
             after(report)
         if command != "verify":
-            self.plugins.call("inkind_run_finished", report=report.as_dict(), config=self.config)
+            # The layout, not the store: its fd is closed by now.
+            self.plugins.call(
+                "inkind_run_finished", report=report, store=StoreLayout(store.path), config=self.config
+            )
         return report
 
     def _one(
