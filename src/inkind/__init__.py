@@ -22,21 +22,38 @@ from inkind.runner import RunReport  # noqa: E402
 from inkind.storeroot import StoreLayout  # noqa: E402
 
 # isort: split
+# (after inkind.source, which loads inkind.store: inkind.hashing and
+# inkind.store import each other, and hashing must not come first)
+from inkind.hashing import hash_fd  # noqa: E402
+
 # --- store primitives ------------------------------------------------------
 from inkind.store import (  # noqa: E402
     UpdateFile,
     UpdateImage,
     XAttrs,
+    fd_path,
+    is_temp_name,
+    open_beneath,
     set_mtime,
     update_file,
     update_image,
 )
+from inkind.store.tree import discard, make_dirs, remove_dir  # noqa: E402
+from inkind.verify import check_file, existing  # noqa: E402
 
 # --- block-copy engine -----------------------------------------------------
+# isort: split
+from inkind.blockcopy import BlockCopy  # noqa: E402
 
 # --- tree engine -----------------------------------------------------------
 
 # --- dump engine -----------------------------------------------------------
+# isort: split
+from inkind.engines.dumps.entries import database_of, entry_name, select_databases, stored_entries  # noqa: E402
+from inkind.engines.dumps.source import Dump, DumpSource  # noqa: E402
+from inkind.engines.dumps.stream import stream_to_file  # noqa: E402
+from inkind.engines.dumps.tools import find_tool, run_tool  # noqa: E402
+from inkind.engines.dumps.trees import store_tree  # noqa: E402
 
 # --- history: snapshot providers -------------------------------------------
 
@@ -56,6 +73,7 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "Config",
     "RunReport",
     "StoreLayout",
+    "hash_fd",
     # store primitives
     "UpdateFile",
     "UpdateImage",
@@ -63,8 +81,27 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "set_mtime",
     "update_file",
     "update_image",
+    "fd_path",
+    "is_temp_name",
+    "open_beneath",
+    "discard",
+    "make_dirs",
+    "remove_dir",
+    "check_file",
+    "existing",
     # block-copy engine
+    "BlockCopy",
     # tree engine
     # dump engine
+    "Dump",
+    "DumpSource",
+    "database_of",
+    "entry_name",
+    "find_tool",
+    "run_tool",
+    "select_databases",
+    "store_tree",
+    "stored_entries",
+    "stream_to_file",
     # history
 ]
