@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from inkind import RunContext, UpdateFile, XAttrs
-from inkind.blockcopy import BlockCopy
+from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.store.files import is_temp_name
 from inkind.store.paths import DIR_FLAGS, open_beneath
 from inkind.store.tree import make_dirs, remove, remove_dir

@@ -27,6 +27,14 @@ from inkind.store import (  # noqa: E402
 )
 
 # --- block-copy engine -----------------------------------------------------
+# isort: split
+from inkind import lvm  # noqa: E402  (every LVM command goes through it; tests fake its executables)
+from inkind.engines.blockcopy.copy import CopyResult  # noqa: E402
+from inkind.engines.blockcopy.engine import BlockCopy  # noqa: E402
+from inkind.engines.blockcopy.ranges import merge_spans  # noqa: E402
+from inkind.engines.image.blockdev import OpenSource, in_use, open_source, udev_ids  # noqa: E402
+from inkind.engines.image.rawimage import DEFAULT_BLOCK, RawImageSource, check_block_size  # noqa: E402
+from inkind.hashing import hash_fd  # noqa: E402
 
 # --- tree engine -----------------------------------------------------------
 
@@ -55,6 +63,18 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "update_file",
     "update_image",
     # block-copy engine
+    "BlockCopy",
+    "CopyResult",
+    "DEFAULT_BLOCK",
+    "OpenSource",
+    "RawImageSource",
+    "check_block_size",
+    "hash_fd",
+    "in_use",
+    "lvm",
+    "merge_spans",
+    "open_source",
+    "udev_ids",
     # tree engine
     # dump engine
     # history

@@ -14,9 +14,13 @@ import xxhash
 from image_helpers import allocated, digest, fill
 
 from inkind import CorruptionError, SourceError, Stats, XAttrs
-from inkind.blockcopy import HASH_SIZE, BlockCopy, block_spans, data_block_spans, hash_stored
-from inkind.readahead import PIECE, page_buffer
-from inkind.store.image import BLOCKS_KEY, UpdateImage
+from inkind.engines.blockcopy.digest import hash_stored
+from inkind.engines.blockcopy.engine import BlockCopy
+from inkind.engines.blockcopy.manifest import HASH_SIZE
+from inkind.engines.blockcopy.ranges import block_spans, data_block_spans
+from inkind.engines.blockcopy.readahead import PIECE, page_buffer
+from inkind.store.checksum import BLOCKS_KEY
+from inkind.store.image import UpdateImage
 from inkind.store.paths import DIR_FLAGS
 from inkind.store.sparse import data_segments, punch_hole
 
