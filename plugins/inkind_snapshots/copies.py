@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from inkind.snapshots import Snapshot, SnapshotProvider, is_half_made, is_id, run_tool
 from inkind.store import TEMP_PREFIX
-from inkind.store.image import reflinks_work
+from inkind.store.reflink import reflinks_work
 
 
 def remove_tree(path: Path) -> None:

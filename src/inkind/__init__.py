@@ -43,7 +43,12 @@ from inkind.verify import check_file, existing  # noqa: E402
 
 # --- block-copy engine -----------------------------------------------------
 # isort: split
-from inkind.blockcopy import BlockCopy  # noqa: E402
+from inkind import lvm  # noqa: E402  (every LVM command goes through it; tests fake its executables)
+from inkind.engines.blockcopy.copy import CopyResult  # noqa: E402
+from inkind.engines.blockcopy.engine import BlockCopy  # noqa: E402
+from inkind.engines.blockcopy.ranges import merge_spans  # noqa: E402
+from inkind.engines.image.blockdev import OpenSource, in_use, open_source, udev_ids  # noqa: E402
+from inkind.engines.image.rawimage import DEFAULT_BLOCK, RawImageSource, check_block_size  # noqa: E402
 
 # --- tree engine -----------------------------------------------------------
 
@@ -91,6 +96,16 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "existing",
     # block-copy engine
     "BlockCopy",
+    "CopyResult",
+    "DEFAULT_BLOCK",
+    "OpenSource",
+    "RawImageSource",
+    "check_block_size",
+    "in_use",
+    "lvm",
+    "merge_spans",
+    "open_source",
+    "udev_ids",
     # tree engine
     # dump engine
     "Dump",

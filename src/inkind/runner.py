@@ -30,7 +30,7 @@ from inkind.state import SourceState, now_iso
 from inkind.stats import Stats
 from inkind.store.dryrun import dry_run as store_dry_run
 from inkind.store.files import holds_data, sweep_tagged_temps, sweep_temps, sync_store
-from inkind.store.image import replay_journals
+from inkind.store.journal import replay_journals
 from inkind.store.paths import DIR_FLAGS, open_at
 from inkind.store.tree import make_dir
 from inkind.storeroot import Store, StoreLayout

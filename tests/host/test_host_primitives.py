@@ -9,7 +9,8 @@ import pytest
 from inkind import Stats, UpdateFile, XAttrs, discard, set_mtime, update_file, update_image
 from inkind.store import set_mode, sweep_temps
 from inkind.store.dryrun import dry_run
-from inkind.store.image import Extent, UpdateImage, replay_journals
+from inkind.store.image import Extent, UpdateImage
+from inkind.store.journal import replay_journals
 from inkind.store.paths import DIR_FLAGS
 
 
@@ -231,10 +232,10 @@ def test_exception_in_update_image_leaves_the_image(store):
 
 KILL_AFTER_JOURNAL = """
 import os, sys
-from inkind.store import image
+from inkind.store import image, journal
 def die(*a, **k):
     os.kill(os.getpid(), 9)
-image.apply_journal = die
+journal.apply_journal = die
 image.update_image(sys.argv[1], "src/d.img", 8192, [image.Extent(0, 6, b"second")])
 """
 

@@ -15,7 +15,7 @@ from inkind.config import DURATION_UNITS, SourceConfig
 from inkind.errors import InkindError
 from inkind.snapshots import provider_for, read_last_run
 from inkind.state import SourceState
-from inkind.store.image import JOURNAL_DIR
+from inkind.store.journal import JOURNAL_DIR
 from inkind.storeroot import StoreLayout, unusable_store
 from inkind.ui import human_bytes
 
