@@ -13,6 +13,7 @@ hookimpl = pluggy.HookimplMarker("inkind")
 
 # --- core: sources, runs, errors, counts -----------------------------------
 from inkind.errors import ConfigError, CorruptionError, SourceError, SourceReadError, SourceWarning  # noqa: E402
+from inkind.findings import Finding  # noqa: E402
 from inkind.source import RunContext, Source  # noqa: E402
 from inkind.stats import Stats  # noqa: E402
 
@@ -29,6 +30,10 @@ from inkind.store import (  # noqa: E402
 # --- block-copy engine -----------------------------------------------------
 
 # --- tree engine -----------------------------------------------------------
+# isort: split
+from inkind.engines.tree.mirror import TreeMirror, verify_mirror  # noqa: E402
+from inkind.engines.tree.restore import rsync_restore_command  # noqa: E402
+from inkind.engines.tree.walker import TreeSelection  # noqa: E402
 
 # --- dump engine -----------------------------------------------------------
 
@@ -47,6 +52,7 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "SourceWarning",
     "Stats",
     "hookimpl",
+    "Finding",
     # store primitives
     "UpdateFile",
     "UpdateImage",
@@ -56,6 +62,10 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "update_image",
     # block-copy engine
     # tree engine
+    "TreeMirror",
+    "TreeSelection",
+    "rsync_restore_command",
+    "verify_mirror",
     # dump engine
     # history
 ]
