@@ -8,7 +8,7 @@ from itertools import chain
 
 import xxhash
 
-from inkind.store.sparse import data_segments
+from inkind.segments import data_segments
 
 CHUNK = 1 << 20
 # Holes are hashed from this one buffer, never read: xxh3 runs fastest on a

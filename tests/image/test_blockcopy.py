@@ -19,10 +19,11 @@ from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.engines.blockcopy.manifest import HASH_SIZE
 from inkind.engines.blockcopy.ranges import block_spans, data_block_spans
 from inkind.engines.blockcopy.readahead import PIECE, page_buffer
+from inkind.segments import data_segments
 from inkind.store.checksum import BLOCKS_KEY
 from inkind.store.image import UpdateImage
 from inkind.store.paths import DIR_FLAGS
-from inkind.store.sparse import data_segments, punch_hole
+from inkind.store.sparse import punch_hole
 
 BS = 256 << 10
 SIZE = 64 * BS  # 16 MiB

@@ -16,7 +16,7 @@ import xxhash
 from harness import inkind
 
 from inkind.hashing import hash_fd
-from inkind.store.sparse import data_segments
+from inkind.segments import data_segments
 from inkind.store.xattrs import XAttrs
 from inkind.testing import render_config
 

@@ -21,10 +21,10 @@ import xxhash
 
 from inkind.hashing import update_zeros
 from inkind.libc import libc
+from inkind.segments import data_segments
 from inkind.stats import Stats
 from inkind.store import dryrun
 from inkind.store.paths import DIR_FLAGS, PathLike, list_dir, open_at, reopen_dir, split_path
-from inkind.store.sparse import data_segments
 from inkind.store.xattrs import XAttrs
 
 TEMP_PREFIX = ".inkind-tmp-"

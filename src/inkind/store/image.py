@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
+from inkind.segments import data_segments
 from inkind.stats import Stats
 from inkind.store import dryrun
 from inkind.store.checksum import BLOCKS_KEY, set_checksum
@@ -38,7 +39,7 @@ from inkind.store.files import copy_range, temp_name
 from inkind.store.journal import JournalWriter
 from inkind.store.paths import PathLike, fd_path, lstat_at, open_at, open_parent, open_store
 from inkind.store.reflink import clones_in_place, try_clone
-from inkind.store.sparse import data_segments, punch_hole
+from inkind.store.sparse import punch_hole
 from inkind.store.xattrs import XAttrs, xattr_items
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xxhash
 
 from inkind.hashing import hash_range, update_zeros
-from inkind.store.sparse import data_segments
+from inkind.segments import data_segments
 
 _zero_digests: dict[int, bytes] = {}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from inkind.store.sparse import data_segments
+from inkind.segments import data_segments
 
 READ_UNIT = 4 << 20  # what the read-ahead thread reads at a time (whole blocks)
 

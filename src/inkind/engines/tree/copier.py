@@ -19,11 +19,11 @@ from inkind.engines.tree.entry import READ_FLAGS, Changed, Entry, key_text, repo
 from inkind.engines.tree.metadata import Metadata
 from inkind.errors import SourceReadError, SourceWarning
 from inkind.hashing import new_hasher
+from inkind.segments import data_segments
 from inkind.source import RunContext
 from inkind.store.files import UpdateFile, is_zero, same_bytes, temp_name
 from inkind.store.image import UpdateImage
 from inkind.store.paths import DIR_FLAGS, lstat_at, open_at, open_beneath
-from inkind.store.sparse import data_segments
 from inkind.store.tree import link, make_node, make_symlink, remove, rename
 
 BIG_FILE = 64 << 20
