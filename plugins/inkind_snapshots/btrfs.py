@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
-from inkind.storefs import Filesystem
+from inkind import Filesystem, Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
 from inkind_snapshots.mounts import mount_of
 
 SUBVOLUME_ROOT_INO = 256  # every btrfs subvolume's top directory has this inode

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from inkind.snapshots import SnapshotError, run_tool
+from inkind import SnapshotError, run_tool
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
+from inkind import Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
 from inkind_snapshots.mounts import Mount, mount_of
 
 PREFIX = "inkind-"

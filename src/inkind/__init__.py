@@ -25,6 +25,7 @@ from inkind.store import (  # noqa: E402
     update_file,
     update_image,
 )
+from inkind.store.image import reflinks_work  # noqa: E402
 
 # --- block-copy engine -----------------------------------------------------
 
@@ -33,6 +34,11 @@ from inkind.store import (  # noqa: E402
 # --- dump engine -----------------------------------------------------------
 
 # --- history: snapshot providers -------------------------------------------
+# isort: split
+from inkind import lvm  # noqa: E402
+from inkind.history.ids import half_made_name, is_half_made, is_id  # noqa: E402
+from inkind.history.provider import Snapshot, SnapshotError, SnapshotProvider, run_tool  # noqa: E402
+from inkind.storefs import Filesystem  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -54,8 +60,18 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "set_mtime",
     "update_file",
     "update_image",
+    "reflinks_work",
     # block-copy engine
     # tree engine
     # dump engine
     # history
+    "Filesystem",
+    "Snapshot",
+    "SnapshotError",
+    "SnapshotProvider",
+    "half_made_name",
+    "is_half_made",
+    "is_id",
+    "lvm",
+    "run_tool",
 ]

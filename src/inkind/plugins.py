@@ -12,7 +12,7 @@ from types import ModuleType
 import pluggy
 
 from inkind import hookspecs
-from inkind.snapshots import SnapshotProvider
+from inkind.history.provider import SnapshotProvider
 from inkind.source import Source
 
 log = logging.getLogger("inkind")

@@ -22,9 +22,11 @@ from typing import Any
 
 from inkind.config import Config, SourceConfig, build
 from inkind.errors import ConfigError, CorruptionError, InkindError, StoreError
+from inkind.history.folders import provider_for, snapshot_dirs
+from inkind.history.last_run import record_run
+from inkind.history.taking import HistoryResult, take_and_prune
 from inkind.keepout import KeepOut
 from inkind.plugins import Plugins
-from inkind.snapshots import HistoryResult, provider_for, record_run, snapshot_dirs, take_and_prune
 from inkind.source import Finding, RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.stats import Stats

@@ -21,8 +21,8 @@ import click
 import inkind
 from inkind.config import Config
 from inkind.errors import ConfigError
+from inkind.history.folders import provider_for
 from inkind.plugins import Plugins
-from inkind.snapshots import provider_for
 
 
 @dataclass(frozen=True)
