@@ -35,6 +35,7 @@ def from_snapshot(env, sid: str) -> tuple[str, list[list[str]], Path]:
     return (match[0].id, *provider.mount_commands(match[0]))
 
 
+# size: one parameter per click option
 @click.command("restore")
 @click.argument("source")
 @click.argument("path", required=False)

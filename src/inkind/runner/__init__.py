@@ -8,7 +8,7 @@ source's flock, recovery of a killed run, the state, the outcome) is
 """
 
 from inkind.runner.report import RunReport, SourceResult
-from inkind.runner.run import Runner
+from inkind.runner.runner import Runner
 from inkind.runner.signals import Interrupted
 from inkind.runner.sources import make_source
 
