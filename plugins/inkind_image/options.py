@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from inkind import ConfigError
-from inkind.rawimage import DEFAULT_BLOCK, check_block_size
+from inkind import DEFAULT_BLOCK, ConfigError, check_block_size
 
 _IMAGE_SUFFIXES = (".img", ".raw", ".bin", ".iso")
 

@@ -6,12 +6,17 @@ import logging
 import os
 from typing import Any
 
-from inkind import ConfigError, RunContext, SourceError
-from inkind.blockcopy import BlockCopy
-from inkind.blockdev import OpenSource, in_use, open_source, udev_ids
-from inkind.rawimage import RawImageSource
-from inkind.store.files import is_temp_name
-from inkind.store.paths import list_dir
+from inkind import (
+    BlockCopy,
+    ConfigError,
+    OpenSource,
+    RawImageSource,
+    RunContext,
+    SourceError,
+    in_use,
+    open_source,
+    udev_ids,
+)
 from inkind_image.options import ImageOptions
 
 log = logging.getLogger("inkind")
@@ -23,8 +28,8 @@ class ImageSource(RawImageSource):
     type_name = "image"
     Options = ImageOptions
 
-    def _engine(self, run: RunContext, image_file: str | None = None) -> BlockCopy:
-        return self.engine(run, image_file or self.options.image_file, f"source {self.options.path}")
+    def _engine(self, run: RunContext) -> BlockCopy:
+        return self.engine(run, self.options.image_file, f"source {self.options.path}")
 
     def backup(self, run: RunContext) -> None:
         src = open_source(self.options.path)
@@ -46,7 +51,7 @@ class ImageSource(RawImageSource):
             )
             self._describe(run, engine, src)
             if run.full:
-                self._remove_strays(run)
+                self.remove_strays(run, {self.options.image_file})
             if run.scrub_fraction > 0:
                 with run.progress("scrub") as progress:
                     engine.scrub(src.fd, run.pick_block, progress)
@@ -73,14 +78,6 @@ class ImageSource(RawImageSource):
         if src.is_device:
             desc.update({k.lower(): v for k, v in udev_ids(src.path).items()})
         self.describe(run, engine, desc)
-
-    def _remove_strays(self, run: RunContext) -> None:
-        """A full pass removes images this source no longer produces (its
-        ``name`` changed)."""
-        for name in list_dir(run.data_fd):
-            if name.endswith(".img") and name != self.options.image_file and not is_temp_name(name):
-                log.info("%s: removing %s (no longer produced by this source)", run.name, name)
-                self._engine(run, name).remove()
 
     def scrub(self, run: RunContext) -> None:
         """Check sampled blocks against the manifest, then the source."""

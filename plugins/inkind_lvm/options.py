@@ -6,9 +6,7 @@ import fnmatch
 import re
 from dataclasses import dataclass, field
 
-from inkind import ConfigError
-from inkind.lvm import Volume
-from inkind.rawimage import DEFAULT_BLOCK, check_block_size
+from inkind import DEFAULT_BLOCK, ConfigError, check_block_size, lvm
 
 # lvcreate's -L size (units k..e) or -l extents, with a % of ORIGIN, VG, FREE or PVS.
 _SNAPSHOT_SIZE = re.compile(r"^(\d+(\.\d+)?[bskmgtpe]?|\d+%(ORIGIN|VG|FREE|PVS))$", re.IGNORECASE)
@@ -47,5 +45,5 @@ class LvmOptions:
     def patterns(self) -> list[str]:
         return [self.volume] if self.volume else list(self.volumes)
 
-    def matches(self, vol: Volume) -> bool:
+    def matches(self, vol: lvm.Volume) -> bool:
         return any(fnmatch.fnmatchcase(vol.full_name, p) for p in self.patterns)

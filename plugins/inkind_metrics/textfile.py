@@ -9,8 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from inkind.config import Config
-from inkind.state import SourceState
+import inkind
 
 OUTCOMES = ("ok", "warnings", "failed", "busy", "interrupted")
 
@@ -79,12 +78,9 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(config: Config) -> str:
+def render(store: inkind.StoreLayout, config: inkind.Config) -> str:
     """The textfile's content for every configured source."""
-    states = {
-        name: SourceState.load(config.store.path / ".inkind" / "sources" / f"{name}.json").data
-        for name in config.sources
-    }
+    states = {name: store.load_state(name).data for name in config.sources}
     lines: list[str] = []
     for metric, help_text, get in GAUGES:
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
@@ -108,14 +104,14 @@ def render(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_textfile(config: Config, target: Path) -> None:
-    """Replace ``target`` atomically, so node_exporter never reads half."""
+def write_textfile(text: str, target: Path) -> None:
+    """Replace ``target`` with ``text`` atomically, so node_exporter never reads half."""
     fd, tmp = tempfile.mkstemp(prefix=".inkind-", suffix=".prom.tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(render(config))
+            f.write(text)
         os.chmod(tmp, 0o644)
-        os.rename(tmp, target)
+        os.rename(tmp, target)  # outside the store: the node_exporter textfile, replaced in its directory
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -8,10 +8,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from inkind import ConfigError, RunContext
-from inkind.dumps import (
+from inkind import (
+    ConfigError,
     Dump,
     DumpSource,
+    RunContext,
     database_of,
     entry_name,
     find_tool,

@@ -7,20 +7,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from inkind import ConfigError, RunContext
-from inkind.dumps import (
+from inkind import (
+    ConfigError,
     Dump,
     DumpSource,
+    RunContext,
     database_of,
     entry_name,
     find_tool,
+    open_beneath,
     run_tool,
     select_databases,
     store_tree,
     stored_entries,
     stream_to_file,
 )
-from inkind.store.paths import open_beneath
 from inkind_postgres import conninfo
 from inkind_postgres.options import PostgresOptions
 from inkind_postgres.toc import keep_stored_time

@@ -16,7 +16,15 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from inkind import Snapshot, SnapshotProvider, half_made_name, is_half_made, is_id, reflinks_work, run_tool
+from inkind import (
+    Snapshot,
+    SnapshotProvider,
+    half_made_name,
+    is_half_made,
+    is_id,
+    reflinks_work,
+    run_storage_tool,
+)
 
 
 def remove_tree(path: Path) -> None:
@@ -47,7 +55,7 @@ class CopyTree(SnapshotProvider):
         skip = self.inner_entry
         entries = sorted(str(self.store / n) for n in os.listdir(self.store) if n != skip)
         if entries:
-            run_tool(
+            run_storage_tool(
                 ["cp", *self.cp_args, "-t", str(tmp), "--", *entries], f"{self.name} copy of {self.store}"
             )
         st = os.stat(self.store)

@@ -10,9 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inkind import ConfigError, CorruptionError, RunContext, Source, SourceError
-from inkind.store.paths import fd_path, open_beneath
-from inkind.verify import check_file, existing
+from inkind import (
+    ConfigError,
+    CorruptionError,
+    RunContext,
+    Source,
+    SourceError,
+    check_file,
+    existing,
+    fd_path,
+    open_beneath,
+)
 from inkind_sqlite.discover import Database, find_databases, is_glob
 from inkind_sqlite.options import SqliteOptions
 from inkind_sqlite.quick import source_key, stored_key

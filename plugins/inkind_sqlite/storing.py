@@ -10,15 +10,20 @@ manifest lives under ``STORE/.inkind/manifests/``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
-from inkind import RunContext, UpdateFile, XAttrs
-from inkind.blockcopy import BlockCopy
-from inkind.store.files import is_temp_name
-from inkind.store.paths import DIR_FLAGS, open_beneath
-from inkind.store.tree import make_dirs, remove, remove_dir
+from inkind import (
+    BlockCopy,
+    RunContext,
+    UpdateFile,
+    XAttrs,
+    discard,
+    is_temp_name,
+    make_dirs,
+    open_beneath,
+    remove_dir,
+)
 
 LARGE = 64 << 20
 BLOCK = 64 << 10
@@ -78,16 +83,7 @@ def _store_image(run: RunContext, fd: int, size: int, name: str, full: bool) -> 
 
 def _drop_manifest(run: RunContext, name: str) -> None:
     """A database that shrank below LARGE leaves its block manifest behind."""
-    parent, _, base = engine(run, name).manifest_rel.rpartition("/")
-    try:
-        dfd = open_beneath(run.root_fd, parent, DIR_FLAGS)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            remove(dfd, base)
-    finally:
-        os.close(dfd)
+    discard(run.root_fd, engine(run, name).manifest_rel)
 
 
 def stored_names(data_fd: int) -> list[str]:

@@ -16,28 +16,55 @@ from inkind.errors import ConfigError, CorruptionError, SourceError, SourceReadE
 from inkind.source import RunContext, Source  # noqa: E402
 from inkind.stats import Stats  # noqa: E402
 
+# isort: split
+from inkind.config import Config  # noqa: E402
+from inkind.runner import RunReport  # noqa: E402
+from inkind.storeroot import StoreLayout  # noqa: E402
+
+# isort: split
+# (after inkind.source, which loads inkind.store: inkind.hashing and
+# inkind.store import each other, and hashing must not come first)
+from inkind.hashing import hash_fd  # noqa: E402
+
 # --- store primitives ------------------------------------------------------
 from inkind.store import (  # noqa: E402
     UpdateFile,
     UpdateImage,
     XAttrs,
+    fd_path,
+    is_temp_name,
+    open_beneath,
     set_mtime,
     update_file,
     update_image,
 )
-from inkind.store.image import reflinks_work  # noqa: E402
+from inkind.store.reflink import reflinks_work  # noqa: E402
+from inkind.store.tree import discard, make_dirs, remove_dir  # noqa: E402
+from inkind.verify import check_file, existing  # noqa: E402
 
 # --- block-copy engine -----------------------------------------------------
+# isort: split
+from inkind import lvm  # noqa: E402  (every LVM command goes through it; tests fake its executables)
+from inkind.engines.blockcopy.copy import CopyResult  # noqa: E402
+from inkind.engines.blockcopy.engine import BlockCopy  # noqa: E402
+from inkind.engines.blockcopy.ranges import merge_spans  # noqa: E402
+from inkind.engines.image.blockdev import OpenSource, in_use, open_source, udev_ids  # noqa: E402
+from inkind.engines.image.rawimage import DEFAULT_BLOCK, RawImageSource, check_block_size  # noqa: E402
 
 # --- tree engine -----------------------------------------------------------
 
 # --- dump engine -----------------------------------------------------------
+# isort: split
+from inkind.engines.dumps.entries import database_of, entry_name, select_databases, stored_entries  # noqa: E402
+from inkind.engines.dumps.source import Dump, DumpSource  # noqa: E402
+from inkind.engines.dumps.stream import stream_to_file  # noqa: E402
+from inkind.engines.dumps.tools import find_tool, run_tool  # noqa: E402
+from inkind.engines.dumps.trees import store_tree  # noqa: E402
 
 # --- history: snapshot providers -------------------------------------------
 # isort: split
-from inkind import lvm  # noqa: E402
 from inkind.history.ids import half_made_name, is_half_made, is_id  # noqa: E402
-from inkind.history.provider import Snapshot, SnapshotError, SnapshotProvider, run_tool  # noqa: E402
+from inkind.history.provider import Snapshot, SnapshotError, SnapshotProvider, run_storage_tool  # noqa: E402
 from inkind.storefs import Filesystem  # noqa: E402
 
 __version__ = "0.1.0"
@@ -53,6 +80,10 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "SourceWarning",
     "Stats",
     "hookimpl",
+    "Config",
+    "RunReport",
+    "StoreLayout",
+    "hash_fd",
     # store primitives
     "UpdateFile",
     "UpdateImage",
@@ -60,10 +91,39 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "set_mtime",
     "update_file",
     "update_image",
+    "fd_path",
+    "is_temp_name",
+    "open_beneath",
+    "discard",
+    "make_dirs",
+    "remove_dir",
+    "check_file",
+    "existing",
     "reflinks_work",
     # block-copy engine
+    "BlockCopy",
+    "CopyResult",
+    "DEFAULT_BLOCK",
+    "OpenSource",
+    "RawImageSource",
+    "check_block_size",
+    "in_use",
+    "lvm",
+    "merge_spans",
+    "open_source",
+    "udev_ids",
     # tree engine
     # dump engine
+    "Dump",
+    "DumpSource",
+    "database_of",
+    "entry_name",
+    "find_tool",
+    "run_tool",
+    "select_databases",
+    "store_tree",
+    "stored_entries",
+    "stream_to_file",
     # history
     "Filesystem",
     "Snapshot",
@@ -72,6 +132,5 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "half_made_name",
     "is_half_made",
     "is_id",
-    "lvm",
-    "run_tool",
+    "run_storage_tool",
 ]

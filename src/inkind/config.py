@@ -56,10 +56,19 @@ class Defaults:
 
 
 @dataclass
-class MetricsConfig:
-    """``[metrics]``: where to write the Prometheus node_exporter textfile."""
+class PluginTable:
+    """A ``[plugins.NAME]`` table as written. It is checked against the
+    options dataclass its plugin declares once the plugins are loaded
+    (:meth:`inkind.plugins.Plugins.configure`), as a source's options are."""
 
-    textfile: Path | None = None
+    where: str  # in messages: "plugins.metrics" (or "metrics", as older configs wrote it)
+    table: dict[str, Any]
+    base: Path  # relative paths in it are relative to the config file's directory
+
+
+# Top-level tables that configs wrote before plugins owned their tables:
+# ``[metrics]`` is read as ``[plugins.metrics]``.
+OLDER_PLUGIN_TABLES = ("metrics",)
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -114,7 +123,9 @@ class Config:
     store: StoreConfig
     defaults: Defaults
     sources: dict[str, SourceConfig]
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    plugin_tables: dict[str, PluginTable] = field(default_factory=dict)
+    # NAME -> its plugin's options, checked: what a hook given ``config`` reads.
+    plugins: dict[str, Any] = field(default_factory=dict)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -206,7 +217,7 @@ def parse(text: str, path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path}: {e}") from None
-    known = {"store", "defaults", "sources", "metrics"}
+    known = {"store", "defaults", "sources", "plugins", *OLDER_PLUGIN_TABLES}
     for key in data:
         if key not in known:
             raise ConfigError(f"config: unknown table or key '{key}' (known: {', '.join(sorted(known))})")
@@ -219,14 +230,32 @@ def parse(text: str, path: Path) -> Config:
     _probability(defaults.scrub_fraction, "defaults.scrub_fraction")
     if defaults.max_age:
         parse_duration(defaults.max_age, "defaults.max_age")
-    metrics = build(MetricsConfig, data.get("metrics", {}), "metrics", base=base)
     sources_table = data.get("sources", {})
     if not isinstance(sources_table, dict):
         raise ConfigError("config: sources: must be a table of [sources.NAME] tables")
     sources = {}
     for name, table in sources_table.items():
         sources[name] = _source(name, table, defaults, base)
-    return Config(path=path, store=store, defaults=defaults, sources=sources, metrics=metrics)
+    return Config(path, store, defaults, sources, plugin_tables=_plugin_tables(data, base))
+
+
+def _plugin_tables(data: dict[str, Any], base: Path) -> dict[str, PluginTable]:
+    """The ``[plugins.NAME]`` tables, and the older top-level spellings."""
+    tables = data.get("plugins", {})
+    if not isinstance(tables, dict):
+        raise ConfigError("config: plugins: must be a table of [plugins.NAME] tables")
+    written = {name: (f"plugins.{name}", table) for name, table in tables.items()}
+    for name in OLDER_PLUGIN_TABLES:
+        if name in data and name in written:
+            raise ConfigError(f"config: [{name}] and [plugins.{name}] are one table: keep [plugins.{name}]")
+        if name in data:
+            written[name] = (name, data[name])
+    found = {}
+    for name, (where, table) in written.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"config: {where}: must be a table")
+        found[name] = PluginTable(where, table, base)
+    return found
 
 
 def _source(name: str, table: Any, defaults: Defaults, base: Path) -> SourceConfig:

@@ -1,22 +1,35 @@
 """Loading plugins: built-in and third-party alike, from the "inkind"
-entry-point group. A plugin that fails to import or whose hook raises is
-reported in one line naming it; the rest go on."""
+entry-point group, and calling their hooks.
+
+Every hook is called through pluggy's own caller (``manager.hook.NAME``),
+so call order, ``tryfirst``/``trylast``, wrappers and ``firstresult``
+behave as pluggy documents. Plugins are registered so that, tryfirst and
+trylast aside, they are called in the order ``inkind plugins`` lists them.
+A plugin that fails to import, names a hook inkind does not have, or whose
+hook raises is reported in one line naming it; the rest go on.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
 from inkind import hookspecs
+from inkind.config import Config, ConfigError, build
 from inkind.history.provider import SnapshotProvider
+from inkind.hookguard import HookGuard
 from inkind.source import Source
 
 log = logging.getLogger("inkind")
 GROUP = "inkind"
+HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("inkind_"))
 
 
 @dataclass
@@ -26,6 +39,7 @@ class PluginInfo:
     entry_point: EntryPoint | None = None  # None: registered by the caller
     source_types: list[str] = field(default_factory=list)
     snapshot_providers: list[str] = field(default_factory=list)
+    config_tables: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -33,98 +47,181 @@ class PluginInfo:
         """ "built-in", the distribution's "name version", or "registered by
         caller". Worked out only when shown: reading the distributions'
         metadata took 3 ms of every start."""
-        return "registered by caller" if self.entry_point is None else _origin(self.entry_point)
+        if self.entry_point is None:
+            return "registered by caller"
+        dist = self.entry_point.dist
+        if dist is None:
+            return "unknown"
+        return "built-in" if dist.name == "inkind" else f"{dist.name} {dist.version}"
+
+
+@dataclass(frozen=True)
+class Provided:
+    """A hook through which plugins provide named classes (source types,
+    snapshot providers, config tables)."""
+
+    hook: str
+    what: str  # in messages: "source type"
+    listed: str  # the PluginInfo field that lists the names a plugin provides
+    pairs: Callable[[Any], list[tuple[str, type]]]  # (name, class) from one return; TypeError if wrong
+
+
+def _subclasses(base: type, name_of: Callable[[Any], str]) -> Callable[[Any], list[tuple[str, type]]]:
+    def pairs(provided: Any) -> list[tuple[str, type]]:
+        classes = list(provided)
+        for cls in classes:
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise TypeError(f"{cls!r} is not a subclass of {base.__module__}.{base.__name__}")
+        return [(name_of(cls), cls) for cls in classes]
+
+    return pairs
+
+
+def _tables(provided: Any) -> list[tuple[str, type]]:
+    if not isinstance(provided, dict):
+        raise TypeError(f"expected a dict of table name to options dataclass, got {provided!r}")
+    for name, cls in provided.items():
+        if not (isinstance(name, str) and isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise TypeError(f"{name!r}: {cls!r} is not an options dataclass")
+    return list(provided.items())
+
+
+SOURCE_TYPES = Provided(
+    "inkind_source_types", "source type", "source_types", _subclasses(Source, lambda c: c.type_name)
+)
+PROVIDERS = Provided(
+    "inkind_snapshot_providers",
+    "snapshot provider",
+    "snapshot_providers",
+    _subclasses(SnapshotProvider, lambda c: c.name),
+)
+CONFIG_TABLES = Provided("inkind_config_tables", "config table", "config_tables", _tables)
 
 
 @dataclass
 class Plugins:
     manager: pluggy.PluginManager
     info: dict[str, PluginInfo]
-    types: dict[str, type[Source]]
+    guard: HookGuard
+    types: dict[str, type[Source]] = field(default_factory=dict)
     providers: dict[str, type[SnapshotProvider]] = field(default_factory=dict)
+    tables: dict[str, type] = field(default_factory=dict)  # [plugins.NAME] -> its options dataclass
 
     @property
     def failed(self) -> list[PluginInfo]:
         return [p for p in self.info.values() if p.error]
 
-    def call(self, hook: str, **kwargs) -> None:
-        """Call a notification hook in every plugin, each one isolated."""
-        for impl in getattr(self.manager.hook, hook).get_hookimpls():
+    def call(self, hook: str, **kwargs: Any) -> Any:
+        """Call ``hook`` through pluggy and return what pluggy returns (the
+        list of results; for a firstresult hook the first). An implementation
+        that raises is one line naming its plugin, and the others run."""
+        return self.guard.call(getattr(self.manager.hook, hook), kwargs)
+
+    def collect(self, kind: Provided) -> dict[str, type]:
+        """Gather the classes ``kind.hook`` returns, by name; a plugin whose
+        hook raises, returns something else or repeats a name is reported in
+        one line and skipped."""
+        with self.guard.recording() as returned:
+            results = self.call(kind.hook)
+        owners = {id(value): name for name, value in returned}
+        found: dict[str, type] = {}
+        for value in results:
+            owner = owners.get(id(value))  # None: a hook wrapper's own value
+            entry = self.info[owner] if owner is not None else None
             try:
-                # Like pluggy, pass each implementation only the arguments it names.
-                impl.function(**{k: kwargs[k] for k in impl.argnames})
-            except Exception as e:
-                log.error("plugin %s: hook %s failed: %s", impl.plugin_name, hook, e)
+                pairs = kind.pairs(value)
+            except (TypeError, AttributeError) as e:  # not classes, or one without its name
+                self.guard.fail(entry, f"{kind.hook} failed: {type(e).__name__}: {e}")
+                continue
+            for name, cls in pairs:
+                if name in found:
+                    self.guard.fail(
+                        entry, f"{kind.what} '{name}' is already provided by {found[name].__module__}"
+                    )
+                    continue
+                found[name] = cls
+                if entry is not None:
+                    getattr(entry, kind.listed).append(name)
+        return found
+
+    def configure(self, config: Config) -> None:
+        """Check each ``[plugins.NAME]`` table of ``config`` against the
+        options dataclass its plugin declares, into ``config.plugins[NAME]``;
+        a wrong key is a ConfigError naming ``plugins.NAME.KEY``. A table no
+        plugin declares is an error too, unless a plugin failed to load (the
+        table may be its own): then it is left out with a warning."""
+        built: dict[str, Any] = {}
+        for name, raw in config.plugin_tables.items():
+            cls = self.tables.get(name)
+            if cls is not None:
+                built[name] = build(cls, raw.table, raw.where, base=raw.base)
+                continue
+            known = ", ".join(f"plugins.{n}" for n in sorted(self.tables)) or "none"
+            if not self.failed:
+                raise ConfigError(f"config: {raw.where}: no plugin declares this table (known: {known})")
+            failed = ", ".join(p.name for p in self.failed)
+            log.warning(
+                "config: %s: not checked: no loaded plugin declares it (failed to load: %s)",
+                raw.where,
+                failed,
+            )
+        config.plugins = built
 
 
-def _origin(ep: EntryPoint) -> str:
-    dist = ep.dist
-    if dist is None:
-        return "unknown"
-    if dist.name == "inkind":
-        return "built-in"
-    return f"{dist.name} {dist.version}"
+def _import(
+    info: dict[str, PluginInfo], guard: HookGuard, extra: list[ModuleType]
+) -> list[tuple[str, object]]:
+    """Every entry point of the group (by name), then ``extra``: (name,
+    module) in the order ``inkind plugins`` lists them."""
+    modules: list[tuple[str, object]] = []
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        if ep.name in info:
+            continue
+        info[ep.name] = PluginInfo(ep.name, ep.value, ep)
+        try:
+            modules.append((ep.name, ep.load()))
+        except Exception as e:
+            guard.fail(info[ep.name], f"failed to load: {type(e).__name__}: {e}")
+    for mod in extra:
+        info[mod.__name__] = PluginInfo(mod.__name__, mod.__name__)
+        modules.append((mod.__name__, mod))
+    return modules
+
+
+def _refuse_unknown_hooks(pm: pluggy.PluginManager, info: dict[str, PluginInfo], guard: HookGuard) -> None:
+    """pluggy's ``check_pending``: a plugin implementing a hook that has no
+    hookspec (a misspelt name) is not loaded, in one line naming the hook."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as e:
+            name = pm.get_name(e.plugin) or ""
+            unknown = sorted(c.name for c in pm.get_hookcallers(e.plugin) or [] if not c.has_spec())
+            pm.unregister(e.plugin)
+            guard.fail(
+                info[name],
+                f"not loaded: unknown hook {', '.join(unknown)} (inkind's hooks: {', '.join(HOOKS)})",
+            )
 
 
 def load_plugins(extra: list[ModuleType] | None = None) -> Plugins:
     """Register every entry point of the "inkind" group, then ``extra``
-    modules (tests use these), and collect their source types."""
+    modules (tests use these), and collect what they provide."""
     pm = pluggy.PluginManager("inkind")
     pm.add_hookspecs(hookspecs)
     info: dict[str, PluginInfo] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        if ep.name in info:
-            continue
-        entry = PluginInfo(ep.name, ep.value, ep)
-        info[ep.name] = entry
+    guard = HookGuard(info)
+    modules = _import(info, guard, extra or [])
+    for name, module in reversed(modules):  # pluggy calls the last registered first
         try:
-            pm.register(ep.load(), name=ep.name)
-        except Exception as e:
-            entry.error = f"failed to load: {type(e).__name__}: {e}"
-            log.error("plugin %s: %s", ep.name, entry.error)
-    for mod in extra or []:
-        name = mod.__name__
-        info[name] = PluginInfo(name, name)
-        pm.register(mod, name=name)
-    types: dict[str, type[Source]] = _collect(
-        pm, info, "inkind_source_types", Source, lambda c: c.type_name, "source_types", "source type"
-    )
-    providers: dict[str, type[SnapshotProvider]] = _collect(
-        pm,
-        info,
-        "inkind_snapshot_providers",
-        SnapshotProvider,
-        lambda c: c.name,
-        "snapshot_providers",
-        "snapshot provider",
-    )
-    return Plugins(pm, info, types, providers)
-
-
-def _collect(
-    pm: pluggy.PluginManager, info: dict[str, PluginInfo], hook: str, base: type, key, listed: str, what: str
-) -> dict:
-    """Gather the classes a "list of classes" hook returns, by their name;
-    a plugin whose hook raises, returns something else or repeats a name
-    is reported in one line and skipped."""
-    found: dict[str, type] = {}
-    for impl in getattr(pm.hook, hook).get_hookimpls():
-        entry = info[impl.plugin_name]
-        try:
-            provided = list(impl.function())
-            for cls in provided:
-                if not (isinstance(cls, type) and issubclass(cls, base)):
-                    raise TypeError(f"{cls!r} is not a subclass of {base.__module__}.{base.__name__}")
-        except Exception as e:
-            entry.error = f"{hook} failed: {type(e).__name__}: {e}"
-            log.error("plugin %s: %s", entry.name, entry.error)
-            continue
-        for cls in provided:
-            name = key(cls)
-            if name in found:
-                entry.error = f"{what} '{name}' is already provided by {found[name].__module__}"
-                log.error("plugin %s: %s", entry.name, entry.error)
-                continue
-            found[name] = cls
-            getattr(entry, listed).append(name)
-    return found
+            pm.register(module, name=name)
+        except Exception as e:  # a hookimpl whose arguments its hookspec does not have
+            guard.fail(info[name], f"failed to load: {type(e).__name__}: {e}")
+    _refuse_unknown_hooks(pm, info, guard)
+    guard.install(pm, HOOKS)
+    plugins = Plugins(pm, info, guard)
+    plugins.types = plugins.collect(SOURCE_TYPES)
+    plugins.providers = plugins.collect(PROVIDERS)
+    plugins.tables = plugins.collect(CONFIG_TABLES)
+    return plugins

@@ -1,4 +1,5 @@
-"""``STORE/.inkind/sources/NAME.json``: the small state of one source.
+"""``STORE/.inkind/sources/NAME.json``: the small state of one source
+(:class:`inkind.storeroot.StoreLayout` says where it is).
 
 Written atomically (temp + rename) through update_file, so a reader never
 sees half a file and an unchanged state costs no write. A state file that

@@ -22,6 +22,7 @@ from inkind.store.paths import DIR_FLAGS
 from inkind.storefs import Filesystem
 
 FORMAT = 1
+STATE_DIR = Path(".inkind") / "sources"  # NAME.json: each source's state (inkind.state)
 NOT_A_STORE = "not an inkind store (is the disk mounted?)"
 # What a fresh filesystem's root may hold when it becomes a store.
 _FRESH_FS_ENTRIES = frozenset({"lost+found"})
@@ -115,7 +116,7 @@ def init_store(path: Path, *, adopt: bool = False) -> InitResult:
 
 def _write_info(path: Path, data: dict) -> None:
     try:
-        (path / ".inkind" / "sources").mkdir(parents=True, exist_ok=True)
+        StoreLayout(path).state_dir.mkdir(parents=True, exist_ok=True)
         write_json(_info_path(path), data)
     except OSError as e:
         raise StoreError(f"store: {path}: cannot write: {e.strerror}") from None
@@ -132,10 +133,34 @@ def unusable_store(path: Path) -> str | None:
 
 
 @dataclass
-class Store:
-    """An opened store. ``root_fd`` pins the directory for fd-relative work."""
+class StoreLayout:
+    """Where a store keeps each source's data and state: the one place that
+    knows. Paths only, nothing checked or opened, so reports on a store that
+    may not be mounted (``list``, ``status``), a snapshot's copy of a store
+    (``restore``) and plugins after a run (``inkind_run_finished``) ask it."""
 
     path: Path
+
+    def data_dir(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / STATE_DIR
+
+    def state_path(self, name: str) -> Path:
+        return self.state_dir / f"{name}.json"
+
+    def load_state(self, name: str) -> SourceState:
+        """The source's state (a missing one is empty; one that does not
+        parse is set aside, see :class:`inkind.state.SourceState`)."""
+        return SourceState.load(self.state_path(name))
+
+
+@dataclass
+class Store(StoreLayout):
+    """An opened store. ``root_fd`` pins the directory for fd-relative work."""
+
     root_fd: int
 
     @classmethod
@@ -153,15 +178,6 @@ class Store:
 
     def close(self) -> None:
         os.close(self.root_fd)
-
-    def data_dir(self, name: str) -> Path:
-        return self.path / name
-
-    def state_path(self, name: str) -> Path:
-        return self.path / ".inkind" / "sources" / f"{name}.json"
-
-    def load_state(self, name: str) -> SourceState:
-        return SourceState.load(self.state_path(name))
 
     def lock(self, name: str, *, shared: bool = False) -> int | None:
         """Take the source's flock on its data directory without waiting.

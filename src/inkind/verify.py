@@ -11,7 +11,7 @@ from inkind.hashing import hash_fd
 from inkind.source import Finding, RunContext
 from inkind.store.entries import entries_problem
 from inkind.store.files import holds_data, is_temp_name
-from inkind.store.image import pending_journals
+from inkind.store.journal import pending_journals
 from inkind.store.paths import DIR_FLAGS, list_dir
 from inkind.store.xattrs import XAttrs
 

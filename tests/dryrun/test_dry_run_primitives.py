@@ -10,7 +10,7 @@ from pathlib import Path
 
 from test_dry_run_every_type import listing
 
-from inkind.blockcopy import BlockCopy
+from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.stats import Stats
 from inkind.store import XAttrs, set_mode, set_mtime, set_owner, sweep_temps, sync_store, update_file
 from inkind.store.dryrun import dry_run

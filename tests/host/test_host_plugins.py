@@ -34,10 +34,10 @@ def inkind_source_types():
     return [Echo]
 
 @inkind.hookimpl
-def inkind_run_finished(report):
+def inkind_run_finished(report, store):
     import os, json
     with open(os.environ["ECHO_REPORT"], "w") as f:
-        json.dump(report, f)
+        json.dump({**report.as_dict(), "state": store.load_state("e").data}, f)
 """
 
 
@@ -82,6 +82,7 @@ def test_third_party_plugin_is_listed_and_runs(tmp_path, third_party, inkind_sto
     assert (inkind_store / "e" / "greeting.txt").read_text() == "hello"
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["sources"][0]["stats"]["bytes_written"] == 5
+    assert report["state"]["last_backup"]["stats"]["bytes_written"] == 5  # as the store's state has it
 
 
 @pytest.mark.parametrize(
@@ -129,7 +130,7 @@ def test_a_failing_run_finished_hook_does_not_change_the_exit(tmp_path, inkind_s
     cfg.write_text(render_config(inkind_store, {"b": {"type": "files", "path": src}}))
     r = cli({**os.environ, "PYTHONPATH": str(site)}, "-c", cfg, "backup")
     assert r.returncode == 0
-    assert "plugin inkind_noisy: hook inkind_run_finished failed: metrics down" in r.stderr
+    assert "plugin inkind_noisy: inkind_run_finished failed: ValueError: metrics down" in r.stderr
 
 
 def test_two_plugins_with_one_type_name_both_named(tmp_path):
@@ -139,3 +140,18 @@ def test_two_plugins_with_one_type_name_both_named(tmp_path):
     r = cli({**os.environ, "PYTHONPATH": str(site)}, "plugins")
     assert r.returncode == 2
     assert "plugin inkind_copycat: source type 'files' is already provided by inkind_files.source" in r.stderr
+
+
+def test_an_installed_plugin_with_a_misspelt_hook_is_not_loaded(tmp_path):
+    site = tmp_path / "site"
+    code = "import inkind\n@inkind.hookimpl\ndef inkind_source_type():\n    return []\n"
+    make_dist(site, "typo", "inkind_typo", code)
+    r = cli({**os.environ, "PYTHONPATH": str(site)}, "plugins", "--json")
+    assert r.returncode == 2
+    rows = {p["name"]: p for p in json.loads(r.stdout)}
+    assert rows["inkind_typo"]["error"].startswith("not loaded: unknown hook inkind_source_type (")
+    assert rows["files"]["error"] is None and rows["metrics"]["config_tables"] == ["plugins.metrics"]
+    lines = [line for line in r.stderr.splitlines() if "inkind_typo" in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        "inkind: ERROR: plugin inkind_typo: not loaded: unknown hook"
+    )

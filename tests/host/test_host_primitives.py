@@ -6,9 +6,11 @@ import sys
 
 import pytest
 
-from inkind import Stats, UpdateFile, XAttrs, set_mtime, update_file, update_image
+from inkind import Stats, UpdateFile, XAttrs, discard, set_mtime, update_file, update_image
 from inkind.store import set_mode, sweep_temps
-from inkind.store.image import Extent, UpdateImage, replay_journals
+from inkind.store.dryrun import dry_run
+from inkind.store.image import Extent, UpdateImage
+from inkind.store.journal import replay_journals
 from inkind.store.paths import DIR_FLAGS
 
 
@@ -136,6 +138,39 @@ def test_sweep_temps_removes_leftovers_only(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["d", "escape", "keep"]
 
 
+def _discard_all(root: int, stats: Stats) -> list[bool]:
+    return [
+        discard(root, "dump.sql", stats),
+        discard(root, "db", stats),  # a directory, with all below it
+        discard(root, "deep/er/manifest"),  # below the root; derived data: not counted
+        discard(root, "dump.sql", stats),  # gone by now
+        discard(root, "missing/x", stats),
+        discard(root, "link", stats),  # the link itself, never its target
+    ]
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["real", "dry-run"])
+def test_discard_removes_what_is_there_and_counts_stored_objects(tmp_path, dry):
+    (tmp_path / "db" / "sub").mkdir(parents=True)
+    (tmp_path / "db" / "sub" / "toc.dat").write_bytes(b"t")
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "deep" / "er" / "manifest").write_bytes(b"m")
+    (tmp_path / "dump.sql").write_bytes(b"d")
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to("target")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    s = Stats()
+    root = os.open(tmp_path, DIR_FLAGS)
+    try:
+        with dry_run(dry):
+            assert _discard_all(root, s) == [True, True, True, False, False, True]
+    finally:
+        os.close(root)
+    assert s.objects_deleted == 3
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == (before if dry else ["deep", "deep/er", "target"])
+
+
 @pytest.fixture
 def store(inkind_store):
     """A store on each store filesystem: update_image clones or journals."""
@@ -197,10 +232,10 @@ def test_exception_in_update_image_leaves_the_image(store):
 
 KILL_AFTER_JOURNAL = """
 import os, sys
-from inkind.store import image
+from inkind.store import image, journal
 def die(*a, **k):
     os.kill(os.getpid(), 9)
-image.apply_journal = die
+journal.apply_journal = die
 image.update_image(sys.argv[1], "src/d.img", 8192, [image.Extent(0, 6, b"second")])
 """
 

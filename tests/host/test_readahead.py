@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from inkind.blockcopy import read_units
-from inkind.readahead import ReadAhead, ShortRead
+from inkind.engines.blockcopy.ranges import read_units
+from inkind.engines.blockcopy.readahead import ReadAhead, ShortRead
 
 MiB = 1 << 20
 

@@ -14,9 +14,13 @@ import xxhash
 from image_helpers import allocated, digest, fill
 
 from inkind import CorruptionError, SourceError, Stats, XAttrs
-from inkind.blockcopy import HASH_SIZE, BlockCopy, block_spans, data_block_spans, hash_stored
-from inkind.readahead import PIECE, page_buffer
-from inkind.store.image import BLOCKS_KEY, UpdateImage
+from inkind.engines.blockcopy.digest import hash_stored
+from inkind.engines.blockcopy.engine import BlockCopy
+from inkind.engines.blockcopy.manifest import HASH_SIZE
+from inkind.engines.blockcopy.ranges import block_spans, data_block_spans
+from inkind.engines.blockcopy.readahead import PIECE, page_buffer
+from inkind.store.checksum import BLOCKS_KEY
+from inkind.store.image import UpdateImage
 from inkind.store.paths import DIR_FLAGS
 from inkind.store.sparse import data_segments, punch_hole
 
@@ -86,6 +90,24 @@ def test_first_copy_is_sparse_and_exact(bench):
     want = xxhash.xxh3_128_hexdigest(bench.src.read_bytes())
     assert XAttrs(str(bench.image)).text("xxh3") == want
     assert bench.manifest_bytes() == 24 + 64 * HASH_SIZE + 40
+
+
+def test_differing_names_the_ranges_where_source_and_image_differ(bench):
+    """``differing`` reads each range from both sides (what lies past the
+    image's end reads as zeros) and counts it as one scrubbed object."""
+    bench.copy()
+    fill(bench.src, {5 * BS + 10: b"changed"})
+    with open(bench.src, "r+b") as f:
+        f.truncate(SIZE + BS)
+    fill(bench.src, {SIZE + 3: b"x"})  # past the image's end
+    ranges = [(0, BS), (5 * BS, BS), (7 * BS, 100), (SIZE, BS // 2), (SIZE + BS // 2, BS // 2)]
+    engine = bench.engine()
+    fd = os.open(bench.src, os.O_RDONLY)
+    try:
+        assert engine.differing(fd, ranges) == [(5 * BS, BS), (SIZE, BS // 2)]
+    finally:
+        os.close(fd)
+    assert bench.stats.objects_scrubbed == 5 and bench.stats.bytes_read == 3 * BS + 100
 
 
 def test_unchanged_source_writes_nothing(bench):

@@ -166,12 +166,12 @@ def test_renamed_image_replaces_the_old_one_in_a_full_pass(inkind_config, inkind
 
 KILLED_RUN = """
 import os, signal, sys
-import inkind.store.image as image
+import inkind.store.journal as journal
 
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-setattr(image, sys.argv[2], die)
+setattr(journal, sys.argv[2], die)
 from inkind.cli import main
 main(["-c", sys.argv[1], "backup"])
 """

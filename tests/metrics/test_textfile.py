@@ -6,9 +6,9 @@ import re
 from inkind.testing import render_config
 
 
-def config_with_metrics(tmp_path, store, src, **extra):
+def config_with_metrics(tmp_path, store, src, table="metrics", **extra):
     text = render_config(store, {"home": {"type": "files", "path": src, **extra}})
-    text += f'\n[metrics]\ntextfile = "{tmp_path / "inkind.prom"}"\n'
+    text += f'\n[{table}]\ntextfile = "{tmp_path / "inkind.prom"}"\n'
     cfg = tmp_path / "inkind.toml"
     cfg.write_text(text)
     return cfg
@@ -30,6 +30,18 @@ def test_textfile_after_a_run(tmp_path, inkind_store, inkind_cli):
     assert 'inkind_last_run_objects_corrupt{source="home",type="files"} 0' in prom
     assert "# TYPE inkind_last_run_duration_seconds gauge" in prom
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".prom.tmp")]
+
+
+def test_textfile_from_the_plugins_table(tmp_path, inkind_store, inkind_cli):
+    """``[plugins.metrics]``, the table the metrics plugin declares
+    (``[metrics]`` above is its older spelling)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("123")
+    cfg = config_with_metrics(tmp_path, inkind_store, src, table="plugins.metrics")
+    assert inkind_cli("-c", cfg, "backup").returncode == 0
+    prom = (tmp_path / "inkind.prom").read_text()
+    assert 'inkind_last_run_bytes_written{source="home",type="files"} 3' in prom
 
 
 def test_textfile_counts_corruption(tmp_path, inkind_store, inkind_cli):

@@ -7,7 +7,7 @@ from inkind_postgres import conninfo
 from inkind_postgres.source import entry_for
 from inkind_postgres.toc import creation_time_span, keep_stored_time
 
-from inkind.dumps import database_of, entry_name
+from inkind import database_of, entry_name
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from harness import inkind
 
-from inkind.dumps import run_tool
+from inkind import run_tool
 from inkind.errors import SourceError
 from inkind.testing import render_config
 
@@ -27,7 +27,7 @@ def test_a_dump_tool_dies_with_a_killed_run():
     code = textwrap.dedent(
         """
         import sys, time
-        from inkind.dumps import tool_process
+        from inkind.engines.dumps.tools import tool_process
         with tool_process(["sleep", "60"]) as proc:
             print(proc.pid, flush=True)
             time.sleep(60)

@@ -13,8 +13,16 @@ from typing import Any
 import xxhash
 
 import inkind
-from inkind import CorruptionError, RunContext, SourceError, SourceWarning, UpdateFile, XAttrs
-from inkind.hashing import hash_fd
+from inkind import (
+    CorruptionError,
+    RunContext,
+    SourceError,
+    SourceWarning,
+    UpdateFile,
+    XAttrs,
+    discard,
+    hash_fd,
+)
 
 CHUNK = 1 << 20
 
@@ -67,8 +75,7 @@ class GitSource(inkind.Source):
         if run.full:
             for name in os.listdir(run.data_dir):
                 if name.endswith(".bundle") and name not in repos:
-                    os.unlink(run.data_dir / name)
-                    run.stats.objects_deleted += 1
+                    discard(run.data_fd, name, run.stats)
         self.scrub_sample(run, repos)
 
     def store_bundle(self, run: RunContext, bundle: str, repo: Path) -> None:
@@ -82,8 +89,8 @@ class GitSource(inkind.Source):
             return
         if not refs:
             raise SourceWarning("has no refs yet; nothing to bundle")
-        with tempfile.TemporaryDirectory(dir=run.data_dir, prefix=".inkind-tmp-") as tmp:
-            made = Path(tmp) / bundle
+        with run.scratch_dir() as tmp:
+            made = tmp / bundle
             git("bundle", "create", "-q", str(made), "--all", cwd=repo)
             run.stats.bytes_read += made.stat().st_size
             with open(made, "rb") as src, UpdateFile(target, stats=run.stats) as f:

@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from inkind import lvm
-from inkind.blockdev import block_devices, udev_ids
 from inkind.cli.common import emit_json, json_option
+from inkind.engines.image.blockdev import block_devices, udev_ids
 from inkind.errors import InkindError
 from inkind.runner import make_source
 from inkind.source import Source

@@ -6,7 +6,7 @@ import sys
 import click
 
 from inkind.cli.common import emit_json, json_option
-from inkind.state import SourceState
+from inkind.storeroot import StoreLayout
 from inkind.ui import human_bytes
 
 
@@ -35,11 +35,11 @@ def tree_size(path) -> tuple[int, int]:
 def command(env, as_json):
     """Sources, their type, last run, outcome and stored size."""
     cfg = env.config
+    layout = StoreLayout(cfg.store.path)
     rows = []
     for name, src in cfg.sources.items():
-        state = SourceState.load(cfg.store.path / ".inkind" / "sources" / f"{name}.json")
-        last = state.data.get("last_backup", {})
-        data = cfg.store.path / name
+        last = layout.load_state(name).data.get("last_backup", {})
+        data = layout.data_dir(name)
         apparent, allocated = tree_size(data) if data.is_dir() else (0, 0)
         rows.append(
             {

@@ -11,7 +11,8 @@ from inkind.cli.common import emit_json, json_option
 @json_option
 @click.pass_obj
 def command(env, as_json):
-    """List plugins, where each came from and the source types and snapshot providers it provides."""
+    """List plugins, where each came from and the source types, snapshot
+    providers and config tables it provides."""
     plugins = env.plugins
     rows = [
         {
@@ -20,6 +21,7 @@ def command(env, as_json):
             "module": p.module,
             "source_types": p.source_types,
             "snapshot_providers": p.snapshot_providers,
+            "config_tables": [f"plugins.{n}" for n in p.config_tables],
             "error": p.error,
         }
         for p in plugins.info.values()
@@ -28,7 +30,8 @@ def command(env, as_json):
         emit_json(rows)
     else:
         for r in rows:
-            types = ", ".join(r["source_types"] + [f"snapshots:{n}" for n in r["snapshot_providers"]]) or "-"
+            provided = r["source_types"] + [f"snapshots:{n}" for n in r["snapshot_providers"]]
+            types = ", ".join(provided + [f"[{t}]" for t in r["config_tables"]]) or "-"
             click.echo(
                 f"{r['name']:<16} {r['origin']:<24} {types}"
                 + (f"  ERROR: {r['error']}" if r["error"] else "")

@@ -10,7 +10,7 @@ import click
 from inkind.errors import ConfigError, NotStored
 from inkind.history.folders import provider_for
 from inkind.runner import make_source
-from inkind.state import SourceState
+from inkind.storeroot import StoreLayout
 
 
 def from_snapshot(env, sid: str) -> tuple[str, list[list[str]], Path]:
@@ -35,7 +35,7 @@ def from_snapshot(env, sid: str) -> tuple[str, list[list[str]], Path]:
     return (match[0].id, *provider.mount_commands(match[0]))
 
 
-# size: one parameter per click option
+# size: a click command, one parameter per option
 @click.command("restore")
 @click.argument("source")
 @click.argument("path", required=False)
@@ -60,14 +60,14 @@ def command(env, source, path, dest, database, sid, execute):
     live = env.config.store.path
     snap_id, prepare, store = from_snapshot(env, sid) if sid else ("", [], live)
     where = f"snapshot {snap_id}" if sid else "the store"
-    data_dir = store / source
+    stored = StoreLayout(store)
+    data_dir = stored.data_dir(source)
     # A snapshot that must be mounted first cannot be checked yet.
     if not prepare and not data_dir.is_dir():
         raise ConfigError(f"restore: {data_dir}: nothing stored for '{source}' in {where}")
-    state_file = store / ".inkind" / "sources" / f"{source}.json"
-    if not state_file.is_file():
-        state_file = live / ".inkind" / "sources" / f"{source}.json"
-    state = SourceState.load(state_file)
+    if not stored.state_path(source).is_file():  # a snapshot still to be mounted: the live store's
+        stored = StoreLayout(live)
+    state = stored.load_state(source)
     try:
         commands = src.restore_commands(data_dir, dest, path, state.plugin)
     except NotStored as e:

@@ -16,8 +16,8 @@ from inkind.errors import InkindError
 from inkind.history.folders import provider_for
 from inkind.history.last_run import read_last_run
 from inkind.state import SourceState
-from inkind.store.image import JOURNAL_DIR
-from inkind.storeroot import unusable_store
+from inkind.store.journal import JOURNAL_DIR
+from inkind.storeroot import StoreLayout, unusable_store
 from inkind.ui import human_bytes
 
 NO_HISTORY = (
@@ -49,7 +49,8 @@ def store_problem(store: Path, not_a_store: str | None) -> Problem | None:
             f"store {store} is on a read-only filesystem: every backup fails",
             "find why (dmesg: the kernel remounts a failing disk read-only), then mount -o remount,rw",
         )
-    for path in (store, store / ".inkind", store / ".inkind" / "sources"):
+    state_dir = StoreLayout(store).state_dir
+    for path in (store, state_dir.parent, state_dir):
         if path.is_dir() and not os.access(path, os.W_OK):
             return Problem(
                 f"store {store}: {path} is not writable for uid {os.geteuid()}: every backup fails",
@@ -162,32 +163,9 @@ def command(env, as_json):
     worst = 2 if problems else 0
     sources = []
     for name, src in cfg.sources.items():
-        state = (
-            SourceState.load(store / ".inkind" / "sources" / f"{name}.json") if usable else SourceState(store)
-        )
-        last = state.data.get("last_backup", {})
-        running = state.data.get("running")
-        journals = store / JOURNAL_DIR / name
-        pending = sorted(p.name for p in journals.glob("*.journal")) if journals.is_dir() else []
-        row = {
-            "name": name,
-            "type": src.type,
-            "last_run": last.get("end"),
-            "outcome": last.get("outcome"),
-            "message": (last.get("messages") or [None])[-1],
-            "last_success": state.data.get("last_success"),
-            "last_full_pass": state.data.get("last_full_pass"),
-            "corruption": state.corruption,
-            "running": bool(running and _alive(running.get("pid", 0))),
-            "interrupted": bool(running and not _alive(running.get("pid", 0))),
-            "pending_journals": pending,
-            "resume": state.resume,
-        }
-        row["stale"] = src.max_age is not None and (
-            row["last_success"] is None or time.time() - _epoch(row["last_success"]) > src.max_age
-        )
+        row = source_row(StoreLayout(store), name, src, usable)
         sources.append(row)
-        found = source_problems(name, src, row, state.corruption)
+        found = source_problems(name, src, row, row["corruption"])
         problems += found
         worst = max(worst, 2 if found else 0 if row["outcome"] == "ok" else 1)
     hist, hist_problem = history(env, usable)
@@ -210,22 +188,55 @@ def command(env, as_json):
     if as_json:
         emit_json(data)
     else:
-        click.echo(f"store: {store}")
-        if usage:
-            click.echo(f"free: {human_bytes(usage.free)} of {human_bytes(usage.total)}")
-        click.echo(f"history: {hist['summary']}")
-        for p in problems:
-            click.echo(f"problem: {p}")
-        for r in sources:
-            flags = (
-                " (running)"
-                if r["running"]
-                else " (previous run was killed; next run finishes it)"
-                if r["interrupted"]
-                else ""
-            )
-            click.echo(
-                f"{r['name']:<16} {r['type']:<10} last run {r['last_run'] or 'never'}: {r['outcome'] or '-'}"
-                f", last success {r['last_success'] or 'never'}{flags}"
-            )
+        echo_report(data)
     sys.exit(worst)
+
+
+def source_row(layout: StoreLayout, name: str, src: SourceConfig, usable: bool) -> dict:
+    """One source's line of the report, from its state (none read from a
+    store that is not usable)."""
+    state = layout.load_state(name) if usable else SourceState(layout.state_path(name))
+    last = state.data.get("last_backup", {})
+    running = state.data.get("running")
+    journals = layout.path / JOURNAL_DIR / name
+    pending = sorted(p.name for p in journals.glob("*.journal")) if journals.is_dir() else []
+    row = {
+        "name": name,
+        "type": src.type,
+        "last_run": last.get("end"),
+        "outcome": last.get("outcome"),
+        "message": (last.get("messages") or [None])[-1],
+        "last_success": state.data.get("last_success"),
+        "last_full_pass": state.data.get("last_full_pass"),
+        "corruption": state.corruption,
+        "running": bool(running and _alive(running.get("pid", 0))),
+        "interrupted": bool(running and not _alive(running.get("pid", 0))),
+        "pending_journals": pending,
+        "resume": state.resume,
+    }
+    row["stale"] = src.max_age is not None and (
+        row["last_success"] is None or time.time() - _epoch(row["last_success"]) > src.max_age
+    )
+    return row
+
+
+def echo_report(data: dict) -> None:
+    """The report as lines for a person."""
+    click.echo(f"store: {data['store']}")
+    if data["free_bytes"] is not None:
+        click.echo(f"free: {human_bytes(data['free_bytes'])} of {human_bytes(data['total_bytes'])}")
+    click.echo(f"history: {data['history']['summary']}")
+    for p in data["problems"]:
+        click.echo(f"problem: {p}")
+    for r in data["sources"]:
+        flags = (
+            " (running)"
+            if r["running"]
+            else " (previous run was killed; next run finishes it)"
+            if r["interrupted"]
+            else ""
+        )
+        click.echo(
+            f"{r['name']:<16} {r['type']:<10} last run {r['last_run'] or 'never'}: {r['outcome'] or '-'}"
+            f", last success {r['last_success'] or 'never'}{flags}"
+        )

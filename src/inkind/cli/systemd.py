@@ -44,7 +44,8 @@ def write_paths(config: Config, plugins: Plugins) -> list[Path]:
     """Every path a run writes: the store, the snapshot provider's paths and
     each plugin's; one entry per tree (a path inside another is dropped)."""
     found = [config.store.path, *provider_for(config.store, plugins.providers).write_paths()]
-    for paths in plugins.manager.hook.inkind_write_paths(config=config):
+    plugins.configure(config)
+    for paths in plugins.call("inkind_write_paths", config=config):
         found += paths or []
     unique = sorted({Path(os.path.abspath(p)) for p in found})
     return [p for p in unique if not any(p != q and p.is_relative_to(q) for q in unique)]

@@ -39,7 +39,7 @@ class Snapshot:
         return parse_id(self.id)
 
 
-def run_tool(argv: list[str], what: str) -> str:
+def run_storage_tool(argv: list[str], what: str) -> str:
     """Run a storage command; its failure is one SnapshotError line naming
     the command and what it printed."""
     try:

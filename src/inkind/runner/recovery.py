@@ -12,7 +12,7 @@ from inkind.source import Source
 from inkind.state import SourceState
 from inkind.stats import Stats
 from inkind.store.files import sweep_tagged_temps, sweep_temps
-from inkind.store.image import replay_journals
+from inkind.store.journal import replay_journals
 from inkind.store.paths import DIR_FLAGS
 from inkind.storeroot import Store
 from inkind.ui import fields

@@ -27,7 +27,7 @@ from inkind.source import Finding, Source
 from inkind.state import now_iso
 from inkind.store.dryrun import DryRun
 from inkind.store.dryrun import dry_run as store_dry_run
-from inkind.storeroot import Store
+from inkind.storeroot import Store, StoreLayout
 from inkind.ui import fields, log_context
 
 log = logging.getLogger("inkind")
@@ -44,6 +44,7 @@ class Runner:
         seed: int | None = None,
         progress_factory: Any = None,
     ):
+        plugins.configure(config)  # the plugins' own tables: a wrong key stops the run before it starts
         self.config = config
         self.plugins = plugins
         self.seed = resolve_seed(seed)
@@ -139,7 +140,10 @@ class Runner:
             report.end = now_iso()
         command.after(report)
         if not command.store_only:
-            self.plugins.call("inkind_run_finished", report=report.as_dict(), config=self.config)
+            # The layout, not the store: its fd is closed by now.
+            self.plugins.call(
+                "inkind_run_finished", report=report, store=StoreLayout(store.path), config=self.config
+            )
         return report
 
     def _keep_out_scratch(self, dry: DryRun) -> None:

@@ -6,7 +6,8 @@ is something a test can assert.
 """
 
 from inkind.store.files import TEMP_PREFIX, UpdateFile, is_temp_name, sweep_temps, sync_store, update_file
-from inkind.store.image import UpdateImage, replay_journals, update_image
+from inkind.store.image import UpdateImage, update_image
+from inkind.store.journal import replay_journals
 from inkind.store.meta import set_mode, set_mtime, set_owner
 from inkind.store.paths import fd_path, open_beneath
 from inkind.store.xattrs import XAttrs

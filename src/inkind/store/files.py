@@ -30,6 +30,7 @@ from inkind.store.xattrs import XAttrs
 TEMP_PREFIX = ".inkind-tmp-"
 _TEMP_PREFIX_B = TEMP_PREFIX.encode()
 HOLE_MIN = 4096
+TEMP_MODE = 0o600  # the temp's mode until ``before_commit`` sets the final one
 _ZEROS = bytes(1 << 20)
 
 
@@ -143,7 +144,6 @@ class UpdateFile:
         dir_fd: int | None = None,
         stats: Stats | None = None,
         before_commit: Callable[[int], None] | None = None,
-        mode: int = 0o600,
         fsync: bool = True,
         temp_tag: str = "",
     ):
@@ -153,7 +153,6 @@ class UpdateFile:
         self.dir_fd = dir_fd
         self.stats = stats if stats is not None else Stats()
         self.before_commit = before_commit
-        self.mode = mode
         self.changed = False
         self.xxh3 = ""
         self._pfd = -1
@@ -215,14 +214,14 @@ class UpdateFile:
     def _start_temp(self) -> None:
         dry = dryrun.active()
         if dry is not None:
-            self._tmp_fd, self._stand_in = dry.new_file(self.mode)
+            self._tmp_fd, self._stand_in = dry.new_file(TEMP_MODE)
             self.stats.bytes_written += self._pos  # the equal prefix copy_range copies
         else:
             self._tmp_name = temp_name(self.temp_tag)
             self._tmp_fd = os.open(
                 self._tmp_name,
                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                self.mode,
+                TEMP_MODE,
                 dir_fd=self._pfd,
             )
             if self._pos:

@@ -124,3 +124,20 @@ def split_path(path: PathLike, dir_fd: int | None) -> tuple[int, bytes]:
         if dry is None:
             raise
         return os.open(dry.new_dir(), DIR_FLAGS), name
+
+
+def open_store(store: PathLike | int) -> tuple[int, bool]:
+    """The store root as an fd, and whether the caller opened it (and closes
+    it): a path is opened, an fd is used as given."""
+    if isinstance(store, int):
+        return store, False
+    return os.open(store, DIR_FLAGS), True
+
+
+def open_parent(root_fd: int, relpath: str) -> tuple[int, bytes]:
+    """The directory holding ``relpath`` (below ``root_fd``), opened, and
+    the entry's name in it."""
+    parent, _, name = os.fsencode(relpath).rpartition(b"/")
+    if parent:
+        return open_beneath(root_fd, parent, DIR_FLAGS), name
+    return os.dup(root_fd), name

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from inkind.libc import libc
+from inkind.stats import Stats
 from inkind.store import dryrun
 from inkind.store.files import temp_name
-from inkind.store.paths import DIR_FLAGS, lstat_at, open_at
+from inkind.store.paths import DIR_FLAGS, lstat_at, open_at, open_beneath
 
 AT_RENAME_EXCHANGE = 2
 
@@ -145,6 +146,30 @@ def remove_dir(dir_fd: int, name: str | bytes) -> None:
     finally:
         os.close(fd)
     dry.put(dir_fd, name, None)
+
+
+def discard(dir_fd: int, rel: str | bytes, stats: Stats | None = None) -> bool:
+    """Remove ``rel`` below ``dir_fd`` (an entry of any kind, a directory
+    with all below it) if it is there; return whether it was.
+
+    Given ``stats``, the entry is one stored object: counted in
+    ``objects_deleted`` when it was there. A temp or derived data (a block
+    manifest) is removed without ``stats``.
+    """
+    parent, _, name = os.fsencode(rel).rpartition(b"/")
+    try:
+        pfd = open_beneath(dir_fd, parent, DIR_FLAGS) if parent else os.dup(dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        remove(pfd, name)
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(pfd)
+    if stats is not None:
+        stats.objects_deleted += 1
+    return True
 
 
 @contextlib.contextmanager

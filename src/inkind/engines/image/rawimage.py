@@ -13,11 +13,12 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from inkind.blockcopy import BlockCopy, CopyResult
+from inkind.engines.blockcopy.copy import CopyResult
+from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.errors import ConfigError
 from inkind.source import Finding, RunContext, Source
 from inkind.store.files import is_temp_name
-from inkind.store.image import pending_journals
+from inkind.store.journal import pending_journals
 from inkind.store.paths import list_dir, open_beneath
 from inkind.store.xattrs import XAttrs
 from inkind.ui import fields, human_bytes
@@ -95,6 +96,14 @@ class RawImageSource(Source):
                 engine = self.engine(run, name, name)
                 out += existing(run.root_fd, [engine.image_rel, engine.manifest_rel])
         return out
+
+    def remove_strays(self, run: RunContext, keep: set[str]) -> None:
+        """A full pass removes the images (and manifests) this source no
+        longer produces: its ``name`` or its selection changed."""
+        for name in list_dir(run.data_fd):
+            if name.endswith(".img") and name not in keep and not is_temp_name(name):
+                log.info("%s: removing %s (no longer produced by this source)", run.name, name)
+                self.engine(run, name, name).remove()
 
     def account(self, run: RunContext, result: CopyResult, what: str) -> None:
         """Count and log one image's copy; a suspect image schedules a full pass."""

@@ -9,8 +9,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from inkind import SourceError
-from inkind.blockcopy import source_size
+from inkind.engines.blockcopy.readahead import source_size
+from inkind.errors import SourceError
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Reading a source ahead of its hashing, on the other core.
+"""Reading a source: its size, and reading it ahead of its hashing, on
+the other core.
 
 ``os.preadv`` drops the GIL while the kernel copies the data, so a thread
 that reads the next stretch of a source while the main thread hashes the
@@ -10,13 +11,30 @@ while the hashing runs. Memory stays bounded: a few buffers, reused.
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import queue
+import stat
+import struct
 import threading
 from collections.abc import Iterable
 
 PIECE = 1 << 20  # one preadv: where a read error is reported
+BLKGETSIZE64 = 0x80081272
+
+
+def source_size(fd: int) -> int:
+    """The size of a block device (from the kernel) or of a regular file."""
+    st = os.fstat(fd)
+    if stat.S_ISBLK(st.st_mode):
+        buf = bytearray(8)
+        try:
+            fcntl.ioctl(fd, BLKGETSIZE64, buf)
+            return struct.unpack("<Q", buf)[0]
+        except OSError:
+            return os.lseek(fd, 0, os.SEEK_END)
+    return st.st_size
 
 
 class ShortRead(Exception):
