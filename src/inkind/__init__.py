@@ -13,6 +13,7 @@ hookimpl = pluggy.HookimplMarker("inkind")
 
 # --- core: sources, runs, errors, counts -----------------------------------
 from inkind.errors import ConfigError, CorruptionError, SourceError, SourceReadError, SourceWarning  # noqa: E402
+from inkind.findings import Finding  # noqa: E402
 from inkind.source import RunContext, Source  # noqa: E402
 from inkind.stats import Stats  # noqa: E402
 
@@ -52,6 +53,10 @@ from inkind.engines.image.blockdev import OpenSource, in_use, open_source, udev_
 from inkind.engines.image.rawimage import DEFAULT_BLOCK, RawImageSource, check_block_size  # noqa: E402
 
 # --- tree engine -----------------------------------------------------------
+# isort: split
+from inkind.engines.tree.mirror import TreeMirror, verify_mirror  # noqa: E402
+from inkind.engines.tree.restore import rsync_restore_command  # noqa: E402
+from inkind.engines.tree.walker import TreeSelection  # noqa: E402
 
 # --- dump engine -----------------------------------------------------------
 # isort: split
@@ -84,6 +89,7 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "RunReport",
     "StoreLayout",
     "hash_fd",
+    "Finding",
     # store primitives
     "UpdateFile",
     "UpdateImage",
@@ -113,6 +119,10 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "open_source",
     "udev_ids",
     # tree engine
+    "TreeMirror",
+    "TreeSelection",
+    "rsync_restore_command",
+    "verify_mirror",
     # dump engine
     "Dump",
     "DumpSource",

@@ -12,27 +12,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from inkind.errors import SourceReadError, SourceWarning
+from inkind.findings import Finding
 from inkind.keepout import KeepOut
 from inkind.state import SourceState
 from inkind.stats import Stats
 from inkind.store.tree import scratch_dir
 from inkind.ui import Progress, null_progress
+from inkind.verify import verify_tree
 
 log = logging.getLogger("inkind")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem ``verify`` found. ``recoverable`` ones (a leftover temp, a
-    pending journal) are fixed by the next run; the others are corruption."""
-
-    obj: str
-    message: str
-    recoverable: bool = False
-
-    def __str__(self) -> str:
-        kind = "recoverable" if self.recoverable else "error"
-        return f"{self.obj}: {self.message} ({kind})"
 
 
 @dataclass
@@ -152,8 +140,6 @@ class Source(ABC):
 
         The default checks every regular file's ``user.inkind.xxh3``.
         """
-        from inkind.verify import verify_tree
-
         return verify_tree(run)
 
     def stored_objects(self, run: RunContext) -> list[str] | None:

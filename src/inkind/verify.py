@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import TYPE_CHECKING
 
+from inkind.findings import Finding
 from inkind.hashing import hash_fd
-from inkind.source import Finding, RunContext
 from inkind.store.entries import entries_problem
 from inkind.store.files import holds_data, is_temp_name
 from inkind.store.journal import pending_journals
 from inkind.store.paths import DIR_FLAGS, list_dir
 from inkind.store.xattrs import XAttrs
+
+if TYPE_CHECKING:  # the runs are handed in; inkind.source imports this module
+    from inkind.source import RunContext
 
 
 def check_file(fd: int, relpath: str, size: int) -> Finding | None:

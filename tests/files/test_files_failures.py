@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 from files_trees import make_awkward_tree, write
-from inkind_files.mirror import Mirror
 
+from inkind.engines.tree.copier import Copier
 from inkind.testing import render_config, tree_diff
 
 
@@ -15,14 +15,14 @@ def test_file_vanishing_mid_run_keeps_its_previous_copy(setup, inkind_run, monke
     write(setup.src / "b", "b")
     inkind_run(setup.config)
     write(setup.src / "a", "new a, longer")
-    real_copy = Mirror.copy
+    real_copy = Copier.copy
 
     def copy(self, e):
         if e.name == "a":
             os.unlink(e.name, dir_fd=e.src)  # deleted between stat and open
         return real_copy(self, e)
 
-    monkeypatch.setattr(Mirror, "copy", copy)
+    monkeypatch.setattr(Copier, "copy", copy)
     report = inkind_run(setup.config)
     (r,) = report.results
     assert report.exit_status == 1 and r.outcome == "warnings"
@@ -34,7 +34,7 @@ def test_file_changing_while_read_keeps_its_previous_copy(setup, inkind_run, mon
     f = write(setup.src / "grows", b"x" * 100_000)
     inkind_run(setup.config)
     write(f, b"y" * 200_000)
-    real = Mirror._read_blocks
+    real = Copier._read_blocks
 
     def read_blocks(self, fd, size, hasher, buf):
         for i, item in enumerate(real(self, fd, size, hasher, buf)):
@@ -43,7 +43,7 @@ def test_file_changing_while_read_keeps_its_previous_copy(setup, inkind_run, mon
                     w.write(b"appended while inkind reads")
             yield item
 
-    monkeypatch.setattr(Mirror, "_read_blocks", read_blocks)
+    monkeypatch.setattr(Copier, "_read_blocks", read_blocks)
     report = inkind_run(setup.config)
     assert report.exit_status == 1
     assert any("changed while it was read" in m for m in report.results[0].messages)

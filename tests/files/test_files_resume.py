@@ -2,8 +2,8 @@
 
 import pytest
 from files_trees import write
-from inkind_files.mirror import Bounds, Mirror
 
+from inkind.engines.tree.walker import Bounds, Walker
 from inkind.runner import Interrupted
 from inkind.testing import tree_diff
 
@@ -27,7 +27,7 @@ def test_repeated_interruptions_still_cover_the_whole_tree(setup, inkind_run, mo
         for f in range(8):
             write(setup.src / f"d{d}" / f"f{f}.txt", f"{d}/{f}")
     budget = {"left": 0}
-    real_entry = Mirror.entry
+    real_entry = Walker.entry
 
     def entry(self, *args, **kwargs):
         if budget["left"] == 0:
@@ -35,7 +35,7 @@ def test_repeated_interruptions_still_cover_the_whole_tree(setup, inkind_run, mo
         budget["left"] -= 1
         return real_entry(self, *args, **kwargs)
 
-    monkeypatch.setattr(Mirror, "entry", entry)
+    monkeypatch.setattr(Walker, "entry", entry)
 
     def missing():
         # The root's own mtime is set when a run completes; ignore it here.
@@ -63,7 +63,7 @@ def test_interrupted_run_records_the_pointer_and_outcome(setup, inkind_run, monk
     for f in range(10):
         write(setup.src / f"f{f}", str(f))
     calls = {"n": 0}
-    real_entry = Mirror.entry
+    real_entry = Walker.entry
 
     def entry(self, *args, **kwargs):
         calls["n"] += 1
@@ -71,7 +71,7 @@ def test_interrupted_run_records_the_pointer_and_outcome(setup, inkind_run, monk
             raise Interrupted("SIGINT")
         return real_entry(self, *args, **kwargs)
 
-    monkeypatch.setattr(Mirror, "entry", entry)
+    monkeypatch.setattr(Walker, "entry", entry)
     (r,) = inkind_run(setup.config).results
     assert r.outcome == "interrupted"
     import json

@@ -6,8 +6,9 @@ import os
 import shutil
 
 from harness import inkind
-from inkind_files.mirror import Mirror
 
+from inkind.engines.tree.copier import Copier
+from inkind.engines.tree.walker import Walker
 from inkind.testing import render_config, tree_diff
 
 
@@ -25,7 +26,7 @@ def test_file_turning_into_a_directory_mid_walk(tmp_path, inkind_store, inkind_r
     src, cfg = setup_tree(tmp_path, inkind_store)
     inkind_run(cfg)
     (src / "file").write_text("new, longer content")
-    real = Mirror.copy
+    real = Copier.copy
 
     def copy(self, e):
         if e.name == "file":  # lstat saw a file; now it is a directory
@@ -33,7 +34,7 @@ def test_file_turning_into_a_directory_mid_walk(tmp_path, inkind_store, inkind_r
             os.mkdir(e.name, dir_fd=e.src)
         return real(self, e)
 
-    monkeypatch.setattr(Mirror, "copy", copy)
+    monkeypatch.setattr(Copier, "copy", copy)
     report = inkind_run(cfg)
     assert report.exit_status == 1
     assert any("file: replaced during the backup" in m for m in report.results[0].messages)
@@ -48,7 +49,7 @@ def test_symlink_swapped_in_for_a_directory_mid_walk(tmp_path, inkind_store, ink
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "key").write_text("must not be read")
-    real = Mirror.directory
+    real = Walker.directory
 
     def directory(self, e, bounds):
         if e.name == "dir":  # lstat saw a directory; now it is a symlink out
@@ -56,7 +57,7 @@ def test_symlink_swapped_in_for_a_directory_mid_walk(tmp_path, inkind_store, ink
             os.symlink(secret, src / "dir")
         return real(self, e, bounds)
 
-    monkeypatch.setattr(Mirror, "directory", directory)
+    monkeypatch.setattr(Walker, "directory", directory)
     report = inkind_run(cfg)
     assert report.exit_status == 1
     assert any("dir: changed type or vanished" in m for m in report.results[0].messages)

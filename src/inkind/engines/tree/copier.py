@@ -1,0 +1,324 @@
+"""Copying one source entry that is not a directory into the store: regular
+files whole or block by block, hard links, symlinks and special files.
+
+The source is read through its directory's fd with O_NOFOLLOW; every
+write goes through the store primitives (UpdateFile, UpdateImage, link,
+make_symlink, make_node, rename, remove), so it is compared first, counted,
+and dry in a dry run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Callable, Iterator
+
+from inkind.engines.tree.entry import READ_FLAGS, Changed, Entry, key_text, report_change
+from inkind.engines.tree.metadata import Metadata
+from inkind.errors import SourceReadError, SourceWarning
+from inkind.hashing import new_hasher
+from inkind.source import RunContext
+from inkind.store.files import UpdateFile, is_zero, same_bytes, temp_name
+from inkind.store.image import UpdateImage
+from inkind.store.paths import DIR_FLAGS, lstat_at, open_at, open_beneath
+from inkind.store.sparse import data_segments
+from inkind.store.tree import link, make_node, make_symlink, remove, rename
+
+BIG_FILE = 64 << 20
+BLOCK = 4 << 20
+GRANULE = 64 << 10  # a changed large file is rewritten in 64 KiB pieces
+_NOATIME = getattr(os, "O_NOATIME", 0)
+_ZEROS = memoryview(bytes(BLOCK))
+
+
+def changed_ranges(old: memoryview, new: memoryview, granule: int = GRANULE) -> list[tuple[int, int]]:
+    """The (start, end) ranges, in ``granule`` steps and merged when
+    adjacent, where two equally long buffers differ."""
+    ranges: list[tuple[int, int]] = []
+    for start in range(0, len(new), granule):
+        end = min(start + granule, len(new))
+        if not same_bytes(old[start:end], new[start:end]):
+            if ranges and ranges[-1][1] == start:
+                ranges[-1] = (ranges[-1][0], end)
+            else:
+                ranges.append((start, end))
+    return ranges
+
+
+def _open_source(e: Entry) -> int:
+    """The source file, opened without following a link (and without
+    touching its atime where the kernel lets us)."""
+    try:
+        return os.open(e.name, READ_FLAGS | _NOATIME, dir_fd=e.src)
+    except PermissionError:
+        try:
+            return os.open(e.name, READ_FLAGS, dir_fd=e.src)
+        except OSError as err:
+            raise SourceWarning(f"{key_text(e.key)}: cannot read: {err.strerror}") from None
+    except FileNotFoundError:
+        raise SourceWarning(f"{key_text(e.key)}: vanished during the backup") from None
+    except OSError as err:
+        raise SourceWarning(f"{key_text(e.key)}: cannot read: {err.strerror}") from None
+
+
+def _check_stable(fd: int, e: Entry) -> None:
+    after = os.fstat(fd)
+    if after.st_size != e.st.st_size or after.st_mtime_ns != e.st.st_mtime_ns:
+        raise Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
+
+
+class Copier:
+    """Brings the stored copy of one non-directory entry up to date."""
+
+    def __init__(self, run: RunContext, meta: Metadata):
+        self.run = run
+        self.stats = run.stats
+        self.meta = meta
+        self.links: dict[tuple[int, int], tuple[bytes, ...]] = {}
+        self.buf = memoryview(bytearray(BLOCK))  # reused for every read
+
+    def _changed(self, e: Entry) -> None:
+        report_change(self.run, "create" if e.dst_st is None else "update", e.key)
+        self.stats.objects_changed += 1
+
+    # ----- regular files ----------------------------------------------------
+
+    def regular(self, e: Entry) -> bool:
+        """Mirror a regular file. Returns True when the stored copy was
+        taken as up to date by its size and mtime: one scrub may check."""
+        if e.st.st_nlink > 1 and self._hardlink(e):
+            return False
+        same = (
+            e.dst_st is not None
+            and stat.S_ISREG(e.dst_st.st_mode)
+            and e.dst_st.st_size == e.st.st_size
+            and e.dst_st.st_mtime_ns == e.st.st_mtime_ns
+            and (self.meta.as_root or self.meta.fake_matches(e.dst, e.name, e.st))
+        )
+        if not same:
+            self.copy(e)
+            return False
+        self.stats.objects_unchanged += 1
+        self.meta.apply(e.dst, e.name, e.st, xattrs_from=(e.src, e.name), new=False, dst_st=e.dst_st)
+        return True
+
+    def _hardlink(self, e: Entry) -> bool:
+        """Link ``e.name`` to the stored copy of an inode seen earlier in this
+        run. Returns False when this is the first path of the inode."""
+        first = self.links.setdefault((e.st.st_dev, e.st.st_ino), e.key)
+        if first == e.key:
+            return False
+        parent = b"/".join((self.run.name.encode(), *first[:-1]))
+        try:
+            pfd = open_beneath(self.run.root_fd, parent, DIR_FLAGS)
+        except OSError:
+            return False
+        try:
+            first_st = lstat_at(pfd, first[-1])
+            if e.dst_st is not None and (e.dst_st.st_dev, e.dst_st.st_ino) == (
+                first_st.st_dev,
+                first_st.st_ino,
+            ):
+                self.stats.objects_unchanged += 1
+                return True
+            if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
+                remove(e.dst, e.name)
+            tmp = temp_name()
+            link(pfd, first[-1], e.dst, tmp)
+            rename(e.dst, tmp, e.name)
+            self._changed(e)
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(pfd)
+
+    def copy(self, e: Entry) -> None:
+        """Bring the stored copy's content up to date (read the source)."""
+        fd = _open_source(e)
+        try:
+            fst = os.fstat(fd)
+            if (fst.st_ino, fst.st_dev) != (e.st.st_ino, e.st.st_dev) or not stat.S_ISREG(fst.st_mode):
+                raise Changed(f"{key_text(e.key)}: replaced during the backup")
+            change = "create" if e.dst_st is None else "update"
+            if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
+                remove(e.dst, e.name)
+                e.dst_st = None
+            try:
+                if e.st.st_size >= BIG_FILE and e.dst_st is not None and stat.S_ISREG(e.dst_st.st_mode):
+                    changed = self._copy_blocks(fd, e)
+                else:
+                    changed = self._copy_whole(fd, e)
+            except OSError as err:
+                if err.errno == errno.EIO:
+                    raise SourceReadError(f"{key_text(e.key)}: read error: {err.strerror}") from None
+                raise
+        finally:
+            os.close(fd)
+        if changed:
+            report_change(self.run, change, e.key)
+            self.stats.objects_changed += 1
+        else:
+            self.stats.objects_unchanged += 1
+            self.meta.apply(e.dst, e.name, e.st, xattrs_from=(e.src, e.name), new=False)
+
+    def _read_blocks(self, fd: int, size: int, hasher, buf: memoryview) -> Iterator[tuple[int, memoryview]]:
+        """Yield (offset, view) of the file's content in BLOCK pieces, holes
+        as zero views without reading, counting bytes read and hashing."""
+        pos = 0
+        for off, length in [*data_segments(fd, size), (size, 0)]:
+            while pos < off:  # a hole
+                n = min(BLOCK, off - pos)
+                hasher.update(_ZEROS[:n])
+                yield pos, _ZEROS[:n]
+                pos += n
+            end = off + length
+            while pos < end:
+                want = min(BLOCK, end - pos)
+                n = os.preadv(fd, [buf[:want]], pos)
+                if n == 0:
+                    raise Changed("file shrank while it was read")
+                self.stats.bytes_read += n
+                hasher.update(buf[:n])
+                yield pos, buf[:n]
+                pos += n
+
+    def _copy_whole(self, fd: int, e: Entry) -> bool:
+        hasher = new_hasher()
+
+        def before_commit(tfd: int) -> None:
+            _check_stable(fd, e)
+            self.meta.apply(tfd, None, e.st, xattrs_from=fd, new=True)
+
+        with UpdateFile(
+            e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
+        ) as f:
+            for _, view in self._read_blocks(fd, e.st.st_size, hasher, self.buf):
+                if view.obj is _ZEROS.obj:  # a hole of the source
+                    f.write_zeros(len(view))
+                else:
+                    f.write(view)
+            _check_stable(fd, e)
+        return f.changed
+
+    def _copy_blocks(self, fd: int, e: Entry) -> bool:
+        """A large file: compare block by block with the stored copy and
+        write only the blocks that differ, through update_image.
+
+        The image update is opened at the first difference, so an unchanged
+        file costs no write, and blocks stream through: memory stays flat.
+        """
+        old = memoryview(bytearray(BLOCK))
+        hasher = new_hasher()
+        rel = os.fsdecode(b"/".join((self.run.name.encode(), *e.key)))
+        ofd = open_at(e.dst, e.name, READ_FLAGS)
+        with contextlib.ExitStack() as stack:
+            stack.callback(os.close, ofd)
+            old_size = os.fstat(ofd).st_size
+            img: UpdateImage | None = None
+            for off, view in self._read_blocks(fd, e.st.st_size, hasher, self.buf):
+                n = len(view)
+                have = os.preadv(ofd, [old[:n]], off) if off < old_size else 0
+                if have == n and same_bytes(old[:n], view):
+                    continue
+                if img is None:
+                    img = stack.enter_context(
+                        UpdateImage(self.run.root_fd, rel, e.st.st_size, stats=self.stats)
+                    )
+                _write_difference(img, off, old[:n] if have == n else None, view)
+            _check_stable(fd, e)
+            if img is None:
+                if old_size == e.st.st_size:
+                    return False
+                img = stack.enter_context(UpdateImage(self.run.root_fd, rel, e.st.st_size, stats=self.stats))
+            img.xxh3 = hasher.hexdigest()
+        self.meta.apply(e.dst, e.name, e.st, xattrs_from=fd, new=True)
+        return True
+
+    # ----- symlinks and special files --------------------------------------
+
+    def symlink(self, e: Entry) -> None:
+        try:
+            target = os.readlink(e.name, dir_fd=e.src)
+        except FileNotFoundError:
+            raise SourceWarning(f"{key_text(e.key)}: vanished during the backup") from None
+        if not self.meta.as_root:
+            self._fake_file(e, os.fsencode(target))
+            return
+        if (
+            e.dst_st is not None
+            and stat.S_ISLNK(e.dst_st.st_mode)
+            and os.readlink(e.name, dir_fd=e.dst) == target
+        ):
+            self._unchanged(e)
+            return
+        self._replace(e, lambda tmp: make_symlink(target, e.dst, tmp))
+
+    def special(self, e: Entry) -> None:
+        """Fifos, sockets and device nodes: never opened, only recreated."""
+        if not self.meta.as_root:
+            self._fake_file(e, b"")
+            return
+        kind = stat.S_IFMT(e.st.st_mode)
+        if (
+            e.dst_st is not None
+            and stat.S_IFMT(e.dst_st.st_mode) == kind
+            and e.dst_st.st_rdev == e.st.st_rdev
+        ):
+            self._unchanged(e)
+            return
+        self._replace(e, lambda tmp: make_node(e.dst, tmp, kind | 0o600, e.st.st_rdev))
+
+    def _unchanged(self, e: Entry) -> None:
+        self.stats.objects_unchanged += 1
+        self.meta.apply(e.dst, e.name, e.st, xattrs_from=(e.src, e.name), new=False, dst_st=e.dst_st)
+
+    def _replace(self, e: Entry, make: Callable[[bytes], None]) -> None:
+        """Create a non-regular entry under a temp name, set its metadata,
+        and rename it into place."""
+        if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
+            remove(e.dst, e.name)
+        tmp = temp_name()
+        make(tmp)
+        try:
+            self.meta.apply(e.dst, os.fsdecode(tmp), e.st, xattrs_from=(e.src, e.name), new=True)
+            rename(e.dst, tmp, e.name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                remove(e.dst, tmp)
+            raise
+        self._changed(e)
+
+    def _fake_file(self, e: Entry, content: bytes) -> None:
+        """Non-root: a symlink or special file stored as rsync's stand-in."""
+        if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
+            remove(e.dst, e.name)
+
+        def before_commit(tfd: int) -> None:
+            self.meta.apply(tfd, None, e.st, xattrs_from=None, new=True)
+
+        with UpdateFile(
+            e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
+        ) as f:
+            f.write(content)
+        if f.changed:
+            self._changed(e)
+        else:
+            self.stats.objects_unchanged += 1
+            self.meta.apply(e.dst, e.name, e.st, xattrs_from=None, new=False)
+
+
+def _write_difference(img: UpdateImage, off: int, old: memoryview | None, view: memoryview) -> None:
+    """Write one block that differs from its stored copy (``old``; None
+    when the stored file is shorter): a source hole as zeros, else only
+    the changed granules, zero ones as holes."""
+    hole = view.obj is _ZEROS.obj
+    n = len(view)
+    for start, end in [(0, n)] if old is None or hole else changed_ranges(old, view):
+        part = view[start:end]
+        if hole or is_zero(part):
+            img.zero(off + start, end - start)
+        else:
+            img.write(off + start, part)

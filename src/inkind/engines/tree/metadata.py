@@ -1,0 +1,140 @@
+"""A stored entry's owner, mode, xattrs (ACLs among them) and mtime, made
+the source's; as non-root, rsync's fake-super stand-ins (see fakesuper).
+
+Every change goes through the store primitives (set_owner, set_mode,
+set_mtime, XAttrs.sync, unshare), so each is compared first, counted and
+dry in a dry run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import xattr
+
+from inkind.engines.tree import fakesuper
+from inkind.source import RunContext
+from inkind.store.image import unshare
+from inkind.store.meta import set_mode, set_mtime, set_owner
+from inkind.store.paths import fd_path, lstat_at
+from inkind.store.xattrs import XAttrs, xattr_items
+
+# Where a stored entry's xattrs come from: the source entry's own fd, its
+# (directory fd, name), or None (the source has none to give).
+XattrsFrom = int | tuple[int, str] | None
+
+_OWN = "user.inkind."
+
+
+def _own(name: str) -> bool:
+    return name.startswith(_OWN)
+
+
+class Metadata:
+    """Gives stored entries the metadata of their source entries."""
+
+    def __init__(self, run: RunContext):
+        self.run = run
+        self.stats = run.stats
+        self.as_root = os.geteuid() == 0
+
+    def apply(
+        self,
+        dst: int,
+        name: str | None,
+        st: os.stat_result,
+        *,
+        xattrs_from: XattrsFrom,
+        new: bool,
+        dst_st: os.stat_result | None = None,
+    ) -> None:
+        """Give a stored entry the source's owner, mode, xattrs and mtime.
+
+        ``dst``/``name`` name the stored entry (``name`` None: ``dst`` is the
+        entry's own fd). Owner and mode are compared on every run, xattrs
+        only for new or rewritten entries and in a full pass, mtime last.
+        """
+        target: int | str = dst if name is None else name
+        dir_fd = None if name is None else dst
+        cur = dst_st or self._stat(dst, name)
+        xattrs = None
+        if new or self.run.full:
+            xattrs = self.wanted_xattrs(st, xattrs_from)
+        if not new and name is not None and self._shared_with_history(cur, st, xattrs, dst, name):
+            cur = unshare(dst, name, stats=self.stats)
+        if xattrs is not None:
+            self._sync_xattrs(dst, name, xattrs)
+            cur = self._stat(dst, name)
+        if self.as_root:
+            if set_owner(target, st.st_uid, st.st_gid, dir_fd=dir_fd, stats=self.stats, st=cur):
+                cur = self._stat(dst, name)
+            if not stat.S_ISLNK(st.st_mode):
+                set_mode(target, st.st_mode, dir_fd=dir_fd, stats=self.stats, st=cur)
+        else:
+            set_mode(target, fakesuper.stored_mode(st), dir_fd=dir_fd, stats=self.stats, st=cur)
+        set_mtime(target, st.st_mtime_ns, dir_fd=dir_fd, stats=self.stats, st=cur)
+
+    @staticmethod
+    def _stat(dst: int, name: str | None) -> os.stat_result:
+        return os.fstat(dst) if name is None else lstat_at(dst, name)
+
+    def fake_matches(self, dst: int, name: str, st: os.stat_result) -> bool:
+        """Non-root: whether the stored stand-in records ``st`` already."""
+        got = XAttrs(fd_path(dst, name), namespace="").get(fakesuper.STAT_XATTR)
+        return got == fakesuper.encode(st)
+
+    def _shared_with_history(
+        self, cur: os.stat_result, st: os.stat_result, xattrs: dict[str, bytes] | None, dst: int, name: str
+    ) -> bool:
+        """Whether the stored file's inode has links the source does not
+        explain (a hard-link history, a hand-made link) and its metadata is
+        about to change: then it must get an inode of its own first."""
+        if not stat.S_ISREG(cur.st_mode) or cur.st_nlink <= st.st_nlink:
+            return False
+        mode = st.st_mode if self.as_root else fakesuper.stored_mode(st)
+        if cur.st_mtime_ns != st.st_mtime_ns or (cur.st_mode & 0o7777) != (mode & 0o7777):
+            return True
+        if self.as_root and (cur.st_uid, cur.st_gid) != (st.st_uid, st.st_gid):
+            return True
+        if xattrs is None:
+            return False
+        have = {k: v for k, v in xattr_items(fd_path(dst, name)) if not _own(k)}
+        return have != xattrs
+
+    def wanted_xattrs(self, st: os.stat_result, xattrs_from: XattrsFrom) -> dict[str, bytes]:
+        """The xattrs the stored entry should carry (inkind's own aside)."""
+        wanted: dict[str, bytes] = {}
+        if isinstance(xattrs_from, int):
+            wanted = dict(_source_xattrs(xattrs_from))
+        elif xattrs_from is not None:
+            wanted = dict(_source_xattrs(fd_path(*xattrs_from)))
+        if not self.as_root:
+            wanted = {k: v for k, v in wanted.items() if k.startswith("user.")}
+            wanted[fakesuper.STAT_XATTR] = fakesuper.encode(st)
+        if stat.S_ISLNK(st.st_mode) and self.as_root:
+            wanted = {k: v for k, v in wanted.items() if not k.startswith("user.")}
+        return wanted
+
+    def _sync_xattrs(self, dst: int, name: str | None, wanted: dict[str, bytes]) -> None:
+        dst_item: int | bytes = dst if name is None else fd_path(dst, name)
+        try:
+            XAttrs(dst_item, namespace="", stats=self.stats).sync(wanted, keep=_own)
+        except OSError as err:
+            if err.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise
+            self.run.warn(f"{self.run.name}: cannot set xattrs: {err.strerror}")
+
+
+def _source_xattrs(item: int | bytes) -> list[tuple[str, bytes]]:
+    """A source entry's xattrs (inkind's own left out), by fd or by path
+    (never following a symlink); none where it has or allows none."""
+    kwargs = {} if isinstance(item, int) else {"nofollow": True}
+    try:
+        pairs = xattr.get_all(item, **kwargs)
+    except OSError as err:
+        if err.errno in (errno.ENOTSUP, errno.EPERM, errno.ENOENT):
+            return []
+        raise
+    return [(k.decode("utf-8", "surrogateescape"), v) for k, v in pairs if not k.startswith(b"user.inkind.")]

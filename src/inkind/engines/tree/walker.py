@@ -1,0 +1,331 @@
+"""The walk of a source tree: which entries are part of the backup, where
+an interrupted walk resumes, and what a full pass sweeps from the store.
+
+Both trees are worked on through directory fds opened with O_NOFOLLOW, so
+neither a symlink in the source nor one planted in the store can lead a
+write outside ``STORE/NAME`` or a read outside the source root. Each entry
+goes to the copier (files, links, specials) or is walked (directories);
+each stored directory records its entries (``user.inkind.entries``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from inkind.engines.tree.copier import Copier
+from inkind.engines.tree.entry import READ_FLAGS, Entry, Key, key_text, log, report_change, text_key
+from inkind.engines.tree.metadata import Metadata
+from inkind.engines.tree.scrubber import Scrubber
+from inkind.errors import SourceWarning
+from inkind.source import RunContext
+from inkind.state import SourceState
+from inkind.store.entries import has_entries, record_entries
+from inkind.store.files import is_temp_name, sync_store
+from inkind.store.paths import DIR_FLAGS, list_dir, lstat_at, open_at
+from inkind.store.tree import make_dir, remove
+from inkind.ui import Progress, null_progress
+
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+SAVE_EVERY = 5.0  # seconds between saves of the resume pointer
+
+# What Walker.entry says about one source entry.
+LEFT_OUT = 0  # not part of the backup (excluded, a cache directory)
+KEPT = 1  # part of the backup, and its name was in the store already
+ADDED = 2  # part of the backup, and its name was not in the store before
+
+
+@dataclass
+class TreeSelection:
+    """Which entries of a source tree are part of its backup.
+
+    ``excluded(path, is_dir)`` is asked for each entry by its path relative
+    to the root; ``one_file_system`` keeps the walk out of directories on
+    other filesystems (they are stored empty); ``exclude_caches`` leaves
+    out directories tagged with a CACHEDIR.TAG.
+    """
+
+    excluded: Callable[[str, bool], bool] = field(default=lambda path, is_dir: False)
+    one_file_system: bool = True
+    exclude_caches: bool = True
+
+
+def previous_count(state: SourceState) -> int | None:
+    """The entries the last backup walked, if it walked the whole tree: the
+    progress bar's estimate of this walk (None: no estimate)."""
+    last = state.data.get("last_backup")
+    if not isinstance(last, dict) or last.get("outcome") not in ("ok", "warnings"):
+        return None
+    return (last.get("stats") or {}).get("objects_seen") or None
+
+
+def walk_unfinished(run: RunContext) -> bool:
+    """Whether a backup walk was started and not completed (killed,
+    interrupted or failed): stored directories it left mid-way may differ
+    from their user.inkind.entries until the next backup completes."""
+    return run.state.left_running or run.state.partial
+
+
+@dataclass
+class Bounds:
+    """Which part of the tree a walk phase covers: keys in (lo, hi].
+
+    Keys are tuples of name components, so tuple order is the walk order
+    (a directory sorts before its contents). A directory that is an ancestor
+    of a bound is entered but only partly walked.
+    """
+
+    lo: Key | None = None
+    hi: Key | None = None
+
+    def place(self, key: Key) -> str:
+        """ "skip", "stop", "enter" (ancestor of a bound) or "do"."""
+        n = len(key)
+        if self.lo is not None and key <= self.lo:
+            return "enter" if self.lo[:n] == key and key != self.lo else "skip"
+        if self.hi is not None:
+            if self.hi[:n] == key and key != self.hi:
+                return "enter"
+            if key == self.hi:
+                return "skip"
+            if key > self.hi:
+                return "stop"
+        return "do"
+
+    def inner(self, key: Key) -> Bounds:
+        """The bounds that still apply below ``key``."""
+        n = len(key)
+        lo = self.lo if self.lo is not None and self.lo[:n] == key else None
+        hi = self.hi if self.hi is not None and self.hi[:n] == key else None
+        return Bounds(lo, hi)
+
+
+class Walker:
+    """Makes ``run.data_dir`` mirror a source tree, directory by directory."""
+
+    def __init__(
+        self, run: RunContext, selection: TreeSelection, meta: Metadata, copier: Copier, scrubber: Scrubber
+    ):
+        self.run = run
+        self.stats = run.stats
+        self.selection = selection
+        self.meta = meta
+        self.copier = copier
+        self.scrubber = scrubber
+        self.root_dev = 0
+        self.progress: Progress = null_progress
+        self.last: Key | None = None  # the last completed entry
+        self.saves_pointer = False  # only a backup walk keeps a resume pointer
+        self._tick = 0
+        self._next_save = 0.0
+        # Re-list every stored directory to record its entries: the last
+        # walk did not finish, so directories it left mid-way are not what
+        # their user.inkind.entries says.
+        self.recount = False
+
+    def backup(self, src: int) -> None:
+        """Walk the whole tree below ``src``, starting after the resume
+        pointer and wrapping around to it, so repeated interruptions still
+        advance."""
+        st = os.fstat(src)
+        self.root_dev = st.st_dev
+        state = self.run.state
+        resume = state.resume
+        start = text_key(resume) if resume else None
+        self.recount = state.partial or state.left_running or resume is not None
+        self.saves_pointer = True
+        state.mark_partial()  # durable before the walk's first write
+        phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
+        with self.run.progress("files", total=previous_count(state), estimated=True) as progress:
+            self.progress = progress
+            try:
+                for bounds in phases:
+                    self.walk(src, self.run.data_fd, (), bounds)
+            except BaseException:
+                # Stopped (Ctrl-C, SIGTERM, an error): the next run
+                # starts right after the last completed entry.
+                self.save_pointer()
+                raise
+        self.meta.apply(self.run.data_fd, None, st, xattrs_from=src, new=True)
+        state.clear_partial()
+        state.set_resume(None, force=True)
+
+    def walk(self, src: int, dst: int, prefix: Key, bounds: Bounds) -> None:
+        """Mirror the entries of one directory that fall within ``bounds``."""
+        try:
+            names = os.listdir(src)
+        except OSError as err:
+            raise SourceWarning(f"{key_text(prefix) or '.'}: cannot list: {err.strerror}") from None
+        entries = sorted((os.fsencode(n), n) for n in names)
+        present: set[str] = set()
+        added = self.recount  # whether the stored directory's names may have changed
+        for raw, name in entries:
+            key = (*prefix, raw)
+            where = bounds.place(key)
+            if where == "stop":
+                break
+            if where == "skip":
+                present.add(name)
+                continue
+            try:
+                kept = self.entry(src, dst, name, key, bounds if where == "enter" else Bounds())
+            except SourceWarning as w:
+                self.run.skip(w)
+                self.stats.objects_skipped += 1
+                kept = KEPT  # its previous copy stays (or none, if it had none)
+                added = True  # it may have gone part of the way
+            if kept:
+                present.add(name)
+                added = added or kept == ADDED
+            if where == "do":
+                self._done(key)
+        listed = self.sweep(dst, prefix, present, bounds) if self.run.full else None
+        self.record(dst, listed, added)
+
+    def record(self, dst: int, listed: list[str] | None, changed: bool) -> None:
+        """Record the stored directory's entries (``user.inkind.entries``).
+
+        Only a directory whose names may have changed in this run is listed
+        again (the sweep's listing serves in a full pass), so an unchanged
+        tree costs one getxattr per directory and no write.
+        """
+        if listed is None:
+            if not changed and has_entries(dst):
+                return
+            listed = list_dir(dst)
+        record_entries(dst, listed, self.stats)
+
+    def _done(self, key: Key) -> None:
+        """Advance the resume pointer; save it every few seconds."""
+        if self.last is None or self.last[: len(key)] != key:
+            self.last = key
+        self._tick += 1
+        if self._tick & 255 == 0:
+            self.progress.advance(256)
+            now = time.monotonic()
+            if self.saves_pointer and now >= self._next_save:
+                self.save_pointer()
+                self._next_save = now + SAVE_EVERY
+
+    def save_pointer(self) -> None:
+        """Record the resume pointer once what precedes it is durable."""
+        if self.last is not None:
+            sync_store(self.run.data_fd)
+            self.run.state.set_resume(key_text(self.last), force=True)
+
+    def entry(self, src: int, dst: int, name: str, key: Key, bounds: Bounds) -> int:
+        """Mirror one entry (and, for a directory, what is below it).
+
+        Returns LEFT_OUT when the entry is not part of the backup (excluded,
+        a cache directory, the store or its snapshot folder), so that a full
+        pass removes its stored copy;
+        else ADDED when its name was not in the store before, KEPT when it was.
+        """
+        if is_temp_name(name):
+            raise SourceWarning(f"{key_text(key)}: name is reserved for inkind temp files; skipped")
+        try:
+            st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        except FileNotFoundError:
+            raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if not self._selected(src, name, key, st):
+            return LEFT_OUT
+        self.stats.objects_seen += 1
+        try:
+            dst_st = lstat_at(dst, name)
+        except FileNotFoundError:
+            dst_st = None
+        e = Entry(src, dst, name, key, st, dst_st)
+        if is_dir:
+            self.directory(e, bounds)
+        elif stat.S_ISREG(st.st_mode):
+            if self.copier.regular(e) and self.run.should_scrub():
+                self.scrubber.file(e.src, e.dst, e.name, e.key)
+        elif stat.S_ISLNK(st.st_mode):
+            self.copier.symlink(e)
+        else:
+            self.copier.special(e)
+        return ADDED if dst_st is None else KEPT
+
+    def restore(self, src: int, dst: int, name: str, key: Key) -> bool:
+        """Bring one entry the store lacks back from the source (scrub's
+        repair); whether it was added."""
+        return self.entry(src, dst, name, key, Bounds()) == ADDED
+
+    def _selected(self, src: int, name: str, key: Key, st: os.stat_result) -> bool:
+        """Whether the entry is part of the backup (see TreeSelection); the
+        store and its snapshot folder never are."""
+        is_dir = stat.S_ISDIR(st.st_mode)
+        kept_out = self.run.keep_out.which(st) if is_dir else None
+        if kept_out is not None:  # the store, or its snapshots, in the source tree
+            log.info("%s: %s: not entered: it is %s", self.run.name, key_text(key), kept_out)
+            self.stats.objects_kept_out += 1
+            return False
+        if self.selection.excluded(key_text(key), is_dir):
+            return False
+        return not (is_dir and self.selection.exclude_caches and _cache_dir(src, name))
+
+    def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> list[str]:
+        """Full pass: remove what the source no longer has (within bounds).
+        Returns the names the stored directory holds afterwards."""
+        left = []
+        for name in list_dir(dst):
+            if name in present:
+                left.append(name)
+                continue
+            key = (*prefix, os.fsencode(name))
+            if not is_temp_name(name) and bounds.place(key) != "do":
+                left.append(name)
+                continue
+            remove(dst, name)
+            if not is_temp_name(name):
+                report_change(self.run, "delete", key)
+                self.stats.objects_deleted += 1
+        return left
+
+    def directory(self, e: Entry, bounds: Bounds) -> None:
+        new = e.dst_st is None or not stat.S_ISDIR(e.dst_st.st_mode)
+        if new:
+            if e.dst_st is not None:
+                remove(e.dst, e.name)
+            make_dir(e.dst, e.name)
+            report_change(self.run, "create", e.key)
+            self.stats.objects_changed += 1
+        else:
+            self.stats.objects_unchanged += 1
+        try:
+            sfd = os.open(e.name, DIR_FLAGS, dir_fd=e.src)
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                raise SourceWarning(
+                    f"{key_text(e.key)}: changed type or vanished during the backup"
+                ) from None
+            raise SourceWarning(f"{key_text(e.key)}: cannot open: {err.strerror}") from None
+        try:
+            if not self.selection.one_file_system or e.st.st_dev == self.root_dev:
+                dfd = open_at(e.dst, e.name, DIR_FLAGS)
+                try:
+                    self.walk(sfd, dfd, e.key, bounds.inner(e.key))
+                    self.meta.apply(dfd, None, os.fstat(sfd), xattrs_from=sfd, new=new)
+                finally:
+                    os.close(dfd)
+            else:
+                self.meta.apply(e.dst, e.name, e.st, xattrs_from=sfd, new=new)
+        finally:
+            os.close(sfd)
+
+
+def _cache_dir(src: int, name: str) -> bool:
+    """Whether the directory carries a CACHEDIR.TAG with its signature."""
+    try:
+        fd = os.open(f"{name}/CACHEDIR.TAG", READ_FLAGS, dir_fd=src)
+    except OSError:
+        return False
+    try:
+        return os.read(fd, len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+    finally:
+        os.close(fd)
