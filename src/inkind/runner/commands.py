@@ -12,12 +12,13 @@ from typing import Any, ClassVar
 
 from inkind.config import SourceConfig, StoreConfig
 from inkind.errors import CorruptionError
+from inkind.findings import Finding
 from inkind.history.last_run import record_run
 from inkind.history.provider import SnapshotProvider
 from inkind.history.taking import take_and_prune
 from inkind.runner.recording import note_check, record_last, save_state
 from inkind.runner.report import BUSY, OK, WARNINGS, RunReport, SourceResult
-from inkind.source import Finding, RunContext, Source
+from inkind.source import RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.store.files import holds_data
 from inkind.ui import fields

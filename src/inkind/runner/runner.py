@@ -15,6 +15,7 @@ from typing import Any
 
 from inkind.config import Config, SourceConfig
 from inkind.errors import ConfigError
+from inkind.findings import Finding
 from inkind.history.folders import provider_for, snapshot_dirs
 from inkind.keepout import KeepOut
 from inkind.plugins import Plugins
@@ -23,7 +24,7 @@ from inkind.runner.report import FAILED, INTERRUPTED, RunReport, SourceResult
 from inkind.runner.signals import resolve_seed, sigterm_interrupts
 from inkind.runner.source_run import SourceRuns
 from inkind.runner.sources import check_paths, make_source
-from inkind.source import Finding, Source
+from inkind.source import Source
 from inkind.state import now_iso
 from inkind.store.dryrun import DryRun
 from inkind.store.dryrun import dry_run as store_dry_run
