@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
-from inkind.storefs import Filesystem
+from inkind import Filesystem, Snapshot, SnapshotError, SnapshotProvider, is_id, run_storage_tool
 from inkind_snapshots.mounts import mount_of
 
 SUBVOLUME_ROOT_INO = 256  # every btrfs subvolume's top directory has this inode
@@ -63,14 +62,16 @@ class Btrfs(SnapshotProvider):
             return
         self.snapshot_dir.parent.mkdir(parents=True, exist_ok=True)
         if subvolume_of(self.snapshot_dir.parent) == sub:
-            run_tool(["btrfs", "subvolume", "create", str(self.snapshot_dir)], f"create {self.snapshot_dir}")
+            run_storage_tool(
+                ["btrfs", "subvolume", "create", str(self.snapshot_dir)], f"create {self.snapshot_dir}"
+            )
         else:
             self.snapshot_dir.mkdir()
 
     def create(self, sid: str) -> Snapshot:
         sub = self.subvolume
         self._make_folder(sub)
-        run_tool(
+        run_storage_tool(
             ["btrfs", "subvolume", "snapshot", "-r", str(sub), str(self.snapshot_dir / sid)],
             f"snapshot {sub}",
         )
@@ -83,10 +84,14 @@ class Btrfs(SnapshotProvider):
         return sorted(found, key=lambda s: s.time)
 
     def delete(self, snap: Snapshot) -> None:
-        run_tool(["btrfs", "subvolume", "delete", "--commit-after", snap.handle], f"delete {snap.handle}")
+        run_storage_tool(
+            ["btrfs", "subvolume", "delete", "--commit-after", snap.handle], f"delete {snap.handle}"
+        )
         # The cleaner frees the space in the background; wait, so that
         # min_free sees what the deletion gave back.
-        run_tool(["btrfs", "subvolume", "sync", str(self.snapshot_dir)], f"wait for {snap.handle} to go")
+        run_storage_tool(
+            ["btrfs", "subvolume", "sync", str(self.snapshot_dir)], f"wait for {snap.handle} to go"
+        )
 
     def exclusive_bytes(self, snap: Snapshot) -> int | None:
         """What deleting the snapshot frees, as btrfs's quota groups count it
@@ -105,7 +110,9 @@ class Btrfs(SnapshotProvider):
             return None
         if (qgroups / "inconsistent").read_text().strip() != "0":
             return None  # a rescan is due
-        root = run_tool(["btrfs", "inspect-internal", "rootid", snap.handle], f"measure {snap.handle}")
+        root = run_storage_tool(
+            ["btrfs", "inspect-internal", "rootid", snap.handle], f"measure {snap.handle}"
+        )
         try:
             return int((qgroups / f"0_{root.strip()}" / "exclusive").read_text())
         except (OSError, ValueError):

@@ -16,9 +16,15 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from inkind.snapshots import Snapshot, SnapshotProvider, is_half_made, is_id, run_tool
-from inkind.store import TEMP_PREFIX
-from inkind.store.reflink import reflinks_work
+from inkind import (
+    Snapshot,
+    SnapshotProvider,
+    half_made_name,
+    is_half_made,
+    is_id,
+    reflinks_work,
+    run_storage_tool,
+)
 
 
 def remove_tree(path: Path) -> None:
@@ -32,7 +38,7 @@ def remove_tree(path: Path) -> None:
 
     # onexc arrived in 3.12 and onerror is deprecated there.
     key = "onexc" if sys.version_info >= (3, 12) else "onerror"
-    shutil.rmtree(path, **{key: unlock_parent})
+    shutil.rmtree(path, **{key: unlock_parent})  # outside the store: a snapshot in the snapshot folder
 
 
 class CopyTree(SnapshotProvider):
@@ -45,11 +51,11 @@ class CopyTree(SnapshotProvider):
         holds the snapshot folder (the snapshots are no part of the store
         they record), then the store directory's own owner, mode, xattrs
         and times."""
-        os.mkdir(tmp, 0o700)
+        os.mkdir(tmp, 0o700)  # outside the store: the half-made snapshot in the snapshot folder
         skip = self.inner_entry
         entries = sorted(str(self.store / n) for n in os.listdir(self.store) if n != skip)
         if entries:
-            run_tool(
+            run_storage_tool(
                 ["cp", *self.cp_args, "-t", str(tmp), "--", *entries], f"{self.name} copy of {self.store}"
             )
         st = os.stat(self.store)
@@ -60,10 +66,10 @@ class CopyTree(SnapshotProvider):
     def create(self, sid: str) -> Snapshot:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         final = self.snapshot_dir / sid
-        tmp = self.snapshot_dir / f"{TEMP_PREFIX}{sid}"
+        tmp = self.snapshot_dir / half_made_name(sid)
         try:
             self._copy(tmp)
-            os.rename(tmp, final)
+            os.rename(tmp, final)  # outside the store: the snapshot folder
             dfd = os.open(self.snapshot_dir, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 os.fsync(dfd)

@@ -14,9 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from inkind import lvm
-from inkind.lvm import Volume
-from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id
+from inkind import Snapshot, SnapshotError, SnapshotProvider, is_id, lvm
 from inkind_snapshots.mounts import Mount, mount_of
 
 PREFIX = "inkind-history-"
@@ -42,7 +40,7 @@ class LvmThin(SnapshotProvider):
     def write_paths(self) -> list[Path]:
         return []  # a snapshot is a logical volume, not a directory
 
-    def _store_volume(self) -> tuple[Volume, Mount, list[Volume]]:
+    def _store_volume(self) -> tuple[lvm.Volume, Mount, list[lvm.Volume]]:
         mount = mount_of(self.store)
         with _history_errors():
             every = lvm.list_volumes()
@@ -59,7 +57,7 @@ class LvmThin(SnapshotProvider):
             f"snapshots: lvm: the store's filesystem ({mount.source}) is not a logical volume"
         )
 
-    def _snaps(self, origin: Volume, every: list[Volume]) -> list[Snapshot]:
+    def _snaps(self, origin: lvm.Volume, every: list[lvm.Volume]) -> list[Snapshot]:
         found = [
             Snapshot(v.lv.removeprefix(PREFIX), None, f"{v.vg}/{v.lv}")
             for v in every

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from inkind.snapshots import SnapshotError, run_tool
+from inkind import SnapshotError, run_storage_tool
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Mount:
 
 
 def mount_of(path: Path) -> Mount:
-    out = run_tool(
+    out = run_storage_tool(
         ["findmnt", "--json", "--target", str(path), "-o", "SOURCE,FSTYPE,TARGET"],
         f"find the mount of {path}",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inkind.snapshots import Snapshot, SnapshotError, SnapshotProvider, is_id, run_tool
+from inkind import Snapshot, SnapshotError, SnapshotProvider, is_id, run_storage_tool
 from inkind_snapshots.mounts import Mount, mount_of
 
 PREFIX = "inkind-"
@@ -31,11 +31,11 @@ class Zfs(SnapshotProvider):
 
     def create(self, sid: str) -> Snapshot:
         mount = self._dataset()
-        run_tool(["zfs", "snapshot", f"{mount.source}@{PREFIX}{sid}"], f"snapshot {mount.source}")
+        run_storage_tool(["zfs", "snapshot", f"{mount.source}@{PREFIX}{sid}"], f"snapshot {mount.source}")
         return self._snap(mount, sid)
 
     def _listing(self, mount: Mount) -> list[tuple[str, int]]:
-        out = run_tool(
+        out = run_storage_tool(
             ["zfs", "list", "-H", "-p", "-t", "snapshot", "-d", "1", "-o", "name,used", mount.source],
             f"list snapshots of {mount.source}",
         )
@@ -52,11 +52,11 @@ class Zfs(SnapshotProvider):
         return sorted((self._snap(mount, sid) for sid, _ in self._listing(mount)), key=lambda s: s.time)
 
     def delete(self, snap: Snapshot) -> None:
-        run_tool(["zfs", "destroy", snap.handle], f"destroy {snap.handle}")
+        run_storage_tool(["zfs", "destroy", snap.handle], f"destroy {snap.handle}")
 
     def space(self) -> tuple[int, int]:
         mount = self._dataset()
-        out = run_tool(
+        out = run_storage_tool(
             ["zfs", "list", "-H", "-p", "-o", "used,avail", mount.source], f"space of {mount.source}"
         )
         try:

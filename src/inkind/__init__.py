@@ -39,6 +39,7 @@ from inkind.store import (  # noqa: E402
     update_file,
     update_image,
 )
+from inkind.store.reflink import reflinks_work  # noqa: E402
 from inkind.store.tree import discard, make_dirs, remove_dir  # noqa: E402
 from inkind.verify import check_file, existing  # noqa: E402
 
@@ -66,6 +67,10 @@ from inkind.engines.dumps.tools import find_tool, run_tool  # noqa: E402
 from inkind.engines.dumps.trees import store_tree  # noqa: E402
 
 # --- history: snapshot providers -------------------------------------------
+# isort: split
+from inkind.history.ids import half_made_name, is_half_made, is_id  # noqa: E402
+from inkind.history.provider import Snapshot, SnapshotError, SnapshotProvider, run_storage_tool  # noqa: E402
+from inkind.storefs import Filesystem  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -100,6 +105,7 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "remove_dir",
     "check_file",
     "existing",
+    "reflinks_work",
     # block-copy engine
     "BlockCopy",
     "CopyResult",
@@ -129,4 +135,12 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "stored_entries",
     "stream_to_file",
     # history
+    "Filesystem",
+    "Snapshot",
+    "SnapshotError",
+    "SnapshotProvider",
+    "half_made_name",
+    "is_half_made",
+    "is_id",
+    "run_storage_tool",
 ]

@@ -32,8 +32,6 @@ class Retention:
     min_free: str = "10%"
 
     def check(self, where: str) -> None:
-        from inkind.retention import free_target  # retention builds on this module
-
         free_target(self.min_free, 1)
         for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"):
             if getattr(self, name) < 0:
@@ -82,6 +80,28 @@ def parse_duration(text: str, key: str) -> int:
     if unit not in DURATION_UNITS or not value.isdigit():
         raise ConfigError(f"config: {key}: expected a duration like 90m, 26h or 2d, got {text!r}")
     return int(value) * DURATION_UNITS[unit]
+
+
+SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def free_target(min_free: str, total_bytes: int) -> int:
+    """``min_free`` ("10%", "20G", "512M") as bytes of a filesystem of
+    ``total_bytes``; ConfigError naming the key when malformed."""
+    text = min_free.strip().upper().removesuffix("B")
+    try:
+        if text.endswith("%"):
+            pct = float(text[:-1])
+            if not 0 <= pct <= 100:
+                raise ValueError
+            return int(total_bytes * pct / 100)
+        if text and text[-1] in SIZE_UNITS:
+            return int(float(text[:-1]) * SIZE_UNITS[text[-1]])
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"config: store.retention.min_free: expected a percentage or a size like 10% or 20G, got {min_free!r}"
+        ) from None
 
 
 @dataclass

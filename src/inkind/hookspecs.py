@@ -82,7 +82,7 @@ def inkind_write_paths(config: Config) -> list[Path]:
 
 @hookspec
 def inkind_snapshot_providers() -> list[type]:
-    """Return the :class:`inkind.snapshots.SnapshotProvider` subclasses this
+    """Return the :class:`inkind.SnapshotProvider` subclasses this
     plugin provides, each named by ``name`` (the value of ``[store]
     snapshots``: btrfs, reflink, hardlink, ...).
 

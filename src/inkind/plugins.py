@@ -23,8 +23,8 @@ import pluggy
 
 from inkind import hookspecs
 from inkind.config import Config, ConfigError, build
+from inkind.history.provider import SnapshotProvider
 from inkind.hookguard import HookGuard
-from inkind.snapshots import SnapshotProvider
 from inkind.source import Source
 
 log = logging.getLogger("inkind")

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inkind.config import Retention
+from inkind.config import Retention, free_target
 from inkind.errors import ConfigError
-from inkind.retention import PERIODS, free_target, keep_reasons, to_prune
+from inkind.history.retention import PERIODS, keep_reasons, to_prune
 
 
 @dataclass(frozen=True)

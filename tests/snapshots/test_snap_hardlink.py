@@ -199,8 +199,8 @@ def test_status_says_how_history_is_kept(inkind_cli, cfg):
 
 
 def test_auto_falls_back_to_hardlinks_and_plugins_lists_providers(inkind_cli, cfg, inkind_run):
+    from inkind.history.folders import provider_for
     from inkind.plugins import load_plugins
-    from inkind.snapshots import provider_for
 
     plugins = load_plugins()
     assert {"btrfs", "reflink", "hardlink", "lvm", "zfs"} <= set(plugins.providers)

@@ -10,6 +10,7 @@ from inkind.storeroot import init_store
 log = logging.getLogger("inkind")
 
 
+# size: one parameter per click option
 @click.command("backup")
 @click.argument("sources", nargs=-1)
 @click.option("--full", is_flag=True, help="Force a full pass (deletion sweep, full metadata check).")

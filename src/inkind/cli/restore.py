@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from inkind.errors import ConfigError, NotStored
+from inkind.history.folders import provider_for
 from inkind.runner import make_source
-from inkind.snapshots import provider_for
 from inkind.storeroot import StoreLayout
 
 

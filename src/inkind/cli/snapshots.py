@@ -7,7 +7,10 @@ import sys
 import click
 
 from inkind.cli.common import emit_json, json_option
-from inkind.snapshots import Snapshot, SnapshotProvider, plan, provider_for, prune, read_last_run
+from inkind.history.folders import provider_for
+from inkind.history.last_run import read_last_run
+from inkind.history.provider import Snapshot, SnapshotProvider
+from inkind.history.pruning import plan, prune
 from inkind.ui import human_bytes
 
 

@@ -13,7 +13,8 @@ import click
 from inkind.cli.common import emit_json, json_option
 from inkind.config import DURATION_UNITS, SourceConfig
 from inkind.errors import InkindError
-from inkind.snapshots import provider_for, read_last_run
+from inkind.history.folders import provider_for
+from inkind.history.last_run import read_last_run
 from inkind.state import SourceState
 from inkind.store.journal import JOURNAL_DIR
 from inkind.storeroot import StoreLayout, unusable_store

@@ -21,8 +21,8 @@ import click
 import inkind
 from inkind.config import Config
 from inkind.errors import ConfigError
+from inkind.history.folders import provider_for
 from inkind.plugins import Plugins
-from inkind.snapshots import provider_for
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,59 @@ def units(config: Config, plugins: Plugins, source: str | None) -> list[Unit]:
     )
     what = "all sources" if source is None else f"source {source}"
     argv = [*inkind_command(), "-q", "-c", conf, "backup", *([source] if source else [])]
+    mounts = [config.store.path, *provider_for(config.store, plugins.providers).write_paths()]
+    service = service_text(what, argv, mounts, write_paths(config, plugins))
+    stem = "inkind" if source is None else f"inkind@{instance(source)}"
+    return [
+        Unit(f"{stem}.service", header + service),
+        Unit(f"{stem}.timer", header + TIMER.format(what=what)),
+    ]
+
+
+# Hardening that still lets a backup read everything; after ReadWritePaths.
+HARDENING = """ProtectHome=read-only
+PrivateTmp=true
+PrivateNetwork=false
+NoNewPrivileges=true
+ProtectKernelTunables=true
+ProtectKernelModules=true
+ProtectControlGroups=true
+ProtectClock=true
+ProtectHostname=true
+RestrictRealtime=true
+RestrictSUIDSGID=true
+LockPersonality=true
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+SystemCallArchitectures=native
+# Reading as root needs these; nothing else.
+CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_FOWNER CAP_CHOWN CAP_MKNOD CAP_SYS_ADMIN CAP_FSETID
+# CAP_SYS_ADMIN: trusted.* xattrs, loop devices and snapshots (btrfs, LVM).
+# Device nodes for image and lvm sources:
+PrivateDevices=false
+"""
+
+TIMER = """# Daily at a random time within two hours after 02:00 (a fleet does not
+# hit shared storage at once), caught up at boot when the machine was off.
+[Unit]
+Description=Daily inkind backup of {what}
+
+[Timer]
+OnCalendar=*-*-* 02:00:00
+RandomizedDelaySec=2h
+Persistent=true
+AccuracySec=1min
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+def service_text(what: str, argv: list[str], mounts: list[Path], writes: list[Path]) -> str:
+    """The service unit below its header: run ``argv`` once the store's
+    disk (``mounts``) is mounted, writing only ``writes``."""
     docs = docs_uri()
     documentation = f"Documentation={docs}\n" if docs else ""
-    mounts = [config.store.path, *provider_for(config.store, plugins.providers).write_paths()]
-    service = f"""{header}[Unit]
+    return f"""[Unit]
 Description=inkind backup of {what}
 {documentation}Wants=network-online.target
 After=network-online.target local-fs.target
@@ -115,43 +164,8 @@ CPUSchedulingPolicy=batch
 # directory), nothing else. Root is needed to read all files and keep owners,
 # device nodes and ACLs.
 ProtectSystem=strict
-ReadWritePaths={" ".join(word(str(p)) for p in write_paths(config, plugins))}
-ProtectHome=read-only
-PrivateTmp=true
-PrivateNetwork=false
-NoNewPrivileges=true
-ProtectKernelTunables=true
-ProtectKernelModules=true
-ProtectControlGroups=true
-ProtectClock=true
-ProtectHostname=true
-RestrictRealtime=true
-RestrictSUIDSGID=true
-LockPersonality=true
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-SystemCallArchitectures=native
-# Reading as root needs these; nothing else.
-CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_FOWNER CAP_CHOWN CAP_MKNOD CAP_SYS_ADMIN CAP_FSETID
-# CAP_SYS_ADMIN: trusted.* xattrs, loop devices and snapshots (btrfs, LVM).
-# Device nodes for image and lvm sources:
-PrivateDevices=false
-"""
-    timer = f"""{header}# Daily at a random time within two hours after 02:00 (a fleet does not
-# hit shared storage at once), caught up at boot when the machine was off.
-[Unit]
-Description=Daily inkind backup of {what}
-
-[Timer]
-OnCalendar=*-*-* 02:00:00
-RandomizedDelaySec=2h
-Persistent=true
-AccuracySec=1min
-
-[Install]
-WantedBy=timers.target
-"""
-    stem = "inkind" if source is None else f"inkind@{instance(source)}"
-    return [Unit(f"{stem}.service", service), Unit(f"{stem}.timer", timer)]
+ReadWritePaths={" ".join(word(str(p)) for p in writes)}
+{HARDENING}"""
 
 
 def install(made: list[Unit], directory: Path, force: bool) -> None:

@@ -205,6 +205,7 @@ def inkind_run() -> Callable[..., RunReport]:
     """``inkind_run(config_path, "backup", full=True, seed=1)`` in-process;
     a finished backup is followed by a clean verify, as with ``inkind_cli``."""
 
+    # size: the runner's commands and options as keywords, as the CLI takes them
     def run(
         config_path: Path,
         command: str = "backup",

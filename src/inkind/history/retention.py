@@ -4,7 +4,7 @@ Each ``keep_<period>`` rule keeps the newest snapshot of each of the last N
 periods that have a snapshot (counting back from the newest); ``keep_last``
 keeps the N newest. A snapshot kept by several rules is kept once. The
 newest snapshot is always kept. ``min_free`` is applied afterwards, by the
-caller, which knows the filesystem (see :func:`free_target`).
+caller, which knows the filesystem (see :func:`inkind.config.free_target`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Protocol
 
 from inkind.config import Retention
-from inkind.errors import ConfigError
 
 
 class Dated(Protocol):
@@ -58,25 +57,3 @@ def to_prune(snapshots: Sequence[Dated], policy: Retention) -> list[int]:
     kept = keep_reasons(snapshots, policy)
     drop = [i for i in range(len(snapshots)) if i not in kept]
     return sorted(drop, key=lambda i: snapshots[i].time)
-
-
-UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def free_target(min_free: str, total_bytes: int) -> int:
-    """``min_free`` ("10%", "20G", "512M") as bytes of a filesystem of
-    ``total_bytes``; ConfigError naming the key when malformed."""
-    text = min_free.strip().upper().removesuffix("B")
-    try:
-        if text.endswith("%"):
-            pct = float(text[:-1])
-            if not 0 <= pct <= 100:
-                raise ValueError
-            return int(total_bytes * pct / 100)
-        if text and text[-1] in UNITS:
-            return int(float(text[:-1]) * UNITS[text[-1]])
-        return int(text)
-    except ValueError:
-        raise ConfigError(
-            f"config: store.retention.min_free: expected a percentage or a size like 10% or 20G, got {min_free!r}"
-        ) from None

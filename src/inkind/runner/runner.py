@@ -1,0 +1,153 @@
+"""The runner: one command over the selected sources of a config, one
+after the other, each isolated.
+
+It decides, with the run's one RNG, whether a source gets a full pass
+(:mod:`inkind.runner.source_run`), keeps the store and its snapshot
+folders out of what sources read, and reports the run to the plugins.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any
+
+from inkind.config import Config, SourceConfig
+from inkind.errors import ConfigError
+from inkind.findings import Finding
+from inkind.history.folders import provider_for, snapshot_dirs
+from inkind.keepout import KeepOut
+from inkind.plugins import Plugins
+from inkind.runner.commands import Backup, Command, Scrub, Verify
+from inkind.runner.report import FAILED, INTERRUPTED, RunReport, SourceResult
+from inkind.runner.signals import resolve_seed, sigterm_interrupts
+from inkind.runner.source_run import SourceRuns
+from inkind.runner.sources import check_paths, make_source
+from inkind.source import Source
+from inkind.state import now_iso
+from inkind.store.dryrun import DryRun
+from inkind.store.dryrun import dry_run as store_dry_run
+from inkind.storeroot import Store, StoreLayout
+from inkind.ui import fields, log_context
+
+log = logging.getLogger("inkind")
+
+
+class Runner:
+    """Runs one command over the selected sources of a config."""
+
+    def __init__(
+        self,
+        config: Config,
+        plugins: Plugins,
+        *,
+        seed: int | None = None,
+        progress_factory: Any = None,
+    ):
+        plugins.configure(config)  # the plugins' own tables: a wrong key stops the run before it starts
+        self.config = config
+        self.plugins = plugins
+        self.seed = resolve_seed(seed)
+        self.rng = random.Random(self.seed)
+        self.progress_factory = progress_factory
+        folders = [("the store's snapshot folder", p) for p in snapshot_dirs(config.store)]
+        self.keep_out = KeepOut.of([("the store", config.store.path), *folders])
+
+    def select(self, names: tuple[str, ...] | list[str]) -> list[SourceConfig]:
+        """The named sources (all when none are named), in config order."""
+        for n in names:
+            if n not in self.config.sources:
+                known = ", ".join(self.config.sources) or "none"
+                raise ConfigError(f"no source named '{n}' in {self.config.path} (known: {known})")
+        wanted = set(names)
+        return [s for s in self.config.sources.values() if not wanted or s.name in wanted]
+
+    def prepare(
+        self, names, *, reads_sources: bool = True
+    ) -> list[tuple[SourceConfig, Source | None, str | None]]:
+        """Check every selected source's config before anything is written
+        (for a command that reads the sources, also that none reads the
+        store: :func:`check_paths`).
+
+        A source whose type belongs to a plugin that failed to load is
+        returned with its error, so the other sources still run.
+        """
+        prepared = []
+        for cfg in self.select(names):
+            try:
+                source = make_source(cfg, self.plugins)
+            except ConfigError as e:
+                if cfg.type in self.plugins.types or not self.plugins.failed:
+                    raise
+                prepared.append((cfg, None, str(e)))
+                continue
+            if reads_sources:
+                check_paths(cfg.name, source, self.keep_out)
+            prepared.append((cfg, source, None))
+        return prepared
+
+    def backup(
+        self,
+        names=(),
+        *,
+        full: bool = False,
+        scrub_fraction: float | None = None,
+        dry_run: bool = False,
+    ) -> RunReport:
+        # An unknown provider is a config error before anything is written.
+        provider = None if dry_run else provider_for(self.config.store, self.plugins.providers)
+        command = Backup(
+            dry_run=dry_run,
+            full=full,
+            scrub_fraction=scrub_fraction,
+            store=self.config.store,
+            provider=provider,
+        )
+        return self._run(command, names)
+
+    def scrub(self, names=(), *, fraction: float | None = None) -> RunReport:
+        return self._run(Scrub(fraction=fraction), names)
+
+    def verify(self, names=()) -> tuple[RunReport, list[Finding]]:
+        command = Verify()
+        return self._run(command, names), command.findings
+
+    def _run(self, command: Command, names) -> RunReport:
+        prepared = self.prepare(names, reads_sources=not command.store_only)
+        store = Store.open(self.config.store.path, writable=command.writes)
+        report = RunReport(command.name, now_iso(), self.seed, dry_run=command.dry_run)
+        log.info("%s: seed %d", command.name, self.seed, extra=fields(command=command.name, seed=self.seed))
+        runs = SourceRuns(store, command, self.rng, self.keep_out, self.progress_factory)
+        try:
+            # A dry run: every store primitive compares, counts and writes nothing.
+            with sigterm_interrupts(), store_dry_run(command.dry_run) as dry:
+                if dry is not None:
+                    self._keep_out_scratch(dry)
+                for cfg, source, error in prepared:
+                    result = SourceResult(cfg.name, cfg.type)
+                    report.results.append(result)
+                    if source is None:
+                        result.outcome = FAILED
+                        result.messages.append(error or "")
+                        log.error("%s: %s", cfg.name, error, extra=fields(source=cfg.name))
+                        continue
+                    with log_context(source=cfg.name):
+                        runs.one(cfg, source, result)
+                    if result.outcome == INTERRUPTED:
+                        break
+        finally:
+            store.close()
+            report.end = now_iso()
+        command.after(report)
+        if not command.store_only:
+            # The layout, not the store: its fd is closed by now.
+            self.plugins.call(
+                "inkind_run_finished", report=report, store=StoreLayout(store.path), config=self.config
+            )
+        return report
+
+    def _keep_out_scratch(self, dry: DryRun) -> None:
+        """A dry run's stand-ins are no source's data either."""
+        st = os.stat(dry.scratch)
+        self.keep_out.dirs[(st.st_dev, st.st_ino)] = f"the dry run's scratch directory {dry.scratch}"
