@@ -14,6 +14,7 @@ hookimpl = pluggy.HookimplMarker("inkind")
 # --- core: sources, runs, errors, counts -----------------------------------
 from inkind.errors import ConfigError, CorruptionError, SourceError, SourceReadError, SourceWarning  # noqa: E402
 from inkind.findings import Finding  # noqa: E402
+from inkind.hashing import hash_fd  # noqa: E402
 from inkind.source import RunContext, Source  # noqa: E402
 from inkind.stats import Stats  # noqa: E402
 
@@ -22,12 +23,8 @@ from inkind.config import Config  # noqa: E402
 from inkind.runner import RunReport  # noqa: E402
 from inkind.storeroot import StoreLayout  # noqa: E402
 
-# isort: split
-# (after inkind.source, which loads inkind.store: inkind.hashing and
-# inkind.store import each other, and hashing must not come first)
-from inkind.hashing import hash_fd  # noqa: E402
-
 # --- store primitives ------------------------------------------------------
+# isort: split
 from inkind.store import (  # noqa: E402
     UpdateFile,
     UpdateImage,
@@ -35,12 +32,26 @@ from inkind.store import (  # noqa: E402
     fd_path,
     is_temp_name,
     open_beneath,
+    set_mode,
     set_mtime,
+    set_owner,
     update_file,
     update_image,
 )
+from inkind.store.entries import record_entries  # noqa: E402
+from inkind.store.paths import list_dir, lstat_at, open_at  # noqa: E402
 from inkind.store.reflink import reflinks_work  # noqa: E402
-from inkind.store.tree import discard, make_dirs, remove_dir  # noqa: E402
+from inkind.store.tree import (  # noqa: E402
+    discard,
+    exchange,
+    link,
+    make_dir,
+    make_dirs,
+    make_node,
+    make_symlink,
+    remove_dir,
+    rename,
+)
 from inkind.verify import check_file, existing  # noqa: E402
 
 # --- block-copy engine -----------------------------------------------------
@@ -94,15 +105,27 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "UpdateFile",
     "UpdateImage",
     "XAttrs",
+    "set_mode",
     "set_mtime",
+    "set_owner",
     "update_file",
     "update_image",
+    "record_entries",
+    "make_dir",
+    "make_dirs",
+    "make_node",
+    "make_symlink",
+    "link",
+    "rename",
+    "exchange",
+    "discard",
+    "remove_dir",
+    "open_at",
+    "open_beneath",
+    "lstat_at",
+    "list_dir",
     "fd_path",
     "is_temp_name",
-    "open_beneath",
-    "discard",
-    "make_dirs",
-    "remove_dir",
     "check_file",
     "existing",
     "reflinks_work",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inkind.findings import Finding
@@ -15,6 +16,7 @@ from inkind.store.files import holds_data, is_temp_name
 from inkind.store.journal import pending_journals
 from inkind.store.paths import DIR_FLAGS, list_dir
 from inkind.store.xattrs import XAttrs
+from inkind.storeroot import StoreLayout
 
 if TYPE_CHECKING:  # the runs are handed in; inkind.source imports this module
     from inkind.source import RunContext
@@ -120,5 +122,5 @@ def state_findings(run: RunContext) -> list[Finding]:
     it was deleted outside inkind (the next backup rebuilds it)."""
     if not run.state.missing or not holds_data(run.data_fd):
         return []
-    rel = f".inkind/sources/{run.name}.json"
+    rel = str(StoreLayout(Path()).state_path(run.name))
     return [Finding(rel, f"missing while {run.name}/ holds data; the next backup rebuilds it")]

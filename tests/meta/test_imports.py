@@ -109,3 +109,71 @@ def test_the_cycle_check_finds_a_cycle():
 
 def test_importing_a_submodule_runs_its_package():
     assert "inkind.store" in import_graph()["inkind.runner.runner"]
+
+
+# docs/architecture.md's layers, bottom first: a module belongs to the first
+# prefix it starts with, and imports only from its own layer or lower ones.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "base": (
+        "inkind.errors",
+        "inkind.stats",
+        "inkind.hashing",
+        "inkind.segments",
+        "inkind.findings",
+        "inkind.libc",
+        "inkind.ui",
+        "inkind.mountinfo",
+        "inkind.storefs",
+        "inkind.lvm",
+    ),
+    "store": ("inkind.store",),
+    "model": (
+        "inkind.source",
+        "inkind.verify",
+        "inkind.config",
+        "inkind.state",
+        "inkind.storeroot",
+        "inkind.keepout",
+    ),
+    "engines": ("inkind.engines",),
+    "history": ("inkind.history",),
+    "host": (
+        "inkind.cli",
+        "inkind.runner",
+        "inkind.plugins",
+        "inkind.hookspecs",
+        "inkind.hookguard",
+        "inkind.testing",
+        "inkind.__main__",
+    ),
+}
+
+
+def layer_of(module: str) -> int | None:
+    for rank, prefixes in enumerate(LAYERS.values()):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    return None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{m} imports {d}"
+        for m in sorted(graph)
+        if m != "inkind"
+        for d in sorted(graph[m])
+        if (layer_of(d) or 0) > (layer_of(m) or 0)
+    ]
+
+
+def test_every_host_module_has_a_layer():
+    assert [m for m in import_graph() if m != "inkind" and layer_of(m) is None] == []
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {"inkind.store.files": {"inkind.runner.runner"}, "inkind.runner.runner": {"inkind.store.files"}}
+    assert upward_imports(graph) == ["inkind.store.files imports inkind.runner.runner"]

@@ -40,9 +40,8 @@ import pytest
 from inkind import config as config_mod
 from inkind.plugins import load_plugins
 from inkind.runner import Runner, RunReport
-from inkind.state import SourceState
 from inkind.store.xattrs import ACL_ALIAS_FILTER
-from inkind.storeroot import init_store
+from inkind.storeroot import StoreLayout, init_store
 from inkind.testing.filesystems import NEEDS_ROOT, STORE_FILESYSTEMS, SessionFilesystems, remove_tree
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
@@ -165,11 +164,7 @@ def verify_clean(config: str | Path, names: tuple[str, ...] = (), extra=None) ->
     cfg = config_mod.load(str(config))
     store = cfg.store.path
     selected = names or tuple(cfg.sources)
-    done = [
-        n
-        for n in selected
-        if not SourceState.load(store / ".inkind" / "sources" / f"{n}.json").data.get("running")
-    ]
+    done = [n for n in selected if not StoreLayout(store).load_state(n).data.get("running")]
     if not done:
         return
     report, findings = Runner(cfg, load_plugins(extra), seed=0).verify(tuple(done))
