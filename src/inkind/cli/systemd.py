@@ -83,7 +83,7 @@ def units(config: Config, plugins: Plugins, source: str | None) -> list[Unit]:
     conf = os.path.abspath(config.path)
     header = (
         f"# Made by `inkind systemd` from {conf}: make it again after changing\n"
-        "# the store, its snapshot folder, [metrics] or the plugins.\n"
+        "# the store, its snapshot folder, the plugins or their tables.\n"
     )
     what = "all sources" if source is None else f"source {source}"
     argv = [*inkind_command(), "-q", "-c", conf, "backup", *([source] if source else [])]
