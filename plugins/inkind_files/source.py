@@ -49,10 +49,11 @@ def _gitignore(patterns: list[str]) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines(patterns)
 
 
-def exclude_matcher(patterns: list[str]) -> Callable[[str, bool], bool]:
-    """gitignore-style matching of paths relative to the source root."""
+def exclude_matcher(patterns: list[str]) -> Callable[[str, bool], bool] | None:
+    """gitignore-style matching of paths relative to the source root (None
+    when nothing is excluded)."""
     if not patterns:
-        return lambda path, is_dir: False
+        return None
     spec = _gitignore(patterns)
 
     def excluded(path: str, is_dir: bool) -> bool:

@@ -36,7 +36,9 @@ _ZEROS = bytes(1 << 20)
 
 def is_temp_name(name: str | bytes) -> bool:
     """Whether ``name`` is a temp file a (possibly killed) run left behind."""
-    return os.fsencode(name).startswith(_TEMP_PREFIX_B)
+    if isinstance(name, str):  # the prefix is ASCII: no need to encode
+        return name.startswith(TEMP_PREFIX)
+    return name.startswith(_TEMP_PREFIX_B)
 
 
 def holds_data(dir_fd: int) -> bool:

@@ -166,12 +166,14 @@ class Copier:
 
     def _read_blocks(self, fd: int, size: int, hasher, buf: memoryview) -> Iterator[tuple[int, memoryview]]:
         """Yield (offset, view) of the file's content in BLOCK pieces, holes
-        as zero views without reading, counting bytes read and hashing."""
+        as zero views without reading, counting bytes read and hashing them
+        into ``hasher`` (None: the consumer hashes what it stores itself)."""
         pos = 0
         for off, length in [*data_segments(fd, size), (size, 0)]:
             while pos < off:  # a hole
                 n = min(BLOCK, off - pos)
-                hasher.update(_ZEROS[:n])
+                if hasher is not None:
+                    hasher.update(_ZEROS[:n])
                 yield pos, _ZEROS[:n]
                 pos += n
             end = off + length
@@ -181,12 +183,13 @@ class Copier:
                 if n == 0:
                     raise Changed("file shrank while it was read")
                 self.stats.bytes_read += n
-                hasher.update(buf[:n])
+                if hasher is not None:
+                    hasher.update(buf[:n])
                 yield pos, buf[:n]
                 pos += n
 
     def _copy_whole(self, fd: int, e: Entry) -> bool:
-        hasher = new_hasher()
+        """A file stored whole: UpdateFile compares, hashes and stores it."""
 
         def before_commit(tfd: int) -> None:
             _check_stable(fd, e)
@@ -195,7 +198,7 @@ class Copier:
         with UpdateFile(
             e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
         ) as f:
-            for _, view in self._read_blocks(fd, e.st.st_size, hasher, self.buf):
+            for _, view in self._read_blocks(fd, e.st.st_size, None, self.buf):
                 if view.obj is _ZEROS.obj:  # a hole of the source
                     f.write_zeros(len(view))
                 else:

@@ -56,6 +56,8 @@ class Metadata:
         entry's own fd). Owner and mode are compared on every run, xattrs
         only for new or rewritten entries and in a full pass, mtime last.
         """
+        if not new and dst_st is not None and self._already(dst_st, st):
+            return
         target: int | str = dst if name is None else name
         dir_fd = None if name is None else dst
         cur = dst_st or self._stat(dst, name)
@@ -75,6 +77,20 @@ class Metadata:
         else:
             set_mode(target, fakesuper.stored_mode(st), dir_fd=dir_fd, stats=self.stats, st=cur)
         set_mtime(target, st.st_mtime_ns, dir_fd=dir_fd, stats=self.stats, st=cur)
+
+    def _already(self, cur: os.stat_result, st: os.stat_result) -> bool:
+        """Whether a stored entry that was not rewritten has the source's
+        owner, mode and mtime already, outside a full pass (which compares
+        xattrs too) and a dry run (whose overlay may hold newer values):
+        the common case of a no-change run, decided without a call into
+        the primitives."""
+        if self.run.full or self.run.dry_run or cur.st_mtime_ns != st.st_mtime_ns:
+            return False
+        if not self.as_root:
+            return (cur.st_mode & 0o7777) == (fakesuper.stored_mode(st) & 0o7777)
+        if (cur.st_uid, cur.st_gid) != (st.st_uid, st.st_gid):
+            return False
+        return stat.S_ISLNK(st.st_mode) or (cur.st_mode & 0o7777) == (st.st_mode & 0o7777)
 
     @staticmethod
     def _stat(dst: int, name: str | None) -> os.stat_result:

@@ -15,7 +15,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from inkind.engines.tree.copier import Copier
 from inkind.engines.tree.entry import READ_FLAGS, Entry, Key, key_text, log, report_change, text_key
@@ -44,12 +44,13 @@ class TreeSelection:
     """Which entries of a source tree are part of its backup.
 
     ``excluded(path, is_dir)`` is asked for each entry by its path relative
-    to the root; ``one_file_system`` keeps the walk out of directories on
+    to the root (None: nothing is excluded, and no path is made per entry);
+    ``one_file_system`` keeps the walk out of directories on
     other filesystems (they are stored empty); ``exclude_caches`` leaves
     out directories tagged with a CACHEDIR.TAG.
     """
 
-    excluded: Callable[[str, bool], bool] = field(default=lambda path, is_dir: False)
+    excluded: Callable[[str, bool], bool] | None = None
     one_file_system: bool = True
     exclude_caches: bool = True
 
@@ -265,7 +266,8 @@ class Walker:
             log.info("%s: %s: not entered: it is %s", self.run.name, key_text(key), kept_out)
             self.stats.objects_kept_out += 1
             return False
-        if self.selection.excluded(key_text(key), is_dir):
+        excluded = self.selection.excluded
+        if excluded is not None and excluded(key_text(key), is_dir):
             return False
         return not (is_dir and self.selection.exclude_caches and _cache_dir(src, name))
 
