@@ -26,7 +26,8 @@ round; cold cache: the page cache is dropped before every measured command)
 and the medians are reported: wall time, the ratio to rsync, bytes written
 (/proc/PID/io write_bytes), bytes read (rchar), peak RSS, and how much the
 run grew the store, rsync's target or the repository (``du -sb`` after
-minus before) and, apart from it, the tool's cache (borg, restic).
+minus before: apparent bytes, not the filesystem's own usage such as
+btrfs metadata) and, apart from it, the tool's cache (borg, restic).
 
 Needs GNU time (Debian package `time`), rsync, and for the peers borg 1.2
 and restic (Debian packages `borgbackup`, `restic`). Run as root:
