@@ -1,21 +1,38 @@
-"""Benchmark (not a test): the files source against ``rsync -aHAX``.
+"""Benchmark (not a test): the files source against ``rsync -aHAX``, borg
+1.2 and restic.
 
 A generated tree (default 100,000 small files in 1,000 directories, plus a
-few large files) is backed up by ``inkind backup`` into a store and by
-``rsync -aHAX SRC/ DEST/`` into a separate target, for three cases:
+few large files) is backed up by ``inkind backup`` into a store, by
+``rsync -aHAX SRC/ DEST/`` into a separate target and by each peer into its
+own repository, for three cases:
 
-* first run (empty store and target),
+* first run (empty store, target and repositories),
 * no-change run,
 * a run after 1% of the small files were rewritten and a few 4 KiB blocks
-  of one large file changed (the same change for both tools).
+  of one large file changed (the same change for every tool).
 
-Each case runs ``--rounds`` times (the tools alternate who goes first;
-cold cache: the page cache is dropped before every measured command) and
-the medians are reported: wall time, the ratio to rsync, bytes written
-(/proc/PID/io write_bytes), bytes read (rchar) and peak RSS.
+The peers (``--peers``, default: all installed; rsync always, it is the
+baseline): ``borg-none`` is ``borg create --compression none`` and
+``borg-lz4`` plain ``borg create`` (lz4, borg 1.2's default), each into a
+repository made with ``borg init --encryption none``; ``restic`` is
+``restic backup -q`` into a repository of restic's default format (v2,
+compression auto) with a fixed password. Each keeps its cache where a user
+would have one, persistent across the runs of a round, in the work
+directory (BORG_BASE_DIR, RESTIC_CACHE_DIR); every round starts from empty
+stores, repositories and caches.
 
-Needs GNU time (Debian package `time`) and rsync. Run as root:
-  .venv/bin/python bench/files.py [--files 100000] [--rounds 5] [--out FILE]
+Each case runs ``--rounds`` times (the order of the tools rotates each
+round; cold cache: the page cache is dropped before every measured command)
+and the medians are reported: wall time, the ratio to rsync, bytes written
+(/proc/PID/io write_bytes), bytes read (rchar), peak RSS, and how much the
+run grew the store, rsync's target or the repository (``du -sb`` after
+minus before: apparent bytes, not the filesystem's own usage such as
+btrfs metadata) and, apart from it, the tool's cache (borg, restic).
+
+Needs GNU time (Debian package `time`), rsync, and for the peers borg 1.2
+and restic (Debian packages `borgbackup`, `restic`). Run as root:
+  .venv/bin/python bench/files.py [--files 100000] [--rounds 5]
+      [--peers rsync,borg-none,borg-lz4,restic] [--out FILE]
 """
 
 from __future__ import annotations
@@ -23,13 +40,16 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import shutil
+import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import Measurement, drop_caches, machine, markdown_table, measure, median
+from measure import Measurement, drop_caches, du_bytes, machine, markdown_table, measure, median, version
 
-from inkind.storeroot import init_store
 from inkind.testing import render_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,18 +94,183 @@ def change(src: Path, small: list[Path], rng: random.Random) -> int:
 
 
 def config(work: Path, src: Path) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
     cfg = work / "inkind.toml"
     cfg.write_text(render_config(work / "store", {"tree": {"type": "files", "path": src}}))
     return cfg
 
 
-def run_pair(inkind: list[str], rsync: list[str], first: str, cold: bool) -> dict[str, Measurement]:
-    out = {}
-    for tool in (first, "rsync" if first == "inkind" else "inkind"):
+@dataclass
+class Tool:
+    """One tool under test: its n-th command of a round, what it stores into
+    (whose growth is counted per run) and its cache (counted apart)."""
+
+    name: str
+    store: Path
+    command: Callable[[int], list[str]]
+    init: list[list[str]] = field(default_factory=list)  # commands making the empty store
+    cache: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    runs: int = 0
+
+    def reset(self) -> None:
+        """Empty store and cache, as at the start of every round."""
+        for path in (self.store, self.cache):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+        for argv in self.init:
+            done = subprocess.run(argv, env={**os.environ, **self.env}, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"bench/files.py: {shlex.join(argv)}: exit {done.returncode}: {done.stderr}")
+        self.runs = 0
+
+    def run(self, cold: bool) -> Measurement:
+        store, cache = du_bytes(self.store), du_bytes(self.cache)
         if cold:
             drop_caches()
-        out[tool] = measure(inkind if tool == "inkind" else rsync)
-    return out
+        m = measure(self.command(self.runs), env=self.env)
+        self.runs += 1
+        m.extra["store"] = du_bytes(self.store) - store
+        m.extra["cache"] = du_bytes(self.cache) - cache if self.cache else None
+        return m
+
+
+PEERS = {"rsync": "rsync", "borg-none": "borg", "borg-lz4": "borg", "restic": "restic"}
+PACKAGES = {"rsync": "rsync", "borg": "borgbackup", "restic": "restic"}
+
+
+def borg(work: Path, src: Path, name: str, compression: list[str]) -> Tool:
+    repo = work / name
+    env = {"BORG_BASE_DIR": str(work / f"{name}.cache"), "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"}
+    return Tool(
+        name,
+        repo,
+        lambda n: ["borg", "create", *compression, f"{repo}::run{n}", str(src)],
+        init=[["borg", "init", "--encryption", "none", str(repo)]],
+        cache=work / f"{name}.cache",
+        env=env,
+    )
+
+
+def tools(work: Path, src: Path, peers: list[str]) -> list[Tool]:
+    """inkind and the chosen peers, in the order of the first round."""
+    cfg = config(work, src)
+    inkind = [str(ROOT / ".venv" / "bin" / "inkind"), "-q", "-c", str(cfg)]
+    made = {
+        "rsync": lambda: Tool(
+            "rsync", work / "rsync", lambda n: ["rsync", "-aHAX", f"{src}/", f"{work / 'rsync'}/"]
+        ),
+        "borg-none": lambda: borg(work, src, "borg-none", ["--compression", "none"]),
+        "borg-lz4": lambda: borg(work, src, "borg-lz4", []),
+        "restic": lambda: Tool(
+            "restic",
+            work / "restic",
+            lambda n: ["restic", "backup", "-q", str(src)],
+            init=[["restic", "init"]],
+            cache=work / "restic.cache",
+            env={
+                "RESTIC_REPOSITORY": str(work / "restic"),
+                "RESTIC_PASSWORD": "inkind-bench",
+                "RESTIC_CACHE_DIR": str(work / "restic.cache"),
+            },
+        ),
+    }
+    first = Tool("inkind", work / "store", lambda n: [*inkind, "backup"], init=[[*inkind, "init"]])
+    return [first] + [made[p]() for p in peers]
+
+
+def chosen_peers(asked: str | None) -> list[str]:
+    """The peers to run: rsync always, the rest as asked (default: all that
+    are installed); a clear error for an unknown or missing one."""
+    if asked is None:
+        names = [p for p in PEERS if shutil.which(PEERS[p])]
+    else:
+        names = [p.strip() for p in asked.split(",") if p.strip()]
+    for name in ["rsync", *names]:
+        if name not in PEERS:
+            sys.exit(f"bench/files.py: unknown peer {name!r} (choose from {', '.join(PEERS)})")
+        if not shutil.which(PEERS[name]):
+            binary = PEERS[name]
+            sys.exit(
+                f"bench/files.py: {name} needs {binary}, not installed (apt-get install {PACKAGES[binary]})"
+            )
+    return ["rsync", *(p for p in PEERS if p in names and p != "rsync")]
+
+
+def versions(peers: list[str]) -> str:
+    """The tools' versions for the header; a warning if borg is not 1.2."""
+    found = [version(str(ROOT / ".venv" / "bin" / "inkind"), "--version")]
+    found.append(" ".join(version("rsync", "--version").split()[:3:2]))
+    if any(p.startswith("borg") for p in peers):
+        found.append(version("borg", "--version"))
+        if not found[-1].startswith("borg 1.2."):
+            print(
+                f"bench/files.py: warning: {found[-1]}, the comparison asked for is borg 1.2", file=sys.stderr
+            )
+    if "restic" in peers:
+        found.append(" ".join(version("restic", "version").split()[:2]))
+    return ", ".join(found)
+
+
+Results = dict[str, dict[str, list[Measurement]]]
+
+
+def run_rounds(
+    work: Path, all_tools: list[Tool], args: argparse.Namespace, cold: bool
+) -> tuple[Results, list[int]]:
+    """Every round: empty stores, then the three cases, each tool in turn
+    (the order rotates by one each round); return the measurements and the
+    bytes each 1% change rewrote."""
+    rng = random.Random(1)
+    src = work / "src"
+    small = make_tree(src, args.files, [m * MiB for m in args.large_mib], rng)
+    results: Results = {}
+    changed_bytes = []
+    for r in range(args.rounds):
+        k = r % len(all_tools)
+        order = all_tools[k:] + all_tools[:k]
+        for tool in order:
+            tool.reset()
+        for case in ("first run", "no change", "1% changed"):
+            if case == "1% changed":
+                changed_bytes.append(change(src, small, rng))
+            for tool in order:
+                results.setdefault(case, {}).setdefault(tool.name, []).append(tool.run(cold))
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    return results, changed_bytes
+
+
+def mib(value: float | None, digits: int = 1) -> str:
+    """MiB for the table; '-' for none, no '-0.000' for a few bytes less."""
+    if value is None:
+        return "-"
+    return f"{value / MiB:.{digits}f}".replace(f"-0.{'0' * digits}", f"0.{'0' * digits}")
+
+
+def table(results: Results, names: list[str]) -> str:
+    rows = []
+    for case, by_tool in results.items():
+        base = median(m.wall for m in by_tool["rsync"])
+        for name in names:
+            ms = by_tool[name]
+            wall = median(m.wall for m in ms)
+            caches = [m.extra["cache"] for m in ms]
+            rows.append(
+                [
+                    case,
+                    name,
+                    f"{wall:.2f}",
+                    f"{wall / base:.2f}x",
+                    mib(median(m.write_bytes for m in ms)),
+                    mib(median(m.read_bytes for m in ms)),
+                    f"{max(m.peak_rss for m in ms) / MiB:.0f}",
+                    mib(median(m.extra["store"] for m in ms), 3),
+                    mib(None if None in caches else median(caches), 3),
+                ]
+            )
+    header = ["case", "tool", "wall s (median)", "vs rsync", "MiB written", "MiB read", "peak RSS MiB"]
+    header += ["store growth MiB", "cache growth MiB"]
+    return markdown_table(header, rows)
 
 
 def main() -> None:
@@ -95,65 +280,28 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--work", type=Path, default=Path("/tmp/inkind-bench-files"))
     ap.add_argument("--warm", action="store_true", help="do not drop the page cache")
+    ap.add_argument("--peers", help=f"comma-separated, of {','.join(PEERS)} (default: all installed)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     cold = not args.warm
     if cold and os.geteuid() != 0:
         sys.exit("bench/files.py: cold-cache runs need root (or pass --warm)")
-    rng = random.Random(1)
+    peers = chosen_peers(args.peers)
+    header = versions(peers)
     shutil.rmtree(args.work, ignore_errors=True)
-    src = args.work / "src"
-    small = make_tree(src, args.files, [m * MiB for m in args.large_mib], rng)
-    cfg = config(args.work, src)
-    inkind = [str(ROOT / ".venv" / "bin" / "inkind"), "-q", "-c", str(cfg), "backup"]
-    rsync = ["rsync", "-aHAX", f"{src}/", f"{args.work / 'rsync'}/"]
-    results: dict[str, dict[str, list[Measurement]]] = {}
-    changed_bytes = []
-
-    def record(case: str, pair: dict[str, Measurement]) -> None:
-        for tool, m in pair.items():
-            results.setdefault(case, {}).setdefault(tool, []).append(m)
-
-    for r in range(args.rounds):
-        first = "inkind" if r % 2 == 0 else "rsync"
-        for d in ("store", "rsync"):
-            shutil.rmtree(args.work / d, ignore_errors=True)
-        init_store(args.work / "store")
-        record("first run", run_pair(inkind, rsync, first, cold))
-        record("no change", run_pair(inkind, rsync, first, cold))
-        changed_bytes.append(change(src, small, rng))
-        record("1% changed", run_pair(inkind, rsync, first, cold))
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-
-    rows = []
-    for case, tools in results.items():
-        base = median(m.wall for m in tools["rsync"])
-        for tool in ("inkind", "rsync"):
-            ms = tools[tool]
-            wall = median(m.wall for m in ms)
-            rows.append(
-                [
-                    case,
-                    tool,
-                    f"{wall:.2f}",
-                    f"{wall / base:.2f}x",
-                    f"{median(m.write_bytes for m in ms) / MiB:.1f}",
-                    f"{median(m.read_bytes for m in ms) / MiB:.1f}",
-                    f"{max(m.peak_rss for m in ms) / MiB:.0f}",
-                ]
-            )
-    header = ["case", "tool", "wall s (median)", "vs rsync", "MiB written", "MiB read", "peak RSS MiB"]
-    table = markdown_table(header, rows)
+    all_tools = tools(args.work, args.work / "src", peers)
+    results, changed_bytes = run_rounds(args.work, all_tools, args, cold)
     total = args.files + len(args.large_mib)
     note = (
         f"{total:,} files ({args.files:,} small, large files of {args.large_mib} MiB), "
-        f"{args.rounds} rounds, {'cold' if cold else 'warm'} cache, {machine()}; "
+        f"{args.rounds} rounds, {'cold' if cold else 'warm'} cache, {machine()}; {header}; "
         f"the 1% change rewrote {median(changed_bytes) / MiB:.1f} MiB (median)."
     )
+    out = table(results, [t.name for t in all_tools])
     print(note)
-    print(table)
+    print(out)
     if args.out:
-        args.out.write_text(note + "\n\n" + table + "\n")
+        args.out.write_text(note + "\n\n" + out + "\n")
 
 
 if __name__ == "__main__":

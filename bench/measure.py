@@ -31,10 +31,12 @@ class Measurement:
     extra: dict = field(default_factory=dict)
 
 
-def measure(cmd: list[str], stdout: int | None = subprocess.DEVNULL) -> Measurement:
-    """Run ``cmd`` under GNU time; read /proc/PID/io of ``time`` after it
-    exited but before it is reaped, so every reaped descendant (rsync forks
-    two) is included.
+def measure(
+    cmd: list[str], stdout: int | None = subprocess.DEVNULL, env: dict[str, str] | None = None
+) -> Measurement:
+    """Run ``cmd`` under GNU time (``env`` added to this process's
+    environment); read /proc/PID/io of ``time`` after it exited but before
+    it is reaped, so every reaped descendant (rsync forks two) is included.
 
     Peak RSS comes from ``time`` (the largest process of the tree): a child
     forked straight from this (large) Python process would inherit its RSS
@@ -43,7 +45,8 @@ def measure(cmd: list[str], stdout: int | None = subprocess.DEVNULL) -> Measurem
     with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as errors:
         timed = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd]
         start = time.monotonic()
-        proc = subprocess.Popen(timed, stdout=stdout, stderr=errors)
+        full_env = {**os.environ, **env} if env else None
+        proc = subprocess.Popen(timed, stdout=stdout, stderr=errors, env=full_env)
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         wall = time.monotonic() - start
         io = dict(line.split(": ") for line in Path(f"/proc/{proc.pid}/io").read_text().splitlines())
@@ -78,6 +81,19 @@ def machine() -> str:
 
 def sh(*argv: str | Path) -> str:
     return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True).stdout
+
+
+def du_bytes(path: Path | None) -> int:
+    """Apparent size of everything under ``path`` (``du -sb``: hard links
+    once), 0 if it does not exist: what a store or repository holds."""
+    if path is None or not path.exists():
+        return 0
+    return int(sh("du", "-sb", path).split()[0])
+
+
+def version(*argv: str) -> str:
+    """The first line a tool prints for its version (``rsync --version``)."""
+    return sh(*argv).splitlines()[0].strip()
 
 
 def evict(*paths: Path) -> None:
