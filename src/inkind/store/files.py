@@ -266,7 +266,7 @@ class UpdateFile:
             self._start_temp()
         if self._hole_at_end or self._stand_in:
             os.ftruncate(self._tmp_fd, self._pos)
-        XAttrs(self._tmp_fd, stats=self.stats)["xxh3"] = self.xxh3
+        XAttrs(self._tmp_fd, stats=self.stats).put("xxh3", self.xxh3)  # a fresh temp has none
         if self.before_commit is not None:
             self.before_commit(self._tmp_fd)
         dry = dryrun.active()

@@ -74,8 +74,13 @@ class XAttrs(MutableMapping[str, bytes]):
 
     def __setitem__(self, key: str, value: bytes | str) -> None:
         data = value.encode() if isinstance(value, str) else bytes(value)
-        if self.get(key) == data:
-            return
+        if self.get(key) != data:
+            self.put(key, data)
+
+    def put(self, key: str, value: bytes | str) -> None:
+        """Write ``key`` without reading it first: for a file this run has
+        just created, which cannot hold it yet (one syscall, not two)."""
+        data = value.encode() if isinstance(value, str) else bytes(value)
         dry = self._dry_layer()
         if dry is not None:
             dry[0][self._full(key)] = data

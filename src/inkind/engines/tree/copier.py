@@ -63,6 +63,15 @@ def _open_source(e: Entry) -> int:
         raise SourceWarning(f"{key_text(e.key)}: cannot read: {err.strerror}") from None
 
 
+def _segments(fd: int, st: os.stat_result) -> Iterator[tuple[int, int]]:
+    """Where the file may hold data. One whose blocks cover its size has no
+    hole to skip, so the SEEK_DATA/SEEK_HOLE pair is saved (if it does have
+    one after all, its zeros are read, and stored as a hole the same)."""
+    if st.st_blocks * 512 >= st.st_size:
+        return iter([(0, st.st_size)] if st.st_size else [])
+    return data_segments(fd, st.st_size)
+
+
 def _check_stable(fd: int, e: Entry) -> None:
     after = os.fstat(fd)
     if after.st_size != e.st.st_size or after.st_mtime_ns != e.st.st_mtime_ns:
@@ -164,12 +173,15 @@ class Copier:
             self.stats.objects_unchanged += 1
             self.meta.apply(e.dst, e.name, e.st, xattrs_from=(e.src, e.name), new=False)
 
-    def _read_blocks(self, fd: int, size: int, hasher, buf: memoryview) -> Iterator[tuple[int, memoryview]]:
+    def _read_blocks(
+        self, fd: int, st: os.stat_result, hasher, buf: memoryview
+    ) -> Iterator[tuple[int, memoryview]]:
         """Yield (offset, view) of the file's content in BLOCK pieces, holes
         as zero views without reading, counting bytes read and hashing them
         into ``hasher`` (None: the consumer hashes what it stores itself)."""
+        size = st.st_size
         pos = 0
-        for off, length in [*data_segments(fd, size), (size, 0)]:
+        for off, length in [*_segments(fd, st), (size, 0)]:
             while pos < off:  # a hole
                 n = min(BLOCK, off - pos)
                 if hasher is not None:
@@ -193,12 +205,12 @@ class Copier:
 
         def before_commit(tfd: int) -> None:
             _check_stable(fd, e)
-            self.meta.apply(tfd, None, e.st, xattrs_from=fd, new=True)
+            self.meta.apply_fresh(tfd, e.st, xattrs_from=fd)
 
         with UpdateFile(
             e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
         ) as f:
-            for _, view in self._read_blocks(fd, e.st.st_size, None, self.buf):
+            for _, view in self._read_blocks(fd, e.st, None, self.buf):
                 if view.obj is _ZEROS.obj:  # a hole of the source
                     f.write_zeros(len(view))
                 else:
@@ -221,7 +233,7 @@ class Copier:
             stack.callback(os.close, ofd)
             old_size = os.fstat(ofd).st_size
             img: UpdateImage | None = None
-            for off, view in self._read_blocks(fd, e.st.st_size, hasher, self.buf):
+            for off, view in self._read_blocks(fd, e.st, hasher, self.buf):
                 n = len(view)
                 have = os.preadv(ofd, [old[:n]], off) if off < old_size else 0
                 if have == n and same_bytes(old[:n], view):

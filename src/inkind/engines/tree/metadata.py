@@ -58,17 +58,29 @@ class Metadata:
         """
         if not new and dst_st is not None and self._already(dst_st, st):
             return
-        target: int | str = dst if name is None else name
-        dir_fd = None if name is None else dst
         cur = dst_st or self._stat(dst, name)
         xattrs = None
         if new or self.run.full:
             xattrs = self.wanted_xattrs(st, xattrs_from)
         if not new and name is not None and self._shared_with_history(cur, st, xattrs, dst, name):
             cur = unshare(dst, name, stats=self.stats)
-        if xattrs is not None:
-            self._sync_xattrs(dst, name, xattrs)
-            cur = self._stat(dst, name)
+        if xattrs is not None and self._sync_xattrs(dst, name, xattrs):
+            cur = self._stat(dst, name)  # an ACL may have changed the mode
+        self._set_stat(dst, name, st, cur)
+
+    def apply_fresh(self, fd: int, st: os.stat_result, xattrs_from: XattrsFrom) -> None:
+        """Give a temp file this run has just made and filled the source's
+        metadata. It holds no xattrs but inkind's own, so the source's are
+        written without listing or comparing the temp's first."""
+        wanted = self.wanted_xattrs(st, xattrs_from)
+        if wanted:
+            self._sync_xattrs(fd, None, wanted, fresh=True)
+        self._set_stat(fd, None, st, os.fstat(fd))
+
+    def _set_stat(self, dst: int, name: str | None, st: os.stat_result, cur: os.stat_result) -> None:
+        """Owner, mode and mtime, each only where it differs (mtime last)."""
+        target: int | str = dst if name is None else name
+        dir_fd = None if name is None else dst
         if self.as_root:
             if set_owner(target, st.st_uid, st.st_gid, dir_fd=dir_fd, stats=self.stats, st=cur):
                 cur = self._stat(dst, name)
@@ -133,14 +145,24 @@ class Metadata:
             wanted = {k: v for k, v in wanted.items() if not k.startswith("user.")}
         return wanted
 
-    def _sync_xattrs(self, dst: int, name: str | None, wanted: dict[str, bytes]) -> None:
+    def _sync_xattrs(
+        self, dst: int, name: str | None, wanted: dict[str, bytes], *, fresh: bool = False
+    ) -> int:
+        """Make the stored entry's xattrs ``wanted`` (inkind's own kept);
+        ``fresh``: it has none of those yet. Returns how many were written."""
         dst_item: int | bytes = dst if name is None else fd_path(dst, name)
+        xattrs = XAttrs(dst_item, namespace="", stats=self.stats)
         try:
-            XAttrs(dst_item, namespace="", stats=self.stats).sync(wanted, keep=_own)
+            if not fresh:
+                return xattrs.sync(wanted, keep=_own)
+            for key, value in wanted.items():
+                xattrs.put(key, value)
+            return len(wanted)
         except OSError as err:
             if err.errno not in (errno.ENOTSUP, errno.EPERM):
                 raise
             self.run.warn(f"{self.run.name}: cannot set xattrs: {err.strerror}")
+            return 0
 
 
 def _source_xattrs(item: int | bytes) -> list[tuple[str, bytes]]:
