@@ -65,3 +65,13 @@ def unprivileged() -> Iterator[Unprivileged]:
         yield made
     finally:
         made.remove()
+
+
+@pytest.fixture
+def no_read_ahead(monkeypatch):
+    """The walk reads every file itself: for tests of what happens between
+    its own lstat and open (the read-ahead has its tests in
+    test_files_read_ahead.py)."""
+    from inkind.engines.tree import prefetch
+
+    monkeypatch.setattr(prefetch, "wanted", lambda st: False)

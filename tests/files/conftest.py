@@ -36,3 +36,4 @@ def open_tmp():
     d.chmod(0o755)
     yield d
     shutil.rmtree(d)
+

@@ -10,7 +10,7 @@ from inkind.engines.tree.copier import Copier
 from inkind.testing import render_config, tree_diff
 
 
-def test_file_vanishing_mid_run_keeps_its_previous_copy(setup, inkind_run, monkeypatch):
+def test_file_vanishing_mid_run_keeps_its_previous_copy(setup, inkind_run, monkeypatch, no_read_ahead):
     write(setup.src / "a", "old a")
     write(setup.src / "b", "b")
     inkind_run(setup.config)
@@ -30,14 +30,14 @@ def test_file_vanishing_mid_run_keeps_its_previous_copy(setup, inkind_run, monke
     assert (setup.data / "a").read_text() == "old a"
 
 
-def test_file_changing_while_read_keeps_its_previous_copy(setup, inkind_run, monkeypatch):
+def test_file_changing_while_read_keeps_its_previous_copy(setup, inkind_run, monkeypatch, no_read_ahead):
     f = write(setup.src / "grows", b"x" * 100_000)
     inkind_run(setup.config)
     write(f, b"y" * 200_000)
     real = Copier._read_blocks
 
-    def read_blocks(self, fd, size, hasher, buf):
-        for i, item in enumerate(real(self, fd, size, hasher, buf)):
+    def read_blocks(self, fd, st, hasher, buf):
+        for i, item in enumerate(real(self, fd, st, hasher, buf)):
             if i == 0:
                 with open(f, "ab") as w:
                     w.write(b"appended while inkind reads")

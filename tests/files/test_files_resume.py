@@ -27,15 +27,15 @@ def test_repeated_interruptions_still_cover_the_whole_tree(setup, inkind_run, mo
         for f in range(8):
             write(setup.src / f"d{d}" / f"f{f}.txt", f"{d}/{f}")
     budget = {"left": 0}
-    real_entry = Walker.entry
+    real_mirror = Walker.mirror
 
-    def entry(self, *args, **kwargs):
+    def mirror(self, *args, **kwargs):
         if budget["left"] == 0:
             raise Interrupted("SIGTERM")
         budget["left"] -= 1
-        return real_entry(self, *args, **kwargs)
+        return real_mirror(self, *args, **kwargs)
 
-    monkeypatch.setattr(Walker, "entry", entry)
+    monkeypatch.setattr(Walker, "mirror", mirror)
 
     def missing():
         # The root's own mtime is set when a run completes; ignore it here.
@@ -63,15 +63,15 @@ def test_interrupted_run_records_the_pointer_and_outcome(setup, inkind_run, monk
     for f in range(10):
         write(setup.src / f"f{f}", str(f))
     calls = {"n": 0}
-    real_entry = Walker.entry
+    real_mirror = Walker.mirror
 
-    def entry(self, *args, **kwargs):
+    def mirror(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 4:
             raise Interrupted("SIGINT")
-        return real_entry(self, *args, **kwargs)
+        return real_mirror(self, *args, **kwargs)
 
-    monkeypatch.setattr(Walker, "entry", entry)
+    monkeypatch.setattr(Walker, "mirror", mirror)
     (r,) = inkind_run(setup.config).results
     assert r.outcome == "interrupted"
     import json

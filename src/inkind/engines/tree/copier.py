@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 from inkind.engines.tree.entry import READ_FLAGS, Changed, Entry, key_text, report_change
 from inkind.engines.tree.metadata import Metadata
+from inkind.engines.tree.prefetch import Prefetcher
 from inkind.errors import SourceReadError, SourceWarning
 from inkind.hashing import new_hasher
 from inkind.segments import data_segments
@@ -87,6 +88,7 @@ class Copier:
         self.meta = meta
         self.links: dict[tuple[int, int], tuple[bytes, ...]] = {}
         self.buf = memoryview(bytearray(BLOCK))  # reused for every read
+        self.prefetch: Prefetcher | None = None  # a backup walk's read-ahead
 
     def _changed(self, e: Entry) -> None:
         report_change(self.run, "create" if e.dst_st is None else "update", e.key)
@@ -94,19 +96,29 @@ class Copier:
 
     # ----- regular files ----------------------------------------------------
 
-    def regular(self, e: Entry) -> bool:
-        """Mirror a regular file. Returns True when the stored copy was
-        taken as up to date by its size and mtime: one scrub may check."""
-        if e.st.st_nlink > 1 and self._hardlink(e):
-            return False
-        same = (
+    def up_to_date(self, e: Entry) -> bool:
+        """Whether the stored copy of a regular file is taken as up to date:
+        a regular file of the same size and mtime (and, as non-root, the
+        same recorded stand-in metadata)."""
+        return (
             e.dst_st is not None
             and stat.S_ISREG(e.dst_st.st_mode)
             and e.dst_st.st_size == e.st.st_size
             and e.dst_st.st_mtime_ns == e.st.st_mtime_ns
             and (self.meta.as_root or self.meta.fake_matches(e.dst, e.name, e.st))
         )
-        if not same:
+
+    def will_read(self, e: Entry) -> bool:
+        """Whether mirroring the entry reads the source file whole: a regular
+        file with one link whose stored copy is not up to date."""
+        return stat.S_ISREG(e.st.st_mode) and e.st.st_nlink == 1 and not self.up_to_date(e)
+
+    def regular(self, e: Entry) -> bool:
+        """Mirror a regular file. Returns True when the stored copy was
+        taken as up to date by its size and mtime: one scrub may check."""
+        if e.st.st_nlink > 1 and self._hardlink(e):
+            return False
+        if not self.up_to_date(e):
             self.copy(e)
             return False
         self.stats.objects_unchanged += 1
@@ -145,8 +157,10 @@ class Copier:
             os.close(pfd)
 
     def copy(self, e: Entry) -> None:
-        """Bring the stored copy's content up to date (read the source)."""
-        fd = _open_source(e)
+        """Bring the stored copy's content up to date (read the source, or
+        take what the read-ahead read of it)."""
+        ahead = self.prefetch.take(e.st) if self.prefetch is not None else None
+        fd = ahead.fd if ahead is not None else _open_source(e)
         try:
             fst = os.fstat(fd)
             if (fst.st_ino, fst.st_dev) != (e.st.st_ino, e.st.st_dev) or not stat.S_ISREG(fst.st_mode):
@@ -159,7 +173,7 @@ class Copier:
                 if e.st.st_size >= BIG_FILE and e.dst_st is not None and stat.S_ISREG(e.dst_st.st_mode):
                     changed = self._copy_blocks(fd, e)
                 else:
-                    changed = self._copy_whole(fd, e)
+                    changed = self._copy_whole(fd, e, ahead.data if ahead is not None else None)
             except OSError as err:
                 if err.errno == errno.EIO:
                     raise SourceReadError(f"{key_text(e.key)}: read error: {err.strerror}") from None
@@ -200,8 +214,9 @@ class Copier:
                 yield pos, buf[:n]
                 pos += n
 
-    def _copy_whole(self, fd: int, e: Entry) -> bool:
-        """A file stored whole: UpdateFile compares, hashes and stores it."""
+    def _copy_whole(self, fd: int, e: Entry, data: bytes | None) -> bool:
+        """A file stored whole: UpdateFile compares, hashes and stores it.
+        ``data``: its content as the read-ahead read it (it has no holes)."""
 
         def before_commit(tfd: int) -> None:
             _check_stable(fd, e)
@@ -210,11 +225,17 @@ class Copier:
         with UpdateFile(
             e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
         ) as f:
-            for _, view in self._read_blocks(fd, e.st, None, self.buf):
-                if view.obj is _ZEROS.obj:  # a hole of the source
-                    f.write_zeros(len(view))
-                else:
-                    f.write(view)
+            if data is not None:
+                if len(data) != e.st.st_size:
+                    raise Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
+                self.stats.bytes_read += len(data)
+                f.write(data)
+            else:
+                for _, view in self._read_blocks(fd, e.st, None, self.buf):
+                    if view.obj is _ZEROS.obj:  # a hole of the source
+                        f.write_zeros(len(view))
+                    else:
+                        f.write(view)
             _check_stable(fd, e)
         return f.changed
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from inkind.engines.tree.copier import Copier
 from inkind.engines.tree.entry import READ_FLAGS, Entry, Key, key_text, log, report_change, text_key
 from inkind.engines.tree.metadata import Metadata
+from inkind.engines.tree.prefetch import Prefetcher
 from inkind.engines.tree.scrubber import Scrubber
 from inkind.errors import SourceWarning
 from inkind.source import RunContext
@@ -32,6 +33,7 @@ from inkind.ui import Progress, null_progress
 
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 SAVE_EVERY = 5.0  # seconds between saves of the resume pointer
+WINDOW = 128  # entries of a directory looked at before they are mirrored
 
 # What Walker.entry says about one source entry.
 LEFT_OUT = 0  # not part of the backup (excluded, a cache directory)
@@ -69,6 +71,18 @@ def walk_unfinished(run: RunContext) -> bool:
     interrupted or failed): stored directories it left mid-way may differ
     from their user.inkind.entries until the next backup completes."""
     return run.state.left_running or run.state.partial
+
+
+@dataclass
+class Look:
+    """One entry of a window: where it falls in the walk's bounds, and what
+    looking at it found (an Entry, LEFT_OUT, or the warning to give when
+    its turn comes)."""
+
+    name: str
+    key: Key
+    where: str
+    found: Entry | int | SourceWarning = LEFT_OUT
 
 
 @dataclass
@@ -141,7 +155,10 @@ class Walker:
         self.saves_pointer = True
         state.mark_partial()  # durable before the walk's first write
         phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
-        with self.run.progress("files", total=previous_count(state), estimated=True) as progress:
+        with (
+            self.run.progress("files", total=previous_count(state), estimated=True) as progress,
+            Prefetcher() as self.copier.prefetch,
+        ):
             self.progress = progress
             try:
                 for bounds in phases:
@@ -151,12 +168,17 @@ class Walker:
                 # starts right after the last completed entry.
                 self.save_pointer()
                 raise
+            finally:
+                self.copier.prefetch = None
         self.meta.apply(self.run.data_fd, None, st, xattrs_from=src, new=True)
         state.clear_partial()
         state.set_resume(None, force=True)
 
     def walk(self, src: int, dst: int, prefix: Key, bounds: Bounds) -> None:
-        """Mirror the entries of one directory that fall within ``bounds``."""
+        """Mirror the entries of one directory that fall within ``bounds``,
+        a window at a time: each window's entries are looked at (lstat on
+        both sides) before any is mirrored, so the files it will copy can be
+        read ahead on the other core (see prefetch)."""
         try:
             names = os.listdir(src)
         except OSError as err:
@@ -164,28 +186,78 @@ class Walker:
         entries = sorted((os.fsencode(n), n) for n in names)
         present: set[str] = set()
         added = self.recount  # whether the stored directory's names may have changed
-        for raw, name in entries:
+        for start in range(0, len(entries), WINDOW):
+            looks, stopped = self._look_ahead(src, dst, prefix, bounds, entries[start : start + WINDOW])
+            window = self._prefetch(src, looks)
+            try:
+                for look in looks:
+                    added = self._mirror(look, bounds, present) or added
+            finally:
+                if window is not None:
+                    self.copier.prefetch.discard(window)
+            if stopped:
+                break
+        listed = self.sweep(dst, prefix, present, bounds) if self.run.full else None
+        self.record(dst, listed, added)
+
+    def _look_ahead(
+        self, src: int, dst: int, prefix: Key, bounds: Bounds, names: list[tuple[bytes, str]]
+    ) -> tuple[list[Look], bool]:
+        """The window's entries, each placed and looked at; and whether the
+        walk stops within it (the end of its bounds)."""
+        looks = []
+        for raw, name in names:
             key = (*prefix, raw)
             where = bounds.place(key)
             if where == "stop":
-                break
-            if where == "skip":
-                present.add(name)
-                continue
-            try:
-                kept = self.entry(src, dst, name, key, bounds if where == "enter" else Bounds())
-            except SourceWarning as w:
-                self.run.skip(w)
-                self.stats.objects_skipped += 1
-                kept = KEPT  # its previous copy stays (or none, if it had none)
-                added = True  # it may have gone part of the way
-            if kept:
-                present.add(name)
-                added = added or kept == ADDED
-            if where == "do":
-                self._done(key)
-        listed = self.sweep(dst, prefix, present, bounds) if self.run.full else None
-        self.record(dst, listed, added)
+                return looks, True
+            look = Look(name, key, where)
+            if where != "skip":
+                try:
+                    look.found = self.look(src, dst, name, key)
+                except SourceWarning as w:
+                    look.found = w
+            looks.append(look)
+        return looks, False
+
+    def _prefetch(self, src: int, looks: list[Look]) -> object | None:
+        """Hand the window's files that will be copied to the read-ahead."""
+        if self.copier.prefetch is None:
+            return None
+        files = [
+            (f.name, f.st)
+            for f in (look.found for look in looks)
+            if isinstance(f, Entry) and self.copier.will_read(f)
+        ]
+        return self.copier.prefetch.queue(src, files)
+
+    def _mirror(self, look: Look, bounds: Bounds, present: set[str]) -> bool:
+        """Mirror one looked-at entry; whether the stored directory's names
+        may have changed."""
+        if look.where == "skip":
+            present.add(look.name)
+            return False
+        added = False
+        try:
+            found = look.found
+            if isinstance(found, SourceWarning):
+                raise found
+            kept = (
+                found
+                if found == LEFT_OUT
+                else self.mirror(found, bounds if look.where == "enter" else Bounds())
+            )
+        except SourceWarning as w:
+            self.run.skip(w)
+            self.stats.objects_skipped += 1
+            kept = KEPT  # its previous copy stays (or none, if it had none)
+            added = True  # it may have gone part of the way
+        if kept:
+            present.add(look.name)
+            added = added or kept == ADDED
+        if look.where == "do":
+            self._done(look.key)
+        return added
 
     def record(self, dst: int, listed: list[str] | None, changed: bool) -> None:
         """Record the stored directory's entries (``user.inkind.entries``).
@@ -226,13 +298,17 @@ class Walker:
         pass removes its stored copy;
         else ADDED when its name was not in the store before, KEPT when it was.
         """
+        found = self.look(src, dst, name, key)
+        return found if found == LEFT_OUT else self.mirror(found, bounds)
+
+    def look(self, src: int, dst: int, name: str, key: Key) -> Entry | int:
+        """One entry as both sides have it (lstat), or LEFT_OUT."""
         if is_temp_name(name):
             raise SourceWarning(f"{key_text(key)}: name is reserved for inkind temp files; skipped")
         try:
             st = os.stat(name, dir_fd=src, follow_symlinks=False)
         except FileNotFoundError:
             raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
-        is_dir = stat.S_ISDIR(st.st_mode)
         if not self._selected(src, name, key, st):
             return LEFT_OUT
         self.stats.objects_seen += 1
@@ -240,8 +316,13 @@ class Walker:
             dst_st = lstat_at(dst, name)
         except FileNotFoundError:
             dst_st = None
-        e = Entry(src, dst, name, key, st, dst_st)
-        if is_dir:
+        return Entry(src, dst, name, key, st, dst_st)
+
+    def mirror(self, e: Entry, bounds: Bounds) -> int:
+        """Bring the stored copy of one looked-at entry up to date: ADDED
+        or KEPT (see :meth:`entry`)."""
+        st, had = e.st, e.dst_st is not None
+        if stat.S_ISDIR(st.st_mode):
             self.directory(e, bounds)
         elif stat.S_ISREG(st.st_mode):
             if self.copier.regular(e) and self.run.should_scrub():
@@ -250,7 +331,7 @@ class Walker:
             self.copier.symlink(e)
         else:
             self.copier.special(e)
-        return ADDED if dst_st is None else KEPT
+        return KEPT if had else ADDED
 
     def restore(self, src: int, dst: int, name: str, key: Key) -> bool:
         """Bring one entry the store lacks back from the source (scrub's
