@@ -36,4 +36,3 @@ def open_tmp():
     d.chmod(0o755)
     yield d
     shutil.rmtree(d)
-

@@ -3,7 +3,8 @@
 import pytest
 from files_trees import write
 
-from inkind.engines.tree.walker import Bounds, Walker
+from inkind.engines.tree.bounds import Bounds
+from inkind.engines.tree.walker import Walker
 from inkind.runner import Interrupted
 from inkind.testing import tree_diff
 

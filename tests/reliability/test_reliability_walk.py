@@ -22,7 +22,9 @@ def setup_tree(tmp_path, inkind_store):
     return src, cfg
 
 
-def test_file_turning_into_a_directory_mid_walk(tmp_path, inkind_store, inkind_run, monkeypatch, no_read_ahead):
+def test_file_turning_into_a_directory_mid_walk(
+    tmp_path, inkind_store, inkind_run, monkeypatch, no_read_ahead
+):
     src, cfg = setup_tree(tmp_path, inkind_store)
     inkind_run(cfg)
     (src / "file").write_text("new, longer content")

@@ -1,0 +1,64 @@
+"""Where an entry falls in a walk: the bounds of a resumed walk's phases,
+and the entries of a look-ahead window with what looking at each found.
+
+Keys are tuples of name components, so tuple order is the walk order
+(a directory sorts before its contents).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inkind.engines.tree.entry import Entry, Key
+from inkind.errors import SourceWarning
+
+# What Walker.entry says about one source entry.
+LEFT_OUT = 0  # not part of the backup (excluded, a cache directory)
+KEPT = 1  # part of the backup, and its name was in the store already
+ADDED = 2  # part of the backup, and its name was not in the store before
+
+
+@dataclass
+class Look:
+    """One entry of a window: where it falls in the walk's bounds, and what
+    looking at it found (an Entry, LEFT_OUT, or the warning to give when
+    its turn comes)."""
+
+    name: str
+    key: Key
+    where: str
+    found: Entry | int | SourceWarning = LEFT_OUT
+
+
+@dataclass
+class Bounds:
+    """Which part of the tree a walk phase covers: keys in (lo, hi].
+
+    Keys are tuples of name components, so tuple order is the walk order
+    (a directory sorts before its contents). A directory that is an ancestor
+    of a bound is entered but only partly walked.
+    """
+
+    lo: Key | None = None
+    hi: Key | None = None
+
+    def place(self, key: Key) -> str:
+        """ "skip", "stop", "enter" (ancestor of a bound) or "do"."""
+        n = len(key)
+        if self.lo is not None and key <= self.lo:
+            return "enter" if self.lo[:n] == key and key != self.lo else "skip"
+        if self.hi is not None:
+            if self.hi[:n] == key and key != self.hi:
+                return "enter"
+            if key == self.hi:
+                return "skip"
+            if key > self.hi:
+                return "stop"
+        return "do"
+
+    def inner(self, key: Key) -> Bounds:
+        """The bounds that still apply below ``key``."""
+        n = len(key)
+        lo = self.lo if self.lo is not None and self.lo[:n] == key else None
+        hi = self.hi if self.hi is not None and self.hi[:n] == key else None
+        return Bounds(lo, hi)

@@ -1,0 +1,123 @@
+"""The walk's read-ahead (engines/tree/prefetch.py): files read on the other
+core are stored exactly as those the walk reads itself, a file that changes
+or vanishes around the read-ahead is handled as when the walk reads it, and
+nothing it holds outlives the run."""
+
+from __future__ import annotations
+
+import os
+
+from files_trees import write
+
+from inkind.engines.tree import prefetch
+from inkind.testing import tree_diff
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_files_read_ahead_are_stored_whole_and_counted(setup, inkind_run, monkeypatch):
+    taken = []
+    real = prefetch.Prefetcher.take
+
+    def take(self, st):
+        got = real(self, st)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(prefetch.Prefetcher, "take", take)
+    sizes = [1, 100, 4096, 70_000, prefetch.SMALL, prefetch.SMALL + 1]
+    for d in range(3):
+        for i, size in enumerate(sizes):
+            write(setup.src / f"d{d}" / f"f{i}", os.urandom(size))
+    before = _open_fds()
+    (r,) = inkind_run(setup.config).results
+    assert r.outcome == "ok"
+    assert tree_diff(setup.src, setup.data) == []
+    assert r.stats.bytes_read == r.stats.bytes_written == 3 * sum(sizes)
+    # All but the file over SMALL were read ahead; the run left no fd open.
+    assert sum(taken) == 3 * (len(sizes) - 1)
+    assert _open_fds() == before
+
+
+def test_a_budget_too_small_leaves_the_reads_to_the_walk(setup, inkind_run, monkeypatch):
+    monkeypatch.setattr(prefetch, "BUDGET", 10)
+    for i in range(20):
+        write(setup.src / f"f{i}", os.urandom(1000))
+    (r,) = inkind_run(setup.config).results
+    assert r.outcome == "ok" and r.stats.objects_changed == 20
+    assert tree_diff(setup.src, setup.data) == []
+
+
+def test_a_sparse_file_is_left_to_the_walk(setup, inkind_run):
+    with open(setup.src / "sparse", "wb") as f:
+        f.truncate(512 << 10)
+        f.seek(100 << 10)
+        f.write(b"data")
+    st = os.stat(setup.src / "sparse")
+    assert not prefetch.wanted(st)  # its blocks do not cover its size
+    (r,) = inkind_run(setup.config).results
+    assert r.outcome == "ok" and tree_diff(setup.src, setup.data) == []
+    assert os.stat(setup.data / "sparse").st_blocks * 512 < st.st_size  # holes stay holes
+
+
+def test_a_file_growing_after_the_read_ahead_keeps_its_previous_copy(setup, inkind_run, monkeypatch):
+    f = write(setup.src / "grows", b"x" * 1000)
+    inkind_run(setup.config)
+    write(f, b"y" * 2000)
+    real = prefetch._read
+
+    def read(dir_fd, name, st):
+        got = real(dir_fd, name, st)
+        with open(f, "ab") as w:
+            w.write(b"appended after the read-ahead read it")
+        return got
+
+    monkeypatch.setattr(prefetch, "_read", read)
+    report = inkind_run(setup.config)
+    assert report.exit_status == 1
+    assert any("grows: changed while it was read" in m for m in report.results[0].messages)
+    assert (setup.data / "grows").read_bytes() == b"x" * 1000
+    monkeypatch.undo()
+    assert inkind_run(setup.config).exit_status == 0
+    assert tree_diff(setup.src, setup.data) == []
+
+
+def test_a_file_vanishing_before_the_read_ahead_opens_it(setup, inkind_run, monkeypatch):
+    write(setup.src / "a", "old a")
+    inkind_run(setup.config)
+    write(setup.src / "a", "new a, longer")
+    real = prefetch._read
+
+    def read(dir_fd, name, st):
+        os.unlink(name, dir_fd=dir_fd)
+        return real(dir_fd, name, st)
+
+    monkeypatch.setattr(prefetch, "_read", read)
+    report = inkind_run(setup.config)
+    assert report.exit_status == 1
+    assert any("a: vanished" in m for m in report.results[0].messages)
+    assert (setup.data / "a").read_text() == "old a"
+
+
+def test_take_of_a_file_never_queued_is_none(tmp_path):
+    write(tmp_path / "f", "x")
+    with prefetch.Prefetcher() as p:
+        assert p.take(os.stat(tmp_path / "f")) is None
+
+
+def test_discard_closes_what_was_not_taken(tmp_path):
+    names = [f"f{i}" for i in range(10)]
+    for n in names:
+        write(tmp_path / n, n * 100)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    before = _open_fds()
+    with prefetch.Prefetcher() as p:
+        window = p.queue(fd, [(n, os.stat(n, dir_fd=fd)) for n in names])
+        got = p.take(os.stat("f0", dir_fd=fd))
+        assert got is not None and got.data == b"f0" * 100
+        os.close(got.fd)
+        p.discard(window)
+    os.close(fd)
+    assert _open_fds() == before - 1
