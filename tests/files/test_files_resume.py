@@ -97,3 +97,66 @@ def test_resume_from_any_pointer_covers_everything(setup, inkind_run, pointer):
     assert r.outcome == "ok" and r.stats.objects_changed == (9 if pointer == "f5" else 10)
     inkind_run(setup.config)
     assert tree_diff(setup.src, setup.data) == []
+
+
+def test_a_recorded_pointer_never_runs_ahead_of_a_finished_syncfs(setup, inkind_run, monkeypatch):
+    """The walk goes on while a checkpoint's syncfs runs on its thread; the
+    pointer is recorded only after a syncfs that started once the entry it
+    names was done."""
+    import threading
+    import time as time_mod
+
+    from inkind.engines.tree import checkpoint, walker
+    from inkind.engines.tree.entry import key_text
+    from inkind.state import SourceState
+
+    for d in range(8):
+        for f in range(300):  # every 256 entries the walk asks for a checkpoint
+            write(setup.src / f"d{d}" / f"f{f:03}", "x")
+    events: list[tuple[str, str | None, float]] = []
+    lock = threading.Lock()
+
+    def log(kind, what=None):
+        with lock:
+            events.append((kind, what, time_mod.monotonic()))
+
+    real_sync = checkpoint.sync_store
+
+    def sync_store(fd):
+        log("sync-start")
+        time_mod.sleep(0.02)  # a slow disk: the walk goes on meanwhile
+        real_sync(fd)
+        log("sync-end")
+
+    real_done = Walker._done
+
+    def done(self, key):
+        log("done", key_text(key))  # before a checkpoint for it can start
+        real_done(self, key)
+
+    real_resume = SourceState.set_resume
+
+    def set_resume(self, pointer, *, force=False):
+        log("resume", pointer)
+        real_resume(self, pointer, force=force)
+
+    monkeypatch.setattr(checkpoint, "sync_store", sync_store)
+    monkeypatch.setattr(walker, "SAVE_EVERY", 0.0)
+    monkeypatch.setattr(Walker, "_done", done)
+    monkeypatch.setattr(SourceState, "set_resume", set_resume)
+    (r,) = inkind_run(setup.config).results
+    assert r.outcome == "ok"
+    recorded = [(p, t) for kind, p, t in events if kind == "resume" and p is not None]
+    assert recorded, "the walk recorded no pointer on the way"
+    for pointer, at in recorded:
+        done_at = next(t for kind, p, t in events if kind == "done" and p == pointer)
+        starts = [t for kind, _, t in events if kind == "sync-start" and done_at <= t]
+        ends = [t for kind, _, t in events if kind == "sync-end" and t <= at]
+        assert any(s <= e for s in starts for e in ends), f"{pointer} recorded before a syncfs covered it"
+    # And the walk did not wait for the syncfs: entries were done while one ran.
+    spans = [
+        (t, next(e for k, _, e in events if k == "sync-end" and e >= t))
+        for k, _, t in events
+        if k == "sync-start"
+    ]
+    assert any(s < t < e for k, _, t in events if k == "done" for s, e in spans)

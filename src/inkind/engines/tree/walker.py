@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from inkind.engines.tree.bounds import ADDED, KEPT, LEFT_OUT, Bounds, Look
+from inkind.engines.tree.checkpoint import Checkpoints
 from inkind.engines.tree.copier import Copier
 from inkind.engines.tree.entry import READ_FLAGS, Entry, Key, key_text, log, report_change, text_key
 from inkind.engines.tree.metadata import Metadata
@@ -27,7 +28,7 @@ from inkind.errors import SourceWarning
 from inkind.source import RunContext
 from inkind.state import SourceState
 from inkind.store.entries import has_entries, record_entries
-from inkind.store.files import is_temp_name, sync_store
+from inkind.store.files import is_temp_name
 from inkind.store.paths import DIR_FLAGS, list_dir, lstat_at, open_at
 from inkind.store.tree import make_dir, remove
 from inkind.ui import Progress, null_progress
@@ -84,7 +85,7 @@ class Walker:
         self.root_dev = 0
         self.progress: Progress = null_progress
         self.last: Key | None = None  # the last completed entry
-        self.saves_pointer = False  # only a backup walk keeps a resume pointer
+        self.checkpoints: Checkpoints | None = None  # only a backup walk keeps a resume pointer
         self._tick = 0
         self._next_save = 0.0
         # Re-list every stored directory to record its entries: the last
@@ -102,12 +103,12 @@ class Walker:
         resume = state.resume
         start = text_key(resume) if resume else None
         self.recount = state.partial or state.left_running or resume is not None
-        self.saves_pointer = True
         state.mark_partial()  # durable before the walk's first write
         phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
         with (
             self.run.progress("files", total=previous_count(state), estimated=True) as progress,
             Prefetcher() as self.copier.prefetch,
+            Checkpoints(self.run) as self.checkpoints,
         ):
             self.progress = progress
             try:
@@ -119,7 +120,7 @@ class Walker:
                 self.save_pointer()
                 raise
             finally:
-                self.copier.prefetch = None
+                self.copier.prefetch = self.checkpoints = None
         self.meta.apply(self.run.data_fd, None, st, xattrs_from=src, new=True)
         state.clear_partial()
         state.set_resume(None, force=True)
@@ -230,15 +231,14 @@ class Walker:
         if self._tick & 255 == 0:
             self.progress.advance(256)
             now = time.monotonic()
-            if self.saves_pointer and now >= self._next_save:
-                self.save_pointer()
+            if self.checkpoints is not None and now >= self._next_save:
+                self.checkpoints.tick(self.last)
                 self._next_save = now + SAVE_EVERY
 
     def save_pointer(self) -> None:
         """Record the resume pointer once what precedes it is durable."""
-        if self.last is not None:
-            sync_store(self.run.data_fd)
-            self.run.state.set_resume(key_text(self.last), force=True)
+        if self.checkpoints is not None:
+            self.checkpoints.now(self.last)
 
     def entry(self, src: int, dst: int, name: str, key: Key, bounds: Bounds) -> int:
         """Mirror one entry (and, for a directory, what is below it).
