@@ -99,7 +99,13 @@ class Copier:
     def up_to_date(self, e: Entry) -> bool:
         """Whether the stored copy of a regular file is taken as up to date:
         a regular file of the same size and mtime (and, as non-root, the
-        same recorded stand-in metadata)."""
+        same recorded stand-in metadata). Decided once per entry: the walk's
+        look-ahead asks first."""
+        if e.same is None:
+            e.same = self._same(e)
+        return e.same
+
+    def _same(self, e: Entry) -> bool:
         return (
             e.dst_st is not None
             and stat.S_ISREG(e.dst_st.st_mode)

@@ -31,6 +31,7 @@ class Entry:
     key: Key
     st: os.stat_result
     dst_st: os.stat_result | None
+    same: bool | None = None  # the copier's up-to-date verdict, once asked
 
 
 class Changed(SourceWarning):
