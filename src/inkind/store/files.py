@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import stat
 from collections.abc import Callable
@@ -46,11 +47,18 @@ def holds_data(dir_fd: int) -> bool:
     return any(not is_temp_name(n) for n in list_dir(dir_fd))
 
 
+# Temp names come from a generator seeded by the OS, reseeded in a forked
+# child (os.urandom per name cost 5 us, a tenth of a small file's copy);
+# O_EXCL keeps a name that is somehow taken from replacing anything.
+_names = random.Random()
+os.register_at_fork(after_in_child=_names.seed)
+
+
 def temp_name(tag: str = "") -> bytes:
     """``.inkind-tmp-<16 hex digits>``, or with ``tag``
     ``.inkind-tmp-<16 hex digits>.<tag>``: a temp whose owner can be told
     from its name (see :func:`sweep_tagged_temps`)."""
-    name = _TEMP_PREFIX_B + os.urandom(8).hex().encode()
+    name = _TEMP_PREFIX_B + b"%016x" % _names.getrandbits(64)
     return name + b"." + os.fsencode(tag) if tag else name
 
 
@@ -158,6 +166,7 @@ class UpdateFile:
         self.changed = False
         self.xxh3 = ""
         self._pfd = -1
+        self._owns_pfd = True
         self._name = b""
         self._old_fd = -1
         self._old_size = 0
@@ -169,7 +178,11 @@ class UpdateFile:
         self._hole_at_end = False
 
     def __enter__(self) -> UpdateFile:
-        self._pfd, self._name = split_path(self.path, self.dir_fd)
+        raw = os.fsencode(self.path)
+        if self.dir_fd is not None and raw and b"/" not in raw:
+            self._pfd, self._name, self._owns_pfd = self.dir_fd, raw, False  # the caller's, kept open
+        else:
+            self._pfd, self._name = split_path(self.path, self.dir_fd)
         try:
             fd = open_at(self._pfd, self._name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
@@ -288,9 +301,9 @@ class UpdateFile:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp_name, dir_fd=self._pfd)
             self._tmp_name = b""
-        if self._pfd >= 0:
+        if self._pfd >= 0 and self._owns_pfd:
             os.close(self._pfd)
-            self._pfd = -1
+        self._pfd = -1
 
 
 def update_file(
