@@ -168,9 +168,10 @@ class Copier:
         ahead = self.prefetch.take(e.st) if self.prefetch is not None else None
         fd = ahead.fd if ahead is not None else _open_source(e)
         try:
-            fst = os.fstat(fd)
-            if (fst.st_ino, fst.st_dev) != (e.st.st_ino, e.st.st_dev) or not stat.S_ISREG(fst.st_mode):
-                raise Changed(f"{key_text(e.key)}: replaced during the backup")
+            if ahead is None:  # (the read-ahead made the same check)
+                fst = os.fstat(fd)
+                if (fst.st_ino, fst.st_dev) != (e.st.st_ino, e.st.st_dev) or not stat.S_ISREG(fst.st_mode):
+                    raise Changed(f"{key_text(e.key)}: replaced during the backup")
             change = "create" if e.dst_st is None else "update"
             if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
                 remove(e.dst, e.name)
@@ -242,6 +243,7 @@ class Copier:
                         f.write_zeros(len(view))
                     else:
                         f.write(view)
+        if not f.changed:  # (a commit made the check in before_commit)
             _check_stable(fd, e)
         return f.changed
 
