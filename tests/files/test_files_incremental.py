@@ -57,6 +57,12 @@ def test_chmod_sets_one_mode(setup, inkind_run):
     assert (s.bytes_read, s.bytes_written, s.modes_set, s.mtimes_set) == (0, 0, 1, 0)
 
 
+def _rchar() -> int:
+    """Bytes this process has read (/proc/self/io), page cache included."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
 def test_large_file_rewrites_only_changed_blocks(setup, inkind_run):
     big = setup.src / "big.bin"
     with open(big, "wb") as f:
@@ -69,10 +75,16 @@ def test_large_file_rewrites_only_changed_blocks(setup, inkind_run):
         f.write(os.urandom(4096))
         f.seek((80 << 20) - 4096)
         f.write(os.urandom(4096))
-    s = stats_of(inkind_run(setup.config))
+    rchar = _rchar()
+    s = stats_of(inkind_run(setup.config, verify_after=False))
+    read_back = _rchar() - rchar - (80 << 20)  # beyond the source: the stored copy
+    assert inkind_run(setup.config, "verify").exit_status == 0
     assert s.objects_changed == 1
     assert s.bytes_written == 2 * (64 << 10)  # two 64 KiB pieces, not 80 MiB
     assert s.bytes_read == 80 << 20
+    # The block digests (user.inkind.blocks) name the two changed 4 MiB
+    # blocks: only those are read back from the store, not 80 MiB.
+    assert read_back < 3 * (4 << 20), read_back
     assert (setup.data / "big.bin").read_bytes() == big.read_bytes()
     # On a filesystem without reflinks the update went through a journal,
     # in place; with reflinks, through a clone (a new inode).
@@ -121,3 +133,31 @@ def test_hard_link_broken_in_source_is_broken_in_store(setup, inkind_run):
     os.utime(setup.src / "b", ns=(1, os.stat(setup.src / "a").st_mtime_ns))
     inkind_run(setup.config, full=True)
     assert tree_diff(setup.src, setup.data) == []
+
+
+def test_block_digests_that_do_not_describe_the_stored_file_are_not_trusted(setup, inkind_run):
+    """A stale user.inkind.blocks (its content hash is not the file's) is
+    ignored: the stored copy is read back and compared, and the digests
+    are written anew."""
+    import xattr
+
+    big = setup.src / "big.bin"
+    big.write_bytes(os.urandom(70 << 20))
+    inkind_run(setup.config)
+    stored = setup.data / "big.bin"
+    value = xattr.get(stored, "user.inkind.blocks")
+    assert len(value) == 16 + 18 * 16  # the content hash, then 18 blocks of 4 MiB
+    assert value[:16].hex() == xattr.get(stored, "user.inkind.xxh3").decode()
+    stale = bytes(16) + value[16:]
+    xattr.set(stored, "user.inkind.blocks", stale)
+    with open(big, "r+b") as f:
+        f.seek(5 << 20)
+        f.write(os.urandom(4096))
+    rchar = _rchar()
+    s = stats_of(inkind_run(setup.config, verify_after=False))
+    assert _rchar() - rchar >= 2 * (70 << 20)  # source and stored copy, whole
+    assert inkind_run(setup.config, "verify").exit_status == 0
+    assert s.bytes_written == 64 << 10
+    assert stored.read_bytes() == big.read_bytes()
+    fresh = xattr.get(stored, "user.inkind.blocks")
+    assert fresh[:16].hex() == xattr.get(stored, "user.inkind.xxh3").decode() and fresh != stale

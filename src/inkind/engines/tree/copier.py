@@ -15,6 +15,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 
+from inkind.engines.tree import blocks
 from inkind.engines.tree.entry import READ_FLAGS, Changed, Entry, key_text, report_change
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.prefetch import Prefetcher
@@ -24,11 +25,12 @@ from inkind.segments import data_segments
 from inkind.source import RunContext
 from inkind.store.files import UpdateFile, is_zero, same_bytes, temp_name
 from inkind.store.image import UpdateImage
-from inkind.store.paths import DIR_FLAGS, lstat_at, open_at, open_beneath
+from inkind.store.paths import DIR_FLAGS, fd_path, lstat_at, open_at, open_beneath
 from inkind.store.tree import link, make_node, make_symlink, remove, rename
+from inkind.store.xattrs import XAttrs
 
 BIG_FILE = 64 << 20
-BLOCK = 4 << 20
+BLOCK = blocks.BLOCK  # the unit of reads, and of block digests
 GRANULE = 64 << 10  # a changed large file is rewritten in 64 KiB pieces
 _NOATIME = getattr(os, "O_NOATIME", 0)
 _ZEROS = memoryview(bytes(BLOCK))
@@ -225,8 +227,12 @@ class Copier:
         """A file stored whole: UpdateFile compares, hashes and stores it.
         ``data``: its content as the read-ahead read it (it has no holes)."""
 
+        digests = [] if e.st.st_size >= BIG_FILE and blocks.applies(e.st) else None
+
         def before_commit(tfd: int) -> None:
             _check_stable(fd, e)
+            if digests is not None:
+                XAttrs(tfd, stats=self.stats).put(blocks.XATTR, blocks.encode(f.xxh3, digests))
             self.meta.apply_fresh(tfd, e.st, xattrs_from=fd)
 
         with UpdateFile(
@@ -239,6 +245,8 @@ class Copier:
                 f.write(data)
             else:
                 for _, view in self._read_blocks(fd, e.st, None, self.buf):
+                    if digests is not None:
+                        digests.append(blocks.digest(view))
                     if view.obj is _ZEROS.obj:  # a hole of the source
                         f.write_zeros(len(view))
                     else:
@@ -249,7 +257,8 @@ class Copier:
 
     def _copy_blocks(self, fd: int, e: Entry) -> bool:
         """A large file: compare block by block with the stored copy and
-        write only the blocks that differ, through update_image.
+        write only the blocks that differ, through update_image. A block
+        whose digest the stored copy records (see blocks) is not read back.
 
         The image update is opened at the first difference, so an unchanged
         file costs no write, and blocks stream through: memory stays flat.
@@ -258,13 +267,23 @@ class Copier:
         hasher = new_hasher()
         rel = os.fsdecode(b"/".join((self.run.name.encode(), *e.key)))
         ofd = open_at(e.dst, e.name, READ_FLAGS)
+        digests = [] if blocks.applies(e.st) else None
         with contextlib.ExitStack() as stack:
             stack.callback(os.close, ofd)
-            old_size = os.fstat(ofd).st_size
+            old_st = os.fstat(ofd)
+            known = blocks.stored(ofd) if digests is not None else None
             img: UpdateImage | None = None
             for off, view in self._read_blocks(fd, e.st, hasher, self.buf):
                 n = len(view)
-                have = os.preadv(ofd, [old[:n]], off) if off < old_size else 0
+                if digests is not None:
+                    digests.append(blocks.digest(view))
+                    if (
+                        known is not None
+                        and len(digests) <= len(known)
+                        and known[len(digests) - 1] == digests[-1]
+                    ):
+                        continue
+                have = os.preadv(ofd, [old[:n]], off) if off < old_st.st_size else 0
                 if have == n and same_bytes(old[:n], view):
                     continue
                 if img is None:
@@ -273,13 +292,22 @@ class Copier:
                     )
                 _write_difference(img, off, old[:n] if have == n else None, view)
             _check_stable(fd, e)
+            if img is None and old_st.st_size == e.st.st_size:
+                if digests is not None and known != digests and old_st.st_nlink == 1:
+                    self._record_blocks(e, hasher.hexdigest(), digests)
+                return False
             if img is None:
-                if old_size == e.st.st_size:
-                    return False
                 img = stack.enter_context(UpdateImage(self.run.root_fd, rel, e.st.st_size, stats=self.stats))
             img.xxh3 = hasher.hexdigest()
+        if digests is not None:
+            self._record_blocks(e, img.xxh3, digests)
         self.meta.apply(e.dst, e.name, e.st, xattrs_from=fd, new=True)
         return True
+
+    def _record_blocks(self, e: Entry, whole: str, digests: list[bytes]) -> None:
+        """Record the block digests on the stored file (an image update
+        leaves it an inode of its own: none in history shares it)."""
+        XAttrs(fd_path(e.dst, e.name), stats=self.stats)[blocks.XATTR] = blocks.encode(whole, digests)
 
     # ----- symlinks and special files --------------------------------------
 
