@@ -85,10 +85,14 @@ class SourceState:
         return bool(self.data.get("partial"))
 
     def mark_partial(self) -> None:
-        """Flag the work as under way, durably, before the first store write."""
+        """Flag the work as under way, durably, before the first store write.
+        While the run's ``running`` marker is saved it says as much (a killed
+        run leaves it, and the state is saved with the flag at the end of
+        the run), so the flag waits for that save: one temp and fsync less."""
         if not self.partial:
             self.data["partial"] = True
-            self.save()
+            if "running" not in self.data:
+                self.save()
 
     def clear_partial(self) -> None:
         """The work completed (saved with the state at the end of the run)."""

@@ -14,7 +14,7 @@ from inkind.hashing import hash_fd
 from inkind.store.entries import entries_problem
 from inkind.store.files import holds_data, is_temp_name
 from inkind.store.journal import pending_journals
-from inkind.store.paths import DIR_FLAGS, list_dir
+from inkind.store.paths import DIR_FLAGS, list_dir, open_at
 from inkind.store.xattrs import XAttrs
 from inkind.storeroot import StoreLayout
 
@@ -61,9 +61,9 @@ def verify_tree(run: RunContext, *, unfinished: bool = False) -> list[Finding]:
                 if is_temp_name(name):
                     findings.append(Finding(path, "leftover temp; the next run removes it", True))
                 elif stat.S_ISDIR(st.st_mode):
-                    stack.append((os.open(name, DIR_FLAGS, dir_fd=dfd), path))
+                    stack.append((open_at(dfd, name, DIR_FLAGS), path))
                 elif stat.S_ISREG(st.st_mode):
-                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+                    fd = open_at(dfd, name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                     try:
                         run.stats.objects_seen += 1
                         found = check_file(fd, path, st.st_size)

@@ -1,5 +1,6 @@
 """Store primitives: compare first, write atomically, count exactly."""
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from inkind.store import set_mode, sweep_temps
 from inkind.store.dryrun import dry_run
 from inkind.store.image import Extent, UpdateImage
 from inkind.store.journal import replay_journals
-from inkind.store.paths import DIR_FLAGS
+from inkind.store.paths import DIR_FLAGS, open_at
 
 
 def temps(d):
@@ -259,3 +260,33 @@ def test_a_journal_left_by_a_killed_run_is_replayed(store):
 
     assert XAttrs(img).text("xxh3") == hash_bytes(img.read_bytes())
     assert os.listdir(store / ".inkind" / "journal" / "src") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to read as another user (CI runs as root)")
+def test_a_read_open_leaves_atime_alone_and_falls_back_on_another_users_file(tmp_path):
+    """O_NOATIME is the owner's (and root's): on another user's file it is
+    refused with EPERM, and the read is made without it."""
+    d = tmp_path / "d"
+    d.mkdir(mode=0o755)
+    (d / "f").write_text("x")
+    (d / "f").chmod(0o644)
+    dfd = os.open(d, DIR_FLAGS)
+    try:
+        fd = open_at(dfd, "f", os.O_RDONLY)
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NOATIME
+        os.close(fd)
+        os.seteuid(65534)
+        try:
+            with pytest.raises(PermissionError):
+                os.open("f", os.O_RDONLY | os.O_NOATIME, dir_fd=dfd)
+            fd = open_at(dfd, "f", os.O_RDONLY)
+        finally:
+            os.seteuid(0)
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NOATIME
+        assert os.read(fd, 2) == b"x"
+        os.close(fd)
+        fd = open_at(dfd, "f", os.O_WRONLY)  # a write is not a read: no O_NOATIME
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NOATIME
+        os.close(fd)
+    finally:
+        os.close(dfd)

@@ -32,6 +32,8 @@ import tempfile
 from collections.abc import Iterator
 from contextvars import ContextVar
 
+from inkind.store.noatime import open_noatime
+
 Ino = tuple[int, int]  # (st_dev, st_ino)
 
 TOUCHED = -1  # the mtime of an inode a dry write touched: not any source's mtime
@@ -163,14 +165,14 @@ class DryRun:
         """Open what ``ref`` names, read-only."""
         flags = (flags & ~(os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_TRUNC)) | os.O_RDONLY
         if ref.startswith(_PROC):
-            return os.open(ref, flags & ~os.O_NOFOLLOW)
-        return os.open(ref, flags)
+            return open_noatime(ref, flags & ~os.O_NOFOLLOW)
+        return open_noatime(ref, flags)
 
     @staticmethod
     def open_store(dir_fd: int, name: str | bytes, flags: int) -> int:
         """Open a stored object that the dry run did not change, read-only."""
         flags = (flags & ~(os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_TRUNC)) | os.O_RDONLY
-        return os.open(name, flags, dir_fd=dir_fd)
+        return open_noatime(name, flags, dir_fd=dir_fd)
 
     @staticmethod
     def lstat(ref: str) -> os.stat_result:
@@ -186,7 +188,11 @@ class DryRun:
         self.touch(d)
 
     def listdir(self, dir_fd: int) -> list[str]:
-        names = {n: True for n in os.listdir(f"{_PROC}{dir_fd}")}  # a new open (see paths.list_dir)
+        fd = open_noatime(".", _DIR_FLAGS, dir_fd=dir_fd)  # a new open (see paths.list_dir)
+        try:
+            names = {n: True for n in os.listdir(fd)}
+        finally:
+            os.close(fd)
         for name, ref in self.names.get(ino_of(dir_fd), {}).items():
             if ref is None:
                 names.pop(name, None)

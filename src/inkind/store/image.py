@@ -252,7 +252,7 @@ def unshare(dir_fd: int, name: str, *, stats: Stats | None = None) -> os.stat_re
     filesystem allows (FICLONE), else its bytes are copied and counted.
     Returns the new file's stat.
     """
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    fd = open_at(dir_fd, name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
         x = XAttrs(fd)

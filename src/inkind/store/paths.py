@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from inkind.store import dryrun
+from inkind.store.noatime import open_noatime
 
 PathLike = str | bytes | os.PathLike
 
@@ -29,11 +30,12 @@ def fd_path(dir_fd: int, name: str | bytes = b"") -> bytes:
 
 
 def open_at(dir_fd: int, name: str | bytes, flags: int, mode: int = 0o600) -> int:
-    """``os.open(name, flags, dir_fd=dir_fd)``; in a dry run, what ``name``
+    """``os.open(name, flags, dir_fd=dir_fd)``, a read leaving the atime as
+    it is (see :mod:`inkind.store.noatime`); in a dry run, what ``name``
     would be by now, and only ever read-only."""
     dry = dryrun.active()
     if dry is None:
-        return os.open(name, flags, mode, dir_fd=dir_fd)
+        return open_noatime(name, flags, mode, dir_fd=dir_fd)
     found = dry.lookup(dir_fd, name)
     if found is None:
         raise FileNotFoundError(2, os.strerror(2), os.fsdecode(name))
@@ -78,7 +80,7 @@ def reopen_dir(dir_fd: int) -> int:
     """A new descriptor (a new open file description, unlike ``os.dup``) of
     the open directory ``dir_fd``, for listings that must see every entry
     (see :func:`list_dir`). The caller closes it."""
-    return os.open(".", DIR_FLAGS, dir_fd=dir_fd)
+    return open_noatime(".", DIR_FLAGS, dir_fd=dir_fd)
 
 
 def open_beneath(root_fd: int, relpath: str | bytes, flags: int, mode: int = 0o600) -> int:

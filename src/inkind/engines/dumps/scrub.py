@@ -13,7 +13,7 @@ from inkind.engines.dumps.failures import Failures
 from inkind.errors import CorruptionError
 from inkind.source import RunContext
 from inkind.store.entries import entries_problem
-from inkind.store.paths import DIR_FLAGS
+from inkind.store.paths import DIR_FLAGS, open_at
 from inkind.verify import check_file
 
 log = logging.getLogger("inkind")
@@ -27,7 +27,7 @@ def scrub_entry(run: RunContext, entry: str, failures: Failures) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        dfd = os.open(entry, DIR_FLAGS, dir_fd=run.data_fd)
+        dfd = open_at(run.data_fd, entry, DIR_FLAGS)
         try:
             names = regular_files(dfd)
             # Whenever scrubbing (whatever the sample: it costs no read).
@@ -47,7 +47,7 @@ def scrub_entry(run: RunContext, entry: str, failures: Failures) -> None:
 
 
 def _check(run: RunContext, dir_fd: int, name: str, rel: str, failures: Failures) -> None:
-    fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    fd = open_at(dir_fd, name, READ_FLAGS)
     try:
         size = os.fstat(fd).st_size
         run.stats.objects_scrubbed += 1

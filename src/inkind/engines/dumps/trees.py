@@ -43,7 +43,7 @@ def same_tree(new_fd: int, old_fd: int, names: list[str]) -> bool:
     for name in names:
         a = os.open(name, READ_FLAGS, dir_fd=new_fd)
         try:
-            b = os.open(name, READ_FLAGS, dir_fd=old_fd)
+            b = open_at(old_fd, name, READ_FLAGS)
         except OSError:
             os.close(a)
             return False

@@ -19,7 +19,7 @@ from inkind.errors import ConfigError
 from inkind.source import Finding, RunContext, Source
 from inkind.store.files import is_temp_name
 from inkind.store.journal import pending_journals
-from inkind.store.paths import list_dir, open_beneath
+from inkind.store.paths import list_dir, open_at, open_beneath
 from inkind.store.xattrs import XAttrs
 from inkind.ui import fields, human_bytes
 from inkind.verify import check_file, existing
@@ -78,7 +78,7 @@ class RawImageSource(Source):
                 if name.endswith(".img"):
                     findings += self.engine(run, name, rel).verify()
                 else:
-                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=run.data_fd)
+                    fd = open_at(run.data_fd, name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                     try:
                         found = check_file(fd, rel, st.st_size)
                     finally:

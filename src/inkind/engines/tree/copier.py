@@ -312,6 +312,12 @@ class Copier:
     # ----- symlinks and special files --------------------------------------
 
     def symlink(self, e: Entry) -> None:
+        """A symlink's quick check is a regular file's: same length and mtime
+        is unchanged, without reading either link (a readlink rewrites the
+        stored link's atime under relatime; a full pass reads both)."""
+        if self.meta.as_root and not self.run.full and _same_link(e):
+            self._unchanged(e)
+            return
         try:
             target = os.readlink(e.name, dir_fd=e.src)
         except FileNotFoundError:
@@ -380,6 +386,16 @@ class Copier:
         else:
             self.stats.objects_unchanged += 1
             self.meta.apply(e.dst, e.name, e.st, xattrs_from=None, new=False)
+
+
+def _same_link(e: Entry) -> bool:
+    """The stored entry is a symlink as long as the source's, of its mtime."""
+    d = e.dst_st
+    return (
+        d is not None
+        and stat.S_ISLNK(d.st_mode)
+        and (d.st_size, d.st_mtime_ns) == (e.st.st_size, e.st.st_mtime_ns)
+    )
 
 
 def _write_difference(img: UpdateImage, off: int, old: memoryview | None, view: memoryview) -> None:

@@ -21,7 +21,7 @@ from inkind.source import RunContext
 from inkind.store.entries import entries_problem, record_entries
 from inkind.store.files import is_temp_name
 from inkind.store.meta import set_mtime
-from inkind.store.paths import DIR_FLAGS, list_dir
+from inkind.store.paths import DIR_FLAGS, list_dir, open_at
 from inkind.store.xattrs import XAttrs
 from inkind.ui import Progress
 
@@ -49,7 +49,7 @@ class Scrubber:
         """
         self.stats.objects_scrubbed += 1
         rel = f"{self.run.name}/{key_text(key)}"
-        fd = os.open(name, READ_FLAGS, dir_fd=dst)
+        fd = open_at(dst, name, READ_FLAGS)
         try:
             dst_st = os.fstat(fd)
             want = XAttrs(fd).text("xxh3")
@@ -109,7 +109,7 @@ class Scrubber:
                     key = (*prefix, os.fsencode(name))
                     st = os.stat(name, dir_fd=dst, follow_symlinks=False)
                     if stat.S_ISDIR(st.st_mode):
-                        stack.append((os.open(name, DIR_FLAGS, dir_fd=dst), _open_dir(src, name), key))
+                        stack.append((open_at(dst, name, DIR_FLAGS), _open_dir(src, name), key))
                     elif stat.S_ISREG(st.st_mode) and self.run.should_scrub():
                         progress.advance()
                         try:
