@@ -23,7 +23,7 @@ from inkind.errors import SourceReadError, SourceWarning
 from inkind.hashing import new_hasher
 from inkind.segments import data_segments
 from inkind.source import RunContext
-from inkind.store.files import UpdateFile, is_zero, same_bytes, temp_name
+from inkind.store.files import UpdateFile, same_bytes, temp_name
 from inkind.store.image import UpdateImage
 from inkind.store.paths import DIR_FLAGS, fd_path, lstat_at, open_at, open_beneath
 from inkind.store.tree import link, make_node, make_symlink, remove, rename
@@ -31,23 +31,8 @@ from inkind.store.xattrs import XAttrs
 
 BIG_FILE = 64 << 20
 BLOCK = blocks.BLOCK  # the unit of reads, and of block digests
-GRANULE = 64 << 10  # a changed large file is rewritten in 64 KiB pieces
 _NOATIME = getattr(os, "O_NOATIME", 0)
-_ZEROS = memoryview(bytes(BLOCK))
-
-
-def changed_ranges(old: memoryview, new: memoryview, granule: int = GRANULE) -> list[tuple[int, int]]:
-    """The (start, end) ranges, in ``granule`` steps and merged when
-    adjacent, where two equally long buffers differ."""
-    ranges: list[tuple[int, int]] = []
-    for start in range(0, len(new), granule):
-        end = min(start + granule, len(new))
-        if not same_bytes(old[start:end], new[start:end]):
-            if ranges and ranges[-1][1] == start:
-                ranges[-1] = (ranges[-1][0], end)
-            else:
-                ranges.append((start, end))
-    return ranges
+_ZEROS = blocks.ZEROS
 
 
 def _open_source(e: Entry) -> int:
@@ -290,7 +275,7 @@ class Copier:
                     img = stack.enter_context(
                         UpdateImage(self.run.root_fd, rel, e.st.st_size, stats=self.stats)
                     )
-                _write_difference(img, off, old[:n] if have == n else None, view)
+                blocks.write_difference(img, off, old[:n] if have == n else None, view)
             _check_stable(fd, e)
             if img is None and old_st.st_size == e.st.st_size:
                 if digests is not None and known != digests and old_st.st_nlink == 1:
@@ -396,17 +381,3 @@ def _same_link(e: Entry) -> bool:
         and stat.S_ISLNK(d.st_mode)
         and (d.st_size, d.st_mtime_ns) == (e.st.st_size, e.st.st_mtime_ns)
     )
-
-
-def _write_difference(img: UpdateImage, off: int, old: memoryview | None, view: memoryview) -> None:
-    """Write one block that differs from its stored copy (``old``; None
-    when the stored file is shorter): a source hole as zeros, else only
-    the changed granules, zero ones as holes."""
-    hole = view.obj is _ZEROS.obj
-    n = len(view)
-    for start, end in [(0, n)] if old is None or hole else changed_ranges(old, view):
-        part = view[start:end]
-        if hole or is_zero(part):
-            img.zero(off + start, end - start)
-        else:
-            img.write(off + start, part)
