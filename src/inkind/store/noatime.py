@@ -9,7 +9,8 @@ such inode costs a metadata leaf that the previous snapshot keeps (a
 no-change backup scrubbing 1% of 54,000 files grew the store's filesystem
 by 15 MiB). ``O_NOATIME``, allowed to the file's owner and to root, keeps
 reads read-only; where it is refused (EPERM: another user's file) the open
-is made without it.
+is made without it. The tree engine opens source files the same way, so
+a backup leaves the source's atimes as they were too.
 """
 
 from __future__ import annotations

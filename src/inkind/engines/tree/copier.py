@@ -25,13 +25,13 @@ from inkind.segments import data_segments
 from inkind.source import RunContext
 from inkind.store.files import UpdateFile, same_bytes, temp_name
 from inkind.store.image import UpdateImage
+from inkind.store.noatime import open_noatime
 from inkind.store.paths import DIR_FLAGS, fd_path, lstat_at, open_at, open_beneath
 from inkind.store.tree import link, make_node, make_symlink, remove, rename
 from inkind.store.xattrs import XAttrs
 
 BIG_FILE = 64 << 20
 BLOCK = blocks.BLOCK  # the unit of reads, and of block digests
-_NOATIME = getattr(os, "O_NOATIME", 0)
 _ZEROS = blocks.ZEROS
 
 
@@ -39,12 +39,7 @@ def _open_source(e: Entry) -> int:
     """The source file, opened without following a link (and without
     touching its atime where the kernel lets us)."""
     try:
-        return os.open(e.name, READ_FLAGS | _NOATIME, dir_fd=e.src)
-    except PermissionError:
-        try:
-            return os.open(e.name, READ_FLAGS, dir_fd=e.src)
-        except OSError as err:
-            raise SourceWarning(f"{key_text(e.key)}: cannot read: {err.strerror}") from None
+        return open_noatime(e.name, READ_FLAGS, dir_fd=e.src)
     except FileNotFoundError:
         raise SourceWarning(f"{key_text(e.key)}: vanished during the backup") from None
     except OSError as err:
@@ -60,10 +55,14 @@ def _segments(fd: int, st: os.stat_result) -> Iterator[tuple[int, int]]:
     return data_segments(fd, st.st_size)
 
 
+def _changed_while_read(e: Entry) -> Changed:
+    return Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
+
+
 def _check_stable(fd: int, e: Entry) -> None:
     after = os.fstat(fd)
     if after.st_size != e.st.st_size or after.st_mtime_ns != e.st.st_mtime_ns:
-        raise Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
+        raise _changed_while_read(e)
 
 
 class Copier:
@@ -225,7 +224,7 @@ class Copier:
         ) as f:
             if data is not None:
                 if len(data) != e.st.st_size:
-                    raise Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
+                    raise _changed_while_read(e)
                 self.stats.bytes_read += len(data)
                 f.write(data)
             else:
@@ -262,11 +261,8 @@ class Copier:
                 n = len(view)
                 if digests is not None:
                     digests.append(blocks.digest(view))
-                    if (
-                        known is not None
-                        and len(digests) <= len(known)
-                        and known[len(digests) - 1] == digests[-1]
-                    ):
+                    i = len(digests) - 1
+                    if known is not None and i < len(known) and known[i] == digests[i]:
                         continue
                 have = os.preadv(ofd, [old[:n]], off) if off < old_st.st_size else 0
                 if have == n and same_bytes(old[:n], view):

@@ -22,10 +22,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from inkind.engines.tree.entry import READ_FLAGS
+from inkind.store.noatime import open_noatime
 
 SMALL = 1 << 20
 BUDGET = 16 << 20
-_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
 @dataclass
@@ -173,7 +173,7 @@ def _read(dir_fd: int, name: str, st: os.stat_result) -> Read | None:
     """Open and read one source file, if it is still the file lstat saw;
     None on any doubt (the walk then reads it itself, and reports)."""
     try:
-        fd = os.open(name, READ_FLAGS | _NOATIME | os.O_NONBLOCK, dir_fd=dir_fd)
+        fd = open_noatime(name, READ_FLAGS | os.O_NONBLOCK, dir_fd=dir_fd)  # a fifo swapped in never blocks
     except OSError:
         return None
     try:
