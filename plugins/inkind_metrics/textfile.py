@@ -46,6 +46,11 @@ GAUGES = [
         lambda st, last: last.get("stats", {}).get("bytes_written"),
     ),
     (
+        "inkind_last_run_bytes_received",
+        "Bytes that came over the network from a remote host in the last backup run.",
+        lambda st, last: last.get("stats", {}).get("bytes_received"),
+    ),
+    (
         "inkind_last_run_objects_changed",
         "Objects the last backup run changed in the store.",
         lambda st, last: last.get("stats", {}).get("objects_changed"),

@@ -21,7 +21,9 @@ class Stats:
     update_image writes first on filesystems without reflinks;
     ``objects_kept_out`` the directories (and sqlite glob matches) a source
     left alone because they are, or lie in, the store or its snapshot
-    folder (a source containing the store, such as ``path = "/"``).
+    folder (a source containing the store, such as ``path = "/"``);
+    ``bytes_received`` the bytes that came over the network from a remote
+    side (frames as they crossed, before decompression).
     """
 
     objects_seen: int = 0
@@ -36,6 +38,7 @@ class Stats:
     bytes_read: int = 0
     bytes_written: int = 0
     bytes_journaled: int = 0
+    bytes_received: int = 0
     xattrs_written: int = 0
     mtimes_set: int = 0
     modes_set: int = 0

@@ -64,6 +64,7 @@ _STATS_TEXT = (
     ("bytes_read", "read"),
     ("bytes_written", "written"),
     ("bytes_journaled", "journaled"),
+    ("bytes_received", "received"),
     ("xattrs_written", "xattrs set"),
     ("mtimes_set", "mtimes set"),
     ("modes_set", "modes set"),

@@ -1,0 +1,320 @@
+"""inkind's remote side: the ops on files, devices, commands and SQLite
+databases, and the loop that answers the server's requests.
+
+bootstrap.py sends wire.py, walk.py and this module as one source text to
+``python3 -c BOOT`` on the host and runs :func:`main`, so all three use the
+standard library only and Python 3.9 syntax.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+
+from inkind.remote.walk import Scan
+from inkind.remote.wire import (
+    BATCH,
+    BLOCK_DATA,
+    BLOCK_HOLE,
+    BLOCK_ZERO,
+    CHUNK,
+    DATA,
+    DIGEST,
+    HASH,
+    HASHES,
+    JSON,
+    MAX_BLOCK,
+    OFFSET,
+    OPEN_FLAGS,
+    PROTOCOL,
+    FrameError,
+    Writer,
+    read_frame,
+    stat_fields,
+    to_bytes,
+    to_text,
+)
+
+
+def open_source(path: bytes):
+    """A regular file or block device opened to read (never through a
+    symlink, never blocking on a fifo), its fstat and its size."""
+    try:
+        fd = os.open(path, OPEN_FLAGS | getattr(os, "O_NOATIME", 0))
+    except PermissionError:  # O_NOATIME needs the owner or CAP_FOWNER
+        fd = os.open(path, OPEN_FLAGS)
+    st = os.fstat(fd)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file or block device")
+    size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
+    return fd, st, size
+
+
+def data_segments(fd: int, start: int, end: int):
+    """(offset, end) of the parts of [start, end) that may hold data
+    (SEEK_DATA/SEEK_HOLE; all of it where the filesystem does not say)."""
+    pos = start
+    while pos < end:
+        try:
+            begin = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                return
+            if e.errno != errno.EINVAL:
+                raise
+            begin, stop = pos, end
+        else:
+            stop = os.lseek(fd, begin, os.SEEK_HOLE)
+        if begin >= end:
+            return
+        yield begin, min(stop, end)
+        pos = stop
+
+
+def op_read(w: Writer, req: dict, temps: set) -> None:
+    """Files, each its fstat, the data of its ranges (holes left out) and its
+    fstat after; an error for one file does not end the op."""
+    compress = bool(req.get("compress", True))
+    for i, (path, ranges) in enumerate(req["files"]):
+        try:
+            fd, st, size = open_source(to_bytes(path))
+        except OSError as e:
+            w.fail(e, file=i)
+            continue
+        try:
+            w.json(file=i, stat=stat_fields(st), size=size)
+            for offset, length in ranges if ranges is not None else [(0, size)]:
+                for begin, stop in data_segments(fd, offset, min(offset + length, size)):
+                    if not send_span(w, fd, begin, stop, compress):
+                        break
+            w.json(file_end=i, stat=stat_fields(os.fstat(fd)))
+        except OSError as e:
+            w.fail(e, file_end=i)
+        finally:
+            os.close(fd)
+    w.json(end=True)
+
+
+def send_span(w: Writer, fd: int, pos: int, stop: int, compress: bool) -> bool:
+    while pos < stop:
+        data = os.pread(fd, min(CHUNK, stop - pos), pos)
+        if not data:
+            return False  # the file shrank: the fstat after says so
+        w.send(DATA, data, OFFSET.pack(pos), compress)
+        pos += len(data)
+    return True
+
+
+def block_size(req: dict) -> int:
+    bs = int(req.get("block_size", 4 << 20))
+    if not 4096 <= bs <= MAX_BLOCK:
+        raise ValueError(f"block_size out of range: {bs}")
+    return bs
+
+
+def op_hashes(w: Writer, req: dict, temps: set) -> None:
+    """One (kind, blake2b-128) per block; holes and zero blocks are flagged
+    and not hashed."""
+    bs = block_size(req)
+    fd, st, size = open_source(to_bytes(req["path"]))
+    try:
+        w.json(stat=stat_fields(st), size=size, block_size=bs)
+        zeros = memoryview(bytes(bs))
+        segments = data_segments(fd, 0, size)
+        seg = next(segments, None)
+        records, first = [], 0
+        for i in range((size + bs - 1) // bs):
+            begin, stop = i * bs, min(i * bs + bs, size)
+            while seg is not None and seg[1] <= begin:
+                seg = next(segments, None)
+            if seg is None or seg[0] >= stop:
+                records.append(HASH.pack(BLOCK_HOLE, b""))
+            else:
+                data = os.pread(fd, stop - begin, begin)
+                if data == zeros[: len(data)]:
+                    records.append(HASH.pack(BLOCK_ZERO, b""))
+                else:
+                    records.append(HASH.pack(BLOCK_DATA, hashlib.blake2b(data, digest_size=DIGEST).digest()))
+            if len(records) * HASH.size >= BATCH:
+                w.send(HASHES, b"".join(records), OFFSET.pack(first))
+                records, first = [], i + 1
+        if records:
+            w.send(HASHES, b"".join(records), OFFSET.pack(first))
+        w.json(end=True, stat=stat_fields(os.fstat(fd)))
+    finally:
+        os.close(fd)
+
+
+def op_blocks(w: Writer, req: dict, temps: set) -> None:
+    """The listed blocks, each with its blake2b-128 so the server can check
+    the data against it."""
+    bs = block_size(req)
+    compress = bool(req.get("compress", True))
+    fd, st, size = open_source(to_bytes(req["path"]))
+    try:
+        w.json(stat=stat_fields(st), size=size)
+        for index in req["indices"]:
+            data = os.pread(fd, bs, int(index) * bs)
+            digest = hashlib.blake2b(data, digest_size=DIGEST).digest()
+            w.send(DATA, data, OFFSET.pack(index) + digest, compress)
+        w.json(end=True, stat=stat_fields(os.fstat(fd)))
+    finally:
+        os.close(fd)
+
+
+def op_run(w: Writer, req: dict, temps: set) -> None:
+    """A command's stdout as data frames, then its exit status (negative: the
+    signal) and the last lines of its stderr."""
+    env = dict(os.environ, **(req.get("env") or {}))
+    argv = [str(a) for a in req["argv"]]
+    try:
+        p = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+    except OSError as e:
+        w.fail(OSError(e.errno, f"{argv[0]}: {e.strerror}"))
+        return
+    tail = bytearray()
+
+    def keep_stderr() -> None:
+        for line in p.stderr:
+            tail.extend(line)
+            del tail[: max(0, len(tail) - 16384)]
+
+    reader = threading.Thread(target=keep_stderr, daemon=True)
+    reader.start()
+    try:
+        w.json(pid=p.pid)
+        compress, offset = bool(req.get("compress", True)), 0
+        while True:
+            data = p.stdout.read1(CHUNK)
+            if not data:
+                break
+            w.send(DATA, data, OFFSET.pack(offset), compress)
+            offset += len(data)
+        status = p.wait()
+        reader.join()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    lines = bytes(tail).decode("utf-8", "replace").splitlines()[-20:]
+    w.json(end=True, status=status, stderr="\n".join(lines))
+
+
+def op_sqlite_backup(w: Writer, req: dict, temps: set) -> None:
+    """A consistent copy of a live SQLite database (its backup API, one read
+    transaction, the source opened read-only) in a temp file on the host."""
+    import sqlite3
+    from urllib.parse import quote
+
+    path = to_bytes(req["path"])
+    os.close(open_source(path)[0])  # missing, unreadable, not a file: its errno
+    timeout = float(req.get("busy_timeout", 60.0))
+    fd, tmp = tempfile.mkstemp(prefix=".inkind-sqlite-", suffix=".db", dir=req.get("dir") or "/var/tmp")
+    os.close(fd)
+    temps.add(tmp)
+
+    def give_up_when_busy(status: int, remaining: int, total: int) -> None:
+        if status in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED, after busy_timeout
+            raise OSError(errno.EBUSY, f"locked by a writer for more than {timeout:g} s")
+
+    try:
+        source = sqlite3.connect(f"file:{quote(to_text(path))}?mode=ro", uri=True, timeout=timeout)
+        try:
+            target = sqlite3.connect(tmp)
+            try:
+                target.execute("PRAGMA journal_mode=OFF")
+                target.execute("PRAGMA synchronous=OFF")
+                source.backup(target, pages=-1, progress=give_up_when_busy)
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except sqlite3.Error as e:
+        op_remove(None, {"path": tmp}, temps)
+        raise OSError(0, f"sqlite: {e}") from None
+    except BaseException:
+        op_remove(None, {"path": tmp}, temps)
+        raise
+    w.json(end=True, path=tmp, size=os.stat(tmp).st_size)
+
+
+def op_remove(w, req: dict, temps: set) -> None:
+    """Remove a temp file this agent made (and nothing else)."""
+    path = req["path"]
+    if path not in temps:
+        raise OSError(errno.EPERM, "not a temp file of this run")
+    temps.discard(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    if w is not None:
+        w.json(end=True)
+
+
+OPS = {
+    "scan": lambda w, req, temps: Scan(w, req).run(),
+    "read": op_read,
+    "hashes": op_hashes,
+    "blocks": op_blocks,
+    "run": op_run,
+    "sqlite_backup": op_sqlite_backup,
+    "remove": op_remove,
+}
+
+
+def serve(inp, out) -> None:
+    """Say hello, then answer requests until the server closes stdin."""
+    w = Writer(out)
+    w.json(agent="inkind", protocol=PROTOCOL, python=list(sys.version_info[:3]), pid=os.getpid())
+    out.flush()
+    temps = set()
+    try:
+        while True:
+            try:
+                got = read_frame(inp.read)
+            except FrameError as e:
+                w.json(error=f"protocol error: {e}", fatal=True)
+                return
+            if got is None:
+                return
+            kind, req = got
+            op = OPS.get(req.get("op")) if kind == JSON else None
+            if op is None:
+                w.json(
+                    error=f"protocol error: not a request: {req.get('op') if kind == JSON else kind!r}",
+                    fatal=True,
+                )
+                return
+            try:
+                op(w, req, temps)
+            except OSError as e:
+                w.fail(e)
+            except (KeyError, TypeError, ValueError, IndexError) as e:
+                w.json(error=f"bad request: {type(e).__name__}: {e}")
+            out.flush()
+    finally:
+        for path in list(temps):
+            op_remove(None, {"path": path}, temps)
+
+
+def main() -> None:
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the protocol
+    try:
+        serve(sys.stdin.buffer, out)
+        out.flush()
+    except BrokenPipeError:  # the server went away
+        pass
+
+
+if __name__ == "__main__":
+    main()
