@@ -1,0 +1,223 @@
+"""The ops of a remote side as Python methods: each sends one request and
+returns what streams its replies (no round trip per file or block), checked
+as they arrive (transfers.py, listing.py); every failure is one line naming
+the host (connection.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from inkind.remote import transfers as t
+from inkind.remote.connection import Connection, RemoteError, RemoteOSError
+from inkind.remote.listing import MAX_SIZE, Listing, RemoteEntry
+from inkind.remote.wire import ENTRIES, JSON, MAX_JSON, FrameError, to_bytes, to_text
+
+__all__ = ["BLOCK_SIZE", "Channel", "RemoteError", "RemoteOSError", "RemoteTemp"]
+
+BLOCK_SIZE = 4 << 20
+BATCH_JSON = MAX_JSON // 2  # a request of many paths or blocks is split at this size
+
+
+@dataclass(frozen=True)
+class RemoteTemp:
+    """A temp file the remote side made (``sqlite_backup``): read it, then
+    ``Channel.remove`` it (the remote side also removes it when it ends)."""
+
+    path: bytes
+    size: int
+
+
+class Channel(Connection):
+    """One remote side over a pipe and its ops; use as a context manager:
+    ``with Channel(argv, host, run.stats) as ch: for e in ch.scan(root): ...``."""
+
+    def scan(
+        self,
+        root: bytes,
+        *,
+        one_file_system: bool = True,
+        exclude_caches: bool = True,
+        exclude: Sequence[tuple[str, bool]] = (),
+    ) -> Iterator[RemoteEntry]:
+        """The tree under ``root``: the root first (key ``()``), then
+        depth-first, each directory's names in byte order. ``exclude``:
+        (regex, excludes) pairs from listing.gitignore_rules."""
+        self._begin(
+            op="scan",
+            path=to_text(root),
+            one_file_system=one_file_system,
+            exclude_caches=exclude_caches,
+            exclude=[list(r) for r in exclude],
+        )
+        return self._pend(self._entries(root))
+
+    def _entries(self, root: bytes) -> Iterator[RemoteEntry]:
+        listing = Listing()
+        while True:
+            kind, obj = self.recv()
+            if kind == ENTRIES:
+                yield from listing.decode(obj)
+                continue
+            if kind != JSON:
+                raise FrameError(f"a frame of kind {kind} in a listing")
+            self.check(obj, root)
+            if obj.get("end") is not True or obj.get("entries") != listing.count or not listing.started:
+                raise FrameError(f"a listing that ends wrong: {str(obj)[:200]}")
+            return
+
+    def read(self, path: bytes, ranges: t.Ranges | None = None) -> t.RemoteFile:
+        """One file (or block device): iterate ``.chunks()``, then look at
+        ``.after``/``.changed``. RemoteOSError if it cannot be opened."""
+        files = self.read_files([(path, ranges)])
+        rf = next(files)
+        if rf.error is not None and rf.before is None:
+            raise RemoteOSError(self.host, path, rf.error, rf.errno)
+        return rf
+
+    def read_files(
+        self, files: Iterable[bytes | tuple[bytes, t.Ranges | None]], compress: bool = True
+    ) -> Iterator[t.RemoteFile]:
+        """Many files with no round trip each: one RemoteFile per path, in
+        order; consume each one's chunks before the next (or they are
+        dropped). ``ranges``: (offset, length) pairs, None for all of it."""
+        wanted = [(f, None) if isinstance(f, bytes) else (f[0], t.normal_ranges(f[1])) for f in files]
+        self._settle()
+        return self._pend(self._files(wanted, compress))
+
+    def _files(self, wanted: list, compress: bool) -> Iterator[t.RemoteFile]:
+        for batch in _batches(wanted, lambda f: len(f[0]) * 6 + 40 + 44 * len(f[1] or ())):
+            self._send(op="read", files=[[to_text(p), r] for p, r in batch], compress=compress)
+            for i, (path, ranges) in enumerate(batch):
+                msg = self.message()
+                if msg.get("file") != i:
+                    self.check(msg, path)
+                    raise FrameError(f"a reply out of place in a read: {str(msg)[:200]}")
+                rf = t.RemoteFile(path)
+                if "error" in msg:
+                    rf.error, rf.errno = str(msg["error"])[:500], t.want_int(msg, "errno", 1 << 16)
+                    yield rf
+                    continue
+                rf.before, rf.size = t.want_stat(msg), t.want_int(msg, "size")
+                rf.stream = t.file_chunks(self, rf, i, ranges)
+                yield rf
+                for _ in rf.stream:
+                    pass
+            self._end(self.message(), b"")
+
+    def _end(self, msg: dict, path: bytes) -> None:
+        self.check(msg, path)
+        if msg.get("end") is not True:
+            raise self.fail(f"an op that ends wrong: {str(msg)[:200]}")
+
+    def hashes(self, path: bytes, block_size: int = BLOCK_SIZE) -> t.BlockHashes:
+        """One blake2b-128 per block of a file or device (holes and zero
+        blocks flagged, not hashed): iterate the result, then ``.after``."""
+        self._begin(op="hashes", path=to_text(path), block_size=t.check_block_size(block_size))
+        with self._guard():
+            head = self.message()
+            self.check(head, path)
+            if head.get("block_size") != block_size:
+                raise FrameError(f"hashes of another block size: {head.get('block_size')!r}")
+            bh = t.BlockHashes(path, t.want_stat(head), size=t.want_int(head, "size"), block_size=block_size)
+        bh.stream = self._pend(t.hash_records(self, bh))
+        return bh
+
+    def blocks(
+        self, path: bytes, indices: Iterable[int], block_size: int = BLOCK_SIZE, compress: bool = True
+    ) -> t.BlockStream:
+        """The data of the listed blocks, each checked against the hash it
+        comes with; iterate the result for one Block per index, in order."""
+        t.check_block_size(block_size)
+        wanted = [int(i) for i in indices]
+        if any(not 0 <= i <= MAX_SIZE // block_size for i in wanted):
+            raise ValueError("block index out of range")
+        bs = t.BlockStream(path)
+        batches = list(_batches(wanted, lambda i: 12)) or [[]]
+
+        def start(batch: list[int], first: bool) -> None:
+            if not first:
+                self._send(
+                    op="blocks", path=to_text(path), block_size=block_size, indices=batch, compress=compress
+                )
+            head = self.message()
+            self.check(head, path)
+            st, bs.size = t.want_stat(head), t.want_int(head, "size")
+            bs.before = bs.before or st
+
+        def stream() -> Iterator[t.Block]:
+            for n, batch in enumerate(batches):
+                if n:
+                    start(batch, False)
+                yield from t.block_frames(self, bs, batch, block_size)
+                end = self.message()
+                self._end(end, path)
+                bs.after = t.want_stat(end)
+
+        self._begin(
+            op="blocks", path=to_text(path), block_size=block_size, indices=batches[0], compress=compress
+        )
+        with self._guard():
+            start(batches[0], True)
+        bs.stream = self._pend(stream())
+        return bs
+
+    def run(
+        self, argv: Sequence[str], env: dict[str, str] | None = None, compress: bool = True
+    ) -> t.RemoteProcess:
+        """A command on the host (stdin /dev/null): iterate its stdout, then
+        ``.status`` and ``.stderr``. RemoteOSError if it cannot start."""
+        rp = t.RemoteProcess([str(a) for a in argv])
+        self._begin(op="run", argv=rp.argv, env=env or {}, compress=compress)
+        with self._guard():
+            msg = self.message()
+            self.check(msg, rp.argv[0].encode())
+            rp.pid = t.want_int(msg, "pid", 1 << 32)
+        rp.stream = self._pend(t.process_output(self, rp))
+        return rp
+
+    def sqlite_backup(
+        self, path: bytes, directory: bytes | None = None, busy_timeout: float = 60.0
+    ) -> RemoteTemp:
+        """A consistent copy of a live SQLite database, made on the host
+        with the backup API into a temp file in ``directory`` (/var/tmp)."""
+        self._begin(
+            op="sqlite_backup",
+            path=to_text(path),
+            dir=to_text(directory) if directory else None,
+            busy_timeout=busy_timeout,
+        )
+        with self._guard():
+            msg = self.message()
+            self._end(msg, path)
+            tmp = msg.get("path")
+            if not isinstance(tmp, str):
+                raise FrameError("a sqlite copy without its path")
+            raw = to_bytes(tmp)
+            if (
+                not raw.startswith(b"/")
+                or b"\0" in raw
+                or not raw.rsplit(b"/", 1)[1].startswith(b".inkind-sqlite-")
+            ):
+                raise FrameError(f"a sqlite copy at a strange path: {raw[:300]!r}")
+            return RemoteTemp(raw, t.want_int(msg, "size"))
+
+    def remove(self, temp: RemoteTemp) -> None:
+        """Remove a temp file the remote side made (it removes nothing else)."""
+        self._begin(op="remove", path=to_text(temp.path))
+        with self._guard():
+            self._end(self.message(), temp.path)
+
+
+def _batches(items: list, cost) -> Iterator[list]:
+    """``items`` in runs whose JSON stays under BATCH_JSON."""
+    batch, size = [], 0
+    for item in items:
+        c = cost(item)
+        if batch and size + c > BATCH_JSON:
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += c
+    if batch:
+        yield batch
