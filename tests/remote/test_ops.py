@@ -1,0 +1,190 @@
+"""The data ops through a Channel to a real remote side (local pipes):
+read (ranges, holes), hashes and blocks against hashlib, run, and the
+SQLite copy made on the host."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import random
+import sqlite3
+
+import pytest
+from remote_helpers import HOST
+
+from inkind.remote.channel import RemoteOSError
+from inkind.remote.wire import BLOCK_DATA, BLOCK_HOLE, BLOCK_ZERO
+
+BS = 64 << 10
+
+
+def assemble(rf, size: int) -> bytes:
+    out = bytearray(size)
+    for off, data in rf.chunks():
+        out[off : off + len(data)] = data
+    return bytes(out)
+
+
+def test_read_sends_the_data_and_not_the_holes(channel, tmp_path):
+    path = tmp_path / "sparse"
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)
+        f.seek(40 << 20)
+        f.write(random.Random(1).randbytes(3 << 20))
+    before = channel.stats.bytes_received
+    rf = channel.read(os.fsencode(path))
+    assert assemble(rf, rf.size) == path.read_bytes()
+    assert rf.after is not None and not rf.changed and rf.error is None
+    assert rf.before.st_size == 64 << 20
+    received = channel.stats.bytes_received - before
+    assert 3 << 20 <= received < 4 << 20  # the 61 MiB of holes did not cross
+
+
+def test_read_of_ranges_sends_those_ranges_only(channel, tmp_path):
+    path = tmp_path / "f"
+    content = random.Random(2).randbytes(3 << 20)
+    path.write_bytes(content)
+    rf = channel.read(os.fsencode(path), [(2 << 20, 100), (10, 20), (15, 10), (5 << 20, 10)])
+    got = list(rf.chunks())
+    assert [(o, bytes(d)) for o, d in got] == [
+        (10, content[10:30]),
+        (2 << 20, content[2 << 20 : (2 << 20) + 100]),
+    ]
+
+
+def test_compressible_data_crosses_compressed(channel, tmp_path):
+    path = tmp_path / "text"
+    path.write_bytes(b"the same line again and again\n" * 200_000)  # 6 MB
+    before = channel.stats.bytes_received
+    rf = channel.read(os.fsencode(path))
+    assert assemble(rf, rf.size) == path.read_bytes()
+    assert channel.stats.bytes_received - before < 600_000
+
+
+def test_read_files_streams_many_files_and_says_which_failed(channel, tmp_path):
+    paths = []
+    for i in range(200):
+        (tmp_path / f"f{i}").write_bytes(f"file {i}".encode() * i)
+        paths.append(os.fsencode(tmp_path / f"f{i}"))
+    os.symlink("f1", tmp_path / "link")
+    os.mkfifo(tmp_path / "fifo")
+    asked = [
+        *paths,
+        os.fsencode(tmp_path / "gone"),
+        os.fsencode(tmp_path / "link"),
+        os.fsencode(tmp_path / "fifo"),
+    ]
+    got = {}
+    for rf in channel.read_files(asked):
+        got[rf.path] = (rf.error, rf.errno) if rf.error else assemble(rf, rf.size)
+    assert [got[p] for p in paths] == [f"file {i}".encode() * i for i in range(200)]
+    assert got[asked[-3]] == ("No such file or directory", errno.ENOENT)
+    assert got[asked[-2]][1] == errno.ELOOP  # never through a symlink
+    assert got[asked[-1]][1] == errno.EINVAL  # nor a fifo: not a file
+    with pytest.raises(RemoteOSError, match=f"^{HOST}:.*/gone: No such file"):
+        channel.read(os.fsencode(tmp_path / "gone"))
+
+
+def test_an_unread_stream_is_drained_by_the_next_op(channel, tmp_path):
+    (tmp_path / "big").write_bytes(random.Random(3).randbytes(5 << 20))
+    rf = channel.read(os.fsencode(tmp_path / "big"))
+    next(rf.chunks())  # the rest is left unread
+    assert [e.key for e in channel.scan(os.fsencode(tmp_path))] == [(), (b"big",)]
+
+
+def test_hashes_and_blocks_match_hashlib(channel, tmp_path):
+    path = tmp_path / "image"
+    rnd = random.Random(4)
+    with open(path, "wb") as f:
+        f.write(rnd.randbytes(BS))  # 0: data
+        f.seek(2 * BS)  # 1: a hole
+        f.write(bytes(BS))  # 2: zeros written
+        f.write(rnd.randbytes(BS // 2) + bytes(BS // 2))  # 3: data, half zeros
+        f.write(rnd.randbytes(1000))  # 4: a short last block
+    content = path.read_bytes()
+    bh = channel.hashes(os.fsencode(path), BS)
+    records = list(bh)
+    assert bh.size == len(content) and bh.block_size == BS and not bh.changed
+    assert [r.index for r in records] == [0, 1, 2, 3, 4]
+    assert [r.kind for r in records] == [BLOCK_DATA, BLOCK_HOLE, BLOCK_ZERO, BLOCK_DATA, BLOCK_DATA]
+    for r in records:
+        if r.kind == BLOCK_DATA:
+            block = content[r.index * BS : (r.index + 1) * BS]
+            assert r.digest == hashlib.blake2b(block, digest_size=16).digest()
+    blocks = channel.blocks(os.fsencode(path), [0, 3, 4], BS)
+    got = [(b.index, bytes(b.data)) for b in blocks]
+    assert got == [(i, content[i * BS : (i + 1) * BS]) for i in (0, 3, 4)]
+    assert blocks.after is not None and not blocks.changed
+
+
+def test_hashes_need_a_sane_block_size(channel, tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(ValueError, match="block size"):
+        channel.hashes(os.fsencode(tmp_path / "f"), 100)
+
+
+def test_run_streams_stdout_and_ends_with_the_status(channel):
+    rp = channel.run(["sh", "-c", "head -c 3000000 /dev/zero; echo one >&2; echo two >&2; exit 3"])
+    out = b"".join(bytes(c) for c in rp)
+    assert out == bytes(3_000_000)
+    assert rp.status == 3 and rp.stderr == "one\ntwo"
+    assert channel.stats.bytes_received < 200_000  # zeros compress
+    rp = channel.run(["sh", "-c", 'printf %s "$GREETING"; kill -9 $$'], env={"GREETING": "hi"})
+    assert b"".join(bytes(c) for c in rp) == b"hi" and rp.status == -9
+
+
+def test_a_command_that_does_not_exist_is_an_error_naming_it(channel):
+    with pytest.raises(RemoteOSError, match=f"^{HOST}:no-such-tool: no-such-tool: No such file") as e:
+        channel.run(["no-such-tool", "--version"])
+    assert e.value.errno == errno.ENOENT
+
+
+def test_sqlite_backup_copies_on_the_host_and_removes_its_temp(channel, tmp_path):
+    db = tmp_path / "app.db"
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE t (x)")
+    con.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+    con.commit()  # the rows are in the -wal file, not yet in app.db
+    temps = tmp_path / "temps"
+    temps.mkdir()
+    tmp = channel.sqlite_backup(os.fsencode(db), os.fsencode(temps))
+    assert os.path.dirname(tmp.path) == os.fsencode(temps) and tmp.size == os.path.getsize(tmp.path)
+    rf = channel.read(tmp.path)
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(assemble(rf, rf.size))
+    assert sqlite3.connect(copy).execute("SELECT count(*), sum(x) FROM t").fetchone() == (1000, 499500)
+    channel.remove(tmp)
+    assert list(temps.iterdir()) == []
+    con.close()
+
+
+def test_remove_removes_nothing_but_its_own_temps(channel, tmp_path):
+    from inkind.remote.channel import RemoteTemp
+
+    (tmp_path / "precious").write_bytes(b"keep me")
+    with pytest.raises(RemoteOSError, match="not a temp file of this run") as e:
+        channel.remove(RemoteTemp(os.fsencode(tmp_path / "precious"), 7))
+    assert e.value.errno == errno.EPERM and (tmp_path / "precious").exists()
+
+
+def test_the_remote_side_removes_its_temps_when_it_ends(tmp_path):
+    import sys
+
+    from inkind.remote.bootstrap import BOOT
+    from inkind.remote.channel import Channel
+
+    db = tmp_path / "a.db"
+    sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.commit()
+    with Channel([sys.executable, "-c", BOOT], HOST) as ch:
+        tmp = ch.sqlite_backup(os.fsencode(db), os.fsencode(tmp_path))
+        assert os.path.exists(tmp.path)
+    assert not os.path.exists(tmp.path)
+
+
+def test_a_file_that_is_not_a_database_is_an_error(channel, tmp_path):
+    (tmp_path / "not.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(RemoteOSError, match=r"not\.db: sqlite: file is not a database"):
+        channel.sqlite_backup(os.fsencode(tmp_path / "not.db"), os.fsencode(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not.db"]
