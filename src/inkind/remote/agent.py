@@ -287,19 +287,19 @@ def serve(inp, out) -> None:
             if got is None:
                 return
             kind, req = got
-            op = OPS.get(req.get("op")) if kind == JSON else None
+            name = req.get("op") if kind == JSON else None
+            op = OPS.get(name) if isinstance(name, str) else None
             if op is None:
-                w.json(
-                    error=f"protocol error: not a request: {req.get('op') if kind == JSON else kind!r}",
-                    fatal=True,
-                )
+                w.json(error=f"protocol error: not a request: {str(name)[:100]!r}", fatal=True)
                 return
             try:
                 op(w, req, temps)
+            except BrokenPipeError:
+                raise
             except OSError as e:
                 w.fail(e)
-            except (KeyError, TypeError, ValueError, IndexError) as e:
-                w.json(error=f"bad request: {type(e).__name__}: {e}")
+            except Exception as e:  # a bad request (a bad regex, a missing key): say so, go on
+                w.json(error=f"{req.get('op')}: {type(e).__name__}: {e}"[:4000])
             out.flush()
     finally:
         for path in list(temps):
@@ -312,8 +312,8 @@ def main() -> None:
     try:
         serve(sys.stdin.buffer, out)
         out.flush()
-    except BrokenPipeError:  # the server went away
-        pass
+    except BrokenPipeError:  # the server went away; temps are removed already
+        os._exit(0)
 
 
 if __name__ == "__main__":

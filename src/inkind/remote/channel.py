@@ -99,7 +99,7 @@ class Channel(Connection):
                     yield rf
                     continue
                 rf.before, rf.size = t.want_stat(msg), t.want_int(msg, "size")
-                rf.stream = t.file_chunks(self, rf, i, ranges)
+                rf.stream = self._guarded(t.file_chunks(self, rf, i, ranges))
                 yield rf
                 for _ in rf.stream:
                     pass

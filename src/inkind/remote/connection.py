@@ -206,12 +206,14 @@ class Connection:
         except FrameError as e:
             raise self.fail(str(e)) from None
 
-    def _pend(self, stream: Iterator) -> Iterator:
-        def guarded():
-            with self._guard():
-                yield from stream
+    def _guarded(self, stream: Iterator) -> Iterator:
+        """``stream`` with its protocol errors made this host's errors."""
+        with self._guard():
+            yield from stream
 
-        self._pending = guarded()
+    def _pend(self, stream: Iterator) -> Iterator:
+        """``stream``, guarded, as the op the next one must finish first."""
+        self._pending = self._guarded(stream)
         return self._pending
 
     # --- diagnostics ----------------------------------------------------------

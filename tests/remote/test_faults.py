@@ -1,0 +1,218 @@
+"""Faults: a remote side that is missing, too old, killed, preceded by a
+login script's chatter, or hostile. Each is one error line naming the
+host, and none makes the server hold more than a frame."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import tracemalloc
+
+import pytest
+from remote_helpers import HOST
+
+from inkind.errors import SourceError
+from inkind.remote.bootstrap import SOURCE, boot_line
+from inkind.remote.channel import Channel
+from inkind.remote.connection import ProtocolError, RemoteError
+from inkind.remote.wire import MAX_FRAME
+
+
+def test_python_missing_on_the_host(tmp_path):
+    ch = Channel(["sh", "-c", "exec python3-not-here -c x"], HOST, python="python3-not-here")
+    with pytest.raises(
+        RemoteError, match=f"^python3-not-here not found on {HOST} \\(exit status 127\\): .*not found"
+    ):
+        ch.open()
+    ch.close()
+
+
+def test_python_too_old_on_the_host():
+    ch = Channel([sys.executable, "-c", boot_line(len(SOURCE), (99, 0))], HOST)
+    with pytest.raises(RemoteError, match=rf"^python3 on {HOST} is 3\.\d+: inkind needs 3\.9 or newer$"):
+        ch.open()
+    ch.close()
+
+
+def test_the_connection_command_missing():
+    with pytest.raises(
+        RemoteError, match=f"^{HOST}: cannot run /nonexistent/ssh: No such file or directory$"
+    ):
+        Channel(["/nonexistent/ssh", "host"], HOST).open()
+
+
+def test_a_remote_side_that_exits_before_its_hello():
+    ch = Channel(["sh", "-c", "echo 'Permission denied (publickey).' >&2; exit 255"], HOST)
+    with pytest.raises(
+        RemoteError,
+        match=f"^{HOST}: the remote side ended before its hello \\(exit status 255\\): Permission denied",
+    ):
+        ch.open()
+    ch.close()
+
+
+def test_a_login_script_that_prints_to_stdout():
+    from inkind.remote.bootstrap import BOOT
+
+    ch = Channel(["sh", "-c", 'echo "Welcome to web1!"; exec "$0" -c "$1"', sys.executable, BOOT], HOST)
+    with pytest.raises(ProtocolError, match=f"^{HOST}: the remote side did not say hello .*login script"):
+        ch.open()
+    ch.close()
+
+
+def test_the_remote_side_killed_mid_stream(channel, tmp_path):
+    (tmp_path / "big").write_bytes(random.Random(5).randbytes(32 << 20))
+    rf = channel.read(os.fsencode(tmp_path / "big"))
+    chunks = rf.chunks()
+    next(chunks)
+    os.kill(channel.hello["pid"], signal.SIGKILL)
+    with pytest.raises(
+        ProtocolError, match=f"^{HOST}: the remote side ended mid-reply \\(killed by signal 9\\)$"
+    ):
+        for _ in chunks:
+            pass
+    with pytest.raises(ProtocolError, match="ended mid-reply"):  # and stays broken, with the same line
+        channel.scan(b"/")
+    assert isinstance(ProtocolError("x"), SourceError)
+
+
+def test_the_remote_side_gone_between_ops(channel):
+    os.kill(channel.hello["pid"], signal.SIGKILL)
+    with pytest.raises(
+        ProtocolError, match=f"^{HOST}: the remote side (is gone|ended mid-reply) \\(killed by signal 9\\)"
+    ):
+        list(channel.scan(b"/"))
+
+
+HOSTILE = {
+    "a name with ..": ('w.send(ENTRIES, ROOT + entry(1, b".."))', "a bad name in the listing: b'..'"),
+    "a name with .": ('w.send(ENTRIES, ROOT + entry(1, b"."))', "a bad name in the listing: b'.'"),
+    "a name with /": ('w.send(ENTRIES, ROOT + entry(1, b"../../etc/passwd"))', "a bad name in the listing"),
+    "a name with NUL": ('w.send(ENTRIES, ROOT + entry(1, b"a\\0b"))', "a bad name in the listing"),
+    "an empty name": ('w.send(ENTRIES, ROOT + entry(1, b""))', "a bad name in the listing"),
+    "a name over 255 bytes": ('w.send(ENTRIES, ROOT + entry(1, b"n" * 256))', "a bad name in the listing"),
+    "a name twice": ('w.send(ENTRIES, ROOT + entry(1, b"a") + entry(1, b"a"))', "out of order or twice"),
+    "names out of order": (
+        'w.send(ENTRIES, ROOT + entry(1, b"b") + entry(1, b"a"))',
+        "out of order or twice",
+    ),
+    "an entry below a file": (
+        'w.send(ENTRIES, ROOT + entry(1, b"f") + entry(2, b"x"))',
+        "an entry at depth 2 outside the walk",
+    ),
+    "no root first": ('w.send(ENTRIES, entry(1, b"a"))', "does not start with its root"),
+    "a second root": ("w.send(ENTRIES, ROOT + ROOT)", "outside the walk"),
+    "a size of exabytes": ('w.send(ENTRIES, ROOT + entry(1, b"a", size=1 << 62))', "a size beyond limits"),
+    "an unknown file type": ('w.send(ENTRIES, ROOT + entry(1, b"a", mode=0o170644))', "an unknown file mode"),
+    "a target on a file": ('w.send(ENTRIES, ROOT + entry(1, b"a", target=b"x"))', "a bad symlink target"),
+    "a repeated xattr": (
+        'w.send(ENTRIES, ROOT + entry(1, b"a", xattrs=[(b"user.a", b"1"), (b"user.a", b"2")]))',
+        "a bad or repeated xattr name",
+    ),
+    "a truncated entry": ('w.send(ENTRIES, ROOT + entry(1, b"abc")[:-1])', "a truncated entry"),
+    "a frame claiming 4 GiB": ("out.write(HEADER.pack(0xFFFFFFFF, ENTRIES))", "over the limit"),
+    "a compression bomb": (
+        "import zlib; b = zlib.compress(bytes(200 << 20), 9); out.write(HEADER.pack(len(b), ENTRIES | COMPRESSED) + b)",
+        "inflating over the limit",
+    ),
+    "a miscounted end": ("w.send(ENTRIES, ROOT); w.json(end=True, entries=5)", "a listing that ends wrong"),
+    "a data frame": ("w.send(DATA, b'x')", "a frame of kind 2 in a listing"),
+    "an end of stream": ("sys.exit(0)", "the remote side ended mid-reply \\(exit status 0\\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_listing_is_an_error_naming_the_host(fake, case):
+    body, message = HOSTILE[case]
+    ch = fake(body)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError, match=f"^{HOST}: .*{message}"):
+            for _ in ch.scan(b"/srv"):
+                pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * MAX_FRAME
+    with pytest.raises(ProtocolError):  # broken for good
+        ch.scan(b"/srv")
+
+
+def test_a_block_that_does_not_match_its_hash(fake):
+    ch = fake(
+        """
+        import hashlib
+        w.json(stat=[0o100644, 0, 0, 8192, 0, 0, 1, 1, 1, 0, 16], size=8192)
+        w.send(DATA, b"evil" * 1024, OFFSET.pack(0) + hashlib.blake2b(b"good" * 1024, digest_size=16).digest())
+        """
+    )
+    with pytest.raises(
+        ProtocolError, match=f"^{HOST}: block 0 of b'/dev/vg/root' does not match its announced hash$"
+    ):
+        list(ch.blocks(b"/dev/vg/root", [0], 4096))
+
+
+def test_a_block_that_was_not_asked_for(fake):
+    ch = fake(
+        """
+        import hashlib
+        w.json(stat=[0o100644, 0, 0, 8192, 0, 0, 1, 1, 1, 0, 16], size=8192)
+        w.send(DATA, b"x", OFFSET.pack(7) + hashlib.blake2b(b"x", digest_size=16).digest())
+        """
+    )
+    with pytest.raises(ProtocolError, match="not block 0 of"):
+        list(ch.blocks(b"/img", [0], 4096))
+
+
+def test_read_data_outside_the_file(fake):
+    ch = fake(
+        """
+        w.json(file=0, stat=[0o100644, 0, 0, 10, 0, 0, 1, 1, 1, 0, 8], size=10)
+        w.send(DATA, b"x" * 100, OFFSET.pack(0))
+        """
+    )
+    rf = ch.read(b"/etc/hosts")
+    with pytest.raises(ProtocolError, match=r"data at 0\+100 outside what was asked"):
+        list(rf.chunks())
+
+
+def test_a_size_claiming_exabytes(fake):
+    ch = fake("w.json(file=0, stat=[0o100644, 0, 0, 10, 0, 0, 1, 1, 1, 0, 8], size=1 << 62)")
+    with pytest.raises(ProtocolError, match="a bad 'size' in a reply"):
+        ch.read(b"/etc/hosts")
+
+
+def test_more_hashes_than_blocks(fake):
+    ch = fake(
+        """
+        w.json(stat=[0o100644, 0, 0, 4096, 0, 0, 1, 1, 1, 0, 8], size=4096, block_size=4096)
+        w.send(HASHES, HASH.pack(0, b"a" * 16) * 2, OFFSET.pack(0))
+        """
+    )
+    with pytest.raises(ProtocolError, match="past block 1"):
+        list(ch.hashes(b"/img", 4096))
+
+
+def test_a_strange_temp_path(fake):
+    ch = fake('w.json(end=True, path="/etc/passwd", size=1)')
+    with pytest.raises(ProtocolError, match="a sqlite copy at a strange path"):
+        ch.sqlite_backup(b"/srv/app.db")
+
+
+def test_a_bad_request_is_an_error_and_the_channel_goes_on(channel, tmp_path):
+    from inkind.remote.channel import RemoteOSError
+
+    with pytest.raises(RemoteOSError, match=f"^{HOST}:{tmp_path}: scan: error: missing \\)"):
+        list(channel.scan(os.fsencode(tmp_path), exclude=[("(unclosed", True)]))
+    assert [e.key for e in channel.scan(os.fsencode(tmp_path))] == [()]
+
+
+def test_an_unknown_op_ends_the_remote_side(channel):
+    channel._begin(op="format-the-disk")
+    with pytest.raises(
+        ProtocolError,
+        match=f"^{HOST}: the remote side says: protocol error: not a request: 'format-the-disk'$",
+    ):
+        channel.check(channel.message(), b"")
