@@ -299,7 +299,7 @@ def _source(name: str, table: Any, defaults: Defaults, base: Path) -> SourceConf
     if host is not None:
         if not isinstance(host, str):
             raise ConfigError(f"config: {where}.host: expected a string, got {type(host).__name__} {host!r}")
-        check_host(host, f"{where}.host")
+        check_host(host, f"config: {where}.host")
     options = {k: v for k, v in table.items() if k not in ("type", "host") and k not in host_keys}
     return SourceConfig(
         name=name,

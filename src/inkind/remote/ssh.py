@@ -18,15 +18,15 @@ from inkind.errors import ConfigError
 _HOST = re.compile(r"(?:(?P<user>[^@\s:/]+)@)?(?P<name>[^@\s:/]+)")
 
 
-def check_host(host: str, key: str) -> str:
+def check_host(host: str, where: str) -> str:
     """``host`` when it is a plain ``[user@]name``, else ConfigError naming
-    ``key``. A ':' is refused (an IPv6 address needs a ``Host`` alias in
+    ``where`` ("config: sources.web.host"). A ':' is refused (an IPv6 address needs a ``Host`` alias in
     ~/.ssh/config), and so is a leading '-', which ssh would take for an
     option."""
     m = _HOST.fullmatch(host)
     if m is None or host.startswith("-") or m["name"].startswith("-"):
         raise ConfigError(
-            f"config: {key}: expected [user@]name (no spaces, no leading '-', no ':path'), got {host!r}"
+            f"{where}: expected [user@]name (no spaces, no leading '-', no ':path'), got {host!r}"
         )
     return host
 
