@@ -125,6 +125,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "inkind.mountinfo",
         "inkind.storefs",
         "inkind.lvm",
+        "inkind.remote",
     ),
     "store": ("inkind.store",),
     "model": (
