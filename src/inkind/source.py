@@ -179,7 +179,12 @@ class Source(ABC):
         return False
 
     def fingerprint(self) -> dict[str, Any]:
-        """The configuration that, when it changes, forces a full pass."""
+        """The configuration that, when it changes, forces a full pass: the
+        options, and the host read (only when there is one, so a local
+        source's fingerprint is what it was before hosts existed)."""
         import dataclasses
 
-        return {k: str(v) for k, v in dataclasses.asdict(self.options).items()}
+        printed = {k: str(v) for k, v in dataclasses.asdict(self.options).items()}
+        if self.remote is not None:
+            printed["host"] = self.remote.host
+        return printed

@@ -109,3 +109,14 @@ def test_a_bad_remote_destination_is_refused(dest, needle):
     with pytest.raises(ConfigError, match=r"^restore: --to ") as e:
         restore_target(dest, SshSettings(), None)
     assert needle in str(e.value)
+
+
+def test_the_host_read_is_part_of_the_fingerprint_and_a_local_source_keeps_its_own():
+    cfg = parse(STORE + FILES, P)
+    src = make_source(cfg.sources["web"], load_plugins())
+    local = src.fingerprint()
+    assert "host" not in local
+    src.remote = SshTarget("root@web1")
+    assert src.fingerprint() == {**local, "host": "root@web1"}
+    src.remote = SshTarget("root@web2")
+    assert src.fingerprint()["host"] == "root@web2"
