@@ -2,14 +2,19 @@
 1.2 and restic.
 
 A generated tree (default 100,000 small files in 1,000 directories, plus a
-few large files) is backed up by ``inkind backup`` into a store, by
+few large files), or with ``--tree PATH`` a copy of a real tree (``cp -a``,
+e.g. /usr/share or /usr), is backed up by ``inkind backup`` into a store, by
 ``rsync -aHAX SRC/ DEST/`` into a separate target and by each peer into its
 own repository, for three cases:
 
 * first run (empty store, target and repositories),
 * no-change run,
 * a run after 1% of the small files were rewritten and a few 4 KiB blocks
-  of one large file changed (the same change for every tool).
+  of the largest file changed (the same change for every tool; in a real
+  tree the small files are the regular files under 1 MiB with one link).
+
+``--work`` says where the source copy, the store, the targets and the
+repositories live: point it at a mounted btrfs or XFS to measure there.
 
 The peers (``--peers``, default: all installed; rsync always, it is the
 baseline): ``borg-none`` is ``borg create --compression none`` and
@@ -32,7 +37,8 @@ btrfs metadata) and, apart from it, the tool's cache (borg, restic).
 Needs GNU time (Debian package `time`), rsync, and for the peers borg 1.2
 and restic (Debian packages `borgbackup`, `restic`). Run as root:
   .venv/bin/python bench/files.py [--files 100000] [--rounds 5]
-      [--peers rsync,borg-none,borg-lz4,restic] [--out FILE]
+      [--tree /usr/share] [--work DIR] [--peers rsync,borg-none,borg-lz4,restic]
+      [--out FILE]
 """
 
 from __future__ import annotations
@@ -74,16 +80,42 @@ def make_tree(src: Path, files: int, large: list[int], rng: random.Random) -> li
     return small
 
 
-def change(src: Path, small: list[Path], rng: random.Random) -> int:
-    """Rewrite 1% of the small files and 4 scattered 4 KiB blocks of a
-    large file; return the bytes changed."""
+def copy_tree(real: Path, src: Path) -> list[Path]:
+    """Copy a real tree (``cp -a``, as a sysadmin would make a test copy);
+    return its small regular files (under 1 MiB, for changing 1% later)."""
+    done = subprocess.run(["cp", "-a", "--", str(real), str(src)], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"bench/files.py: cp -a {real}: {done.stderr.strip()}")
+    small = []
+    for dirpath, _dirs, names in os.walk(src):
+        for name in names:
+            p = Path(dirpath, name)
+            st = p.lstat()
+            if p.is_file() and not p.is_symlink() and st.st_size < MiB and st.st_nlink == 1:
+                small.append(p)
+    return sorted(small)
+
+
+def largest_file(src: Path) -> Path | None:
+    """The tree's largest regular file (``large0.bin`` in a generated one)."""
+    best, size = None, 0
+    for dirpath, _dirs, names in os.walk(src):
+        for name in names:
+            p = Path(dirpath, name)
+            if not p.is_symlink() and p.is_file() and p.stat().st_size > size:
+                best, size = p, p.stat().st_size
+    return best if size >= 64 * 4096 else None
+
+
+def change(src: Path, small: list[Path], big: Path | None, rng: random.Random) -> int:
+    """Rewrite 1% of the small files (same sizes, new content) and 4
+    scattered 4 KiB blocks of the largest file; return the bytes changed."""
     changed = 0
     for p in rng.sample(small, max(1, len(small) // 100)):
         data = rng.randbytes(p.stat().st_size or 10)
         p.write_bytes(data)
         changed += len(data)
-    big = src / "large0.bin"
-    if big.exists():
+    if big is not None:
         size = big.stat().st_size
         with open(big, "r+b") as f:
             for _ in range(4):
@@ -223,7 +255,11 @@ def run_rounds(
     bytes each 1% change rewrote."""
     rng = random.Random(1)
     src = work / "src"
-    small = make_tree(src, args.files, [m * MiB for m in args.large_mib], rng)
+    if args.tree:
+        small = copy_tree(args.tree, src)
+    else:
+        small = make_tree(src, args.files, [m * MiB for m in args.large_mib], rng)
+    big = largest_file(src)
     results: Results = {}
     changed_bytes = []
     for r in range(args.rounds):
@@ -233,7 +269,7 @@ def run_rounds(
             tool.reset()
         for case in ("first run", "no change", "1% changed"):
             if case == "1% changed":
-                changed_bytes.append(change(src, small, rng))
+                changed_bytes.append(change(src, small, big, rng))
             for tool in order:
                 results.setdefault(case, {}).setdefault(tool.name, []).append(tool.run(cold))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
@@ -273,11 +309,24 @@ def table(results: Results, names: list[str]) -> str:
     return markdown_table(header, rows)
 
 
+def count_entries(src: Path) -> int:
+    return sum(len(dirs) + len(names) for _, dirs, names in os.walk(src))
+
+
+def filesystem(path: Path) -> str:
+    """The type of the filesystem the store and targets are on."""
+    done = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True)
+    return done.stdout.strip() or "?"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--large-mib", type=int, nargs="*", default=[256, 128, 64])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument(
+        "--tree", type=Path, help="copy this real tree (e.g. /usr/share) instead of generating one"
+    )
     ap.add_argument("--work", type=Path, default=Path("/tmp/inkind-bench-files"))
     ap.add_argument("--warm", action="store_true", help="do not drop the page cache")
     ap.add_argument("--peers", help=f"comma-separated, of {','.join(PEERS)} (default: all installed)")
@@ -291,9 +340,13 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     all_tools = tools(args.work, args.work / "src", peers)
     results, changed_bytes = run_rounds(args.work, all_tools, args, cold)
-    total = args.files + len(args.large_mib)
+    if args.tree:
+        what = f"a copy of {args.tree} ({count_entries(args.work / 'src'):,} entries)"
+    else:
+        total = args.files + len(args.large_mib)
+        what = f"{total:,} files ({args.files:,} small, large files of {args.large_mib} MiB)"
     note = (
-        f"{total:,} files ({args.files:,} small, large files of {args.large_mib} MiB), "
+        f"{what} in {filesystem(args.work)}, "
         f"{args.rounds} rounds, {'cold' if cold else 'warm'} cache, {machine()}; {header}; "
         f"the 1% change rewrote {median(changed_bytes) / MiB:.1f} MiB (median)."
     )

@@ -15,7 +15,11 @@ the target's btrfs exclusive bytes against a snapshot taken before the round
 (``btrfs filesystem du -s --raw``). The same rounds run with a warm cache.
 Medians of ``--rounds`` rounds. Finally, a 100 GiB sparse source with 60 MiB
 of data, backed up twice and copied by ``cp --sparse=always``, shows that
-memory does not grow with the source and that holes are not read.
+memory does not grow with the source and that holes are not read. The
+first copies, before the rounds, are made ``--first-rounds`` times into new
+targets; they are reported by wall time and by wall time plus the ``sync``
+right after it (inkind's copy is durable when it exits, cp's and rsync's
+are not).
 
 Run as root:  .venv/bin/python bench/image.py [--rounds 3] [--out FILE]
 """
@@ -30,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -79,11 +84,15 @@ def write_config(path: Path, store: Path, source: Path) -> Path:
 class Targets:
     """The three copies of the source and the commands that update them."""
 
-    def __init__(self, fs: Btrfs, work: Path, source: Path):
+    def __init__(self, fs: Btrfs, work: Path, source: Path, tag: str = ""):
         self.fs = fs
         self.source = source
-        self.subs = {"inkind": fs.store("inkind"), "rsync": fs.subvolume("rsync"), "cp": fs.subvolume("cp")}
-        config = write_config(work / "inkind.toml", self.subs["inkind"], source)
+        self.subs = {
+            "inkind": fs.store(f"inkind{tag}"),
+            "rsync": fs.subvolume(f"rsync{tag}"),
+            "cp": fs.subvolume(f"cp{tag}"),
+        }
+        config = write_config(work / f"inkind{tag}.toml", self.subs["inkind"], source)
         self.files = {
             "inkind": self.subs["inkind"] / "disk" / "disk.img",
             "rsync": self.subs["rsync"] / "disk.img",
@@ -104,7 +113,12 @@ class Targets:
                 if tool == "inkind":  # its own time for the source, from --json
                     out.seek(0)
                     m.extra["pass"] = json.load(out)["sources"][0]["stats"]["duration_seconds"]
-            os.sync()  # let btrfs allocate what was written before counting it
+            # Let btrfs allocate what was written before counting it; how
+            # long that takes is what the command left unwritten (inkind's
+            # syncfs is inside its own wall time; cp and rsync do not sync).
+            start = time.monotonic()
+            os.sync()
+            m.extra["sync"] = time.monotonic() - start
             m.extra["exclusive"] = exclusive(self.subs[tool])
         finally:
             self.fs.drop(snap)
@@ -177,6 +191,40 @@ def table(res: dict, size: int) -> str:
     )
 
 
+def first_copies(fs: Btrfs, work: Path, source: Path, n: int) -> tuple[Targets, str]:
+    """``n`` first copies per tool, each into new, empty targets, the order
+    rotating; the last round's targets are kept for the incremental rounds.
+    Returns them and the table: wall time, and wall time plus the
+    ``sync`` that makes the copy durable (inkind syncs before it exits)."""
+    tools = ["inkind", "rsync", "cp"]
+    results: dict[str, list[Measurement]] = {tool: [] for tool in tools}
+    targets = None
+    for r in range(n):
+        if targets is not None:
+            for sub in targets.subs.values():
+                fs.drop(sub)
+        targets = Targets(fs, work, source, tag=str(r))
+        k = r % len(tools)
+        for tool in tools[k:] + tools[:k]:
+            results[tool].append(targets.run(tool, True))
+    rows = []
+    for tool, ms in results.items():
+        walls = [m.wall for m in ms]
+        durable = [m.wall + m.extra["sync"] for m in ms]
+        rows.append(
+            [
+                tool,
+                f"{median(walls):.2f} ({min(walls):.2f}-{max(walls):.2f})",
+                f"{median(durable):.2f} ({min(durable):.2f}-{max(durable):.2f})",
+                f"{median(durable) / median(m.wall + m.extra['sync'] for m in results['cp']):.2f}x",
+                f"{median(m.write_bytes for m in ms) / MiB:.0f}",
+                f"{max(m.peak_rss for m in ms) / MiB:.0f}",
+            ]
+        )
+    header = ["command", "wall s (min-max)", "wall + sync s (min-max)", "vs cp + sync", "written MiB"]
+    return targets, markdown_table([*header, "peak RSS MiB"], rows)
+
+
 def huge_sparse(work: Path) -> dict[str, Measurement]:
     """A 100 GiB sparse file with 15 blocks of data: memory must not grow,
     and its holes are not read (inkind, then again unchanged, and cp)."""
@@ -201,6 +249,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=4, help="image size in GiB (default 4)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--first-rounds", type=int, default=3, help="first copies per tool (default 3)")
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
     ap.add_argument("--out", type=Path, help="write the tables (markdown) here")
     ap.add_argument("--no-huge", action="store_true", help="skip the 100 GiB sparse source")
@@ -216,9 +265,8 @@ def main() -> None:
         print(f"generating {args.size} GiB of random data in {source}", file=sys.stderr)
         make_source(source, size, rng)
         fs = Btrfs(work, 8 * size + 8 * GiB)
-        targets = Targets(fs, work, source)
         print("first copies", file=sys.stderr)
-        first = {tool: targets.run(tool, True) for tool in ("inkind", "rsync", "cp")}
+        targets, first = first_copies(fs, work, source, args.first_rounds)
         report = [f"Image: {args.size} GiB of random data; 1% of its 4 MiB blocks changed per round.", ""]
         for cold in (True, False):
             label = "cold page cache" if cold else "warm page cache"
@@ -231,16 +279,7 @@ def main() -> None:
                 table(res, size),
                 "",
             ]
-        rows = [
-            [tool, f"{m.wall:.2f}", f"{m.write_bytes / MiB:.0f}", f"{m.peak_rss / MiB:.0f}"]
-            for tool, m in first.items()
-        ]
-        report += [
-            "### First copy (one run, cold)",
-            "",
-            markdown_table(["command", "wall s", "written MiB", "peak RSS MiB"], rows),
-            "",
-        ]
+        report += [f"### First copy (median of {args.first_rounds}, cold)", "", first, ""]
         if not args.no_huge:
             print("100 GiB sparse source", file=sys.stderr)
             rows = [

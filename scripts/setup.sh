@@ -13,7 +13,7 @@ testing=(
   setfacl:acl mkfs.btrfs:btrfs-progs mkfs.xfs:xfsprogs mkfs.ext4:e2fsprogs losetup:mount
   thin_delta:thin-provisioning-tools thin_restore:thin-provisioning-tools sqlite3:sqlite3
   mariadb-install-db:mariadb-server mariadb:mariadb-client pg_dump:postgresql-client
-  git:git udevadm:udev systemd-analyze:systemd
+  git:git udevadm:udev systemd-analyze:systemd sshd:openssh-server ssh:openssh-client sudo:sudo
 )
 wanted=("${runtime[@]}")
 [[ "${1:-}" == "--test" ]] && wanted+=("${testing[@]}")

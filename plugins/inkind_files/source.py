@@ -88,4 +88,5 @@ class FilesSource(Source):
     def restore_commands(
         self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
     ) -> list[list[str]]:
-        return [rsync_restore_command(data_dir, dest, path, state)]
+        via, to = self.restore_target(dest)
+        return [rsync_restore_command(data_dir, to, path, state, via=via)]

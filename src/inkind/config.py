@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inkind.errors import ConfigError
+from inkind.remote.ssh import SshSettings, SshTarget, check_host, check_python, split_command
 
 DEFAULT_CONFIG = Path("/etc/inkind/inkind.toml")
 
@@ -53,6 +54,18 @@ class Defaults:
     full_probability: float = 0.033
     scrub_fraction: float = 0.01
     max_age: str = ""  # e.g. "26h": ``inkind status`` fails when the last success is older
+    # How a source with ``host`` reaches it (docs/remote.md), and where a
+    # restore to ``host:/path`` goes through.
+    ssh_command: str = "ssh"  # split like a shell: "ssh -p 2222 -i /root/.ssh/backup"
+    remote_sudo: bool = False  # run the remote side under ``sudo -n``
+    remote_python: str = "python3"
+
+    def ssh(self, where: str) -> SshSettings:
+        """The ssh keys checked, or ConfigError naming the key."""
+        command = split_command(self.ssh_command, f"{where}.ssh_command")
+        return SshSettings(
+            command, self.remote_sudo, check_python(self.remote_python, f"{where}.remote_python")
+        )
 
 
 @dataclass
@@ -115,6 +128,13 @@ class SourceConfig:
     max_age: int | None  # seconds
     options: dict[str, Any]
     base: Path
+    ssh: SshSettings = field(default_factory=SshSettings)
+    host: str | None = None  # "[user@]name": the source is read on that host
+
+    @property
+    def remote(self) -> SshTarget | None:
+        """The host this source reads, with how to reach it (None: this machine)."""
+        return self.ssh.to(self.host) if self.host is not None else None
 
 
 @dataclass
@@ -230,6 +250,7 @@ def parse(text: str, path: Path) -> Config:
     _probability(defaults.scrub_fraction, "defaults.scrub_fraction")
     if defaults.max_age:
         parse_duration(defaults.max_age, "defaults.max_age")
+    defaults.ssh("defaults")
     sources_table = data.get("sources", {})
     if not isinstance(sources_table, dict):
         raise ConfigError("config: sources: must be a table of [sources.NAME] tables")
@@ -274,7 +295,12 @@ def _source(name: str, table: Any, defaults: Defaults, base: Path) -> SourceConf
     _probability(merged.full_probability, f"{where}.full_probability")
     _probability(merged.scrub_fraction, f"{where}.scrub_fraction")
     max_age = parse_duration(merged.max_age, f"{where}.max_age") if merged.max_age else None
-    options = {k: v for k, v in table.items() if k != "type" and k not in host_keys}
+    host = table.get("host")
+    if host is not None:
+        if not isinstance(host, str):
+            raise ConfigError(f"config: {where}.host: expected a string, got {type(host).__name__} {host!r}")
+        check_host(host, f"config: {where}.host")
+    options = {k: v for k, v in table.items() if k not in ("type", "host") and k not in host_keys}
     return SourceConfig(
         name=name,
         type=table["type"],
@@ -283,6 +309,8 @@ def _source(name: str, table: Any, defaults: Defaults, base: Path) -> SourceConf
         max_age=max_age,
         options=options,
         base=base,
+        ssh=merged.ssh(where),
+        host=host,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from inkind.errors import SourceReadError, SourceWarning
 from inkind.findings import Finding
 from inkind.keepout import KeepOut
+from inkind.remote.ssh import SshSettings, SshTarget, restore_target
 from inkind.state import SourceState
 from inkind.stats import Stats
 from inkind.store.tree import scratch_dir
@@ -114,6 +115,13 @@ class Source(ABC):
 
     type_name: ClassVar[str]
     Options: ClassVar[type]
+    # Whether this type reads a source on another machine (``host`` in its
+    # table); a type that does not is refused a ``host`` in the config.
+    reads_remote_host: ClassVar[bool] = False
+    # Set from the config when the source is made: the host it reads (None:
+    # this machine) and how to reach a host (for a restore to host:/path).
+    remote: SshTarget | None = None
+    ssh: SshSettings = SshSettings()
 
     def __init__(self, name: str, options: Any):
         self.name = name
@@ -159,13 +167,24 @@ class Source(ABC):
         below it) to ``dest``, as argument lists. ``state`` is the plugin's
         own saved state (``run.state.plugin`` of the last run)."""
 
+    def restore_target(self, dest: str) -> tuple[SshTarget | None, str]:
+        """``--to`` as (the host to reach, or None for this machine; the
+        path there): ``[user@]host:/path`` is on a host, reached with this
+        source's ``ssh_command``; anything else is a local path."""
+        return restore_target(dest, self.ssh, self.remote.host if self.remote else None)
+
     def covers(self, device: str, volume: str | None) -> bool:
         """Whether this source backs up the block device ``device`` (or the
         logical volume ``volume``, "vg/lv"), for ``inkind devices``."""
         return False
 
     def fingerprint(self) -> dict[str, Any]:
-        """The configuration that, when it changes, forces a full pass."""
+        """The configuration that, when it changes, forces a full pass: the
+        options, and the host read (only when there is one, so a local
+        source's fingerprint is what it was before hosts existed)."""
         import dataclasses
 
-        return {k: str(v) for k, v in dataclasses.asdict(self.options).items()}
+        printed = {k: str(v) for k, v in dataclasses.asdict(self.options).items()}
+        if self.remote is not None:
+            printed["host"] = self.remote.host
+        return printed

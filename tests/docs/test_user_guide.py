@@ -70,4 +70,5 @@ def test_every_key_of_every_builtin_source_type_is_in_the_user_guide(type_name):
 def test_the_keys_of_every_source_are_in_the_user_guide():
     documented = rows(sections()["Keys of every source"])
     assert documented.pop("type") == ("a string", "required")
+    assert documented.pop("host") == ("a string", "none (this machine)")  # a source's own, not in [defaults]
     check_table(documented, Defaults, "sources (every type)")

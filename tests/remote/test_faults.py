@@ -23,7 +23,7 @@ from inkind.remote.wire import MAX_FRAME
 def test_python_missing_on_the_host(tmp_path):
     ch = Channel(["sh", "-c", "exec python3-not-here -c x"], HOST, python="python3-not-here")
     with pytest.raises(
-        RemoteError, match=f"^python3-not-here not found on {HOST} \\(exit status 127\\): .*not found"
+        RemoteError, match=f"^host {HOST}: python3-not-here not found \\(exit status 127\\): .*not found"
     ):
         ch.open()
     ch.close()
@@ -31,14 +31,17 @@ def test_python_missing_on_the_host(tmp_path):
 
 def test_python_too_old_on_the_host():
     ch = Channel([sys.executable, "-c", boot_line(len(SOURCE), (99, 0))], HOST)
-    with pytest.raises(RemoteError, match=rf"^python3 on {HOST} is 3\.\d+: inkind needs 3\.9 or newer$"):
+    with pytest.raises(
+        RemoteError,
+        match=rf"^host {HOST}: python3 there is 3\.\d+: inkind needs 3\.9 or newer \(remote_python names another\)$",
+    ):
         ch.open()
     ch.close()
 
 
 def test_the_connection_command_missing():
     with pytest.raises(
-        RemoteError, match=f"^{HOST}: cannot run /nonexistent/ssh: No such file or directory$"
+        RemoteError, match=f"^host {HOST}: cannot run /nonexistent/ssh: No such file or directory$"
     ):
         Channel(["/nonexistent/ssh", "host"], HOST).open()
 
@@ -47,8 +50,18 @@ def test_a_remote_side_that_exits_before_its_hello():
     ch = Channel(["sh", "-c", "echo 'Permission denied (publickey).' >&2; exit 255"], HOST)
     with pytest.raises(
         RemoteError,
-        match=f"^{HOST}: the remote side ended before its hello \\(exit status 255\\): Permission denied",
+        match=f"^host {HOST}: the remote side ended before its hello \\(exit status 255\\): Permission denied",
     ):
+        ch.open()
+    ch.close()
+
+
+def test_ssh_failures_are_worded_by_the_ssh_code():
+    from inkind.remote.ssh import SshTarget
+
+    argv = ["sh", "-c", "echo 'ssh: connect to host web1 port 22: Connection refused' >&2; exit 255"]
+    ch = Channel(argv, HOST, describe=SshTarget(HOST).describe_failure)
+    with pytest.raises(RemoteError, match=f"^host {HOST}: connection refused \\(is sshd running there"):
         ch.open()
     ch.close()
 
@@ -57,7 +70,9 @@ def test_a_login_script_that_prints_to_stdout():
     from inkind.remote.bootstrap import BOOT
 
     ch = Channel(["sh", "-c", 'echo "Welcome to web1!"; exec "$0" -c "$1"', sys.executable, BOOT], HOST)
-    with pytest.raises(ProtocolError, match=f"^{HOST}: the remote side did not say hello .*login script"):
+    with pytest.raises(
+        ProtocolError, match=f"^host {HOST}: the remote side did not say hello .*login script"
+    ):
         ch.open()
     ch.close()
 
@@ -69,7 +84,7 @@ def test_the_remote_side_killed_mid_stream(channel, tmp_path):
     next(chunks)
     os.kill(channel.hello["pid"], signal.SIGKILL)
     with pytest.raises(
-        ProtocolError, match=f"^{HOST}: the remote side ended mid-reply \\(killed by signal 9\\)$"
+        ProtocolError, match=f"^host {HOST}: the remote side ended mid-reply \\(killed by signal 9\\)$"
     ):
         for _ in chunks:
             pass
@@ -81,7 +96,8 @@ def test_the_remote_side_killed_mid_stream(channel, tmp_path):
 def test_the_remote_side_gone_between_ops(channel):
     os.kill(channel.hello["pid"], signal.SIGKILL)
     with pytest.raises(
-        ProtocolError, match=f"^{HOST}: the remote side (is gone|ended mid-reply) \\(killed by signal 9\\)"
+        ProtocolError,
+        match=f"^host {HOST}: the remote side (is gone|ended mid-reply) \\(killed by signal 9\\)",
     ):
         list(channel.scan(b"/"))
 
@@ -129,7 +145,7 @@ def test_a_hostile_listing_is_an_error_naming_the_host(fake, case):
     ch = fake(body)
     tracemalloc.start()
     try:
-        with pytest.raises(ProtocolError, match=f"^{HOST}: .*{message}"):
+        with pytest.raises(ProtocolError, match=f"^host {HOST}: .*{message}"):
             for _ in ch.scan(b"/srv"):
                 pass
         peak = tracemalloc.get_traced_memory()[1]
@@ -149,7 +165,7 @@ def test_a_block_that_does_not_match_its_hash(fake):
         """
     )
     with pytest.raises(
-        ProtocolError, match=f"^{HOST}: block 0 of b'/dev/vg/root' does not match its announced hash$"
+        ProtocolError, match=f"^host {HOST}: block 0 of /dev/vg/root does not match its announced hash$"
     ):
         list(ch.blocks(b"/dev/vg/root", [0], 4096))
 
@@ -204,7 +220,7 @@ def test_a_strange_temp_path(fake):
 def test_a_bad_request_is_an_error_and_the_channel_goes_on(channel, tmp_path):
     from inkind.remote.channel import RemoteOSError
 
-    with pytest.raises(RemoteOSError, match=f"^{HOST}:{tmp_path}: scan: error: missing \\)"):
+    with pytest.raises(RemoteOSError, match=f"^host {HOST}: {tmp_path}: scan: error: missing \\)"):
         list(channel.scan(os.fsencode(tmp_path), exclude=[("(unclosed", True)]))
     assert [e.key for e in channel.scan(os.fsencode(tmp_path))] == [()]
 
@@ -213,6 +229,6 @@ def test_an_unknown_op_ends_the_remote_side(channel):
     channel._begin(op="format-the-disk")
     with pytest.raises(
         ProtocolError,
-        match=f"^{HOST}: the remote side says: protocol error: not a request: 'format-the-disk'$",
+        match=f"^host {HOST}: the remote side says: protocol error: not a request: 'format-the-disk'$",
     ):
         channel.check(channel.message(), b"")

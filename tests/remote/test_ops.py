@@ -82,7 +82,7 @@ def test_read_files_streams_many_files_and_says_which_failed(channel, tmp_path):
     assert got[asked[-3]] == ("No such file or directory", errno.ENOENT)
     assert got[asked[-2]][1] == errno.ELOOP  # never through a symlink
     assert got[asked[-1]][1] == errno.EINVAL  # nor a fifo: not a file
-    with pytest.raises(RemoteOSError, match=f"^{HOST}:.*/gone: No such file"):
+    with pytest.raises(RemoteOSError, match=f"^host {HOST}: .*/gone: No such file"):
         channel.read(os.fsencode(tmp_path / "gone"))
 
 
@@ -135,7 +135,7 @@ def test_run_streams_stdout_and_ends_with_the_status(channel):
 
 
 def test_a_command_that_does_not_exist_is_an_error_naming_it(channel):
-    with pytest.raises(RemoteOSError, match=f"^{HOST}:no-such-tool: no-such-tool: No such file") as e:
+    with pytest.raises(RemoteOSError, match=f"^host {HOST}: no-such-tool: no-such-tool: No such file") as e:
         channel.run(["no-such-tool", "--version"])
     assert e.value.errno == errno.ENOENT
 

@@ -98,7 +98,9 @@ def test_scan_gives_the_tree_as_lstat_sees_it(channel, tmp_path):
 
 
 def test_a_missing_root_is_one_error_naming_host_and_path(channel, tmp_path):
-    with pytest.raises(RemoteOSError, match=f"^{HOST}:{tmp_path}/nope: No such file or directory$") as e:
+    with pytest.raises(
+        RemoteOSError, match=f"^host {HOST}: {tmp_path}/nope: No such file or directory$"
+    ) as e:
         list(channel.scan(os.fsencode(tmp_path / "nope")))
     assert e.value.errno == 2
     assert [e.key for e in channel.scan(os.fsencode(tmp_path))] == [()]  # the channel goes on

@@ -1,6 +1,5 @@
 """``inkind restore``: the standard-tool command that restores a source."""
 
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ import click
 
 from inkind.errors import ConfigError, NotStored
 from inkind.history.folders import provider_for
+from inkind.remote.ssh import PIPELINE, shell_line
 from inkind.runner import make_source
 from inkind.storeroot import StoreLayout
 
@@ -73,9 +73,10 @@ def command(env, source, path, dest, database, sid, execute):
     except NotStored as e:
         raise ConfigError(f"restore: {e.what} is not in {where} (source '{source}')") from None
     for argv in prepare + commands:
-        click.echo(shlex.join(argv))
+        click.echo(shell_line(argv))
         if execute:
             rc = subprocess.call(argv)
             if rc:
-                click.echo(f"inkind: error: {argv[0]} exited {rc}", err=True)
+                what = "the pipeline" if argv[:1] == PIPELINE[:1] else argv[0]
+                click.echo(f"inkind: error: {what} exited {rc}", err=True)
                 sys.exit(2)

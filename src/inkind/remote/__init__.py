@@ -1,2 +1,3 @@
-"""Reading a machine over a pipe (ssh): the remote side sent to the host,
-its wire protocol, and the server's Channel that speaks it."""
+"""Reading a source on another machine: the SSH connection to it, the
+remote side inkind sends over that connection (standard library only), its
+wire protocol, and the server's Channel that speaks it."""

@@ -13,7 +13,7 @@ import contextlib
 import json
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from inkind.errors import SourceError
 from inkind.remote.bootstrap import SOURCE
@@ -36,15 +36,27 @@ class RemoteOSError(RemoteError):
     says which, so a caller can make a vanished file a warning."""
 
     def __init__(self, host: str, path: bytes, message: str, errno: int = 0):
-        super().__init__(f"{host}:{to_text(path)}: {message}")
+        super().__init__(f"host {host}: {to_text(path)}: {message}")
         self.errno = errno
 
 
 class Connection:
-    """One remote side over a pipe: its process, its frames, its errors."""
+    """One remote side over a pipe: its process, its frames, its errors.
 
-    def __init__(self, argv: Sequence[str], host: str, stats: Stats | None = None, python: str = "python3"):
-        self.argv, self.host, self.python = list(argv), host, python
+    ``host`` names the host in every error (``host web1: ...``, as
+    ssh.py's lines); ``describe(status, stderr)`` says why the command
+    ended before the remote side's hello (SshTarget.describe_failure: a
+    refused connection, a host key); ``python`` is remote_python."""
+
+    def __init__(  # size: the connection's argv, host, counters and how to word its failures
+        self,
+        argv: Sequence[str],
+        host: str,
+        stats: Stats | None = None,
+        python: str = "python3",
+        describe: Callable[[int, str], str] | None = None,
+    ):
+        self.argv, self.host, self.python, self.describe = list(argv), host, python, describe
         self.stats = stats if stats is not None else Stats()
         self.hello: dict = {}
         self._proc: subprocess.Popen | None = None
@@ -61,7 +73,7 @@ class Connection:
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
         except OSError as e:
-            raise RemoteError(f"{self.host}: cannot run {self.argv[0]}: {e.strerror}") from None
+            raise RemoteError(f"host {self.host}: cannot run {self.argv[0]}: {e.strerror}") from None
         self._stderr_thread = threading.Thread(target=self._keep_stderr, daemon=True)
         self._stderr_thread.start()
         with contextlib.suppress(OSError):  # it exited already: the hello (or its absence) says why
@@ -79,10 +91,14 @@ class Connection:
             ) from None
         if got is None:
             status = self._exit_status()
+            if self.describe is not None and status is not None:
+                raise self._refuse(self.describe(status, self._stderr_text()))
             if status == 127:
-                raise self._refuse(f"{self.python} not found on {self.host} (exit status 127){self._tail()}")
+                raise self._refuse(
+                    f"host {self.host}: {self.python} not found (exit status 127){self._tail()}"
+                )
             raise self._refuse(
-                f"{self.host}: the remote side ended before its hello ({_how(status)}){self._tail()}"
+                f"host {self.host}: the remote side ended before its hello ({_how(status)}){self._tail()}"
             )
         kind, hello = got
         if kind != JSON or hello.get("agent") != "inkind":
@@ -95,7 +111,8 @@ class Connection:
         if hello.get("too_old") or tuple(version[:2]) < MIN_PYTHON:
             need = ".".join(map(str, MIN_PYTHON))
             raise self._refuse(
-                f"{self.python} on {self.host} is {version[0]}.{version[1]}: inkind needs {need} or newer"
+                f"host {self.host}: {self.python} there is {version[0]}.{version[1]}: "
+                f"inkind needs {need} or newer (remote_python names another)"
             )
         if hello.get("protocol") != PROTOCOL:
             raise self.fail(
@@ -164,7 +181,7 @@ class Connection:
 
     def fail(self, detail: str) -> RemoteError:
         """Break the connection (the remote side is killed); the error to raise."""
-        return self._refuse(f"{self.host}: {detail}", ProtocolError)
+        return self._refuse(f"host {self.host}: {detail}", ProtocolError)
 
     def _refuse(self, message: str, kind: type[RemoteError] = RemoteError) -> RemoteError:
         if self._broken is None:
@@ -197,7 +214,7 @@ class Connection:
         if self._broken is not None:
             raise self._broken
         if self._proc is None:
-            raise RemoteError(f"{self.host}: the channel is not open")
+            raise RemoteError(f"host {self.host}: the channel is not open")
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -223,11 +240,15 @@ class Connection:
             self._stderr.extend(line)
             del self._stderr[: max(0, len(self._stderr) - 8192)]
 
-    def _tail(self) -> str:
-        """The last line the remote side (or ssh) wrote to stderr."""
+    def _stderr_text(self) -> str:
+        """What the remote side (or ssh) wrote to stderr, its last 8 KiB."""
         if self._stderr_thread is not None:
             self._stderr_thread.join(timeout=1.0)
-        lines = [x for x in bytes(self._stderr).decode("utf-8", "replace").splitlines() if x.strip()]
+        return bytes(self._stderr).decode("utf-8", "replace")
+
+    def _tail(self) -> str:
+        """The last line of it, as ``: line`` for the end of a message."""
+        lines = [x for x in self._stderr_text().splitlines() if x.strip()]
         return f": {lines[-1].strip()[:300]}" if lines else ""
 
     def _exit_status(self) -> int | None:

@@ -28,6 +28,7 @@ from inkind.remote.wire import (
     MAX_BLOCK,
     OFFSET,
     FrameError,
+    to_text,
 )
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def file_chunks(ch: Connection, rf: RemoteFile, index: int, ranges: list[list[in
         while at < len(spans) and spans[at][1] <= off:
             at += 1
         if at == len(spans) or off < max(pos, spans[at][0]) or off + len(data) > spans[at][1]:
-            raise FrameError(f"data at {off}+{len(data)} outside what was asked of {rf.path[:300]!r}")
+            raise FrameError(f"data at {off}+{len(data)} outside what was asked of {to_text(rf.path[:300])}")
         pos = off + len(data)
         yield off, data
 
@@ -194,12 +195,12 @@ def block_frames(ch: Connection, bs: BlockStream, indices: list[int], block_size
         if kind == JSON:
             ch.check(obj, bs.path)
         if kind != DATA or len(obj) < head or OFFSET.unpack_from(obj)[0] != index:
-            raise FrameError(f"not block {index} of {bs.path[:300]!r}")
+            raise FrameError(f"not block {index} of {to_text(bs.path[:300])}")
         digest, data = bytes(obj[OFFSET.size : head]), memoryview(obj)[head:]
         if len(data) > block_size:
             raise FrameError(f"block {index} of {len(data)} bytes, over the block size")
         if hashlib.blake2b(data, digest_size=DIGEST).digest() != digest:
-            raise FrameError(f"block {index} of {bs.path[:300]!r} does not match its announced hash")
+            raise FrameError(f"block {index} of {to_text(bs.path[:300])} does not match its announced hash")
         yield Block(index, digest, data)
 
 

@@ -23,7 +23,14 @@ def make_source(cfg: SourceConfig, plugins: Plugins) -> Source:
         raise ConfigError(
             f"config: sources.{cfg.name}.type: unknown source type '{cfg.type}' (known: {known}){hint}"
         )
-    return cls(cfg.name, build(cls.Options, cfg.options, f"sources.{cfg.name}", base=cfg.base))
+    if cfg.host is not None and not cls.reads_remote_host:
+        raise ConfigError(
+            f"config: sources.{cfg.name}.host: the {cfg.type} source cannot read a remote host yet"
+        )
+    source = cls(cfg.name, build(cls.Options, cfg.options, f"sources.{cfg.name}", base=cfg.base))
+    source.remote = cfg.remote
+    source.ssh = cfg.ssh
+    return source
 
 
 def check_paths(name: str, source: Source, keep_out: KeepOut) -> None:

@@ -20,6 +20,8 @@ that another run overlaps.
   verify sees only recoverable leftovers and the next run succeeds.
 * ``inkind_scrub_corruption``: corrupt one stored file as a failing disk
   would and check that scrub names it and exits 2.
+* ``inkind_sshd``: a real OpenSSH server on 127.0.0.1 for the session,
+  with its ``ssh_command()`` (root only; :mod:`inkind.testing.sshd`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from inkind.runner import Runner, RunReport
 from inkind.store.xattrs import ACL_ALIAS_FILTER
 from inkind.storeroot import StoreLayout, init_store
 from inkind.testing.filesystems import NEEDS_ROOT, STORE_FILESYSTEMS, SessionFilesystems, remove_tree
+from inkind.testing.sshd import inkind_sshd  # noqa: F401  (a fixture: pytest finds it here)
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (CI runs as root)")
 

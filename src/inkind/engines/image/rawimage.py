@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import stat
 from abc import abstractmethod
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from inkind.engines.blockcopy.copy import CopyResult
 from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.errors import ConfigError
+from inkind.remote.ssh import SshTarget, pipeline
 from inkind.source import Finding, RunContext, Source
 from inkind.store.files import is_temp_name
 from inkind.store.journal import pending_journals
@@ -156,6 +158,9 @@ class RawImageSource(Source):
         self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
     ) -> list[list[str]]:
         src = str(data_dir / self.image_for_restore(path, state))
+        via, dest = self.restore_target(dest)
+        if via is not None:
+            return [pipeline(remote_dd(src, via, dest))]
         try:
             is_device = stat.S_ISBLK(os.stat(dest).st_mode)
         except OSError:
@@ -163,3 +168,12 @@ class RawImageSource(Source):
         if is_device:
             return [["dd", f"if={src}", f"of={dest}", "bs=4M", "conv=sparse,fsync", "status=progress"]]
         return [["cp", "--sparse=always", src, dest]]
+
+
+def remote_dd(image: str, via: SshTarget, dest: str) -> str:
+    """The pipeline that writes ``image`` to ``dest`` on ``via``'s host (a
+    device or a file; zero blocks are skipped, so a file stays sparse),
+    as one shell line: dd reads here, ssh carries, dd writes there."""
+    write = (["sudo", "-n"] if via.remote_sudo else []) + ["dd", f"of={dest}", "bs=4M", "conv=sparse,fsync"]
+    ssh = shlex.join([*via.ssh_command, "--", via.host, shlex.join(write)])
+    return f"{shlex.join(['dd', f'if={image}', 'bs=4M', 'status=progress'])} | {ssh}"

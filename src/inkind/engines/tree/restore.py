@@ -9,16 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from inkind.errors import ConfigError, NotStored
+from inkind.remote.ssh import SshTarget
 from inkind.store.paths import DIR_FLAGS, open_beneath
 from inkind.store.xattrs import acl_alias_filter
 
 
-def rsync_restore_command(data_dir: Path, dest: str, path: str | None, state: dict[str, Any]) -> list[str]:
+def rsync_restore_command(
+    data_dir: Path, dest: str, path: str | None, state: dict[str, Any], via: SshTarget | None = None
+) -> list[str]:
     """The rsync command that restores ``data_dir`` (or ``path`` below it)
     to ``dest`` with owners, modes, links, ACLs and xattrs (inkind's own
     left behind); ``state`` is the source's plugin state, which says
-    whether the tree was stored as rsync's fake-super stand-ins."""
+    whether the tree was stored as rsync's fake-super stand-ins. With
+    ``via``, ``dest`` is a path on that host, reached over its ssh command
+    (and its rsync run under ``sudo -n`` with ``remote_sudo``)."""
     argv = ["rsync", "-aHAXS", "--numeric-ids", "--filter=-x user.inkind.*", *acl_alias_filter(data_dir)]
+    if via is not None:
+        argv += ["-e", via.rsh()] + (["--rsync-path=sudo -n rsync"] if via.remote_sudo else [])
+        dest = f"{via.host}:{dest}"
     if state.get("fake_super"):
         # The sending side reads user.rsync.%stat; the receiving side
         # (root) applies owners, modes and device nodes for real.
