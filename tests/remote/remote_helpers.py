@@ -8,10 +8,9 @@ HOST = "web1"
 # helpers of wire.py in scope), then waits for stdin to close.
 FAKE = """
 import sys
-from inkind.remote.bootstrap import SOURCE
 from inkind.remote.wire import *
 inp, out = sys.stdin.buffer, sys.stdout.buffer
-inp.read(len(SOURCE))
+inp.read(int(inp.readline()))
 w = Writer(out)
 w.json(agent="inkind", protocol=PROTOCOL, python=[3, 11, 0], pid=0)
 out.flush()

@@ -14,7 +14,7 @@ import pytest
 from remote_helpers import HOST
 
 from inkind.errors import SourceError
-from inkind.remote.bootstrap import SOURCE, boot_line
+from inkind.remote.bootstrap import boot_line
 from inkind.remote.channel import Channel
 from inkind.remote.connection import ProtocolError, RemoteError
 from inkind.remote.wire import MAX_FRAME
@@ -30,7 +30,7 @@ def test_python_missing_on_the_host(tmp_path):
 
 
 def test_python_too_old_on_the_host():
-    ch = Channel([sys.executable, "-c", boot_line(len(SOURCE), (99, 0))], HOST)
+    ch = Channel([sys.executable, "-c", boot_line((99, 0))], HOST)
     with pytest.raises(
         RemoteError,
         match=rf"^host {HOST}: python3 there is 3\.\d+: inkind needs 3\.9 or newer \(remote_python names another\)$",

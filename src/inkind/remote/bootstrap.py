@@ -1,8 +1,9 @@
 """How the remote side gets onto a host that has nothing but python3: the
 server runs ``[remote_python, "-c", BOOT]`` there (after ``ssh ... host``)
-and writes the remote side's source text to its stdin; BOOT reads exactly
-that many bytes, compiles and runs them, and the rest of stdin is the
-protocol (the Ansible/mitogen way). Nothing is installed or left behind.
+and writes the remote side's source text to its stdin (its length on a
+line first); BOOT reads exactly that many bytes, compiles and runs them,
+and the rest of stdin is the protocol (the Ansible/mitogen way). Nothing
+is installed or left behind.
 
 BOOT itself is one line that any python3 (and python 2) can parse, so an
 interpreter too old for the remote side still answers with a hello naming
@@ -39,21 +40,27 @@ def agent_source() -> bytes:
     return "\n".join(parts).encode()
 
 
-def boot_line(length: int, min_python: tuple[int, int] = MIN_PYTHON) -> str:
+def boot_line(min_python: tuple[int, int] = MIN_PYTHON) -> str:
     """The ``-c`` program: refuse an old python with a hello that says its
-    version (and exit 3), else read ``length`` bytes of source and run its
-    ``main()``. One line, no quotes a shell would mind inside '...'."""
+    version (and exit 3), else read a line with the source's length, that
+    many bytes of source, and run its ``main()``. One line, no quotes a
+    shell would mind inside '...', and the same for every inkind of this
+    protocol (the length comes on stdin), so a forced command in
+    authorized_keys survives upgrades."""
     return (
         "import sys,struct,json;"
         "v=list(sys.version_info[:3]);"
         "o=getattr(sys.stdout,'buffer',sys.stdout);"
         f"m=json.dumps({{'agent':'inkind','protocol':{PROTOCOL},'python':v,'too_old':True}}).encode();"
         f"v<[{min_python[0]},{min_python[1]}] and (o.write(struct.pack('>IB',len(m),1)+m),o.flush(),sys.exit(3));"
+        "i=sys.stdin.buffer;"
         "g={'__name__':'inkind_remote'};"
-        f"exec(compile(sys.stdin.buffer.read({length}),'inkind-remote','exec'),g);"
+        "exec(compile(i.read(int(i.readline())),'inkind-remote','exec'),g);"
         "g['main']()"
     )
 
 
 SOURCE = agent_source()
-BOOT = boot_line(len(SOURCE))
+BOOT = boot_line()
+# What the server writes first to the remote side's stdin: the length, then the source.
+BOOT_INPUT = f"{len(SOURCE)}\n".encode() + SOURCE

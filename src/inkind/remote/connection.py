@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from inkind.errors import SourceError
-from inkind.remote.bootstrap import SOURCE
+from inkind.remote.bootstrap import BOOT_INPUT
 from inkind.remote.wire import JSON, MAX_JSON, MIN_PYTHON, PROTOCOL, FrameError, Writer, read_frame, to_text
 from inkind.stats import Stats
 
@@ -77,7 +77,7 @@ class Connection:
         self._stderr_thread = threading.Thread(target=self._keep_stderr, daemon=True)
         self._stderr_thread.start()
         with contextlib.suppress(OSError):  # it exited already: the hello (or its absence) says why
-            self._proc.stdin.write(SOURCE)
+            self._proc.stdin.write(BOOT_INPUT)
             self._proc.stdin.flush()
         self.hello = self._handshake()
         return self
