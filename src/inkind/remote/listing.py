@@ -91,27 +91,35 @@ class Listing:
     def decode(self, payload: bytes) -> list[RemoteEntry]:
         out = []
         pos, end = 0, len(payload)
+        unpack, head = ENTRY.unpack_from, ENTRY.size
         while pos < end:
-            if end - pos < ENTRY.size:
+            if end - pos < head:
                 raise FrameError("a truncated entry")
-            f = ENTRY.unpack_from(payload, pos)
-            pos += ENTRY.size
-            depth, flags, target_len, nx, err_no, err_len = f[0], f[1], f[14], f[15], f[16], f[17]
-            name, pos = _take(payload, pos, f[2])
-            target, pos = _take(payload, pos, target_len)
-            xattrs, pos = _xattrs(payload, pos, nx)
-            text, pos = _take(payload, pos, err_len)
-            st = None if flags & F_NOSTAT else checked_stat(f[3:14])
-            if target and (
-                st is None or not stat.S_ISLNK(st.st_mode) or len(target) > MAX_TARGET or b"\0" in target
-            ):
+            f = unpack(payload, pos)
+            depth, flags, name_len, target_len, nx, err_len = f[0], f[1], f[2], f[14], f[15], f[17]
+            pos += head
+            name = payload[pos : pos + name_len]
+            target = payload[pos + name_len : pos + name_len + target_len]
+            pos += name_len + target_len
+            if pos > end:
+                raise FrameError("a truncated entry")
+            xattrs, pos = _xattrs(payload, pos, nx) if nx else ({}, pos)
+            text, pos = _take(payload, pos, err_len) if err_len else (b"", pos)
+            st = None if flags & F_NOSTAT else _struct_stat(f)
+            is_link = st is not None and stat.S_ISLNK(st.st_mode)
+            if target and (not is_link or len(target) > MAX_TARGET or b"\0" in target):
                 raise FrameError(f"a bad symlink target for {name[:300]!r}")
             entered = st is not None and stat.S_ISDIR(st.st_mode) and not flags & F_OTHER_FS
-            link = st is not None and stat.S_ISLNK(st.st_mode) and not flags & F_ERROR
-            entry = RemoteEntry(self.place(depth, name, entered), st, target if link else None, xattrs)
+            entry = RemoteEntry(
+                self.place(depth, name, entered),
+                st,
+                target if is_link and not flags & F_ERROR else None,
+                xattrs,
+            )
             if flags & F_ERROR:
-                entry.error, entry.errno = text.decode("utf-8", "replace") or "error", err_no
-            entry.other_fs = bool(flags & F_OTHER_FS)
+                entry.error, entry.errno = text.decode("utf-8", "replace") or "error", f[16]
+            if flags & F_OTHER_FS:
+                entry.other_fs = True
             out.append(entry)
         self.count += len(out)
         return out
@@ -136,6 +144,17 @@ class Listing:
         if entered:
             self.chain.append(name)
         return key
+
+
+def _struct_stat(f: tuple) -> RemoteStat:
+    """The stat of an unpacked ENTRY: the struct made every field an int of
+    its width; what is left to check is the mode and the sizes."""
+    mode, size, blocks = f[3], f[6], f[13]
+    if stat.S_IFMT(mode) not in FILE_TYPES or mode >> 16:
+        raise FrameError(f"an unknown file mode {mode:o}")
+    if not (0 <= size <= MAX_SIZE and 0 <= blocks <= MAX_SIZE):
+        raise FrameError(f"a size beyond limits: {size}")
+    return RemoteStat(*f[3:14])
 
 
 def _take(payload: bytes, pos: int, n: int) -> tuple[bytes, int]:

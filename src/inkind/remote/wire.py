@@ -140,4 +140,7 @@ class Writer:
 
 def stat_fields(st) -> list:
     """An lstat or fstat as sent: the STAT_ATTRS fields, in order."""
-    return [getattr(st, a) for a in STAT_ATTRS]
+    return [
+        st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+        st.st_ino, st.st_dev, st.st_nlink, st.st_rdev, st.st_blocks,
+    ]  # fmt: skip
