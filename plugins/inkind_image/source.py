@@ -14,7 +14,9 @@ from inkind import (
     RunContext,
     SourceError,
     in_use,
+    open_channel,
     open_source,
+    pull_image,
     udev_ids,
 )
 from inkind_image.options import ImageOptions
@@ -27,11 +29,15 @@ class ImageSource(RawImageSource):
 
     type_name = "image"
     Options = ImageOptions
+    reads_remote_host = True
 
     def _engine(self, run: RunContext) -> BlockCopy:
         return self.engine(run, self.options.image_file, f"source {self.options.path}")
 
     def backup(self, run: RunContext) -> None:
+        if self.remote is not None:
+            self._backup_remote(run)
+            return
         src = open_source(self.options.path)
         try:
             if src.is_device:
@@ -58,6 +64,27 @@ class ImageSource(RawImageSource):
         finally:
             src.close()
 
+    def _backup_remote(self, run: RunContext) -> None:
+        """The image on ``host``: only blocks whose digest changed cross."""
+        assert self.remote is not None
+        where = f"{self.remote.host}:{self.options.path}"
+        engine = self.engine(run, self.options.image_file, f"source {where}")
+        engine.sweep_manifest_temps()
+        run.stats.objects_seen += 1
+        with open_channel(self.remote, run.stats) as channel, run.progress("read") as progress:
+            result = pull_image(channel, os.fsencode(self.options.path), engine, run, progress)
+        self.account(run, result, f"source {where}")
+        run.state.plugin.update(
+            image=self.options.image_file, size=result.size, block_size=self.options.block_size
+        )
+        desc = {"host": self.remote.host, "path": str(self.options.path), "size": result.size}
+        self.describe(run, engine, {**desc, "block_size": self.options.block_size})
+        if run.full:
+            self.remove_strays(run, {self.options.image_file})
+        if run.scrub_fraction > 0:  # against the manifest: the source is on the host
+            with run.progress("scrub") as progress:
+                engine.scrub(None, run.pick_block, progress)
+
     def _warn_if_in_use(self, src: OpenSource) -> None:
         uses = in_use(src.rdev)
         if uses:
@@ -80,7 +107,12 @@ class ImageSource(RawImageSource):
         self.describe(run, engine, desc)
 
     def scrub(self, run: RunContext) -> None:
-        """Check sampled blocks against the manifest, then the source."""
+        """Check sampled blocks against the manifest, then the source (a
+        source on another host: the manifest only)."""
+        if self.remote is not None:
+            with run.progress("scrub") as progress:
+                self._engine(run).scrub(None, run.pick_block, progress)
+            return
         try:
             src: OpenSource | None = open_source(self.options.path)
         except SourceError as e:

@@ -1,0 +1,171 @@
+"""An image file or block device on another host, kept as a stored image
+with only its changed blocks crossing the network.
+
+The remote side has the standard library only, so it hashes blocks with
+BLAKE2b-128 and not xxh3: beside the image's xxh3 manifest the store keeps
+the BLAKE2b digests of the blocks the image was last made from
+(``.inkind/manifests/<image>.remote``, docs/format.md), and names the image
+version they describe. A run asks the host for every block's digest (17
+bytes a block), fetches the blocks whose digest differs into a sparse
+scratch file at their offsets, and hands that file to the block-copy engine
+with the changed byte ranges, so the image is updated as by a thin-pool
+delta: atomically, compare-first, counted.
+
+When the digests cannot be trusted (the first run, a full pass, a resized
+source, an image or manifest changed since they were recorded) every block
+with data is fetched and the engine compares it with the stored image
+itself, as a local full pass does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from inkind.engines.blockcopy.copy import CopyResult
+from inkind.engines.blockcopy.engine import BlockCopy
+from inkind.engines.blockcopy.manifest import MANIFEST_DIR, ImageState, image_state
+from inkind.errors import SourceError
+from inkind.remote.bootstrap import BOOT
+from inkind.remote.channel import Channel
+from inkind.remote.ssh import SshTarget
+from inkind.remote.wire import BLOCK_DATA
+from inkind.source import RunContext
+from inkind.stats import Stats
+from inkind.store.files import UpdateFile
+from inkind.store.paths import open_beneath
+from inkind.ui import Progress, null_progress
+
+FORMAT = "inkind-remote-blocks-1"
+DIGEST = 16
+NO_DATA = bytes(DIGEST)  # a hole or a block of zeros: the host sends no digest
+
+
+def open_channel(target: SshTarget, stats: Stats) -> Channel:
+    """The remote side started on ``target`` over ssh (a context manager:
+    one connection per source run)."""
+    argv = target.argv([target.remote_python, "-c", BOOT])
+    return Channel(
+        argv, target.host, stats=stats, python=target.remote_python, describe=target.describe_failure
+    )
+
+
+def digests_rel(image_rel: str) -> str:
+    """Where the digests of ``image_rel`` live, beside its manifest."""
+    return f"{MANIFEST_DIR}/{image_rel}.remote"
+
+
+@dataclass
+class RemoteDigests:
+    """The BLAKE2b-128 of each block an image was last made from, and the
+    image version (size, mtime, xxh3) they belong to."""
+
+    block_size: int
+    size: int
+    image: ImageState
+    digests: bytes  # DIGEST bytes a block, NO_DATA for holes and zeros
+
+    @classmethod
+    def load(cls, root_fd: int, image_rel: str) -> RemoteDigests | None:
+        """The recorded digests, or None if missing or malformed."""
+        try:
+            fd = open_beneath(root_fd, digests_rel(image_rel), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            with os.fdopen(os.dup(fd), "rb") as f:
+                head = json.loads(f.readline(4096))
+                digests = f.read()
+            image = ImageState(**head["image"], xxh3=bytes.fromhex(head["xxh3"]))
+            found = cls(head["block_size"], head["size"], image, digests)
+        except (ValueError, KeyError, TypeError):
+            return None
+        finally:
+            os.close(fd)
+        if head.get("format") != FORMAT or len(digests) != DIGEST * -(-found.size // found.block_size):
+            return None
+        return found
+
+    def save(self, root_fd: int, image_rel: str, stats: Stats) -> None:
+        """Write them (compare-first: the same digests write nothing)."""
+        img = self.image
+        head = {
+            "format": FORMAT,
+            "hash": "blake2b-128",
+            "block_size": self.block_size,
+            "size": self.size,
+            "image": {"size": img.size, "mtime_ns": img.mtime_ns, "blocks": img.blocks},
+            "xxh3": img.xxh3.hex(),
+        }
+        with UpdateFile(digests_rel(image_rel), dir_fd=root_fd, stats=stats) as out:
+            out.write(json.dumps(head, sort_keys=True).encode() + b"\n")
+            out.write(self.digests)
+
+    def trusted_for(self, engine: BlockCopy, size: int, before: ImageState | None) -> bool:
+        """Whether these digests describe the stored image as it is now,
+        whose manifest is fresh too (so the engine takes the ranges)."""
+        if before is None or not self.image.same_version(before):
+            return False
+        if (self.block_size, self.size) != (engine.block_size, size):
+            return False
+        manifest = engine.fresh_manifest(before)
+        if manifest is None:
+            return False
+        manifest.close()
+        return True
+
+
+def pull_image(  # size: the channel, the path there, the engine, the run and its progress
+    channel: Channel, path: bytes, engine: BlockCopy, run: RunContext, progress: Progress = null_progress
+) -> CopyResult:
+    """Bring ``engine``'s image up to date with ``path`` on the channel's
+    host, fetching only the blocks whose digest changed."""
+    bs = engine.block_size
+    hashes = channel.hashes(path, bs)
+    records = list(hashes)
+    size = hashes.size
+    digests = bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in records))
+    before = _stored_state(engine)
+    previous = None if run.full else RemoteDigests.load(engine.root_fd, engine.image_rel)
+    trusted = previous is not None and previous.trusted_for(engine, size, before)
+    if trusted:
+        changed = [i for i in range(len(records)) if _digest(digests, i) != _digest(previous.digests, i)]
+    else:
+        changed = list(range(len(records)))
+    wanted = [i for i in changed if records[i].kind == BLOCK_DATA]
+    with run.scratch_dir() as scratch:
+        fd = os.open(scratch / "image", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            blocks = channel.blocks(path, wanted, bs)
+            for block in blocks:
+                os.pwrite(fd, block.data, block.index * bs)
+                digests[block.index * DIGEST : (block.index + 1) * DIGEST] = block.digest
+            if blocks.after is not None and blocks.after.st_size != size:
+                raise SourceError(
+                    f"host {channel.host}: {os.fsdecode(path)}: changed size while it was read; "
+                    "the previous image is kept"
+                )
+            spans = [(i * bs, min(bs, size - i * bs)) for i in changed] if trusted else None
+            result = engine.copy(fd, size, full=run.full, ranges=spans, skip_holes=True, progress=progress)
+        finally:
+            os.close(fd)
+    after = _stored_state(engine)
+    if after is not None:
+        RemoteDigests(bs, size, after, bytes(digests)).save(engine.root_fd, engine.image_rel, run.stats)
+    return result
+
+
+def _digest(digests: bytes | bytearray, index: int) -> bytes:
+    return bytes(digests[index * DIGEST : (index + 1) * DIGEST])
+
+
+def _stored_state(engine: BlockCopy) -> ImageState | None:
+    fd = engine.open_image()
+    if fd < 0:
+        return None
+    try:
+        return image_state(fd)
+    finally:
+        os.close(fd)

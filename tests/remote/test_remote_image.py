@@ -1,0 +1,112 @@
+"""The image source with ``host``: read through the real test sshd, only
+changed blocks cross (Stats.bytes_received), the stored image equals the
+source, and a host that cannot be reached leaves the stored copy intact."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shlex
+import socket
+from pathlib import Path
+
+import pytest
+
+from inkind.engines.image.remote import RemoteDigests
+
+pytestmark = pytest.mark.root
+BS = 256 << 10
+BLOCKS = 40
+FRAMING = 64 << 10  # generous bound on what crosses beside the blocks: hello, hashes, headers
+
+
+def make_image(path: Path, rng: random.Random) -> None:
+    """Data in every other block, holes between."""
+    with open(path, "wb") as f:
+        f.truncate(BLOCKS * BS)
+        for i in range(0, BLOCKS, 2):
+            f.seek(i * BS)
+            f.write(rng.randbytes(BS))
+
+
+def rewrite(path: Path, blocks: dict[int, bytes]) -> None:
+    with open(path, "r+b") as f:
+        for i, data in blocks.items():
+            f.seek(i * BS)
+            f.write(data)
+
+
+@pytest.fixture
+def remote_image(inkind_sshd, inkind_config, tmp_path):
+    image = tmp_path / "vm1.img"
+    make_image(image, random.Random(7))
+    table = {
+        "type": "image",
+        "path": image,
+        "block_size": "256K",
+        "host": "root@127.0.0.1",
+        "ssh_command": shlex.join(inkind_sshd.ssh_command()),
+    }
+    return image, inkind_config({"disk": table})
+
+
+def stored(store: Path) -> Path:
+    return store / "disk" / "vm1.img"
+
+
+def test_first_run_fetches_the_data_blocks_and_stores_the_image(remote_image, inkind_run, inkind_store):
+    image, cfg = remote_image
+    report = inkind_run(cfg, seed=1)
+    assert report.exit_status == 0, report.as_dict()
+    s = report.results[0].stats
+    assert stored(inkind_store).read_bytes() == image.read_bytes()
+    data = BLOCKS // 2 * BS
+    assert data <= s.bytes_received <= data + FRAMING  # random data: zlib does not pay, holes are not sent
+    assert os.stat(stored(inkind_store)).st_blocks * 512 < data + 2 * BS  # the holes stay holes
+    recorded = RemoteDigests.load(os.open(inkind_store, os.O_RDONLY), "disk/vm1.img")
+    assert recorded is not None and recorded.size == BLOCKS * BS
+
+
+def test_a_run_without_change_moves_only_the_hashes_and_writes_nothing(
+    remote_image, assert_second_run_writes_nothing
+):
+    _image, cfg = remote_image
+    second = assert_second_run_writes_nothing(cfg)
+    assert second.results[0].stats.bytes_received < FRAMING
+
+
+def test_changed_blocks_alone_cross_and_a_zeroed_block_becomes_a_hole(remote_image, inkind_run, inkind_store):
+    image, cfg = remote_image
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    rng = random.Random(9)
+    rewrite(image, {4: rng.randbytes(BS), 11: rng.randbytes(100), 6: bytes(BS)})
+    report = inkind_run(cfg, seed=3)
+    assert report.exit_status == 0, report.as_dict()
+    s = report.results[0].stats
+    # Block 4 whole; block 11 (100 bytes, then zeros) compressed; block 6
+    # is zeros now: described, not sent.
+    assert BS <= s.bytes_received <= BS + FRAMING
+    assert s.objects_changed == 1
+    assert stored(inkind_store).read_bytes() == image.read_bytes()
+    again = inkind_run(cfg, seed=4)
+    assert again.results[0].stats.bytes_written == 0
+
+
+def test_an_unreachable_host_is_one_line_exit_2_and_the_stored_image_stays(
+    remote_image, inkind_cli, inkind_store
+):
+    image, cfg = remote_image
+    assert inkind_cli("-c", cfg, "backup").returncode == 0
+    before = stored(inkind_store).read_bytes()
+    rewrite(image, {0: random.Random(1).randbytes(BS)})
+    with socket.socket() as free:  # a port where nothing listens
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    cfg.write_text(re.sub(r"-p \d+", f"-p {port}", cfg.read_text(), count=1))
+    r = inkind_cli("-c", cfg, "backup")
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if "127.0.0.1" in line]
+    assert lines and "connection refused" in lines[0], r.stderr
+    assert stored(inkind_store).read_bytes() == before
+    assert inkind_cli("-c", cfg, "verify").returncode == 0
