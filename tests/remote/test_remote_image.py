@@ -64,7 +64,7 @@ def test_first_run_fetches_the_data_blocks_and_stores_the_image(remote_image, in
     data = BLOCKS // 2 * BS
     assert data <= s.bytes_received <= data + FRAMING  # random data: zlib does not pay, holes are not sent
     assert os.stat(stored(inkind_store)).st_blocks * 512 < data + 2 * BS  # the holes stay holes
-    recorded = RemoteDigests.load(os.open(inkind_store, os.O_RDONLY), "disk/vm1.img")
+    recorded = RemoteDigests.load(os.open(inkind_store, os.O_RDONLY), ".inkind/manifests/disk/vm1.img.remote")
     assert recorded is not None and recorded.size == BLOCKS * BS
 
 
@@ -110,3 +110,20 @@ def test_an_unreachable_host_is_one_line_exit_2_and_the_stored_image_stays(
     assert lines and "connection refused" in lines[0], r.stderr
     assert stored(inkind_store).read_bytes() == before
     assert inkind_cli("-c", cfg, "verify").returncode == 0
+
+
+def test_lost_digests_are_found_by_verify_and_the_next_run_fetches_every_data_block(
+    remote_image, inkind_run, inkind_cli, inkind_store
+):
+    image, cfg = remote_image
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    digests = inkind_store / ".inkind" / "manifests" / "disk" / "vm1.img.remote"
+    digests.unlink()
+    r = inkind_cli("-c", cfg, "verify")
+    assert r.returncode != 0 and "vm1.img.remote" in r.stdout + r.stderr
+    report = inkind_run(cfg, seed=2)
+    assert report.exit_status == 0, report.as_dict()
+    s = report.results[0].stats
+    assert s.bytes_received >= BLOCKS // 2 * BS  # not trusted: every block with data crossed
+    assert s.bytes_written == len(digests.read_bytes())  # the image was equal: only the digests
+    assert stored(inkind_store).read_bytes() == image.read_bytes()

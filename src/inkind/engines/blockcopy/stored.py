@@ -38,6 +38,12 @@ class StoredImage:
     def manifest_rel(self) -> str:
         return f"{MANIFEST_DIR}/{self.image_rel}.manifest"
 
+    @property
+    def digests_rel(self) -> str:
+        """The BLAKE2b digests of an image read from another host
+        (:mod:`inkind.engines.image.remote`)."""
+        return f"{MANIFEST_DIR}/{self.image_rel}.remote"
+
     def sweep_manifest_temps(self) -> None:
         """Remove manifest temps a killed run left (the caller holds the lock)."""
         parent = self.manifest_rel.rpartition("/")[0]
@@ -84,8 +90,9 @@ class StoredImage:
         )
 
     def remove(self) -> None:
-        """Delete the image and its manifest (counted as one deleted object)."""
-        for rel in (self.image_rel, self.manifest_rel):
+        """Delete the image, its manifest and its remote digests (counted as
+        one deleted object)."""
+        for rel in (self.image_rel, self.manifest_rel, self.digests_rel):
             parent, _, name = rel.rpartition("/")
             try:
                 dfd = open_beneath(self.root_fd, parent, DIR_FLAGS)

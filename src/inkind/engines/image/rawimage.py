@@ -89,14 +89,15 @@ class RawImageSource(Source):
         return findings
 
     def stored_objects(self, run: RunContext) -> list[str]:
-        """Each stored image and its block manifest."""
+        """Each stored image, its block manifest and, for an image read
+        from another host, its digests."""
         out = []
         for name in sorted(list_dir(run.data_fd)):
             if not is_temp_name(name) and stat.S_ISREG(
                 os.stat(name, dir_fd=run.data_fd, follow_symlinks=False).st_mode
             ):
                 engine = self.engine(run, name, name)
-                out += existing(run.root_fd, [engine.image_rel, engine.manifest_rel])
+                out += existing(run.root_fd, [engine.image_rel, engine.manifest_rel, engine.digests_rel])
         return out
 
     def remove_strays(self, run: RunContext, keep: set[str]) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from inkind.engines.blockcopy.copy import CopyResult
 from inkind.engines.blockcopy.engine import BlockCopy
-from inkind.engines.blockcopy.manifest import MANIFEST_DIR, ImageState, image_state
+from inkind.engines.blockcopy.manifest import ImageState, image_state
 from inkind.errors import SourceError
 from inkind.remote.bootstrap import BOOT
 from inkind.remote.channel import Channel
@@ -51,11 +51,6 @@ def open_channel(target: SshTarget, stats: Stats) -> Channel:
     )
 
 
-def digests_rel(image_rel: str) -> str:
-    """Where the digests of ``image_rel`` live, beside its manifest."""
-    return f"{MANIFEST_DIR}/{image_rel}.remote"
-
-
 @dataclass
 class RemoteDigests:
     """The BLAKE2b-128 of each block an image was last made from, and the
@@ -67,10 +62,10 @@ class RemoteDigests:
     digests: bytes  # DIGEST bytes a block, NO_DATA for holes and zeros
 
     @classmethod
-    def load(cls, root_fd: int, image_rel: str) -> RemoteDigests | None:
-        """The recorded digests, or None if missing or malformed."""
+    def load(cls, root_fd: int, rel: str) -> RemoteDigests | None:
+        """The digests recorded at ``rel``, or None if missing or malformed."""
         try:
-            fd = open_beneath(root_fd, digests_rel(image_rel), os.O_RDONLY)
+            fd = open_beneath(root_fd, rel, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
@@ -87,7 +82,7 @@ class RemoteDigests:
             return None
         return found
 
-    def save(self, root_fd: int, image_rel: str, stats: Stats) -> None:
+    def save(self, root_fd: int, rel: str, stats: Stats) -> None:
         """Write them (compare-first: the same digests write nothing)."""
         img = self.image
         head = {
@@ -98,7 +93,7 @@ class RemoteDigests:
             "image": {"size": img.size, "mtime_ns": img.mtime_ns, "blocks": img.blocks},
             "xxh3": img.xxh3.hex(),
         }
-        with UpdateFile(digests_rel(image_rel), dir_fd=root_fd, stats=stats) as out:
+        with UpdateFile(rel, dir_fd=root_fd, stats=stats) as out:
             out.write(json.dumps(head, sort_keys=True).encode() + b"\n")
             out.write(self.digests)
 
@@ -127,7 +122,7 @@ def pull_image(  # size: the channel, the path there, the engine, the run and it
     size = hashes.size
     digests = bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in records))
     before = _stored_state(engine)
-    previous = None if run.full else RemoteDigests.load(engine.root_fd, engine.image_rel)
+    previous = None if run.full else RemoteDigests.load(engine.root_fd, engine.digests_rel)
     trusted = previous is not None and previous.trusted_for(engine, size, before)
     if trusted:
         changed = [i for i in range(len(records)) if _digest(digests, i) != _digest(previous.digests, i)]
@@ -153,7 +148,7 @@ def pull_image(  # size: the channel, the path there, the engine, the run and it
             os.close(fd)
     after = _stored_state(engine)
     if after is not None:
-        RemoteDigests(bs, size, after, bytes(digests)).save(engine.root_fd, engine.image_rel, run.stats)
+        RemoteDigests(bs, size, after, bytes(digests)).save(engine.root_fd, engine.digests_rel, run.stats)
     return result
 
 
