@@ -127,3 +127,18 @@ def test_lost_digests_are_found_by_verify_and_the_next_run_fetches_every_data_bl
     assert s.bytes_received >= BLOCKS // 2 * BS  # not trusted: every block with data crossed
     assert s.bytes_written == len(digests.read_bytes())  # the image was equal: only the digests
     assert stored(inkind_store).read_bytes() == image.read_bytes()
+
+
+def test_a_host_claiming_more_blocks_than_the_limit_is_refused_before_any_is_read(
+    remote_image, inkind_run, inkind_store, monkeypatch
+):
+    from inkind.engines.image import remote
+
+    _image, cfg = remote_image
+    monkeypatch.setattr(remote, "MAX_BLOCKS", BLOCKS - 1)
+    report = inkind_run(cfg, seed=1)
+    assert report.exit_status == 2
+    error = " ".join(report.results[0].messages)
+    assert "host root@127.0.0.1" in error and f"over the {BLOCKS - 1}" in error
+    assert report.results[0].stats.bytes_received < FRAMING
+    assert not stored(inkind_store).exists()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from inkind.engines.blockcopy.copy import CopyResult
 from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.engines.blockcopy.manifest import ImageState, image_state
+from inkind.engines.blockcopy.ranges import blocks_of
 from inkind.errors import SourceError
 from inkind.remote.bootstrap import BOOT
 from inkind.remote.channel import Channel
@@ -40,6 +41,10 @@ from inkind.ui import Progress, null_progress
 FORMAT = "inkind-remote-blocks-1"
 DIGEST = 16
 NO_DATA = bytes(DIGEST)  # a hole or a block of zeros: the host sends no digest
+# The digests are held in memory (16 bytes a block): a host's claim of a
+# larger image is refused before any is read, so a hostile host cannot
+# exhaust the server's memory with it (16 TiB at 4 MiB blocks).
+MAX_BLOCKS = 1 << 22
 
 
 def open_channel(target: SshTarget, stats: Stats) -> Channel:
@@ -118,17 +123,23 @@ def pull_image(  # size: the channel, the path there, the engine, the run and it
     host, fetching only the blocks whose digest changed."""
     bs = engine.block_size
     hashes = channel.hashes(path, bs)
-    records = list(hashes)
     size = hashes.size
-    digests = bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in records))
+    if blocks_of(size, bs) > MAX_BLOCKS:
+        raise SourceError(
+            f"host {channel.host}: {os.fsdecode(path)}: {size} bytes is {blocks_of(size, bs)} blocks of "
+            f"{bs}, over the {MAX_BLOCKS} a remote image may have (a larger block_size allows more); "
+            "the previous image is kept"
+        )
+    digests = bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in hashes))
+    count = len(digests) // DIGEST
     before = _stored_state(engine)
     previous = None if run.full else RemoteDigests.load(engine.root_fd, engine.digests_rel)
     trusted = previous is not None and previous.trusted_for(engine, size, before)
     if trusted:
-        changed = [i for i in range(len(records)) if _digest(digests, i) != _digest(previous.digests, i)]
+        changed = [i for i in range(count) if _digest(digests, i) != _digest(previous.digests, i)]
     else:
-        changed = list(range(len(records)))
-    wanted = [i for i in changed if records[i].kind == BLOCK_DATA]
+        changed = list(range(count))
+    wanted = [i for i in changed if _digest(digests, i) != NO_DATA]
     with run.scratch_dir() as scratch:
         fd = os.open(scratch / "image", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
