@@ -3,6 +3,7 @@ API into a temp file of the remote side, then rebuilt in the server's
 scratch file from the blocks of the stored copy that still match and the
 blocks fetched because they do not. The temp is removed on the host
 whatever happens (and by the remote side itself if the connection dies).
+A restore to ``host:/path`` goes the other way with ssh and ``rsync -S``.
 
 Only plain paths are read remotely: a glob's matching (``**``, hidden
 names) is Python's glob module on this machine, which the remote side does
@@ -13,7 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from inkind import Channel, RunContext, SourceError, open_beneath, pull_copy
 from inkind_sqlite.discover import Database, is_glob
@@ -59,3 +63,31 @@ def _open_stored(run: RunContext, name: str) -> int:
         return open_beneath(run.data_fd, name, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return -1
+
+
+SIDES = ("-wal", "-shm", "-journal")
+
+
+@dataclass
+class Copier:
+    """The restore commands of one stored copy: ``cp`` here, or through
+    ``via`` (the SshTarget of ``--to host:/path``): ``ssh`` for the stale
+    side files and ``rsync -S`` for the copy."""
+
+    via: Any = None  # SshTarget | None
+
+    def commands(self, stored: Path, target: Path) -> list[list[str]]:
+        sides = [f"{target}{suffix}" for suffix in SIDES]
+        if self.via is None:
+            return [["rm", "-f", *sides], ["cp", "--sparse=always", str(stored), str(target)]]
+        sudo = ["--rsync-path=sudo -n rsync"] if self.via.remote_sudo else []
+        rsync = ["rsync", "-S", "-e", self.via.rsh(), *sudo, str(stored), f"{self.via.host}:{target}"]
+        return [self._ssh(["rm", "-f", *sides]), rsync]
+
+    def mkdir(self, directory: Path) -> list[str]:
+        argv = ["mkdir", "-p", str(directory)]
+        return argv if self.via is None else self._ssh(argv)
+
+    def _ssh(self, argv: list[str]) -> list[str]:
+        remote = (["sudo", "-n"] if self.via.remote_sudo else []) + argv
+        return [*self.via.ssh_command, "--", self.via.host, shlex.join(remote)]

@@ -26,7 +26,7 @@ from inkind import (
 from inkind_sqlite.discover import Database, find_databases, is_glob
 from inkind_sqlite.options import SqliteOptions
 from inkind_sqlite.quick import source_key, stored_key
-from inkind_sqlite.remote import fetch_copy, remote_databases
+from inkind_sqlite.remote import Copier, fetch_copy, remote_databases
 from inkind_sqlite.snapshot import integrity_problems, take_copy
 from inkind_sqlite.storing import engine, remove_stored, store_copy, stored_names
 
@@ -233,9 +233,10 @@ class SqliteSource(Source):
     def restore_commands(
         self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
     ) -> list[list[str]]:
-        """``cp`` of each stored copy, after removing stale ``-wal``/``-shm``/
-        ``-journal`` files at the target, which SQLite would otherwise apply
-        to the restored file."""
+        """``cp`` of each stored copy (``rsync -S`` over ssh to
+        ``host:/path``), after removing stale ``-wal``/``-shm``/``-journal``
+        files at the target, which SQLite would otherwise apply to the
+        restored file."""
         fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             names = stored_names(fd)
@@ -248,20 +249,18 @@ class SqliteSource(Source):
             names = [wanted]
         if not names:
             raise ConfigError(f"restore: {data_dir}: no database stored yet")
-        commands: list[list[str]] = []
+        via, dest = self.restore_target(dest)
+        copier = Copier(via)
         if len(names) == 1 and (path or not is_glob(self.options.path)):
-            target = Path(dest) / Path(names[0]).name if os.path.isdir(dest) else Path(dest)
-            return _copy_commands(data_dir / names[0], target)
+            into = dest.endswith("/") if via is not None else os.path.isdir(dest)
+            target = Path(dest) / Path(names[0]).name if into else Path(dest)
+            return copier.commands(data_dir / names[0], target)
+        commands: list[list[str]] = []
         made: set[Path] = set()
         for name in names:
             target = Path(dest) / name
             if target.parent not in made:
-                commands.append(["mkdir", "-p", str(target.parent)])
+                commands.append(copier.mkdir(target.parent))
                 made.add(target.parent)
-            commands += _copy_commands(data_dir / name, target)
+            commands += copier.commands(data_dir / name, target)
         return commands
-
-
-def _copy_commands(stored: Path, target: Path) -> list[list[str]]:
-    sides = [f"{target}{suffix}" for suffix in ("-wal", "-shm", "-journal")]
-    return [["rm", "-f", *sides], ["cp", "--sparse=always", str(stored), str(target)]]

@@ -155,3 +155,19 @@ def test_a_glob_with_host_is_refused_naming_the_host(remote_db, inkind_cli, inki
     assert r.returncode == 2
     assert "a glob cannot be read on host root@127.0.0.1" in r.stderr, r.stderr
     assert not stored(inkind_store).exists()
+
+
+def test_restore_to_the_host_goes_through_rsync_over_ssh(remote_db, inkind_run, inkind_cli, tmp_path):
+    db, cfg = remote_db
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "app.db-wal").write_bytes(b"stale wal of another database")
+    r = inkind_cli("-c", cfg, "restore", "app", "--to", f"127.0.0.1:{out}/", "--run")
+    assert r.returncode == 0, r.stderr
+    assert any(
+        line.startswith("rsync -S -e ") and f"root@127.0.0.1:{out}/app.db" in line
+        for line in r.stdout.splitlines()
+    ), r.stdout
+    assert not (out / "app.db-wal").exists()
+    assert rows(out / "app.db") == rows(db)
