@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from inkind import (
+    Channel,
     ConfigError,
     CorruptionError,
     RunContext,
@@ -20,10 +21,12 @@ from inkind import (
     existing,
     fd_path,
     open_beneath,
+    open_channel,
 )
 from inkind_sqlite.discover import Database, find_databases, is_glob
 from inkind_sqlite.options import SqliteOptions
 from inkind_sqlite.quick import source_key, stored_key
+from inkind_sqlite.remote import Copier, fetch_copy, remote_databases
 from inkind_sqlite.snapshot import integrity_problems, take_copy
 from inkind_sqlite.storing import engine, remove_stored, store_copy, stored_names
 
@@ -83,14 +86,22 @@ class SqliteSource(Source):
 
     type_name = "sqlite"
     Options = SqliteOptions
+    reads_remote_host = True
 
     def backup(self, run: RunContext) -> None:
-        databases = find_databases(self.options.path, run)
+        if self.remote is None:
+            self._backup(run, find_databases(self.options.path, run), None)
+            return
+        databases = remote_databases(self.options.path, self.remote.host)
+        with open_channel(self.remote, run.stats) as channel:
+            self._backup(run, databases, channel)
+
+    def _backup(self, run: RunContext, databases: list[Database], channel: Channel | None) -> None:
         failures = Failures()
         last_save = time.monotonic()
         for db in databases:
             run.stats.objects_seen += 1
-            self._one(run, db, failures, check=run.should_scrub())
+            self._one(run, db, failures, check=run.should_scrub(), channel=channel)
             if time.monotonic() - last_save >= STATE_SAVE_INTERVAL:
                 run.state.save()  # what is done stays done if the run is killed
                 last_save = time.monotonic()
@@ -100,9 +111,11 @@ class SqliteSource(Source):
 
     def scrub(self, run: RunContext) -> None:
         """Check a sample of stored copies; bring each one whose database
-        still exists up to date with it (counted as repaired if it changed)."""
+        still exists up to date with it (counted as repaired if it changed).
+        A database on another host: the stored copies only."""
         try:
-            live = {db.name: db for db in find_databases(self.options.path, run)}
+            found = find_databases(self.options.path, run) if self.remote is None else []
+            live = {db.name: db for db in found}
         except SourceError as e:
             run.warn(f"{e}; checking the store only")
             live = {}
@@ -127,8 +140,15 @@ class SqliteSource(Source):
             out += existing(run.root_fd, [eng.image_rel, eng.manifest_rel])
         return out
 
-    def _one(
-        self, run: RunContext, db: Database, failures: Failures, *, check: bool, repair: bool = False
+    def _one(  # size: the run, the database, where failures go, and how to read it
+        self,
+        run: RunContext,
+        db: Database,
+        failures: Failures,
+        *,
+        check: bool,
+        repair: bool = False,
+        channel: Channel | None = None,
     ) -> None:
         """Back up one database; record what went wrong in ``failures``.
 
@@ -143,7 +163,8 @@ class SqliteSource(Source):
                 corrupt = e
                 failures.corrupt.append(e)
         try:
-            changed = self._copy(run, db, force=check or run.full, full=run.full or corrupt is not None)
+            full = run.full or corrupt is not None
+            changed = self._copy(run, db, force=check or run.full, full=full, channel=channel)
         except SourceError as e:
             failures.errors.append(str(e))
             return
@@ -156,11 +177,15 @@ class SqliteSource(Source):
         else:
             run.stats.objects_unchanged += 1
 
-    def _copy(self, run: RunContext, db: Database, *, force: bool, full: bool) -> bool:
+    def _copy(  # size: the run, the database, and how to read and store it
+        self, run: RunContext, db: Database, *, force: bool, full: bool, channel: Channel | None
+    ) -> bool:
         """Copy, check and store one database; return whether the stored copy
-        changed (not when the quick check skips it)."""
+        changed (not when the quick check skips it). On another host there is
+        no quick check: the copy is made there and only its changed blocks cross."""
         seen: dict[str, Any] = run.state.plugin.setdefault("seen", {})
-        key = source_key(db.path)
+        key = source_key(db.path) if channel is None else None
+        where = str(db.path) if self.remote is None else f"{self.remote.host}:{db.path}"
         if (
             not force
             and key is not None
@@ -171,13 +196,16 @@ class SqliteSource(Source):
         with run.scratch_dir() as scratch:
             copy = scratch / "copy.db"
             try:
-                take_copy(db.path, copy, self.options.busy_timeout)
+                if channel is None:
+                    take_copy(db.path, copy, self.options.busy_timeout)
+                else:
+                    fetch_copy(channel, run, db, copy, self.options.busy_timeout)
             except sqlite3.Error as e:
                 raise SourceError(f"{db.path}: {e}") from None
             problems = integrity_problems(copy)
             if problems:
-                raise SourceError(f"{db.path}: fails PRAGMA integrity_check: {'; '.join(problems)}")
-            changed = store_copy(run, copy, db.name, source=str(db.path), full=full)
+                raise SourceError(f"{where}: fails PRAGMA integrity_check: {'; '.join(problems)}")
+            changed = store_copy(run, copy, db.name, source=where, full=full)
         if key is not None:
             seen[db.name] = {"source": key, "stored": self._stored_key(run, db)}
         return changed
@@ -205,9 +233,10 @@ class SqliteSource(Source):
     def restore_commands(
         self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]
     ) -> list[list[str]]:
-        """``cp`` of each stored copy, after removing stale ``-wal``/``-shm``/
-        ``-journal`` files at the target, which SQLite would otherwise apply
-        to the restored file."""
+        """``cp`` of each stored copy (``rsync -S`` over ssh to
+        ``host:/path``), after removing stale ``-wal``/``-shm``/``-journal``
+        files at the target, which SQLite would otherwise apply to the
+        restored file."""
         fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             names = stored_names(fd)
@@ -220,20 +249,18 @@ class SqliteSource(Source):
             names = [wanted]
         if not names:
             raise ConfigError(f"restore: {data_dir}: no database stored yet")
-        commands: list[list[str]] = []
+        via, dest = self.restore_target(dest)
+        copier = Copier(via)
         if len(names) == 1 and (path or not is_glob(self.options.path)):
-            target = Path(dest) / Path(names[0]).name if os.path.isdir(dest) else Path(dest)
-            return _copy_commands(data_dir / names[0], target)
+            into = dest.endswith("/") if via is not None else os.path.isdir(dest)
+            target = Path(dest) / Path(names[0]).name if into else Path(dest)
+            return copier.commands(data_dir / names[0], target)
+        commands: list[list[str]] = []
         made: set[Path] = set()
         for name in names:
             target = Path(dest) / name
             if target.parent not in made:
-                commands.append(["mkdir", "-p", str(target.parent)])
+                commands.append(copier.mkdir(target.parent))
                 made.add(target.parent)
-            commands += _copy_commands(data_dir / name, target)
+            commands += copier.commands(data_dir / name, target)
         return commands
-
-
-def _copy_commands(stored: Path, target: Path) -> list[list[str]]:
-    sides = [f"{target}{suffix}" for suffix in ("-wal", "-shm", "-journal")]
-    return [["rm", "-f", *sides], ["cp", "--sparse=always", str(stored), str(target)]]

@@ -62,7 +62,8 @@ from inkind.engines.blockcopy.engine import BlockCopy  # noqa: E402
 from inkind.engines.blockcopy.ranges import merge_spans  # noqa: E402
 from inkind.engines.image.blockdev import OpenSource, in_use, open_source, udev_ids  # noqa: E402
 from inkind.engines.image.rawimage import DEFAULT_BLOCK, RawImageSource, check_block_size  # noqa: E402
-from inkind.engines.image.remote import open_channel, pull_image  # noqa: E402
+from inkind.engines.image.remote import open_channel, pull_copy, pull_image  # noqa: E402
+from inkind.remote.channel import Channel  # noqa: E402
 
 # --- tree engine -----------------------------------------------------------
 # isort: split
@@ -141,7 +142,9 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "lvm",
     "merge_spans",
     "open_channel",
+    "Channel",
     "open_source",
+    "pull_copy",
     "pull_image",
     "udev_ids",
     # tree engine

@@ -1,5 +1,7 @@
 """An image file or block device on another host, kept as a stored image
-with only its changed blocks crossing the network.
+with only its changed blocks crossing the network; and ``pull_copy``, a
+file on the host rebuilt locally from the blocks of its stored previous
+version that still match and the fetched blocks that do not.
 
 The remote side has the standard library only, so it hashes blocks with
 BLAKE2b-128 and not xxh3: beside the image's xxh3 manifest the store keeps
@@ -19,6 +21,7 @@ itself, as a local full pass does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -122,15 +125,7 @@ def pull_image(  # size: the channel, the path there, the engine, the run and it
     """Bring ``engine``'s image up to date with ``path`` on the channel's
     host, fetching only the blocks whose digest changed."""
     bs = engine.block_size
-    hashes = channel.hashes(path, bs)
-    size = hashes.size
-    if blocks_of(size, bs) > MAX_BLOCKS:
-        raise SourceError(
-            f"host {channel.host}: {os.fsdecode(path)}: {size} bytes is {blocks_of(size, bs)} blocks of "
-            f"{bs}, over the {MAX_BLOCKS} a remote image may have (a larger block_size allows more); "
-            "the previous image is kept"
-        )
-    digests = bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in hashes))
+    size, digests = _remote_digests(channel, path, bs)
     count = len(digests) // DIGEST
     before = _stored_state(engine)
     previous = None if run.full else RemoteDigests.load(engine.root_fd, engine.digests_rel)
@@ -144,15 +139,7 @@ def pull_image(  # size: the channel, the path there, the engine, the run and it
         fd = os.open(scratch / "image", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.ftruncate(fd, size)
-            blocks = channel.blocks(path, wanted, bs)
-            for block in blocks:
-                os.pwrite(fd, block.data, block.index * bs)
-                digests[block.index * DIGEST : (block.index + 1) * DIGEST] = block.digest
-            if blocks.after is not None and blocks.after.st_size != size:
-                raise SourceError(
-                    f"host {channel.host}: {os.fsdecode(path)}: changed size while it was read; "
-                    "the previous image is kept"
-                )
+            _fetch(channel, path, wanted, bs, fd, size, digests)
             spans = [(i * bs, min(bs, size - i * bs)) for i in changed] if trusted else None
             result = engine.copy(fd, size, full=run.full, ranges=spans, skip_holes=True, progress=progress)
         finally:
@@ -161,6 +148,61 @@ def pull_image(  # size: the channel, the path there, the engine, the run and it
     if after is not None:
         RemoteDigests(bs, size, after, bytes(digests)).save(engine.root_fd, engine.digests_rel, run.stats)
     return result
+
+
+def pull_copy(channel: Channel, path: bytes, base_fd: int, fd: int, block_size: int) -> int:
+    """Make the empty file ``fd`` equal to the file ``path`` on the
+    channel's host, taking every block whose BLAKE2b matches the same block
+    of the local file ``base_fd`` (-1: none) from there and fetching only
+    the others; return its size. For a file copied on the host (a SQLite
+    backup) whose previous version is in the store: no digests need be
+    recorded, the base is hashed where it lies."""
+    size, digests = _remote_digests(channel, path, block_size)
+    os.ftruncate(fd, size)
+    wanted = []
+    for i in range(len(digests) // DIGEST):
+        digest = _digest(digests, i)
+        if digest == NO_DATA:
+            continue  # zeros: left a hole
+        data = (
+            os.pread(base_fd, min(block_size, size - i * block_size), i * block_size) if base_fd >= 0 else b""
+        )
+        if data and hashlib.blake2b(data, digest_size=DIGEST).digest() == digest:
+            os.pwrite(fd, data, i * block_size)
+        else:
+            wanted.append(i)
+    _fetch(channel, path, wanted, block_size, fd, size, digests)
+    return size
+
+
+def _remote_digests(channel: Channel, path: bytes, bs: int) -> tuple[int, bytearray]:
+    """The size of ``path`` on the host and its blocks' digests (NO_DATA
+    for holes and zeros), refused before they are read past MAX_BLOCKS."""
+    hashes = channel.hashes(path, bs)
+    size = hashes.size
+    if blocks_of(size, bs) > MAX_BLOCKS:
+        raise SourceError(
+            f"host {channel.host}: {os.fsdecode(path)}: {size} bytes is {blocks_of(size, bs)} blocks of "
+            f"{bs}, over the {MAX_BLOCKS} a remote image may have (a larger block_size allows more); "
+            "the stored copy is kept"
+        )
+    return size, bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in hashes))
+
+
+def _fetch(  # size: the channel, what to fetch from where into what
+    channel: Channel, path: bytes, wanted: list[int], bs: int, fd: int, size: int, digests: bytearray
+) -> None:
+    """Write the ``wanted`` blocks of ``path`` into ``fd`` at their offsets,
+    recording the digest each came with; the file must keep its size."""
+    blocks = channel.blocks(path, wanted, bs)
+    for block in blocks:
+        os.pwrite(fd, block.data, block.index * bs)
+        digests[block.index * DIGEST : (block.index + 1) * DIGEST] = block.digest
+    if blocks.after is not None and blocks.after.st_size != size:
+        raise SourceError(
+            f"host {channel.host}: {os.fsdecode(path)}: changed size while it was read; "
+            "the stored copy is kept"
+        )
 
 
 def _digest(digests: bytes | bytearray, index: int) -> bytes:
