@@ -1,8 +1,8 @@
 """The runner: one command over the selected sources of a config, one
 after the other, each isolated.
 
-It decides, with the run's one RNG, whether a source gets a full pass
-(:mod:`inkind.runner.source_run`), keeps the store and its snapshot
+Each source draws from its own generator, seeded by the run's seed and
+its name (:func:`inkind.runner.signals.source_rng`); the runner keeps the store and its snapshot
 folders out of what sources read, and reports the run to the plugins.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from typing import Any
 
 from inkind.config import Config, SourceConfig
@@ -49,7 +48,6 @@ class Runner:
         self.config = config
         self.plugins = plugins
         self.seed = resolve_seed(seed)
-        self.rng = random.Random(self.seed)
         self.progress_factory = progress_factory
         folders = [("the store's snapshot folder", p) for p in snapshot_dirs(config.store)]
         self.keep_out = KeepOut.of([("the store", config.store.path), *folders])
@@ -118,7 +116,7 @@ class Runner:
         store = Store.open(self.config.store.path, writable=command.writes)
         report = RunReport(command.name, now_iso(), self.seed, dry_run=command.dry_run)
         log.info("%s: seed %d", command.name, self.seed, extra=fields(command=command.name, seed=self.seed))
-        runs = SourceRuns(store, command, self.rng, self.keep_out, self.progress_factory)
+        runs = SourceRuns(store, command, self.seed, self.keep_out, self.progress_factory)
         try:
             # A dry run: every store primitive compares, counts and writes nothing.
             with sigterm_interrupts(), store_dry_run(command.dry_run) as dry:

@@ -1,5 +1,6 @@
-"""The run's seed, and SIGTERM/SIGINT as an exception that stops it with
-every stored object whole."""
+"""The run's seed and each source's generator drawn from it, and
+SIGTERM/SIGINT as an exception that stops the run with every stored object
+whole."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ def resolve_seed(seed: int | None) -> int:
         except ValueError:
             raise ConfigError(f"INKIND_SEED: expected an integer, got {env!r}") from None
     return random.SystemRandom().getrandbits(32)
+
+
+def source_rng(seed: int, name: str) -> random.Random:
+    """The source's own generator: the run's seed and the source's name,
+    nothing else. Its draws (the full pass, the objects scrubbed) do not
+    depend on which other sources run, in which order or at once
+    (``--jobs``). A string seed goes through SHA-512, the same in every
+    process whatever ``PYTHONHASHSEED`` is."""
+    return random.Random(f"{seed}:{name}")
 
 
 @contextmanager
