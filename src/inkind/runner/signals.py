@@ -40,6 +40,9 @@ def source_rng(seed: int, name: str) -> random.Random:
     return random.Random(f"{seed}:{name}")
 
 
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """Turn SIGTERM and SIGINT into :class:`Interrupted` for the run."""
@@ -47,9 +50,25 @@ def sigterm_interrupts() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise Interrupted(signal.Signals(signum).name)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def interrupts_once() -> None:
+    """In a source's forked child (``--jobs``): the first SIGTERM or SIGINT
+    raises :class:`Interrupted`, a later one is let go (a Ctrl-C reaches
+    the child from the terminal and again from the parent, and the second
+    must not cut the recording of the first short)."""
+    seen: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not seen:
+            seen.append(signum)
+            raise Interrupted(signal.Signals(signum).name)
+
+    for s in SIGNALS:
+        signal.signal(s, handler)

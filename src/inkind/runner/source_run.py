@@ -172,6 +172,13 @@ def failed(result: SourceResult, message: str) -> None:
     log.error("%s: %s", result.name, message)
 
 
+def not_loaded(result: SourceResult, error: str | None) -> None:
+    """The source's plugin did not load: it fails, the others run."""
+    result.outcome = FAILED
+    result.messages.append(error or "")
+    log.error("%s: %s", result.name, error, extra=fields(source=result.name))
+
+
 def _warn(result: SourceResult, message: str) -> None:
     result.messages.append(message)
     log.warning("%s: %s", result.name, message)
