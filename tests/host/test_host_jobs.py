@@ -227,8 +227,8 @@ def test_sigterm_interrupts_every_running_source(tmp_path, inkind_store, gate_en
     cfg = tmp_path / "c.toml"
     sources = {"a": gate(tmp_path, "never"), "b": gate(tmp_path, "never"), **trees(tmp_path, 1)}
     cfg.write_text(render_config(inkind_store, sources))
-    cmd = [sys.executable, "-m", "inkind", "-c", str(cfg), "backup", "--jobs", "2", "--json"]
     # verify-after: SIGTERM mid-run; verify below
+    cmd = [sys.executable, "-m", "inkind", "-c", str(cfg), "backup", "--jobs", "2", "--json"]
     p = subprocess.Popen(cmd, env=gate_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(meet / "a", meet / "b")
     pids = [int((meet / n).read_text()) for n in ("a", "b")]
@@ -258,8 +258,8 @@ def test_a_killed_child_is_one_failed_source_and_the_next_run_recovers(tmp_path,
     meet = tmp_path / "meet"
     cfg = tmp_path / "c.toml"
     cfg.write_text(render_config(inkind_store, {"a": gate(tmp_path, "go"), **trees(tmp_path, 1)}))
-    cmd = [sys.executable, "-m", "inkind", "-c", str(cfg), "backup", "--jobs", "2", "--json"]
     # verify-after: a child is killed mid-run; verify below
+    cmd = [sys.executable, "-m", "inkind", "-c", str(cfg), "backup", "--jobs", "2", "--json"]
     p = subprocess.Popen(cmd, env=gate_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(meet / "a")
     os.kill(int((meet / "a").read_text()), signal.SIGKILL)
