@@ -222,19 +222,32 @@ def wait_for(*paths: Path, timeout: float = 60) -> None:
         time.sleep(0.01)
 
 
-def test_sigterm_interrupts_every_running_source(tmp_path, inkind_store, gate_env):
+@pytest.mark.parametrize(
+    ("signame", "group"),
+    [("SIGTERM", False), ("SIGTERM", True), ("SIGINT", True)],
+    ids=["sigterm-to-the-run", "sigterm-to-the-group-as-systemd", "ctrl-c-to-the-group"],
+)
+def test_a_signal_interrupts_every_running_source(tmp_path, inkind_store, gate_env, signame, group):
+    """Sent to the run alone, the run passes it on; sent to the whole
+    process group as well, each source still records its interruption once."""
     meet = tmp_path / "meet"
     cfg = tmp_path / "c.toml"
     sources = {"a": gate(tmp_path, "never"), "b": gate(tmp_path, "never"), **trees(tmp_path, 1)}
     cfg.write_text(render_config(inkind_store, sources))
     # verify-after: SIGTERM mid-run; verify below
     cmd = [sys.executable, "-m", "inkind", "-c", str(cfg), "backup", "--jobs", "2", "--json"]
-    p = subprocess.Popen(cmd, env=gate_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        cmd, env=gate_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     wait_for(meet / "a", meet / "b")
     pids = [int((meet / n).read_text()) for n in ("a", "b")]
-    p.send_signal(signal.SIGTERM)
+    if group:
+        os.killpg(p.pid, getattr(signal, signame))
+    else:
+        p.send_signal(getattr(signal, signame))
     out, err = p.communicate(timeout=30)
     assert p.returncode == 2, err
+    assert "Traceback" not in err
     # The third source never started: a stopped run starts nothing more.
     assert [(s["name"], s["outcome"]) for s in json.loads(out)["sources"]] == [
         ("a", "interrupted"),
@@ -242,10 +255,11 @@ def test_sigterm_interrupts_every_running_source(tmp_path, inkind_store, gate_en
     ]
     for name in ("a", "b"):
         assert (
-            f"inkind: ERROR: {name}: interrupted by SIGTERM; every stored object is whole" in err.splitlines()
+            f"inkind: ERROR: {name}: interrupted by {signame}; every stored object is whole" in err.splitlines()
         )
         state = json.loads((inkind_store / ".inkind" / "sources" / f"{name}.json").read_text())
         assert state["last_backup"]["outcome"] == "interrupted" and state["resume"] == "mark"
+        assert state["last_backup"]["messages"] == [f"interrupted by {signame}"]
         assert "running" not in state
     for pid in pids:
         with pytest.raises(ProcessLookupError):

@@ -177,10 +177,14 @@ class AtOnce:
                 sent = json.loads(child.data)
         if sent is not None:
             vars(child.result).update(vars(SourceResult.from_dict(sent)))
-        elif code < 0:
-            failed(child.result, f"its run was killed by {signal.Signals(-code).name}; the next run recovers")
-        else:
-            failed(child.result, f"its run ended with exit status {code} and no report")
+            return
+        with log_context(source=child.result.name):
+            if code < 0:
+                failed(
+                    child.result, f"its run was killed by {signal.Signals(-code).name}; the next run recovers"
+                )
+            else:
+                failed(child.result, f"its run ended with exit status {code} and no report")
 
 
 def _describe(e: BaseException) -> str:
