@@ -255,7 +255,8 @@ def test_a_signal_interrupts_every_running_source(tmp_path, inkind_store, gate_e
     ]
     for name in ("a", "b"):
         assert (
-            f"inkind: ERROR: {name}: interrupted by {signame}; every stored object is whole" in err.splitlines()
+            f"inkind: ERROR: {name}: interrupted by {signame}; every stored object is whole"
+            in err.splitlines()
         )
         state = json.loads((inkind_store / ".inkind" / "sources" / f"{name}.json").read_text())
         assert state["last_backup"]["outcome"] == "interrupted" and state["resume"] == "mark"

@@ -121,11 +121,12 @@ class AtOnce:
                 failed(result, f"cannot start its run: {e.strerror}")
                 return
             if pid == 0:
+                os.close(read_fd)
                 self._child(cfg, source, result, write_fd, mask)
             os.close(write_fd)
             self.children[read_fd] = _Child(pid, read_fd, result, signalled=self.stop is not None)
             self.selector.register(read_fd, selectors.EVENT_READ)
-            if self.stop is not None:  # a stop came while it was forked
+            if self.stop is not None:  # a stop whose handler ran only now (it was pending before the block)
                 os.kill(pid, getattr(signal, self.stop))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
