@@ -144,6 +144,7 @@ class Config:
     defaults: Defaults
     sources: dict[str, SourceConfig]
     plugin_tables: dict[str, PluginTable] = field(default_factory=dict)
+    jobs: int = 1  # top-level ``jobs``: sources a backup runs at once (``--jobs`` wins)
     # NAME -> its plugin's options, checked: what a hook given ``config`` reads.
     plugins: dict[str, Any] = field(default_factory=dict)
 
@@ -237,7 +238,7 @@ def parse(text: str, path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path}: {e}") from None
-    known = {"store", "defaults", "sources", "plugins", *OLDER_PLUGIN_TABLES}
+    known = {"jobs", "store", "defaults", "sources", "plugins", *OLDER_PLUGIN_TABLES}
     for key in data:
         if key not in known:
             raise ConfigError(f"config: unknown table or key '{key}' (known: {', '.join(sorted(known))})")
@@ -257,7 +258,16 @@ def parse(text: str, path: Path) -> Config:
     sources = {}
     for name, table in sources_table.items():
         sources[name] = _source(name, table, defaults, base)
-    return Config(path, store, defaults, sources, plugin_tables=_plugin_tables(data, base))
+    jobs = check_jobs(data.get("jobs", 1), "config: jobs")
+    return Config(path, store, defaults, sources, plugin_tables=_plugin_tables(data, base), jobs=jobs)
+
+
+def check_jobs(value: Any, where: str) -> int:
+    """How many sources run at once: an integer of at least 1, or
+    ConfigError naming ``where`` (the key, or the option)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where}: expected an integer of at least 1 (sources run at once), got {value!r}")
+    return value
 
 
 def _plugin_tables(data: dict[str, Any], base: Path) -> dict[str, PluginTable]:

@@ -30,7 +30,8 @@ class RunContext:
 
     ``data_dir`` is ``STORE/NAME``; ``root_fd``/``data_fd`` are open
     descriptors of the store root and of ``data_dir`` for fd-relative work.
-    ``rng`` is the run's single random generator (seeded by ``--seed``).
+    ``rng`` is the source's own random generator, seeded by ``--seed`` and the
+    source's name (the same draws whatever else runs, and with ``--jobs``).
 
     ``dry_run``: ``backup --dry-run``. The store primitives then write
     nothing by themselves (see :mod:`inkind.store.dryrun`), so a source

@@ -108,6 +108,28 @@ def fields(**data: Any) -> dict[str, Any]:
     return {"inkind_fields": data}
 
 
+_naming = [False]  # name_sources(): lines of several sources at once interleave
+
+
+def name_sources(enabled: bool = True) -> None:
+    """From now on (``backup --jobs``), a terminal line logged while a
+    source runs that does not start with the source's name gets it in
+    front: lines of sources running at once interleave. (``--log-json``
+    lines carry the ``source`` field whatever this says.)"""
+    _naming[0] = enabled
+
+
+class _SourceName(logging.Filter):
+    """Sets ``inkind_source`` ("NAME: " or "") for the terminal's format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.inkind_source = ""
+        source = (_context.get() or {}).get("source")
+        if _naming[0] and source and not record.getMessage().startswith(f"{source}: "):
+            record.inkind_source = f"{source}: "
+        return True
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -134,9 +156,11 @@ def setup_logging(verbosity: int, log_json: str | None) -> Console | None:
 
         console = Console(stderr=True)
         handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(inkind_source)s%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("inkind: %(levelname)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("inkind: %(levelname)s: %(inkind_source)s%(message)s"))
+    handler.addFilter(_SourceName())
     handler.setLevel(level)
     logger.addHandler(handler)
     if log_json:

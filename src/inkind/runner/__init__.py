@@ -1,4 +1,5 @@
-"""Running the configured sources: one after the other, each isolated.
+"""Running the configured sources: one after the other (or ``--jobs`` at
+once), each isolated.
 
 :class:`Runner` selects and checks the sources and runs one command over
 them; what each command does to a source is a :class:`Command`

@@ -32,6 +32,18 @@ class SourceResult:
             "stats": self.stats.as_dict(),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SourceResult:
+        """The result :meth:`as_dict` gave (a ``--jobs`` child sends it so)."""
+        return cls(
+            name=data["name"],
+            type=data["type"],
+            outcome=data["outcome"],
+            full=data["full"],
+            messages=list(data["messages"]),
+            stats=Stats.from_dict(data["stats"]),
+        )
+
 
 @dataclass
 class RunReport:

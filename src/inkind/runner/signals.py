@@ -1,5 +1,6 @@
-"""The run's seed, and SIGTERM/SIGINT as an exception that stops it with
-every stored object whole."""
+"""The run's seed and each source's generator drawn from it, and
+SIGTERM/SIGINT as an exception that stops the run with every stored object
+whole."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ def resolve_seed(seed: int | None) -> int:
     return random.SystemRandom().getrandbits(32)
 
 
+def source_rng(seed: int, name: str) -> random.Random:
+    """The source's own generator: the run's seed and the source's name,
+    nothing else. Its draws (the full pass, the objects scrubbed) do not
+    depend on which other sources run, in which order or at once
+    (``--jobs``). A string seed goes through SHA-512, the same in every
+    process whatever ``PYTHONHASHSEED`` is."""
+    return random.Random(f"{seed}:{name}")
+
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """Turn SIGTERM and SIGINT into :class:`Interrupted` for the run."""
@@ -37,9 +50,25 @@ def sigterm_interrupts() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise Interrupted(signal.Signals(signum).name)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def interrupts_once() -> None:
+    """In a source's forked child (``--jobs``): the first SIGTERM or SIGINT
+    raises :class:`Interrupted`, a later one is let go (a Ctrl-C reaches
+    the child from the terminal and again from the parent, and the second
+    must not cut the recording of the first short)."""
+    seen: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not seen:
+            seen.append(signum)
+            raise Interrupted(signal.Signals(signum).name)
+
+    for s in SIGNALS:
+        signal.signal(s, handler)

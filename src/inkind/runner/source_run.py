@@ -18,7 +18,7 @@ from inkind.keepout import KeepOut
 from inkind.runner.commands import Command
 from inkind.runner.recovery import recover
 from inkind.runner.report import BUSY, FAILED, INTERRUPTED, OK, WARNINGS, SourceResult
-from inkind.runner.signals import Interrupted
+from inkind.runner.signals import Interrupted, source_rng
 from inkind.source import RunContext, Source
 from inkind.state import SourceState, now_iso
 from inkind.store.files import sync_store
@@ -36,14 +36,15 @@ class SourceRuns:
 
     store: Store
     command: Command
-    rng: random.Random
+    seed: int  # the run's: each source draws from its own generator (source_rng)
     keep_out: KeepOut
     progress_factory: Any = None
 
     def one(self, cfg: SourceConfig, source: Source, result: SourceResult) -> None:
         """Run the command on ``source``; its outcome goes into ``result``."""
         command, store = self.command, self.store
-        full_draw = self.rng.random() < cfg.full_probability
+        rng = source_rng(self.seed, cfg.name)
+        full_draw = rng.random() < cfg.full_probability
         stored = store.data_dir(cfg.name).is_dir()
         if command.store_only and not stored:
             result.messages.append("nothing stored yet")
@@ -64,13 +65,17 @@ class SourceRuns:
                 full = recover(store, cfg, source, state, result.stats) or full or full_draw
                 self._mark_running(cfg, source, state, full)
             result.full = full
-            run = self._context(cfg.name, lock, state, result, full)
+            run = self._context(cfg.name, lock, state, result, full, rng)
             log.info("%s: %s%s", cfg.name, command.name, " (full pass)" if full else "")
             _attempt(command, source, cfg, run, result)
             objects = command.objects_to_keep(source, run)
             if objects is not None:
                 state.data["objects"] = sorted(objects)
             result.messages[:0] = run.warnings_seen
+        except Interrupted as e:  # before or after the command's work (recovery, the state)
+            result.outcome = INTERRUPTED
+            result.messages.append(f"interrupted by {e}")
+            log.error("%s: interrupted by %s; every stored object is whole", cfg.name, e)
         finally:
             result.stats.duration_seconds = round(time.monotonic() - started, 3)
             if command.writes:
@@ -110,8 +115,15 @@ class SourceRuns:
         )
         state.save()
 
+    # size: what the source's context is made of
     def _context(
-        self, name: str, data_fd: int, state: SourceState, result: SourceResult, full: bool
+        self,
+        name: str,
+        data_fd: int,
+        state: SourceState,
+        result: SourceResult,
+        full: bool,
+        rng: random.Random,
     ) -> RunContext:
         return RunContext(
             name=name,
@@ -120,7 +132,7 @@ class SourceRuns:
             data_fd=data_fd,
             state=state,
             stats=result.stats,
-            rng=self.rng,
+            rng=rng,
             full=full,
             progress_factory=self.progress_factory,
             keep_out=self.keep_out,
@@ -158,6 +170,13 @@ def failed(result: SourceResult, message: str) -> None:
     result.stats.errors += 1
     result.messages.append(message)
     log.error("%s: %s", result.name, message)
+
+
+def not_loaded(result: SourceResult, error: str | None) -> None:
+    """The source's plugin did not load: it fails, the others run."""
+    result.outcome = FAILED
+    result.messages.append(error or "")
+    log.error("%s: %s", result.name, error, extra=fields(source=result.name))
 
 
 def _warn(result: SourceResult, message: str) -> None:
