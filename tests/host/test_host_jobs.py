@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -44,7 +45,8 @@ class Gate(inkind.Source):
         run.state.set_resume("mark", force=True)
         meet = Path(self.options.meet)
         log.info("waiting for %s", self.options.wait_for or "nobody")
-        (meet / run.name).write_text(str(os.getpid()))
+        (meet / f".{run.name}").write_text(str(os.getpid()))
+        os.replace(meet / f".{run.name}", meet / run.name)  # whole when the test sees it
         deadline = time.monotonic() + self.options.patience
         while self.options.wait_for and not (meet / self.options.wait_for).exists():
             if time.monotonic() > deadline:
@@ -317,10 +319,12 @@ def test_history_is_taken_once_after_every_source(tmp_path, inkind_store, inkind
 
 
 def test_a_dry_run_at_once_counts_as_one_by_one_and_leaves_nothing(
-    tmp_path, inkind_config, inkind_store, inkind_run
+    tmp_path, inkind_config, inkind_store, inkind_run, monkeypatch
 ):
     cfg = inkind_config(trees(tmp_path, 3))
-    scratch = Path(os.environ.get("TMPDIR", "/tmp"))
+    scratch = tmp_path / "scratch"  # this test's own: other tests' dry runs may be running
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     before = set(scratch.glob("inkind-dry-run-*"))
     reports = {jobs: normalised(inkind_run(cfg, dry_run=True, jobs=jobs).as_dict()) for jobs in (1, 2)}
     assert reports[2] == reports[1]
