@@ -97,8 +97,8 @@ def image_part(server, work: Path, size: int, rounds: int, rng) -> list[list[str
             wall, wire = median(x[0] for x in ms), median(x[1] for x in ms)
             rows.append([case, tool, f"{wall:.2f}", f"{wire / MiB:.1f}",
                          f"{median(x[2] for x in ms) / MiB:.0f}", f"{median(x[3] for x in ms) / MiB:.0f}"])  # fmt: skip
-        rows.append([case, "inkind / rsync", f"{median(x[0] for x in res['inkind']) /
-                     median(x[0] for x in res['rsync']):.2f}x (target <= 0.5x incremental)", "", "", ""])  # fmt: skip
+        ratio = median(x[0] for x in res["inkind"]) / median(x[0] for x in res["rsync"])
+        rows.append([case, "inkind / rsync", f"{ratio:.2f}x (target <= 0.5x incremental)", "", "", ""])
         if changed:
             rows[-1][3] = (
                 f"inkind {median(x[1] for x in res['inkind']) / changed:.2f}x changed (target <= 1.2x + listing)"
@@ -180,7 +180,11 @@ def main() -> None:
     try:
         for label, address, prefix in settings:
             if prefix:
-                netns_up()
+                try:
+                    netns_up()
+                except subprocess.CalledProcessError as e:
+                    report.append(f"{label} skipped: {shlex.join(e.cmd)}: {e.stderr.decode().strip()}")
+                    continue
             work = Path(tempfile.mkdtemp(prefix="inkind-bench-remote-", dir=args.workdir))
             try:
                 if reason := tree_skip_reason(work):
