@@ -4,7 +4,8 @@ One per test session: a host key and a client key made with ssh-keygen, a
 non-default port, and an ``ssh_command`` that trusts exactly that host key
 (a ``known_hosts`` of its own) and offers exactly that client key, so the
 tests never read or write the machine's ~/.ssh. Root only: sshd changes
-to the logged-in user, which only root may do.
+to the logged-in user, which only root may do. :func:`running_sshd` starts
+one outside pytest too (bench/remote.py: in a network namespace).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +43,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _accepts(port: int) -> bool:
+def _accepts(address: str, port: int) -> bool:
     try:
-        with socket.create_connection((HOST, port), timeout=0.5):
+        with socket.create_connection((address, port), timeout=0.5):
             return True
     except OSError:
         return False
@@ -60,6 +62,7 @@ class SshServer:
     known_hosts: Path
     authorized_keys: Path
     process: subprocess.Popen | None = None
+    address: str = HOST
 
     def ssh_command(self, key: Path | None = None, known_hosts: Path | None = None) -> list[str]:
         """The ssh command line (``ssh_command`` of a source) that reaches
@@ -84,20 +87,25 @@ class SshServer:
     def known_hosts_line(self, public_key: Path) -> str:
         """A known_hosts line saying ``public_key`` is this server's key."""
         kind, blob = public_key.read_text().split()[:2]
-        return f"[{HOST}]:{self.port} {kind} {blob}\n"
+        return f"[{self.address}]:{self.port} {kind} {blob}\n"
 
     @classmethod
-    def start(cls, base: Path) -> SshServer:
+    def start(cls, base: Path, address: str = HOST, prefix: Sequence[str] = ()) -> SshServer:
+        """sshd listening on ``address``, run under ``prefix`` (e.g.
+        ``ip netns exec NS``: the port is free on 127.0.0.1, and so in a
+        new namespace too)."""
         host_key, client_key = make_key(base / "host_key"), make_key(base / "client_key")
         authorized = base / "authorized_keys"
         shutil.copyfile(client_key.with_suffix(".pub"), authorized)
-        server = cls(base, _free_port(), host_key, client_key, base / "known_hosts", authorized)
+        server = cls(
+            base, _free_port(), host_key, client_key, base / "known_hosts", authorized, address=address
+        )
         server.known_hosts.write_text(server.known_hosts_line(host_key.with_suffix(".pub")))
         config = base / "sshd_config"
         config.write_text(
             "\n".join(
                 [
-                    f"ListenAddress {HOST}",
+                    f"ListenAddress {address}",
                     f"Port {server.port}",
                     f"HostKey {host_key}",
                     f"AuthorizedKeysFile {authorized}",
@@ -116,14 +124,14 @@ class SshServer:
         # Privilege separation: sshd refuses to start without its empty dir.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         log = (base / "sshd.log").open("wb")
-        server.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=log)
+        server.process = subprocess.Popen([*prefix, str(SSHD), "-D", "-e", "-f", str(config)], stderr=log)
         log.close()
         server._wait()
         return server
 
     def _wait(self) -> None:
         deadline = time.monotonic() + 15
-        while not _accepts(self.port):
+        while not _accepts(self.address, self.port):
             assert self.process is not None
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
@@ -155,6 +163,24 @@ def sshd_skip_reason() -> str | None:
     return None
 
 
+@contextmanager
+def running_sshd(address: str = HOST, prefix: Sequence[str] = ()) -> Iterator[SshServer]:
+    """A real sshd (:meth:`SshServer.start`) in a directory of its own,
+    stopped and removed on exit; for the tests' fixture and the benchmarks."""
+    # Not pytest's 0700 tmp: sshd reads authorized_keys as the user logging
+    # in, who may be a test's unprivileged user.
+    base = Path(tempfile.mkdtemp(prefix="inkind-sshd-"))
+    base.chmod(0o755)
+    try:
+        server = SshServer.start(base, address, prefix)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(base)
+
+
 @pytest.fixture(scope="session")
 def inkind_sshd() -> Iterator[SshServer]:
     """A real sshd on 127.0.0.1, a port of its own, for the whole session;
@@ -163,13 +189,5 @@ def inkind_sshd() -> Iterator[SshServer]:
     reason = sshd_skip_reason()
     if reason:
         pytest.skip(reason)
-    # Not pytest's 0700 tmp: sshd reads authorized_keys as the user logging
-    # in, who may be a test's unprivileged user.
-    base = Path(tempfile.mkdtemp(prefix="inkind-sshd-"))
-    base.chmod(0o755)
-    server = SshServer.start(base)
-    try:
+    with running_sshd() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base)

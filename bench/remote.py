@@ -1,0 +1,207 @@
+"""Benchmark (not a test): a remote image, pulled over ssh by inkind and
+by rsync.
+
+A ``--size`` GiB image (default 4) of random data lives on the "remote
+host": this machine, reached through a real sshd (inkind.testing.sshd)
+on 127.0.0.1 (loopback) and, where ``ip``/``tc``/netns are available, in a
+network namespace behind a veth pair in 10.200.0.0/30 with ``tc netem
+delay 25ms`` on both ends (50 ms round trip). It is kept up to date by
+``inkind backup`` (image source with ``host``) and by ``rsync --inplace
+--no-whole-file -e SSH root@HOST:SRC DEST``: first run, no change, 1% of
+the 4 MiB blocks changed. Reported (medians of ``--rounds``): wall time,
+bytes on the wire (both directions, counted by bench/relay.py as ssh's
+ProxyCommand, the same for both tools), peak RSS on the server side
+(measure(); the relay, about 10 MiB, may be in it) and of the remote side
+(GNU time around remote_python / rsync-path). The tree part (100,000
+files) runs once ``inkind`` accepts a files source with ``host``; until
+then it is skipped with inkind's own refusal.
+
+Needs root, OpenSSH server and client, rsync, GNU time, iproute2 (``ip``,
+``tc``, the netem qdisc) for the 50 ms setting.
+Run:  .venv/bin/python bench/remote.py [--size 4] [--rounds 3] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from image import BLOCK, GiB, MiB, change_blocks, make_source
+from measure import machine, markdown_table, measure, median
+
+from inkind.storeroot import init_store
+from inkind.testing import render_config
+from inkind.testing.sshd import HOST, running_sshd, sshd_skip_reason
+
+PYTHON = sys.executable
+RELAY = Path(__file__).resolve().parent / "relay.py"
+NS, VETH, NS_ADDR, HOST_ADDR = "inkind-bench", "inkb0", "10.200.0.2", "10.200.0.1"
+
+
+def wire_bytes(counts: Path) -> int:
+    """Bytes the relays carried (waiting for the last to close)."""
+    deadline = time.monotonic() + 10
+    while list(counts.glob("*.open")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    total = sum(int(f.read_text()) for f in counts.iterdir() if f.suffix == "")
+    for f in counts.iterdir():
+        f.unlink()
+    return total
+
+
+def timed(remote: str, rss: Path) -> str:
+    """``remote`` under GNU time, its peak RSS (KiB) to ``rss``."""
+    return shlex.join(["/usr/bin/time", "-f", "%M", "-o", str(rss), remote])
+
+
+def image_part(server, work: Path, size: int, rounds: int, rng) -> list[list[str]]:
+    """Rows for the image: first run, no change, 1% changed; each tool."""
+    src, counts = work / "remote.img", work / "counts"
+    counts.mkdir()
+    make_source(src, size, rng)
+    ssh = [*server.ssh_command(), "-o", f"ProxyCommand={PYTHON} {RELAY} %h %p {counts}"]
+    wrapper = work / "python3"
+    wrapper.write_text(f'#!/bin/sh\nexec {timed("python3", work / "rss-inkind")} "$@"\n')
+    wrapper.chmod(0o755)
+    store = work / "store"
+    init_store(store)
+    table = {"type": "image", "path": str(src), "name": "disk", "host": f"root@{server.address}"}
+    table |= {"ssh_command": shlex.join(ssh), "remote_python": str(wrapper)}
+    config = work / "inkind.toml"
+    config.write_text(render_config(store, {"disk": table}))
+    cmds = {
+        "inkind": [PYTHON, "-m", "inkind", "-q", "-c", str(config), "backup"],
+        "rsync": ["rsync", "--inplace", "--no-whole-file", "-e", shlex.join(ssh),
+                  "--rsync-path", timed("rsync", work / "rss-rsync"),
+                  f"root@{server.address}:{src}", str(work / "rsync.img")],
+    }  # fmt: skip
+    rows = []
+    for case in ("first run", "no change", "1% changed"):
+        res: dict[str, list] = {t: [] for t in cmds}
+        changed = 0
+        for _ in range(rounds if case != "first run" else 1):
+            if case == "1% changed":
+                changed = change_blocks(src, size, 0.01, rng)
+            for tool, cmd in cmds.items():
+                m = measure(cmd)
+                remote = int((work / f"rss-{tool}").read_text().split()[-1]) * 1024
+                res[tool].append((m.wall, wire_bytes(counts), m.peak_rss, remote))
+        for tool, ms in res.items():
+            wall, wire = median(x[0] for x in ms), median(x[1] for x in ms)
+            rows.append([case, tool, f"{wall:.2f}", f"{wire / MiB:.1f}",
+                         f"{median(x[2] for x in ms) / MiB:.0f}", f"{median(x[3] for x in ms) / MiB:.0f}"])  # fmt: skip
+        ratio = median(x[0] for x in res["inkind"]) / median(x[0] for x in res["rsync"])
+        rows.append([case, "inkind / rsync", f"{ratio:.2f}x (target <= 0.5x incremental)", "", "", ""])
+        if changed:
+            rows[-1][3] = (
+                f"inkind {median(x[1] for x in res['inkind']) / changed:.2f}x changed (target <= 1.2x + listing)"
+            )
+    return rows
+
+
+def tree_skip_reason(work: Path) -> str | None:
+    """inkind's own one-line refusal of a files source with ``host``, or None."""
+    store = work / "tree-store"
+    init_store(store)
+    config = work / "tree.toml"
+    config.write_text(render_config(store, {"t": {"type": "files", "path": "/srv", "host": "root@x"}}))
+    run = subprocess.run(
+        [PYTHON, "-m", "inkind", "-q", "-c", str(config), "backup"], capture_output=True, text=True
+    )
+    line = (run.stderr.strip().splitlines() or [""])[-1]
+    return line if run.returncode != 0 and "host" in line else None
+
+
+def netns_skip_reason() -> str | None:
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        return "needs iproute2 (ip, tc)"
+    try:
+        subprocess.run(["ip", "netns", "add", NS], check=True, capture_output=True)
+    except subprocess.CalledProcessError as e:
+        return f"ip netns add: {e.stderr.decode().strip()}"
+    return None
+
+
+def netns_up() -> None:
+    """A veth pair into the namespace, 25 ms netem on both ends."""
+    for cmd in (
+        ["ip", "link", "add", VETH, "type", "veth", "peer", "name", VETH + "n", "netns", NS],
+        ["ip", "addr", "add", f"{HOST_ADDR}/30", "dev", VETH],
+        ["ip", "link", "set", VETH, "up"],
+        ["ip", "-n", NS, "addr", "add", f"{NS_ADDR}/30", "dev", VETH + "n"],
+        ["ip", "-n", NS, "link", "set", VETH + "n", "up"],
+        ["ip", "-n", NS, "link", "set", "lo", "up"],
+        ["tc", "qdisc", "add", "dev", VETH, "root", "netem", "delay", "25ms"],
+        [
+            "ip",
+            "netns",
+            "exec",
+            NS,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            VETH + "n",
+            "root",
+            "netem",
+            "delay",
+            "25ms",
+        ],
+    ):
+        subprocess.run(cmd, check=True, capture_output=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=4, help="image size in GiB (default 4)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    if reason := sshd_skip_reason():
+        sys.exit(f"bench/remote.py: {reason}")
+    import random
+
+    rng = random.Random(42)
+    header = ["case", "tool", "wall s", "wire MiB", "server RSS MiB", "remote RSS MiB"]
+    report = [f"Machine: {machine()}; image {args.size} GiB, 4 MiB blocks ({BLOCK})", ""]
+    settings = [("loopback", HOST, ())]
+    if reason := netns_skip_reason():
+        report.append(f"50 ms round trip skipped: {reason}")
+    else:
+        settings.append(("50 ms round trip", NS_ADDR, ("ip", "netns", "exec", NS)))
+    try:
+        for label, address, prefix in settings:
+            if prefix:
+                try:
+                    netns_up()
+                except subprocess.CalledProcessError as e:
+                    report.append(f"{label} skipped: {shlex.join(e.cmd)}: {e.stderr.decode().strip()}")
+                    continue
+            work = Path(tempfile.mkdtemp(prefix="inkind-bench-remote-", dir=args.workdir))
+            try:
+                if reason := tree_skip_reason(work):
+                    report.append(f"{label}: tree part skipped: {reason}")
+                with running_sshd(address, prefix) as server:
+                    rows = image_part(server, work, args.size * GiB, args.rounds, rng)
+                report += [f"### Image, {label}", "", markdown_table(header, rows), ""]
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    finally:
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+        subprocess.run(["ip", "link", "del", VETH], capture_output=True)
+    text = "\n".join(report)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
