@@ -9,4 +9,4 @@ scripts/setup.sh --test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 # Both cores (pytest-xdist); INKIND_TEST_WORKERS=0 runs in one process.
-exec .venv/bin/pytest -n "${INKIND_TEST_WORKERS:-auto}" "$@"
+exec .venv/bin/pytest -n "${INKIND_TEST_WORKERS:-auto}" --dist loadgroup "$@"

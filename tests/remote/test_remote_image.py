@@ -142,3 +142,18 @@ def test_a_host_claiming_more_blocks_than_the_limit_is_refused_before_any_is_rea
     assert "host root@127.0.0.1" in error and f"over the {BLOCKS - 1}" in error
     assert report.results[0].stats.bytes_received < FRAMING
     assert not stored(inkind_store).exists()
+
+
+def test_the_quick_check_skips_hashing_an_unchanged_file_and_a_touch_rehashes_it(remote_image, inkind_run):
+    image, cfg = remote_image
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    quiet = inkind_run(cfg, seed=2).results[0].stats
+    assert quiet.bytes_received < BLOCKS * 17  # the hello and a stat: no block hashes crossed
+    assert (quiet.bytes_written, quiet.objects_changed) == (0, 0)
+    st = os.stat(image)
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # same content, new mtime
+    touched = inkind_run(cfg, seed=3).results[0].stats
+    assert BLOCKS * 17 <= touched.bytes_received < FRAMING  # hashed again, no block fetched
+    assert touched.objects_changed == 0
+    full = inkind_run(cfg, seed=4, full=True).results[0].stats
+    assert full.bytes_received >= BLOCKS // 2 * BS  # a full pass trusts no record: every data block

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.root
+# Their temps land in the host's /var/tmp, which the fixture checks after each test:
+# one worker runs them all (scripts/test.sh: --dist loadgroup), so no other
+# test's temp is in flight meanwhile.
+pytestmark = [pytest.mark.root, pytest.mark.xdist_group("remote-sqlite-temps")]
 ROWS = 400
 BLOB = 4000
 BLOCK = 64 << 10

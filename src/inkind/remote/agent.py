@@ -260,7 +260,14 @@ def op_remove(w, req: dict, temps: set) -> None:
         w.json(end=True)
 
 
+def op_stat(w: Writer, req: dict, temps: set) -> None:
+    """The stat of a path, symlinks followed as an open follows them (the
+    server's quick check of an image file)."""
+    w.json(end=True, stat=stat_fields(os.stat(to_bytes(req["path"]))))
+
+
 OPS = {
+    "stat": op_stat,
     "scan": lambda w, req, temps: Scan(w, req).run(),
     "read": op_read,
     "hashes": op_hashes,

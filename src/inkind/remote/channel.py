@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from inkind.remote import transfers as t
 from inkind.remote.connection import Connection, RemoteError, RemoteOSError
-from inkind.remote.listing import MAX_SIZE, Listing, RemoteEntry
+from inkind.remote.listing import MAX_SIZE, Listing, RemoteEntry, RemoteStat
 from inkind.remote.wire import ENTRIES, JSON, MAX_JSON, FrameError, to_bytes, to_text
 
 __all__ = ["BLOCK_SIZE", "Channel", "RemoteError", "RemoteOSError", "RemoteTemp"]
@@ -201,6 +201,15 @@ class Channel(Connection):
             ):
                 raise FrameError(f"a sqlite copy at a strange path: {raw[:300]!r}")
             return RemoteTemp(raw, t.want_int(msg, "size"))
+
+    def stat(self, path: bytes) -> RemoteStat:
+        """The stat of ``path`` on the host (symlinks followed, as an open
+        follows them); RemoteOSError if there is none."""
+        self._begin(op="stat", path=to_text(path))
+        with self._guard():
+            msg = self.message()
+            self._end(msg, path)
+            return t.want_stat(msg)
 
     def remove(self, temp: RemoteTemp) -> None:
         """Remove a temp file the remote side made (it removes nothing else)."""

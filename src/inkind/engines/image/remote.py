@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 
 from inkind.engines.blockcopy.copy import CopyResult
@@ -33,6 +34,7 @@ from inkind.engines.blockcopy.ranges import blocks_of
 from inkind.errors import SourceError
 from inkind.remote.bootstrap import BOOT
 from inkind.remote.channel import Channel
+from inkind.remote.listing import RemoteStat
 from inkind.remote.ssh import SshTarget
 from inkind.remote.wire import BLOCK_DATA
 from inkind.source import RunContext
@@ -68,6 +70,9 @@ class RemoteDigests:
     size: int
     image: ImageState
     digests: bytes  # DIGEST bytes a block, NO_DATA for holes and zeros
+    # The host's file as it was when its blocks were hashed (size, mtime,
+    # ctime, inode, device): the quick check; None for a block device.
+    source: list[int] | None = None
 
     @classmethod
     def load(cls, root_fd: int, rel: str) -> RemoteDigests | None:
@@ -81,7 +86,7 @@ class RemoteDigests:
                 head = json.loads(f.readline(4096))
                 digests = f.read()
             image = ImageState(**head["image"], xxh3=bytes.fromhex(head["xxh3"]))
-            found = cls(head["block_size"], head["size"], image, digests)
+            found = cls(head["block_size"], head["size"], image, digests, head.get("source"))
         except (ValueError, KeyError, TypeError):
             return None
         finally:
@@ -100,6 +105,7 @@ class RemoteDigests:
             "size": self.size,
             "image": {"size": img.size, "mtime_ns": img.mtime_ns, "blocks": img.blocks},
             "xxh3": img.xxh3.hex(),
+            "source": self.source,
         }
         with UpdateFile(rel, dir_fd=root_fd, stats=stats) as out:
             out.write(json.dumps(head, sort_keys=True).encode() + b"\n")
@@ -125,10 +131,12 @@ def pull_image(  # size: the channel, the path there, the engine, the run and it
     """Bring ``engine``'s image up to date with ``path`` on the channel's
     host, fetching only the blocks whose digest changed."""
     bs = engine.block_size
-    size, digests = _remote_digests(channel, path, bs)
-    count = len(digests) // DIGEST
     before = _stored_state(engine)
     previous = None if run.full else RemoteDigests.load(engine.root_fd, engine.digests_rel)
+    if previous is not None and _unchanged_on_host(channel, path, previous, engine, before):
+        return CopyResult(blocks=blocks_of(previous.size, bs), old_size=previous.size, size=previous.size)
+    size, digests, hashed = _remote_digests(channel, path, bs)
+    count = len(digests) // DIGEST
     trusted = previous is not None and previous.trusted_for(engine, size, before)
     if trusted:
         changed = [i for i in range(count) if _digest(digests, i) != _digest(previous.digests, i)]
@@ -146,7 +154,10 @@ def pull_image(  # size: the channel, the path there, the engine, the run and it
             os.close(fd)
     after = _stored_state(engine)
     if after is not None:
-        RemoteDigests(bs, size, after, bytes(digests)).save(engine.root_fd, engine.digests_rel, run.stats)
+        source = quick_key(hashed) if stat.S_ISREG(hashed.st_mode) else None
+        RemoteDigests(bs, size, after, bytes(digests), source).save(
+            engine.root_fd, engine.digests_rel, run.stats
+        )
     return result
 
 
@@ -157,7 +168,7 @@ def pull_copy(channel: Channel, path: bytes, base_fd: int, fd: int, block_size: 
     the others; return its size. For a file copied on the host (a SQLite
     backup) whose previous version is in the store: no digests need be
     recorded, the base is hashed where it lies."""
-    size, digests = _remote_digests(channel, path, block_size)
+    size, digests, _ = _remote_digests(channel, path, block_size)
     os.ftruncate(fd, size)
     wanted = []
     for i in range(len(digests) // DIGEST):
@@ -175,9 +186,26 @@ def pull_copy(channel: Channel, path: bytes, base_fd: int, fd: int, block_size: 
     return size
 
 
-def _remote_digests(channel: Channel, path: bytes, bs: int) -> tuple[int, bytearray]:
-    """The size of ``path`` on the host and its blocks' digests (NO_DATA
-    for holes and zeros), refused before they are read past MAX_BLOCKS."""
+def _unchanged_on_host(  # size: what the quick check compares
+    channel: Channel, path: bytes, previous: RemoteDigests, engine: BlockCopy, before: ImageState | None
+) -> bool:
+    """The quick check, as rsync's: the host's image file has the size,
+    mtime, ctime and inode it had when the blocks of the stored image were
+    hashed, and the image is still that version (a full pass hashes all)."""
+    if previous.source is None or not previous.trusted_for(engine, previous.size, before):
+        return False
+    return quick_key(channel.stat(path)) == previous.source
+
+
+def quick_key(st: RemoteStat) -> list[int]:
+    """What the quick check of a host's image file compares."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _remote_digests(channel: Channel, path: bytes, bs: int) -> tuple[int, bytearray, RemoteStat]:
+    """The size of ``path`` on the host, its blocks' digests (NO_DATA for
+    holes and zeros), refused before they are read past MAX_BLOCKS, and its
+    stat before they were hashed."""
     hashes = channel.hashes(path, bs)
     size = hashes.size
     if blocks_of(size, bs) > MAX_BLOCKS:
@@ -186,7 +214,8 @@ def _remote_digests(channel: Channel, path: bytes, bs: int) -> tuple[int, bytear
             f"{bs}, over the {MAX_BLOCKS} a remote image may have (a larger block_size allows more); "
             "the stored copy is kept"
         )
-    return size, bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in hashes))
+    digests = bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in hashes))
+    return size, digests, hashes.before
 
 
 def _fetch(  # size: the channel, what to fetch from where into what
