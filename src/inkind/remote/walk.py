@@ -91,7 +91,7 @@ class Scan:
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.rules and self.excluded(to_text(rel) + ("/" if is_dir else "")):
             return None
-        if is_dir and self.caches and self.cache_dir(path):
+        if is_dir and self.caches and cache_tagged(path):
             return None
         if is_dir and self.one_fs and st.st_dev != self.dev:
             self.add(depth, F_OTHER_FS, name, st, None, path)
@@ -156,13 +156,15 @@ class Scan:
                     break
         return result
 
-    @staticmethod
-    def cache_dir(path: bytes) -> bool:
-        try:
-            fd = os.open(path + b"/CACHEDIR.TAG", OPEN_FLAGS)
-        except OSError:
-            return False
-        try:
-            return os.read(fd, len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
-        finally:
-            os.close(fd)
+
+def cache_tagged(path, dir_fd=None) -> bool:
+    """Whether the directory ``path`` (below ``dir_fd``) carries a
+    CACHEDIR.TAG with its signature; the tree walker asks the same."""
+    try:
+        fd = os.open(os.fsencode(path) + b"/CACHEDIR.TAG", OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        return os.read(fd, len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+    finally:
+        os.close(fd)

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from inkind.engines.tree.bounds import ADDED, KEPT, LEFT_OUT, Bounds, Look
 from inkind.engines.tree.checkpoint import Checkpoints
 from inkind.engines.tree.copier import Copier
-from inkind.engines.tree.entry import READ_FLAGS, Entry, Key, key_text, log, report_change, text_key
+from inkind.engines.tree.entry import Entry, Key, key_text, log, report_change, text_key
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.prefetch import Prefetcher
 from inkind.engines.tree.scrubber import Scrubber
 from inkind.errors import SourceWarning
+from inkind.remote.walk import cache_tagged
 from inkind.source import RunContext
 from inkind.state import SourceState
 from inkind.store.entries import has_entries, record_entries
@@ -33,7 +34,6 @@ from inkind.store.paths import DIR_FLAGS, list_dir, lstat_at, open_at
 from inkind.store.tree import make_dir, remove
 from inkind.ui import Progress, null_progress
 
-CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 SAVE_EVERY = 5.0  # seconds between saves of the resume pointer
 WINDOW = 128  # entries of a directory looked at before they are mirrored
 
@@ -300,7 +300,7 @@ class Walker:
         excluded = self.selection.excluded
         if excluded is not None and excluded(key_text(key), is_dir):
             return False
-        return not (is_dir and self.selection.exclude_caches and _cache_dir(src, name))
+        return not (is_dir and self.selection.exclude_caches and cache_tagged(name, src))
 
     def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> list[str]:
         """Full pass: remove what the source no longer has (within bounds).
@@ -350,15 +350,3 @@ class Walker:
                 self.meta.apply(e.dst, e.name, e.st, xattrs_from=sfd, new=new)
         finally:
             os.close(sfd)
-
-
-def _cache_dir(src: int, name: str) -> bool:
-    """Whether the directory carries a CACHEDIR.TAG with its signature."""
-    try:
-        fd = os.open(f"{name}/CACHEDIR.TAG", READ_FLAGS, dir_fd=src)
-    except OSError:
-        return False
-    try:
-        return os.read(fd, len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
-    finally:
-        os.close(fd)
