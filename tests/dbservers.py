@@ -170,13 +170,23 @@ class MariaServer:
     def socket(self) -> Path:
         return self.base / "mysqld.sock"
 
+    @property
+    def tmpdir(self) -> Path:
+        """The server's own temp dir: with the shared /tmp, a bootstrap lost
+        its temporary tables to another process's cleanup (seen on CI)."""
+        return self.base / "tmp"
+
     @classmethod
     def create(cls, prefix: str = "inkind-maria-") -> MariaServer:
         if shutil.which("mariadbd", path="/usr/sbin:/usr/bin") is None:
             pytest.skip("mariadbd not installed")
         user = service_user("mysql")
         srv = cls(private_dir(prefix, user), user)
+        srv.tmpdir.mkdir()
+        if user is not None:
+            os.chown(srv.tmpdir, user.pw_uid, user.pw_gid)
         argv = ["mariadb-install-db", "--no-defaults", f"--datadir={srv.datadir}", "--skip-test-db"]
+        argv.append(f"--tmpdir={srv.tmpdir}")  # passed on to the bootstrap server
         argv += ["--auth-root-authentication-method=socket", "--skip-name-resolve"]
         if user is not None:
             argv.append(f"--user={user.pw_name}")
@@ -190,6 +200,7 @@ class MariaServer:
             "--no-defaults",
             f"--datadir={self.datadir}",
             f"--socket={self.socket}",
+            f"--tmpdir={self.tmpdir}",
             f"--pid-file={self.base / 'mysqld.pid'}",
             f"--log-error={self.base / 'server.log'}",
             "--skip-networking",
