@@ -232,3 +232,17 @@ def test_an_unknown_op_ends_the_remote_side(channel):
         match=f"^host {HOST}: the remote side says: protocol error: not a request: 'format-the-disk'$",
     ):
         channel.check(channel.message(), b"")
+
+
+def test_a_page_larger_than_asked(fake):
+    ch = fake(
+        'w.send(ENTRIES, ROOT + entry(1, b"a") + entry(1, b"b") + entry(1, b"c")); w.json(page_end=True, entries=4)'
+    )
+    with pytest.raises(ProtocolError, match=f"^host {HOST}: a page of more than the 2 entries asked$"):
+        next(ch.scan_pages(b"/srv", page=2))
+
+
+def test_a_page_end_in_a_whole_listing(fake):
+    ch = fake('w.send(ENTRIES, ROOT + entry(1, b"a")); w.json(page_end=True, entries=2)')
+    with pytest.raises(ProtocolError, match=f"^host {HOST}: a page end in a listing asked for whole$"):
+        list(ch.scan(b"/srv"))

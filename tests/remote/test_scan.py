@@ -196,3 +196,37 @@ def test_devices_come_with_their_rdev(channel, tmp_path):
     os.mknod(tmp_path / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
     got = {e.key: e for e in channel.scan(os.fsencode(tmp_path))}
     assert got[(b"null",)].stat.st_rdev == os.makedev(1, 3)
+
+
+def test_pages_give_the_listing_and_free_the_channel_between_them(channel, tmp_path):
+    for d in range(5):
+        sub = tmp_path / f"dir{d}"
+        sub.mkdir()
+        for f in range(30):
+            (sub / f"f{f:02}").write_bytes(b"%d" % f)
+    root = os.fsencode(tmp_path)
+    whole = [e.key for e in channel.scan(root)]
+    pages = []
+    for page in channel.scan_pages(root, page=40):
+        pages.append([e.key for e in page])
+        # Between pages the channel serves other ops; the walk goes on after.
+        last = os.path.join(root, *page[-1].key)
+        if len(page[-1].key) == 2:
+            rf = channel.read(last)
+            assert b"".join(bytes(d) for _, d in rf.chunks()) == Path(os.fsdecode(last)).read_bytes()
+            assert channel.stat(last).st_size == rf.size
+    assert [len(p) for p in pages] == [40, 40, 40, 36]
+    assert [k for p in pages for k in p] == whole
+
+
+def test_a_new_scan_takes_the_place_of_a_paused_one(channel, tmp_path):
+    for f in range(10):
+        (tmp_path / f"f{f}").write_bytes(b"")
+    root = os.fsencode(tmp_path)
+    pages = channel.scan_pages(root, page=4)
+    assert len(next(pages)) == 4
+    assert len(list(channel.scan(root))) == 11
+    with pytest.raises(
+        RemoteOSError, match=f"^host {HOST}: .*: scan_more: ValueError: no scan paused to go on with$"
+    ):
+        next(pages)

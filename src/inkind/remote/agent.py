@@ -43,6 +43,15 @@ from inkind.remote.wire import (
 )
 
 
+class Session:
+    """What lasts from one request to the next: the temp files this run made
+    (removed when it ends) and a scan paused between two pages."""
+
+    def __init__(self) -> None:
+        self.temps = set()
+        self.scan = None
+
+
 def open_source(path: bytes):
     """A regular file or block device opened to read (never through a
     symlink, never blocking on a fifo), its fstat and its size."""
@@ -79,7 +88,7 @@ def data_segments(fd: int, start: int, end: int):
         pos = stop
 
 
-def op_read(w: Writer, req: dict, temps: set) -> None:
+def op_read(w: Writer, req: dict, session: Session) -> None:
     """Files, each its fstat, the data of its ranges (holes left out) and its
     fstat after; an error for one file does not end the op."""
     compress = bool(req.get("compress", True))
@@ -120,7 +129,7 @@ def block_size(req: dict) -> int:
     return bs
 
 
-def op_hashes(w: Writer, req: dict, temps: set) -> None:
+def op_hashes(w: Writer, req: dict, session: Session) -> None:
     """One (kind, blake2b-128) per block; holes and zero blocks are flagged
     and not hashed."""
     bs = block_size(req)
@@ -153,7 +162,7 @@ def op_hashes(w: Writer, req: dict, temps: set) -> None:
         os.close(fd)
 
 
-def op_blocks(w: Writer, req: dict, temps: set) -> None:
+def op_blocks(w: Writer, req: dict, session: Session) -> None:
     """The listed blocks, each with its blake2b-128 so the server can check
     the data against it."""
     bs = block_size(req)
@@ -170,7 +179,7 @@ def op_blocks(w: Writer, req: dict, temps: set) -> None:
         os.close(fd)
 
 
-def op_run(w: Writer, req: dict, temps: set) -> None:
+def op_run(w: Writer, req: dict, session: Session) -> None:
     """A command's stdout as data frames, then its exit status (negative: the
     signal) and the last lines of its stderr."""
     env = dict(os.environ, **(req.get("env") or {}))
@@ -210,7 +219,7 @@ def op_run(w: Writer, req: dict, temps: set) -> None:
     w.json(end=True, status=status, stderr="\n".join(lines))
 
 
-def op_sqlite_backup(w: Writer, req: dict, temps: set) -> None:
+def op_sqlite_backup(w: Writer, req: dict, session: Session) -> None:
     """A consistent copy of a live SQLite database (its backup API, one read
     transaction, the source opened read-only) in a temp file on the host."""
     import sqlite3
@@ -221,7 +230,7 @@ def op_sqlite_backup(w: Writer, req: dict, temps: set) -> None:
     timeout = float(req.get("busy_timeout", 60.0))
     fd, tmp = tempfile.mkstemp(prefix=".inkind-sqlite-", suffix=".db", dir=req.get("dir") or "/var/tmp")
     os.close(fd)
-    temps.add(tmp)
+    session.temps.add(tmp)
 
     def give_up_when_busy(status: int, remaining: int, total: int) -> None:
         if status in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED, after busy_timeout
@@ -240,35 +249,52 @@ def op_sqlite_backup(w: Writer, req: dict, temps: set) -> None:
         finally:
             source.close()
     except sqlite3.Error as e:
-        op_remove(None, {"path": tmp}, temps)
+        op_remove(None, {"path": tmp}, session)
         raise OSError(0, f"sqlite: {e}") from None
     except BaseException:
-        op_remove(None, {"path": tmp}, temps)
+        op_remove(None, {"path": tmp}, session)
         raise
     w.json(end=True, path=tmp, size=os.stat(tmp).st_size)
 
 
-def op_remove(w, req: dict, temps: set) -> None:
+def op_remove(w, req: dict, session: Session) -> None:
     """Remove a temp file this agent made (and nothing else)."""
     path = req["path"]
-    if path not in temps:
+    if path not in session.temps:
         raise OSError(errno.EPERM, "not a temp file of this run")
-    temps.discard(path)
+    session.temps.discard(path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     if w is not None:
         w.json(end=True)
 
 
-def op_stat(w: Writer, req: dict, temps: set) -> None:
+def op_stat(w: Writer, req: dict, session: Session) -> None:
     """The stat of a path, symlinks followed as an open follows them (the
     server's quick check of an image file)."""
     w.json(end=True, stat=stat_fields(os.stat(to_bytes(req["path"]))))
 
 
+def op_scan(w: Writer, req: dict, session: Session) -> None:
+    """A tree listed in bulk (walk.py), a page of ``page`` entries at a time
+    when asked: between pages the walk waits for ``scan_more`` while other
+    ops run; a new scan takes its place."""
+    scan = Scan(w, req)
+    scan.start()
+    session.scan = None if scan.proceed(int(req.get("page") or 0)) else scan
+
+
+def op_scan_more(w: Writer, req: dict, session: Session) -> None:
+    scan, session.scan = session.scan, None
+    if scan is None:
+        raise ValueError("no scan paused to go on with")
+    session.scan = None if scan.proceed(int(req.get("page") or 0)) else scan
+
+
 OPS = {
     "stat": op_stat,
-    "scan": lambda w, req, temps: Scan(w, req).run(),
+    "scan": op_scan,
+    "scan_more": op_scan_more,
     "read": op_read,
     "hashes": op_hashes,
     "blocks": op_blocks,
@@ -283,7 +309,7 @@ def serve(inp, out) -> None:
     w = Writer(out)
     w.json(agent="inkind", protocol=PROTOCOL, python=list(sys.version_info[:3]), pid=os.getpid())
     out.flush()
-    temps = set()
+    session = Session()
     try:
         while True:
             try:
@@ -300,7 +326,7 @@ def serve(inp, out) -> None:
                 w.json(error=f"protocol error: not a request: {str(name)[:100]!r}", fatal=True)
                 return
             try:
-                op(w, req, temps)
+                op(w, req, session)
             except BrokenPipeError:
                 raise
             except OSError as e:
@@ -309,8 +335,8 @@ def serve(inp, out) -> None:
                 w.json(error=f"{req.get('op')}: {type(e).__name__}: {e}"[:4000])
             out.flush()
     finally:
-        for path in list(temps):
-            op_remove(None, {"path": path}, temps)
+        for path in list(session.temps):
+            op_remove(None, {"path": path}, session)
 
 
 def main() -> None:

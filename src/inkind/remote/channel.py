@@ -16,6 +16,7 @@ from inkind.remote.wire import ENTRIES, JSON, MAX_JSON, FrameError, to_bytes, to
 __all__ = ["BLOCK_SIZE", "Channel", "RemoteError", "RemoteOSError", "RemoteTemp"]
 
 BLOCK_SIZE = 4 << 20
+PAGE = 10_000  # entries of a listing a caller of scan_pages holds at a time
 BATCH_JSON = MAX_JSON // 2  # a request of many paths or blocks is split at this size
 
 
@@ -43,17 +44,50 @@ class Channel(Connection):
         """The tree under ``root``: the root first (key ``()``), then
         depth-first, each directory's names in byte order. ``exclude``:
         (regex, excludes) pairs from listing.gitignore_rules."""
-        self._begin(
-            op="scan",
-            path=to_text(root),
-            one_file_system=one_file_system,
-            exclude_caches=exclude_caches,
-            exclude=[list(r) for r in exclude],
-        )
-        return self._pend(self._entries(root))
+        self._begin(**_scan_request(root, one_file_system, exclude_caches, exclude))
+        return self._pend(self._whole(root))
 
-    def _entries(self, root: bytes) -> Iterator[RemoteEntry]:
+    def scan_pages(  # size: scan's options and the page size
+        self,
+        root: bytes,
+        *,
+        page: int = PAGE,
+        one_file_system: bool = True,
+        exclude_caches: bool = True,
+        exclude: Sequence[tuple[str, bool]] = (),
+    ) -> Iterator[list[RemoteEntry]]:
+        """The listing of :meth:`scan`, ``page`` entries at a time. While
+        the caller works on a page the walk on the host waits, so the
+        channel is free for other ops (reading the files the page showed
+        changed); asking for the next page goes on with the walk."""
+        if page < 1:
+            raise ValueError("page must be at least 1")
+        self._begin(**_scan_request(root, one_file_system, exclude_caches, exclude), page=page)
+        return self._pages(root, page)
+
+    def _pages(self, root: bytes, page: int) -> Iterator[list[RemoteEntry]]:
         listing = Listing()
+        while True:
+            entries: list[RemoteEntry] = []
+            with self._guard():
+                for entry in self._entries(root, listing):
+                    entries.append(entry)
+                    if len(entries) > page:  # a page is held whole: its size is the server's
+                        raise FrameError(f"a page of more than the {page} entries asked")
+            yield entries
+            if listing.done:
+                return
+            self._begin(op="scan_more", page=page)
+
+    def _whole(self, root: bytes) -> Iterator[RemoteEntry]:
+        listing = Listing()
+        yield from self._entries(root, listing)
+        if not listing.done:
+            raise FrameError("a page end in a listing asked for whole")
+
+    def _entries(self, root: bytes, listing: Listing) -> Iterator[RemoteEntry]:
+        """The entries up to the end of the page or of the listing (then
+        ``listing.done``)."""
         while True:
             kind, obj = self.recv()
             if kind == ENTRIES:
@@ -62,8 +96,14 @@ class Channel(Connection):
             if kind != JSON:
                 raise FrameError(f"a frame of kind {kind} in a listing")
             self.check(obj, root)
-            if obj.get("end") is not True or obj.get("entries") != listing.count or not listing.started:
+            ends = obj.get("end") is True
+            if (
+                ends == (obj.get("page_end") is True)
+                or obj.get("entries") != listing.count
+                or not listing.started
+            ):
                 raise FrameError(f"a listing that ends wrong: {str(obj)[:200]}")
+            listing.done = ends
             return
 
     def read(self, path: bytes, ranges: t.Ranges | None = None) -> t.RemoteFile:
@@ -216,6 +256,18 @@ class Channel(Connection):
         self._begin(op="remove", path=to_text(temp.path))
         with self._guard():
             self._end(self.message(), temp.path)
+
+
+def _scan_request(
+    root: bytes, one_file_system: bool, exclude_caches: bool, exclude: Sequence[tuple[str, bool]]
+) -> dict[str, object]:
+    return {
+        "op": "scan",
+        "path": to_text(root),
+        "one_file_system": one_file_system,
+        "exclude_caches": exclude_caches,
+        "exclude": [list(r) for r in exclude],
+    }
 
 
 def _batches(items: list, cost) -> Iterator[list]:

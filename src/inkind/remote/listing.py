@@ -86,6 +86,7 @@ class Listing:
         self.chain: list[bytes] = []  # the directories the walk is in
         self.last: list[bytes] = []  # the last name at each depth, within its directory
         self.started = False
+        self.done = False  # the listing's end came (not only a page's)
         self.count = 0
 
     def decode(self, payload: bytes) -> list[RemoteEntry]:

@@ -62,12 +62,27 @@ class Scan:
         self.caches = bool(req.get("exclude_caches", True))
         self.rules = [(re.compile(p), bool(inc)) for p, inc in req.get("exclude") or []]
         self.parts, self.size, self.count = [], 0, 0
+        self.stack: list = []
+        self.paged = 0  # entries sent up to the last page's end
 
-    def run(self) -> None:
+    def start(self) -> None:
         st = os.lstat(self.root)
         self.dev = st.st_dev
-        stack = [(1, self.root, b"", self.listing(self.root, 0, b"", st))]
+        self.stack = [(1, self.root, b"", self.listing(self.root, 0, b"", st))]
+
+    def proceed(self, page: int) -> bool:
+        """Send entries until ``page`` more have gone (0: no limit), then
+        a page end, or the listing's end; whether the walk is done. Between
+        pages the walk waits, its place kept, while the server runs other
+        ops (``scan_more`` goes on)."""
+        stop = self.paged + page if page > 0 else -1
+        stack = self.stack
         while stack:
+            if self.count == stop:
+                self.flush()
+                self.w.json(page_end=True, entries=self.count)
+                self.paged = self.count
+                return False
             depth, path, rel, names = stack[-1]
             if not names:
                 stack.pop()
@@ -79,6 +94,7 @@ class Scan:
                 stack.append((depth + 1, sub, rel + name + b"/", entered))
         self.flush()
         self.w.json(end=True, entries=self.count)
+        return True
 
     def entry(self, depth: int, name: bytes, path: bytes, rel: bytes):
         """Send one entry; the names below it (reversed) if it is a directory
