@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from inkind import (
     ConfigError,
     Finding,
+    RemoteTreeMirror,
     RunContext,
     Source,
     TreeMirror,
@@ -67,23 +68,30 @@ class FilesSource(Source):
 
     type_name = "files"
     Options = FilesOptions
+    reads_remote_host = True
 
-    def _tree(self, run: RunContext) -> TreeMirror:
-        selection = TreeSelection(
+    def _selection(self) -> TreeSelection:
+        return TreeSelection(
             excluded=exclude_matcher(self.options.exclude),
+            patterns=self.options.exclude,
             one_file_system=self.options.one_file_system,
             exclude_caches=self.options.exclude_caches,
         )
-        return TreeMirror(run, self.options.path, selection)
 
     def backup(self, run: RunContext) -> None:
-        self._tree(run).backup()
+        if self.remote is None:
+            TreeMirror(run, self.options.path, self._selection()).backup()
+            return
+        RemoteTreeMirror(run, self.remote, self.options.path, self._selection()).backup()
 
     def verify(self, run: RunContext) -> list[Finding]:
         return verify_mirror(run)
 
     def scrub(self, run: RunContext) -> None:
-        self._tree(run).scrub()
+        if self.remote is None:
+            TreeMirror(run, self.options.path, self._selection()).scrub()
+            return
+        RemoteTreeMirror(run, self.remote, self.options.path, self._selection()).scrub()
 
     def restore_commands(
         self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]

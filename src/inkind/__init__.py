@@ -62,12 +62,12 @@ from inkind.engines.blockcopy.engine import BlockCopy  # noqa: E402
 from inkind.engines.blockcopy.ranges import merge_spans  # noqa: E402
 from inkind.engines.image.blockdev import OpenSource, in_use, open_source, udev_ids  # noqa: E402
 from inkind.engines.image.rawimage import DEFAULT_BLOCK, RawImageSource, check_block_size  # noqa: E402
-from inkind.engines.image.remote import open_channel, pull_copy, pull_image  # noqa: E402
-from inkind.remote.channel import Channel  # noqa: E402
+from inkind.engines.image.remote import pull_copy, pull_image  # noqa: E402
+from inkind.remote.channel import Channel, open_channel  # noqa: E402
 
 # --- tree engine -----------------------------------------------------------
 # isort: split
-from inkind.engines.tree.mirror import TreeMirror, verify_mirror  # noqa: E402
+from inkind.engines.tree.mirror import RemoteTreeMirror, TreeMirror, verify_mirror  # noqa: E402
 from inkind.engines.tree.restore import rsync_restore_command  # noqa: E402
 from inkind.engines.tree.walker import TreeSelection  # noqa: E402
 
@@ -148,6 +148,7 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "pull_image",
     "udev_ids",
     # tree engine
+    "RemoteTreeMirror",
     "TreeMirror",
     "TreeSelection",
     "rsync_restore_command",

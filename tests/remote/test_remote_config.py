@@ -51,10 +51,9 @@ def test_a_host_makes_a_target_with_the_source_settings():
     assert "host" not in cfg.sources["web"].options
 
 
-def test_the_files_source_refuses_a_host_until_it_can_read_one():
-    assert err(STORE + FILES + 'host = "web1"\n') == (
-        "config: sources.web.host: the files source cannot read a remote host yet"
-    )
+def test_a_source_type_that_cannot_read_a_host_refuses_one():
+    lvm = '[sources.vol]\ntype = "lvm"\nvolume = "vg/lv"\nhost = "web1"\n'
+    assert err(STORE + lvm) == "config: sources.vol.host: the lvm source cannot read a remote host yet"
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from inkind.remote import transfers as t
+from inkind.remote.bootstrap import BOOT
 from inkind.remote.connection import Connection, RemoteError, RemoteOSError
 from inkind.remote.listing import MAX_SIZE, Listing, RemoteEntry, RemoteStat
+from inkind.remote.ssh import SshTarget
 from inkind.remote.wire import ENTRIES, JSON, MAX_JSON, FrameError, to_bytes, to_text
+from inkind.stats import Stats
 
-__all__ = ["BLOCK_SIZE", "Channel", "RemoteError", "RemoteOSError", "RemoteTemp"]
+__all__ = ["BLOCK_SIZE", "Channel", "RemoteError", "RemoteOSError", "RemoteTemp", "open_channel"]
 
 BLOCK_SIZE = 4 << 20
 PAGE = 10_000  # entries of a listing a caller of scan_pages holds at a time
@@ -256,6 +259,15 @@ class Channel(Connection):
         self._begin(op="remove", path=to_text(temp.path))
         with self._guard():
             self._end(self.message(), temp.path)
+
+
+def open_channel(target: SshTarget, stats: Stats) -> Channel:
+    """The remote side started on ``target`` over ssh (a context manager:
+    one connection per source run)."""
+    argv = target.argv([target.remote_python, "-c", BOOT])
+    return Channel(
+        argv, target.host, stats=stats, python=target.remote_python, describe=target.describe_failure
+    )
 
 
 def _scan_request(

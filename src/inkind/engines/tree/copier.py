@@ -13,11 +13,11 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from inkind.engines.tree import blocks
 from inkind.engines.tree.entry import READ_FLAGS, Changed, Entry, key_text, report_change
-from inkind.engines.tree.metadata import Metadata
+from inkind.engines.tree.metadata import Metadata, XattrsFrom
 from inkind.engines.tree.prefetch import Prefetcher
 from inkind.errors import SourceReadError, SourceWarning
 from inkind.hashing import new_hasher
@@ -108,16 +108,16 @@ class Copier:
     def regular(self, e: Entry) -> bool:
         """Mirror a regular file. Returns True when the stored copy was
         taken as up to date by its size and mtime: one scrub may check."""
-        if e.st.st_nlink > 1 and self._hardlink(e):
+        if e.st.st_nlink > 1 and self.hardlink(e):
             return False
         if not self.up_to_date(e):
             self.copy(e)
             return False
         self.stats.objects_unchanged += 1
-        self.meta.apply(e.dst, e.name, e.st, xattrs_from=(e.src, e.name), new=False, dst_st=e.dst_st)
+        self.meta.apply(e.dst, e.name, e.st, xattrs_from=e.xattrs_from(), new=False, dst_st=e.dst_st)
         return True
 
-    def _hardlink(self, e: Entry) -> bool:
+    def hardlink(self, e: Entry) -> bool:
         """Link ``e.name`` to the stored copy of an inode seen earlier in this
         run. Returns False when this is the first path of the inode."""
         first = self.links.setdefault((e.st.st_dev, e.st.st_ino), e.key)
@@ -158,10 +158,7 @@ class Copier:
                 fst = os.fstat(fd)
                 if (fst.st_ino, fst.st_dev) != (e.st.st_ino, e.st.st_dev) or not stat.S_ISREG(fst.st_mode):
                     raise Changed(f"{key_text(e.key)}: replaced during the backup")
-            change = "create" if e.dst_st is None else "update"
-            if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
-                remove(e.dst, e.name)
-                e.dst_st = None
+            change = self.clear_way(e)
             try:
                 if e.st.st_size >= BIG_FILE and e.dst_st is not None and stat.S_ISREG(e.dst_st.st_mode):
                     changed = self._copy_blocks(fd, e)
@@ -173,12 +170,26 @@ class Copier:
                 raise
         finally:
             os.close(fd)
+        self.count(e, change, changed, xattrs_from=(e.src, e.name))
+
+    def clear_way(self, e: Entry) -> str:
+        """Before a file's content is stored: a stored directory in its place
+        goes. Returns the change a dry run names (create or update)."""
+        change = "create" if e.dst_st is None else "update"
+        if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
+            remove(e.dst, e.name)
+            e.dst_st = None
+        return change
+
+    def count(self, e: Entry, change: str, changed: bool, xattrs_from: XattrsFrom) -> None:
+        """After a file's content was stored (``changed``) or found the same:
+        counted, and the unchanged one given the source's metadata."""
         if changed:
             report_change(self.run, change, e.key)
             self.stats.objects_changed += 1
         else:
             self.stats.objects_unchanged += 1
-            self.meta.apply(e.dst, e.name, e.st, xattrs_from=(e.src, e.name), new=False)
+            self.meta.apply(e.dst, e.name, e.st, xattrs_from=xattrs_from, new=False)
 
     def _read_blocks(
         self, fd: int, st: os.stat_result, hasher, buf: memoryview
@@ -208,35 +219,51 @@ class Copier:
                 pos += n
 
     def _copy_whole(self, fd: int, e: Entry, data: bytes | None) -> bool:
-        """A file stored whole: UpdateFile compares, hashes and stores it.
-        ``data``: its content as the read-ahead read it (it has no holes)."""
+        """A file stored whole, from its fd or from ``data``, its content as
+        the read-ahead read it (it has no holes)."""
+        if data is not None:
+            if len(data) != e.st.st_size:
+                raise _changed_while_read(e)
+            self.stats.bytes_read += len(data)
+            pieces: Iterable[memoryview] = [memoryview(data)]
+        else:
+            pieces = (view for _, view in self._read_blocks(fd, e.st, None, self.buf))
+        return self.store_whole(e, pieces, lambda: _check_stable(fd, e), fd, block_digests=True)
 
-        digests = [] if e.st.st_size >= BIG_FILE and blocks.applies(e.st) else None
+    def store_whole(  # size: the entry, its content, how it is checked, and its xattrs
+        self,
+        e: Entry,
+        pieces: Iterable[memoryview],
+        check: Callable[[], None],
+        xattrs_from: XattrsFrom,
+        *,
+        block_digests: bool,
+    ) -> bool:
+        """Store a file's content whole: UpdateFile compares, hashes and
+        commits it atomically. ``pieces``: the content in order, a source
+        hole as a view of ZEROS (``block_digests``: each piece one BLOCK,
+        as _read_blocks gives them); ``check`` raises Changed when the source
+        moved while it was read. Whether the stored copy changed."""
+        digests = [] if block_digests and e.st.st_size >= BIG_FILE and blocks.applies(e.st) else None
 
         def before_commit(tfd: int) -> None:
-            _check_stable(fd, e)
+            check()
             if digests is not None:
                 XAttrs(tfd, stats=self.stats).put(blocks.XATTR, blocks.encode(f.xxh3, digests))
-            self.meta.apply_fresh(tfd, e.st, xattrs_from=fd)
+            self.meta.apply_fresh(tfd, e.st, xattrs_from=xattrs_from)
 
         with UpdateFile(
             e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
         ) as f:
-            if data is not None:
-                if len(data) != e.st.st_size:
-                    raise _changed_while_read(e)
-                self.stats.bytes_read += len(data)
-                f.write(data)
-            else:
-                for _, view in self._read_blocks(fd, e.st, None, self.buf):
-                    if digests is not None:
-                        digests.append(blocks.digest(view))
-                    if view.obj is _ZEROS.obj:  # a hole of the source
-                        f.write_zeros(len(view))
-                    else:
-                        f.write(view)
+            for view in pieces:
+                if digests is not None:
+                    digests.append(blocks.digest(view))
+                if view.obj is _ZEROS.obj:  # a hole of the source
+                    f.write_zeros(len(view))
+                else:
+                    f.write(view)
         if not f.changed:  # (a commit made the check in before_commit)
-            _check_stable(fd, e)
+            check()
         return f.changed
 
     def _copy_blocks(self, fd: int, e: Entry) -> bool:
@@ -297,10 +324,10 @@ class Copier:
         is unchanged, without reading either link (a readlink rewrites the
         stored link's atime under relatime; a full pass reads both)."""
         if self.meta.as_root and not self.run.full and _same_link(e):
-            self._unchanged(e)
+            self.unchanged(e)
             return
         try:
-            target = os.readlink(e.name, dir_fd=e.src)
+            target = os.fsdecode(e.target) if e.target is not None else os.readlink(e.name, dir_fd=e.src)
         except FileNotFoundError:
             raise SourceWarning(f"{key_text(e.key)}: vanished during the backup") from None
         if not self.meta.as_root:
@@ -311,7 +338,7 @@ class Copier:
             and stat.S_ISLNK(e.dst_st.st_mode)
             and os.readlink(e.name, dir_fd=e.dst) == target
         ):
-            self._unchanged(e)
+            self.unchanged(e)
             return
         self._replace(e, lambda tmp: make_symlink(target, e.dst, tmp))
 
@@ -326,13 +353,13 @@ class Copier:
             and stat.S_IFMT(e.dst_st.st_mode) == kind
             and e.dst_st.st_rdev == e.st.st_rdev
         ):
-            self._unchanged(e)
+            self.unchanged(e)
             return
         self._replace(e, lambda tmp: make_node(e.dst, tmp, kind | 0o600, e.st.st_rdev))
 
-    def _unchanged(self, e: Entry) -> None:
+    def unchanged(self, e: Entry) -> None:
         self.stats.objects_unchanged += 1
-        self.meta.apply(e.dst, e.name, e.st, xattrs_from=(e.src, e.name), new=False, dst_st=e.dst_st)
+        self.meta.apply(e.dst, e.name, e.st, xattrs_from=e.xattrs_from(), new=False, dst_st=e.dst_st)
 
     def _replace(self, e: Entry, make: Callable[[bytes], None]) -> None:
         """Create a non-regular entry under a temp name, set its metadata,
@@ -342,7 +369,7 @@ class Copier:
         tmp = temp_name()
         make(tmp)
         try:
-            self.meta.apply(e.dst, os.fsdecode(tmp), e.st, xattrs_from=(e.src, e.name), new=True)
+            self.meta.apply(e.dst, os.fsdecode(tmp), e.st, xattrs_from=e.xattrs_from(), new=True)
             rename(e.dst, tmp, e.name)
         except BaseException:
             with contextlib.suppress(OSError):

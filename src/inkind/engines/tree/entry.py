@@ -12,9 +12,11 @@ import os
 from dataclasses import dataclass
 
 from inkind.errors import SourceWarning
+from inkind.remote.listing import RemoteStat
 from inkind.source import RunContext
 
 Key = tuple[bytes, ...]
+REMOTE = -1  # an Entry's src when it comes from a remote listing (no fd)
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 log = logging.getLogger("inkind")
@@ -25,13 +27,21 @@ class Entry:
     """One entry being mirrored: its directories on both sides, its name,
     its place in the walk, and what lstat said on each side."""
 
-    src: int  # the source directory's fd
+    src: int  # the source directory's fd (REMOTE: a host's listing, see xattrs)
     dst: int  # the store directory's fd
     name: str
     key: Key
-    st: os.stat_result
+    st: os.stat_result | RemoteStat
     dst_st: os.stat_result | None
     same: bool | None = None  # the copier's up-to-date verdict, once asked
+    # An entry of a remote listing carries what a local one is asked for:
+    # its xattrs (names as str) and a symlink's target.
+    xattrs: dict[str, bytes] | None = None
+    target: bytes | None = None
+
+    def xattrs_from(self) -> dict[str, bytes] | tuple[int, str]:
+        """Where the stored entry's xattrs come from (see Metadata.apply)."""
+        return self.xattrs if self.xattrs is not None else (self.src, self.name)
 
 
 class Changed(SourceWarning):

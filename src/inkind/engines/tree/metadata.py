@@ -22,8 +22,9 @@ from inkind.store.paths import fd_path, lstat_at
 from inkind.store.xattrs import XAttrs, xattr_items
 
 # Where a stored entry's xattrs come from: the source entry's own fd, its
-# (directory fd, name), or None (the source has none to give).
-XattrsFrom = int | tuple[int, str] | None
+# (directory fd, name), the xattrs a remote listing gave (names as str), or
+# None (the source has none to give).
+XattrsFrom = int | tuple[int, str] | dict[str, bytes] | None
 
 _OWN = "user.inkind."
 
@@ -136,6 +137,8 @@ class Metadata:
         wanted: dict[str, bytes] = {}
         if isinstance(xattrs_from, int):
             wanted = dict(_source_xattrs(xattrs_from))
+        elif isinstance(xattrs_from, dict):
+            wanted = {k: v for k, v in xattrs_from.items() if not _own(k)}
         elif xattrs_from is not None:
             wanted = dict(_source_xattrs(fd_path(*xattrs_from)))
         if not self.as_root:

@@ -11,13 +11,25 @@ import os
 from pathlib import Path
 
 from inkind.engines.tree.copier import Copier
+from inkind.engines.tree.entry import Key
 from inkind.engines.tree.metadata import Metadata
+from inkind.engines.tree.pull import PullWalker
 from inkind.engines.tree.scrubber import Scrubber
 from inkind.engines.tree.walker import TreeSelection, Walker, walk_unfinished
 from inkind.errors import SourceError
 from inkind.findings import Finding
+from inkind.remote.channel import Channel, open_channel
+from inkind.remote.ssh import SshTarget
 from inkind.source import RunContext
 from inkind.verify import verify_tree
+
+
+def note_fake_super(run: RunContext, meta: Metadata) -> None:
+    """Tell a restore whether owners and modes are real or stand-ins."""
+    if meta.as_root:
+        run.state.plugin.pop("fake_super", None)
+    else:
+        run.state.plugin["fake_super"] = True
 
 
 class TreeMirror:
@@ -33,13 +45,6 @@ class TreeMirror:
         self.scrubber = Scrubber(run, self.copier)
         self.walker = Walker(run, selection or TreeSelection(), self.meta, self.copier, self.scrubber)
 
-    def _note_fake_super(self) -> None:
-        """Tell a restore whether owners and modes are real or stand-ins."""
-        if self.meta.as_root:
-            self.run.state.plugin.pop("fake_super", None)
-        else:
-            self.run.state.plugin["fake_super"] = True
-
     def _open_root(self) -> int:
         try:
             return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -52,7 +57,7 @@ class TreeMirror:
         scrubbing the files ``run.should_scrub()`` picks."""
         if not os.path.isdir(self.root):
             raise SourceError(f"source path {self.root}: not a directory or missing")
-        self._note_fake_super()
+        note_fake_super(self.run, self.meta)
         src = self._open_root()
         try:
             self.walker.backup(src)
@@ -65,7 +70,7 @@ class TreeMirror:
         against the source file at the same path, and each directory against
         its recorded entries (an entry gone from the store is named and
         brought back from the source)."""
-        self._note_fake_super()
+        note_fake_super(self.run, self.meta)
         src = self._open_root()
         try:
             self.walker.root_dev = os.fstat(src).st_dev
@@ -75,6 +80,49 @@ class TreeMirror:
         finally:
             os.close(src)
         self.scrubber.raise_corruption()
+
+
+class RemoteTreeMirror:
+    """TreeMirror for a tree on another host (``target``: a source's
+    ``remote``): the same store, backup, scrub and verify; only what is new
+    or changed crosses the network (see pull), over one connection a run."""
+
+    def __init__(
+        self, run: RunContext, target: SshTarget, root: str | Path, selection: TreeSelection | None = None
+    ):
+        self.run, self.target, self.root = run, target, os.fsencode(root)
+        self.meta = Metadata(run)
+        self.scrubber = Scrubber(run, Copier(run, self.meta))
+        self.walker = Walker(
+            run, selection or TreeSelection(), self.meta, self.scrubber.copier, self.scrubber
+        )
+
+    def _pull(self, channel: Channel) -> PullWalker:
+        return PullWalker(self.run, channel, self.root, self.walker.selection, self.walker)
+
+    def backup(self) -> None:
+        """As TreeMirror.backup; a file scrub finds corrupt is fetched again."""
+        note_fake_super(self.run, self.meta)
+        with open_channel(self.target, self.run.stats) as channel:
+            self._pull(channel).backup()
+        self.scrubber.raise_corruption()
+
+    def scrub(self) -> None:
+        """Walk the store; check each sampled file against its checksum and
+        each directory against its recorded entries. A corrupt file is
+        fetched from the host again (the host is reached only then); a
+        directory's difference is named, and the next backup records it."""
+        note_fake_super(self.run, self.meta)
+        with self.run.progress("scrub") as progress:
+            self.scrubber.walk(None, progress, _no_source, not walk_unfinished(self.run))
+        if self.scrubber.unrepaired:
+            with open_channel(self.target, self.run.stats) as channel:
+                self._pull(channel).repair(self.scrubber.unrepaired)
+        self.scrubber.raise_corruption()
+
+
+def _no_source(src: int, dst: int, name: str, key: Key) -> bool:
+    raise AssertionError("a scrub without a local source restores nothing")
 
 
 def verify_mirror(run: RunContext) -> list[Finding]:

@@ -39,6 +39,7 @@ class Scrubber:
         self.stats = run.stats
         self.copier = copier
         self.corrupt: list[str] = []
+        self.unrepaired: list[Key] = []  # corrupt files with no local source to rebuild them from
 
     def file(self, src: int | None, dst: int, name: str, key: Key) -> None:
         """Check one stored file against its checksum, then the source.
@@ -63,6 +64,8 @@ class Scrubber:
             why = "content does not match user.inkind.xxh3" if want else "no user.inkind.xxh3"
             log.error("%s: corruption: %s: %s", self.run.name, rel, why)
         if src is None:
+            if corrupt:
+                self.unrepaired.append(key)
             return
         try:
             st = os.stat(name, dir_fd=src, follow_symlinks=False)
@@ -91,12 +94,14 @@ class Scrubber:
         self.stats.bytes_read += n
         return src_hash == stored_hash
 
-    def walk(self, src_root: int, progress: Progress, restore: Restore, check_entries: bool) -> None:
+    def walk(self, src_root: int | None, progress: Progress, restore: Restore, check_entries: bool) -> None:
         """Walk the store; check each sampled file against its checksum and
         against the source file at the same path, and (``check_entries``)
         each directory against its recorded entries (an entry gone from the
-        store is named and brought back from the source with ``restore``)."""
-        stack: list[tuple[int, int | None, Key]] = [(os.dup(self.run.data_fd), os.dup(src_root), ())]
+        store is named and brought back from the source with ``restore``).
+        ``src_root`` None: no local source (a tree on another host)."""
+        src = os.dup(src_root) if src_root is not None else None
+        stack: list[tuple[int, int | None, Key]] = [(os.dup(self.run.data_fd), src, ())]
         while stack:
             dst, src, prefix = stack.pop()
             try:

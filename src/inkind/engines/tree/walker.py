@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from inkind.engines.tree.bounds import ADDED, KEPT, LEFT_OUT, Bounds, Look
@@ -46,10 +46,13 @@ class TreeSelection:
     to the root (None: nothing is excluded, and no path is made per entry);
     ``one_file_system`` keeps the walk out of directories on
     other filesystems (they are stored empty); ``exclude_caches`` leaves
-    out directories tagged with a CACHEDIR.TAG.
+    out directories tagged with a CACHEDIR.TAG. ``patterns``: the
+    gitignore patterns behind ``excluded``, which a walk on another host
+    sends there.
     """
 
     excluded: Callable[[str, bool], bool] | None = None
+    patterns: Sequence[str] = ()
     one_file_system: bool = True
     exclude_caches: bool = True
 

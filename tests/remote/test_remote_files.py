@@ -1,0 +1,174 @@
+"""The files source with ``host``: a tree read through the real test sshd,
+stored as a local backup of the same tree stores it; only what is new or
+changed crosses (Stats.bytes_received); a host that cannot be reached
+leaves the stored tree intact."""
+
+from __future__ import annotations
+
+import os
+import random
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from inkind.engines.tree import pull
+from inkind.testing import flip_byte, tree_diff
+
+pytestmark = pytest.mark.root
+LISTING = 64 << 10  # generous bound on what crosses beside file data: hello, listing, headers
+
+
+def make_tree(src: Path) -> None:
+    """Names of every kind, owners, modes, xattrs, an ACL, links, a hole,
+    a fifo and a device, data that does not compress."""
+    rng = random.Random(5)
+    (src / "etc" / "deep" / "er").mkdir(parents=True)
+    (src / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
+    (src / "etc" / "deep" / "er" / "bin").write_bytes(rng.randbytes(700_000))
+    os.link(src / "etc" / "hosts", src / "hosts-link")
+    os.symlink("etc/hosts", src / "sym")
+    os.symlink("/nowhere/at/all", src / "dangling")
+    os.mkfifo(src / "fifo")
+    os.mknod(src / "null", 0o20666, os.makedev(1, 3))
+    raw = os.fsencode(src)
+    for name in (b"caf\xe9", b"\xff\xfe-not-utf8", b"n" * 255, b"with\nnewline"):
+        with open(raw + b"/" + name, "wb") as f:
+            f.write(name * 3)
+    with open(src / "sparse.img", "wb") as f:
+        f.truncate(6 << 20)
+        f.seek(3 << 20)
+        f.write(b"data in the middle")
+    os.chown(src / "etc" / "hosts", 1234, 5678)
+    os.chmod(src / "etc" / "deep", 0o2750)
+    os.setxattr(src / "etc" / "hosts", "user.note", b"\x00\xffbinary")
+    os.setxattr(src / "etc", "trusted.mark", b"root only")
+    subprocess.run(["setfacl", "-m", "u:1234:rwx", src / "etc" / "deep" / "er" / "bin"], check=True)
+    for i, p in enumerate(sorted(src.rglob("*"))):
+        os.utime(p, (1_600_000_000 + i, 1_600_000_000 + i * 7), follow_symlinks=False)
+
+
+@pytest.fixture
+def remote_tree(inkind_sshd, inkind_config, tmp_path):
+    src = tmp_path / "srv"
+    src.mkdir()
+    make_tree(src)
+    table = {
+        "type": "files",
+        "path": src,
+        "host": "root@127.0.0.1",
+        "ssh_command": shlex.join(inkind_sshd.ssh_command()),
+    }
+    return src, lambda **more: inkind_config({"web": {**table, **more}})
+
+
+def file_bytes(src: Path) -> int:
+    return sum(p.stat().st_size for p in src.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_first_run_stores_the_tree_as_a_local_backup_does(
+    remote_tree, inkind_run, inkind_store, inkind_config
+):
+    src, config = remote_tree
+    report = inkind_run(config(), seed=1)
+    assert report.exit_status == 0, report.as_dict()
+    s = report.results[0].stats
+    assert tree_diff(src, inkind_store / "web") == []
+    # Each file's data crossed once (the hard link's second path not at all;
+    # the hole was described); some of it compresses.
+    data = file_bytes(src) - len("127.0.0.1 localhost\n") - (6 << 20) + len(b"data in the middle")
+    assert data * 0.9 <= s.bytes_received <= data + LISTING
+    local = inkind_config({"here": {"type": "files", "path": src}})
+    assert inkind_run(local, seed=1).exit_status == 0
+    assert tree_diff(inkind_store / "here", inkind_store / "web") == []
+    assert os.stat(inkind_store / "web" / "sparse.img").st_blocks * 512 < 1 << 20  # the hole stays one
+
+
+def test_a_run_without_change_moves_only_the_listing_and_writes_nothing(
+    remote_tree, assert_second_run_writes_nothing
+):
+    _src, config = remote_tree
+    second = assert_second_run_writes_nothing(config())
+    assert second.results[0].stats.bytes_received < LISTING
+
+
+def test_changes_alone_cross_and_a_full_pass_removes_what_is_gone(remote_tree, inkind_run, inkind_store):
+    src, config = remote_tree
+    cfg = config()
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    rng = random.Random(8)
+    (src / "etc" / "new").write_bytes(rng.randbytes(200_000))
+    (src / "etc" / "deep" / "er" / "bin").write_bytes(rng.randbytes(100_000))
+    (src / "caf\xe9".encode("latin-1").decode("utf-8", "surrogateescape")).unlink()
+    os.rename(src / "etc" / "deep", src / "etc" / "moved")
+    report = inkind_run(cfg, seed=2, full=True)
+    assert report.exit_status == 0, report.as_dict()
+    s = report.results[0].stats
+    assert 300_000 <= s.bytes_received <= 300_000 + LISTING
+    assert tree_diff(src, inkind_store / "web") == []
+
+
+def test_excludes_and_cache_directories_stay_on_the_host(remote_tree, inkind_run, inkind_store):
+    src, config = remote_tree
+    (src / "cache").mkdir()
+    (src / "cache" / "CACHEDIR.TAG").write_bytes(b"Signature: 8a477f597d28d172789f06886806bc55\n")
+    (src / "cache" / "big").write_bytes(bytes(100_000))
+    (src / "etc" / "x.log").write_text("log")
+    report = inkind_run(config(exclude=["*.log", "/sparse.img"]), seed=1)
+    assert report.exit_status == 0, report.as_dict()
+    stored = inkind_store / "web"
+    assert not (stored / "cache").exists() and not (stored / "etc" / "x.log").exists()
+    assert not (stored / "sparse.img").exists() and (stored / "etc" / "hosts").exists()
+
+
+def test_many_files_over_many_pages_and_batches(remote_tree, inkind_run, inkind_store, monkeypatch):
+    src, config = remote_tree
+    for d in range(6):
+        sub = src / "many" / f"d{d}"
+        sub.mkdir(parents=True)
+        for f in range(40):
+            (sub / f"f{f:02}").write_bytes(b"%d-%d" % (d, f))
+    monkeypatch.setattr(pull, "PAGE", 7)
+    monkeypatch.setattr(pull, "BATCH_FILES", 5)
+    monkeypatch.setattr(pull, "BATCH_DIRS", 2)
+    report = inkind_run(config(), seed=1)
+    assert report.exit_status == 0, report.as_dict()
+    assert tree_diff(src, inkind_store / "web") == []
+    (src / "many" / "d3" / "f07").write_bytes(b"changed")
+    report = inkind_run(config(), seed=2)
+    assert report.results[0].stats.objects_changed == 1
+    assert tree_diff(src, inkind_store / "web") == []
+
+
+def test_scrub_fetches_a_corrupt_file_again(remote_tree, inkind_run, inkind_store, inkind_cli):
+    src, config = remote_tree
+    cfg = config()
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    stored = inkind_store / "web" / "etc" / "deep" / "er" / "bin"
+    flip_byte(stored)
+    r = inkind_cli("-c", cfg, "scrub", "--fraction", "1", "web")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "web/etc/deep/er/bin" in r.stderr
+    assert stored.read_bytes() == (src / "etc" / "deep" / "er" / "bin").read_bytes()
+    assert tree_diff(src, inkind_store / "web") == []
+    assert inkind_cli("-c", cfg, "verify", "web").returncode == 0
+
+
+@pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)  # the store's filesystem cannot matter
+def test_an_unreachable_host_leaves_the_stored_tree_intact(
+    remote_tree, inkind_run, inkind_cli, inkind_store, inkind_sshd
+):
+    src, config = remote_tree
+    assert inkind_run(config(), seed=1).exit_status == 0
+    (src / "etc" / "hosts").write_text("changed\n")
+    argv = inkind_sshd.ssh_command()
+    argv[argv.index("-p") + 1] = "1"  # nothing listens there
+    broken = config(ssh_command=shlex.join(argv))
+    r = inkind_cli("-c", broken, "backup")
+    assert r.returncode == 2
+    assert "web: host root@127.0.0.1: connection refused" in r.stderr, r.stderr
+    assert inkind_cli("-c", broken, "verify").returncode == 0
+    assert (inkind_store / "web" / "etc" / "hosts").read_text() == "127.0.0.1 localhost\n"
+    assert inkind_run(config(), seed=3).exit_status == 0
+    assert tree_diff(src, inkind_store / "web") == []
