@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from inkind.engines.tree import blocks
 from inkind.engines.tree.entry import READ_FLAGS, Changed, Entry, key_text, report_change
 from inkind.engines.tree.metadata import Metadata, XattrsFrom
+from inkind.engines.tree.nodes import NodeCopier
 from inkind.engines.tree.prefetch import Prefetcher
 from inkind.errors import SourceReadError, SourceWarning
 from inkind.hashing import new_hasher
@@ -27,7 +28,7 @@ from inkind.store.files import UpdateFile, same_bytes, temp_name
 from inkind.store.image import UpdateImage
 from inkind.store.noatime import open_noatime
 from inkind.store.paths import DIR_FLAGS, fd_path, lstat_at, open_at, open_beneath
-from inkind.store.tree import link, make_node, make_symlink, remove, rename
+from inkind.store.tree import link, remove, rename
 from inkind.store.xattrs import XAttrs
 
 BIG_FILE = 64 << 20
@@ -65,20 +66,14 @@ def _check_stable(fd: int, e: Entry) -> None:
         raise _changed_while_read(e)
 
 
-class Copier:
+class Copier(NodeCopier):
     """Brings the stored copy of one non-directory entry up to date."""
 
     def __init__(self, run: RunContext, meta: Metadata):
-        self.run = run
-        self.stats = run.stats
-        self.meta = meta
+        super().__init__(run, meta)
         self.links: dict[tuple[int, int], tuple[bytes, ...]] = {}
         self.buf = memoryview(bytearray(BLOCK))  # reused for every read
         self.prefetch: Prefetcher | None = None  # a backup walk's read-ahead
-
-    def _changed(self, e: Entry) -> None:
-        report_change(self.run, "create" if e.dst_st is None else "update", e.key)
-        self.stats.objects_changed += 1
 
     # ----- regular files ----------------------------------------------------
 
@@ -316,91 +311,3 @@ class Copier:
         """Record the block digests on the stored file (an image update
         leaves it an inode of its own: none in history shares it)."""
         XAttrs(fd_path(e.dst, e.name), stats=self.stats)[blocks.XATTR] = blocks.encode(whole, digests)
-
-    # ----- symlinks and special files --------------------------------------
-
-    def symlink(self, e: Entry) -> None:
-        """A symlink's quick check is a regular file's: same length and mtime
-        is unchanged, without reading either link (a readlink rewrites the
-        stored link's atime under relatime; a full pass reads both)."""
-        if self.meta.as_root and not self.run.full and _same_link(e):
-            self.unchanged(e)
-            return
-        try:
-            target = os.fsdecode(e.target) if e.target is not None else os.readlink(e.name, dir_fd=e.src)
-        except FileNotFoundError:
-            raise SourceWarning(f"{key_text(e.key)}: vanished during the backup") from None
-        if not self.meta.as_root:
-            self._fake_file(e, os.fsencode(target))
-            return
-        if (
-            e.dst_st is not None
-            and stat.S_ISLNK(e.dst_st.st_mode)
-            and os.readlink(e.name, dir_fd=e.dst) == target
-        ):
-            self.unchanged(e)
-            return
-        self._replace(e, lambda tmp: make_symlink(target, e.dst, tmp))
-
-    def special(self, e: Entry) -> None:
-        """Fifos, sockets and device nodes: never opened, only recreated."""
-        if not self.meta.as_root:
-            self._fake_file(e, b"")
-            return
-        kind = stat.S_IFMT(e.st.st_mode)
-        if (
-            e.dst_st is not None
-            and stat.S_IFMT(e.dst_st.st_mode) == kind
-            and e.dst_st.st_rdev == e.st.st_rdev
-        ):
-            self.unchanged(e)
-            return
-        self._replace(e, lambda tmp: make_node(e.dst, tmp, kind | 0o600, e.st.st_rdev))
-
-    def unchanged(self, e: Entry) -> None:
-        self.stats.objects_unchanged += 1
-        self.meta.apply(e.dst, e.name, e.st, xattrs_from=e.xattrs_from(), new=False, dst_st=e.dst_st)
-
-    def _replace(self, e: Entry, make: Callable[[bytes], None]) -> None:
-        """Create a non-regular entry under a temp name, set its metadata,
-        and rename it into place."""
-        if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
-            remove(e.dst, e.name)
-        tmp = temp_name()
-        make(tmp)
-        try:
-            self.meta.apply(e.dst, os.fsdecode(tmp), e.st, xattrs_from=e.xattrs_from(), new=True)
-            rename(e.dst, tmp, e.name)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                remove(e.dst, tmp)
-            raise
-        self._changed(e)
-
-    def _fake_file(self, e: Entry, content: bytes) -> None:
-        """Non-root: a symlink or special file stored as rsync's stand-in."""
-        if e.dst_st is not None and stat.S_ISDIR(e.dst_st.st_mode):
-            remove(e.dst, e.name)
-
-        def before_commit(tfd: int) -> None:
-            self.meta.apply(tfd, None, e.st, xattrs_from=None, new=True)
-
-        with UpdateFile(
-            e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
-        ) as f:
-            f.write(content)
-        if f.changed:
-            self._changed(e)
-        else:
-            self.stats.objects_unchanged += 1
-            self.meta.apply(e.dst, e.name, e.st, xattrs_from=None, new=False)
-
-
-def _same_link(e: Entry) -> bool:
-    """The stored entry is a symlink as long as the source's, of its mtime."""
-    d = e.dst_st
-    return (
-        d is not None
-        and stat.S_ISLNK(d.st_mode)
-        and (d.st_size, d.st_mtime_ns) == (e.st.st_size, e.st.st_mtime_ns)
-    )
