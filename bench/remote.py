@@ -1,7 +1,7 @@
-"""Benchmark (not a test): a remote image, pulled over ssh by inkind and
-by rsync.
+"""Benchmark (not a test): a remote tree and image, pulled over ssh by
+inkind and by rsync.
 
-A ``--size`` GiB image (default 4) of random data lives on the "remote
+A tree and a ``--size`` GiB image (default 4) of random data lives on the "remote
 host": this machine, reached through a real sshd (inkind.testing.sshd)
 on 127.0.0.1 (loopback) and, where ``ip``/``tc``/netns are available, in a
 network namespace behind a veth pair in 10.200.0.0/30 with ``tc netem
@@ -12,13 +12,14 @@ the 4 MiB blocks changed. Reported (medians of ``--rounds``): wall time,
 bytes on the wire (both directions, counted by bench/relay.py as ssh's
 ProxyCommand, the same for both tools), peak RSS on the server side
 (measure(); the relay, about 10 MiB, may be in it) and of the remote side
-(GNU time around remote_python / rsync-path). The tree part (100,000
-files) runs once ``inkind`` accepts a files source with ``host``; until
-then it is skipped with inkind's own refusal.
+(GNU time around remote_python / rsync-path). The tree part is
+bench/files.py's generated tree (``--files``, default 100,000, and one
+``--large-mib`` file) against ``rsync -aHAX -e SSH``, its 1% change
+bench/files.py's.
 
 Needs root, OpenSSH server and client, rsync, GNU time, iproute2 (``ip``,
 ``tc``, the netem qdisc) for the 50 ms setting.
-Run:  .venv/bin/python bench/remote.py [--size 4] [--rounds 3] [--out FILE]
+Run:  .venv/bin/python bench/remote.py [--size 4] [--files 100000] [--rounds 3] [--out FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from files import change, largest_file, make_tree
 from image import BLOCK, GiB, MiB, change_blocks, make_source
 from measure import machine, markdown_table, measure, median
 
@@ -61,44 +63,54 @@ def timed(remote: str, rss: Path) -> str:
     return shlex.join(["/usr/bin/time", "-f", "%M", "-o", str(rss), remote])
 
 
-def image_part(server, work: Path, size: int, rounds: int, rng) -> list[list[str]]:
-    """Rows for the image: first run, no change, 1% changed; each tool."""
-    src, counts = work / "remote.img", work / "counts"
-    counts.mkdir()
-    make_source(src, size, rng)
-    ssh = [*server.ssh_command(), "-o", f"ProxyCommand={PYTHON} {RELAY} %h %p {counts}"]
+def remote_python(work: Path) -> Path:
+    """A remote_python that runs python3 under GNU time (the remote RSS)."""
     wrapper = work / "python3"
     wrapper.write_text(f'#!/bin/sh\nexec {timed("python3", work / "rss-inkind")} "$@"\n')
     wrapper.chmod(0o755)
+    return wrapper
+
+
+def tools(server, work: Path, table: dict, rsync: list[str], src: Path, dest: Path) -> dict[str, list[str]]:
+    """The two commands: inkind with ``table`` (its host and ssh_command
+    added) and ``rsync`` with these options, both through the relay."""
+    ssh = [*server.ssh_command(), "-o", f"ProxyCommand={PYTHON} {RELAY} %h %p {work / 'counts'}"]
+    (work / "counts").mkdir(exist_ok=True)
     store = work / "store"
     init_store(store)
-    table = {"type": "image", "path": str(src), "name": "disk", "host": f"root@{server.address}"}
-    table |= {"ssh_command": shlex.join(ssh), "remote_python": str(wrapper)}
+    table = {**table, "path": str(src), "host": f"root@{server.address}"}
+    table |= {"ssh_command": shlex.join(ssh), "remote_python": str(remote_python(work))}
     config = work / "inkind.toml"
-    config.write_text(render_config(store, {"disk": table}))
-    cmds = {
+    config.write_text(render_config(store, {"it": table}))
+    return {
         "inkind": [PYTHON, "-m", "inkind", "-q", "-c", str(config), "backup"],
-        "rsync": ["rsync", "--inplace", "--no-whole-file", "-e", shlex.join(ssh),
-                  "--rsync-path", timed("rsync", work / "rss-rsync"),
-                  f"root@{server.address}:{src}", str(work / "rsync.img")],
+        "rsync": ["rsync", *rsync, "-e", shlex.join(ssh), "--rsync-path", timed("rsync", work / "rss-rsync"),
+                  f"root@{server.address}:{src}", str(dest)],
     }  # fmt: skip
+
+
+def run_cases(cmds: dict[str, list[str]], work: Path, rounds: int, change, target: str) -> list[list[str]]:
+    """Rows for first run, no change, 1% changed (``change()`` makes the
+    change and returns the bytes changed); each tool, then the ratio."""
     rows = []
     for case in ("first run", "no change", "1% changed"):
         res: dict[str, list] = {t: [] for t in cmds}
         changed = 0
         for _ in range(rounds if case != "first run" else 1):
             if case == "1% changed":
-                changed = change_blocks(src, size, 0.01, rng)
+                changed = change()
             for tool, cmd in cmds.items():
                 m = measure(cmd)
                 remote = int((work / f"rss-{tool}").read_text().split()[-1]) * 1024
-                res[tool].append((m.wall, wire_bytes(counts), m.peak_rss, remote))
+                res[tool].append((m.wall, wire_bytes(work / "counts"), m.peak_rss, remote))
         for tool, ms in res.items():
             wall, wire = median(x[0] for x in ms), median(x[1] for x in ms)
             rows.append([case, tool, f"{wall:.2f}", f"{wire / MiB:.1f}",
                          f"{median(x[2] for x in ms) / MiB:.0f}", f"{median(x[3] for x in ms) / MiB:.0f}"])  # fmt: skip
         ratio = median(x[0] for x in res["inkind"]) / median(x[0] for x in res["rsync"])
-        rows.append([case, "inkind / rsync", f"{ratio:.2f}x (target <= 0.5x incremental)", "", "", ""])
+        rows.append(
+            [case, "inkind / rsync", f"{ratio:.2f}x{target if case != 'first run' else ''}", "", "", ""]
+        )
         if changed:
             rows[-1][3] = (
                 f"inkind {median(x[1] for x in res['inkind']) / changed:.2f}x changed (target <= 1.2x + listing)"
@@ -106,17 +118,25 @@ def image_part(server, work: Path, size: int, rounds: int, rng) -> list[list[str
     return rows
 
 
-def tree_skip_reason(work: Path) -> str | None:
-    """inkind's own one-line refusal of a files source with ``host``, or None."""
-    store = work / "tree-store"
-    init_store(store)
-    config = work / "tree.toml"
-    config.write_text(render_config(store, {"t": {"type": "files", "path": "/srv", "host": "root@x"}}))
-    run = subprocess.run(
-        [PYTHON, "-m", "inkind", "-q", "-c", str(config), "backup"], capture_output=True, text=True
-    )
-    line = (run.stderr.strip().splitlines() or [""])[-1]
-    return line if run.returncode != 0 and "host" in line else None
+def image_part(server, work: Path, size: int, rounds: int, rng) -> list[list[str]]:
+    """The image: rsync --inplace --no-whole-file against the image source."""
+    src = work / "remote.img"
+    make_source(src, size, rng)
+    rsync = ["--inplace", "--no-whole-file"]
+    cmds = tools(server, work, {"type": "image", "name": "disk"}, rsync, src, work / "rsync.img")
+    return run_cases(cmds, work, rounds, lambda: change_blocks(src, size, 0.01, rng), " (target <= 0.5x)")
+
+
+def tree_part(server, work: Path, files: int, large_mib: int, rounds: int, rng) -> list[list[str]]:
+    """The tree (bench/files.py's generated one): rsync -aHAX against the
+    files source."""
+    src = work / "tree"
+    src.mkdir()
+    small = make_tree(src, files, [large_mib * MiB] if large_mib else [], rng)
+    big = largest_file(src) if large_mib else None
+    cmds = tools(server, work, {"type": "files"}, ["-aHAX"], src, work / "rsync-tree")
+    target = " (target at 50 ms: <= 1.0x no change)"
+    return run_cases(cmds, work, rounds, lambda: change(src, small, big, rng), target)
 
 
 def netns_skip_reason() -> str | None:
@@ -161,6 +181,8 @@ def netns_up() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=4, help="image size in GiB (default 4)")
+    ap.add_argument("--files", type=int, default=100_000, help="files of the tree (default 100,000)")
+    ap.add_argument("--large-mib", type=int, default=64, help="the tree's one large file (0: none)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
     ap.add_argument("--out", type=Path)
@@ -185,15 +207,17 @@ def main() -> None:
                 except subprocess.CalledProcessError as e:
                     report.append(f"{label} skipped: {shlex.join(e.cmd)}: {e.stderr.decode().strip()}")
                     continue
-            work = Path(tempfile.mkdtemp(prefix="inkind-bench-remote-", dir=args.workdir))
-            try:
-                if reason := tree_skip_reason(work):
-                    report.append(f"{label}: tree part skipped: {reason}")
-                with running_sshd(address, prefix) as server:
-                    rows = image_part(server, work, args.size * GiB, args.rounds, rng)
-                report += [f"### Image, {label}", "", markdown_table(header, rows), ""]
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+            with running_sshd(address, prefix) as server:
+                for part, run in (
+                    ("Tree", lambda w: tree_part(server, w, args.files, args.large_mib, args.rounds, rng)),
+                    ("Image", lambda w: image_part(server, w, args.size * GiB, args.rounds, rng)),
+                ):
+                    work = Path(tempfile.mkdtemp(prefix="inkind-bench-remote-", dir=args.workdir))
+                    try:
+                        rows = run(work)
+                    finally:
+                        shutil.rmtree(work, ignore_errors=True)
+                    report += [f"### {part}, {label}", "", markdown_table(header, rows), ""]
     finally:
         subprocess.run(["ip", "netns", "del", NS], capture_output=True)
         subprocess.run(["ip", "link", "del", VETH], capture_output=True)

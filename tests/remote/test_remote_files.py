@@ -172,3 +172,27 @@ def test_an_unreachable_host_leaves_the_stored_tree_intact(
     assert (inkind_store / "web" / "etc" / "hosts").read_text() == "127.0.0.1 localhost\n"
     assert inkind_run(config(), seed=3).exit_status == 0
     assert tree_diff(src, inkind_store / "web") == []
+
+
+def test_a_large_file_changed_in_a_block_moves_that_block_alone(
+    remote_tree, inkind_run, inkind_store, monkeypatch
+):
+    src, config = remote_tree
+    monkeypatch.setattr(pull, "BIG_FILE", 8 << 20)  # (64 MiB otherwise)
+    big = src / "etc" / "disk.raw"
+    big.write_bytes(random.Random(3).randbytes(12 << 20))
+    cfg = config()
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    with open(big, "r+b") as f:
+        f.seek((5 << 20) + 123)
+        f.write(b"a few changed bytes")
+        f.seek(0, os.SEEK_END)
+        f.write(random.Random(4).randbytes(1000))  # and it grew
+    report = inkind_run(cfg, seed=2)
+    assert report.exit_status == 0, report.as_dict()
+    s = report.results[0].stats
+    # Block 1 (4 MiB, random: it does not compress) and the new tail block.
+    assert (4 << 20) <= s.bytes_received <= (4 << 20) + 1000 + LISTING
+    assert s.bytes_written <= 2 * (64 << 10)  # one 64 KiB piece of block 1, and the tail
+    assert s.objects_changed == 1
+    assert tree_diff(src, inkind_store / "web") == []

@@ -16,6 +16,7 @@ quick check finds it up to date.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -23,9 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from inkind.engines.tree.bounds import Bounds
-from inkind.engines.tree.copier import BLOCK, Copier
+from inkind.engines.tree.copier import BIG_FILE, BLOCK, Copier
 from inkind.engines.tree.entry import REMOTE, Changed, Entry, Key, key_text, log, report_change
 from inkind.engines.tree.metadata import Metadata
+from inkind.engines.tree.pullblocks import pull_blocks
 from inkind.engines.tree.scrubber import Scrubber
 from inkind.engines.tree.walker import TreeSelection, Walker, previous_count
 from inkind.errors import SourceError, SourceReadError, SourceWarning
@@ -62,8 +64,9 @@ class Dir:
 
 @dataclass
 class Waiting:
-    """A file of the batch: ``kind`` is fetch, link (a later path of an inode
-    seen earlier) or repair (its stored copy failed scrub)."""
+    """A file of the batch: ``kind`` is fetch, blocks (a large file updated
+    block by block), link (a later path of an inode seen earlier) or repair
+    (its stored copy failed scrub)."""
 
     kind: str
     entry: Entry
@@ -214,7 +217,7 @@ class PullWalker:
                 return
             self.copier.links[ident] = e.key
         if not self.copier.up_to_date(e):
-            self._wait("fetch", e, parent)
+            self._wait("blocks" if self._by_blocks(e) else "fetch", e, parent)
             return
         self.copier.unchanged(e)
         if self.run.should_scrub():
@@ -223,10 +226,18 @@ class PullWalker:
             if len(self.scrubber.corrupt) > found:
                 self._wait("repair", e, parent)
 
+    @staticmethod
+    def _by_blocks(e: Entry) -> bool:
+        """Whether a changed file is updated block by block (see pullblocks):
+        a large one with a stored copy, and one link (the update gives the
+        stored copy an inode of its own)."""
+        d = e.dst_st
+        return e.st.st_size >= BIG_FILE and e.st.st_nlink == 1 and d is not None and stat.S_ISREG(d.st_mode)
+
     def _wait(self, kind: str, e: Entry, parent: Dir) -> None:
         self.batch.append(Waiting(kind, e, parent))
         parent.waiting += 1
-        if kind != "link":
+        if kind in ("fetch", "repair"):
             self.batch_bytes += e.st.st_size
 
     def _batch_full(self) -> bool:
@@ -266,21 +277,41 @@ class PullWalker:
             self._close(self.closing.pop(0))
 
     def _store_batch(self, batch: list[Waiting]) -> list[Waiting]:
-        fetched = [w for w in batch if w.kind != "link"]
+        """Store the batch in order: whole files from one read op, later
+        paths of an inode as links; then the large files by blocks (their
+        ops follow the read). Returns the links whose first path was not
+        stored, to fetch."""
+        fetched = [w for w in batch if w.kind in ("fetch", "repair")]
         files = self.channel.read_files([self.path(w.entry.key) for w in fetched]) if fetched else iter(())
         again = []
         for w in batch:
-            try:
+            with self._skipping_warnings(w):
                 if w.kind == "link":
                     if not self.copier.hardlink(w.entry):
                         again.append(Waiting("fetch", w.entry, w.dir))
-                    continue
-                self._store(w.kind, w.entry, next(files))
-            except SourceWarning as warning:
-                self.run.skip(warning)
-                self.stats.objects_skipped += 1
-                w.dir.added = True
+                elif w.kind != "blocks":
+                    self._store(w.kind, w.entry, next(files))
+        for w in batch:
+            if w.kind == "blocks":
+                with self._skipping_warnings(w):
+                    self._store_blocks(w.entry)
         return again
+
+    @contextlib.contextmanager
+    def _skipping_warnings(self, w: Waiting) -> Iterator[None]:
+        """A file that cannot be stored keeps its previous copy; the run goes on."""
+        try:
+            yield
+        except SourceWarning as warning:
+            self.run.skip(warning)
+            self.stats.objects_skipped += 1
+            w.dir.added = True
+
+    def _store_blocks(self, e: Entry) -> None:
+        changed = pull_blocks(self.channel, self.run, e, self.path(e.key))
+        if changed:
+            self.meta.apply(e.dst, e.name, e.st, xattrs_from=e.xattrs, new=True)
+        self.copier.count(e, "update", changed, e.xattrs)
 
     def path(self, key: Key) -> bytes:
         return b"/".join((self.root.rstrip(b"/") or b"", *key)) or b"/"
