@@ -4,6 +4,8 @@ source whose last success is older than its max_age."""
 
 from __future__ import annotations
 
+import calendar
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -132,7 +134,17 @@ def test_a_store_directory_root_cannot_write_into_fails_status(tree, inkind_conf
     assert f"{sources} is not writable" in line and "every backup fails" in line
 
 
-def test_max_age_fails_status_once_the_last_success_is_older(tree, inkind_config, inkind_cli):
+def age(store: Path, name: str, seconds: int) -> None:
+    """Make the last success of ``name`` ``seconds`` older, as time passing
+    would (the state file records it to the second)."""
+    path = store / ".inkind" / "sources" / f"{name}.json"
+    data = json.loads(path.read_text())
+    then = calendar.timegm(time.strptime(data["last_success"], "%Y-%m-%dT%H:%M:%SZ")) - seconds
+    data["last_success"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(then))
+    path.write_text(json.dumps(data))
+
+
+def test_max_age_fails_status_once_the_last_success_is_older(tree, inkind_config, inkind_store, inkind_cli):
     cfg = inkind_config(
         {"home": {"type": "files", "path": tree}, "db": {"type": "files", "path": tree}}, max_age="8s"
     )
@@ -140,7 +152,8 @@ def test_max_age_fails_status_once_the_last_success_is_older(tree, inkind_config
     assert inkind_cli("-c", cfg, "backup").returncode == 0
     code, lines, data = problems(inkind_cli, cfg)
     assert (code, lines) == (0, []) and not any(r["stale"] for r in data["sources"])
-    time.sleep(9)
+    age(inkind_store, "home", 9)
+    age(inkind_store, "db", 9)
     code, lines, data = problems(inkind_cli, cfg)
     assert code == 2 and [r["stale"] for r in data["sources"]] == [True, False]
     (line,) = lines
