@@ -36,6 +36,7 @@ def on_terminal(tmp_path, cfg, *args: str) -> str:
 
 
 @needs_script
+@pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)  # a terminal, not a store, is tested
 def test_progress_bar_on_a_terminal_only(tmp_path, inkind_config):
     src = tmp_path / "src"
     make_tree(src)
@@ -70,6 +71,7 @@ def test_log_json_writes_structured_lines(tmp_path, inkind_config, inkind_cli):
 
 
 @needs_script
+@pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)  # a terminal, not a store, is tested
 def test_progress_bars_show_the_total_where_it_is_known(tmp_path, inkind_config, inkind_cli):
     """The files walk counts towards the last run's count, marked as an
     estimate (``~``); an image's bar counts bytes of its known size."""
