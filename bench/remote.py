@@ -4,7 +4,7 @@ inkind and by rsync.
 A tree and a ``--size`` GiB image (default 4) of random data lives on the "remote
 host": this machine, reached through a real sshd (inkind.testing.sshd)
 on 127.0.0.1 (loopback) and, where ``ip``/``tc``/netns are available, in a
-network namespace behind a veth pair in 10.200.0.0/30 with ``tc netem
+network namespace behind a veth pair (inkind.testing.netns) with ``tc netem
 delay 25ms`` on both ends (50 ms round trip). It is kept up to date by
 ``inkind backup`` (image source with ``host``) and by ``rsync --inplace
 --no-whole-file -e SSH root@HOST:SRC DEST``: first run, no change, 1% of
@@ -25,9 +25,9 @@ Run:  .venv/bin/python bench/remote.py [--size 4] [--files 100000] [--rounds 3] 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,11 +40,11 @@ from measure import machine, markdown_table, measure, median
 
 from inkind.storeroot import init_store
 from inkind.testing import render_config
+from inkind.testing.netns import NetnsError, netns_skip_reason, network_namespace
 from inkind.testing.sshd import HOST, running_sshd, sshd_skip_reason
 
 PYTHON = sys.executable
 RELAY = Path(__file__).resolve().parent / "relay.py"
-NS, VETH, NS_ADDR, HOST_ADDR = "inkind-bench", "inkb0", "10.200.0.2", "10.200.0.1"
 
 
 def wire_bytes(counts: Path) -> int:
@@ -139,45 +139,6 @@ def tree_part(server, work: Path, files: int, large_mib: int, rounds: int, rng) 
     return run_cases(cmds, work, rounds, lambda: change(src, small, big, rng), target)
 
 
-def netns_skip_reason() -> str | None:
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "needs iproute2 (ip, tc)"
-    try:
-        subprocess.run(["ip", "netns", "add", NS], check=True, capture_output=True)
-    except subprocess.CalledProcessError as e:
-        return f"ip netns add: {e.stderr.decode().strip()}"
-    return None
-
-
-def netns_up() -> None:
-    """A veth pair into the namespace, 25 ms netem on both ends."""
-    for cmd in (
-        ["ip", "link", "add", VETH, "type", "veth", "peer", "name", VETH + "n", "netns", NS],
-        ["ip", "addr", "add", f"{HOST_ADDR}/30", "dev", VETH],
-        ["ip", "link", "set", VETH, "up"],
-        ["ip", "-n", NS, "addr", "add", f"{NS_ADDR}/30", "dev", VETH + "n"],
-        ["ip", "-n", NS, "link", "set", VETH + "n", "up"],
-        ["ip", "-n", NS, "link", "set", "lo", "up"],
-        ["tc", "qdisc", "add", "dev", VETH, "root", "netem", "delay", "25ms"],
-        [
-            "ip",
-            "netns",
-            "exec",
-            NS,
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            VETH + "n",
-            "root",
-            "netem",
-            "delay",
-            "25ms",
-        ],
-    ):
-        subprocess.run(cmd, check=True, capture_output=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=4, help="image size in GiB (default 4)")
@@ -194,33 +155,31 @@ def main() -> None:
     rng = random.Random(42)
     header = ["case", "tool", "wall s", "wire MiB", "server RSS MiB", "remote RSS MiB"]
     report = [f"Machine: {machine()}; image {args.size} GiB, 4 MiB blocks ({BLOCK})", ""]
-    settings = [("loopback", HOST, ())]
-    if reason := netns_skip_reason():
-        report.append(f"50 ms round trip skipped: {reason}")
-    else:
-        settings.append(("50 ms round trip", NS_ADDR, ("ip", "netns", "exec", NS)))
-    try:
-        for label, address, prefix in settings:
-            if prefix:
+    settings = [("loopback", None), ("50 ms round trip", "25ms")]
+    parts = (
+        ("Tree", lambda srv, w: tree_part(srv, w, args.files, args.large_mib, args.rounds, rng)),
+        ("Image", lambda srv, w: image_part(srv, w, args.size * GiB, args.rounds, rng)),
+    )
+    for label, delay in settings:
+        with contextlib.ExitStack() as stack:
+            address, prefix = HOST, ()
+            if delay:
                 try:
-                    netns_up()
-                except subprocess.CalledProcessError as e:
-                    report.append(f"{label} skipped: {shlex.join(e.cmd)}: {e.stderr.decode().strip()}")
+                    if reason := netns_skip_reason():
+                        raise NetnsError(reason)
+                    ns = stack.enter_context(network_namespace("bench", 0, delay))
+                except NetnsError as e:
+                    report.append(f"{label} skipped: {e}")
                     continue
-            with running_sshd(address, prefix) as server:
-                for part, run in (
-                    ("Tree", lambda w: tree_part(server, w, args.files, args.large_mib, args.rounds, rng)),
-                    ("Image", lambda w: image_part(server, w, args.size * GiB, args.rounds, rng)),
-                ):
-                    work = Path(tempfile.mkdtemp(prefix="inkind-bench-remote-", dir=args.workdir))
-                    try:
-                        rows = run(work)
-                    finally:
-                        shutil.rmtree(work, ignore_errors=True)
-                    report += [f"### {part}, {label}", "", markdown_table(header, rows), ""]
-    finally:
-        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-        subprocess.run(["ip", "link", "del", VETH], capture_output=True)
+                address, prefix = ns.ns_addr, ns.prefix
+            server = stack.enter_context(running_sshd(address, prefix))
+            for part, run in parts:
+                work = Path(tempfile.mkdtemp(prefix="inkind-bench-remote-", dir=args.workdir))
+                try:
+                    rows = run(server, work)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+                report += [f"### {part}, {label}", "", markdown_table(header, rows), ""]
     text = "\n".join(report)
     print(text)
     if args.out:
