@@ -14,6 +14,7 @@ testing=(
   thin_delta:thin-provisioning-tools thin_restore:thin-provisioning-tools sqlite3:sqlite3
   mariadb-install-db:mariadb-server mariadb:mariadb-client pg_dump:postgresql-client
   git:git udevadm:udev systemd-analyze:systemd sshd:openssh-server ssh:openssh-client sudo:sudo
+  ip:iproute2 tc:iproute2
 )
 wanted=("${runtime[@]}")
 [[ "${1:-}" == "--test" ]] && wanted+=("${testing[@]}")
