@@ -196,3 +196,51 @@ def test_a_large_file_changed_in_a_block_moves_that_block_alone(
     assert s.bytes_written <= 2 * (64 << 10)  # one 64 KiB piece of block 1, and the tail
     assert s.objects_changed == 1
     assert tree_diff(src, inkind_store / "web") == []
+
+
+def store_listing(store: Path) -> list[tuple[str, int, int]]:
+    return sorted(
+        (str(p.relative_to(store)), p.lstat().st_mtime_ns, p.lstat().st_size) for p in store.rglob("*")
+    )
+
+
+def test_a_dry_run_counts_what_the_backup_then_does_and_writes_nothing(remote_tree, inkind_run, inkind_store):
+    src, config = remote_tree
+    cfg = config()
+    for step in ("first", "changed"):
+        before = store_listing(inkind_store)
+        dry = inkind_run(cfg, seed=7, dry_run=True)
+        assert dry.exit_status == 0, dry.as_dict()
+        assert store_listing(inkind_store) == before
+        real = inkind_run(cfg, seed=7)
+        assert real.exit_status == 0, real.as_dict()
+        would, did = dry.results[0].stats, real.results[0].stats
+        for counter in (
+            "objects_seen",
+            "objects_changed",
+            "objects_unchanged",
+            "bytes_written",
+            "mtimes_set",
+        ):
+            assert getattr(would, counter) == getattr(did, counter), (step, counter)
+        assert did.objects_changed > 0
+        (src / "etc" / "hosts").write_text("changed\n")
+        (src / "etc" / "deep" / "added").write_bytes(b"new")
+
+
+@pytest.mark.parametrize(
+    "inkind_store_fs", ["btrfs"], indirect=True
+)  # the kill, not the filesystem: see tests/files
+def test_a_killed_backup_leaves_a_sound_store_and_the_next_run_completes(
+    remote_tree, inkind_kill_and_check, inkind_store
+):
+    src, config = remote_tree
+    for i in range(3000):
+        d = src / "many" / f"d{i % 30}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i}").write_bytes(os.urandom(2000))
+    cfg = config()
+    for delay in (0.8, 1.6):
+        inkind_kill_and_check(cfg, "web", delay=delay)
+        assert tree_diff(src, inkind_store / "web") == []
+        (src / f"later{delay}").write_text("changed")
