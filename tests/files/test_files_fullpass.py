@@ -43,6 +43,20 @@ def test_full_pass_rechecks_xattrs(setup, inkind_run):
     assert (s.bytes_written, s.xattrs_written, s.mtimes_set, s.modes_set) == (0, 0, 0, 0)
 
 
+def test_a_directory_an_interrupted_walk_left_unfinished_gets_its_xattrs(setup, inkind_run):
+    d = write(setup.src / "d" / "f", "x").parent
+    os.setxattr(d, "user.dir", b"on the directory")
+    inkind_run(setup.config)
+    # What a walk killed inside d leaves: d made, its xattrs and mtime
+    # still to come (they are set when the walk leaves it).
+    stored = setup.data / "d"
+    os.removexattr(stored, "user.dir")
+    os.utime(stored, ns=(0, 0))
+    r = only(inkind_run(setup.config))
+    assert not r.full and r.stats.xattrs_written == 1 and r.stats.mtimes_set == 1
+    assert tree_diff(setup.src, setup.data) == []
+
+
 def test_full_pass_is_drawn_from_the_seeded_rng(tmp_path, inkind_config, inkind_run):
     src = tmp_path / "s"
     write(src / "f", "x")

@@ -55,13 +55,17 @@ class Metadata:
 
         ``dst``/``name`` name the stored entry (``name`` None: ``dst`` is the
         entry's own fd). Owner and mode are compared on every run, xattrs
-        only for new or rewritten entries and in a full pass, mtime last.
+        for new or rewritten entries, those whose mtime differs, and in a
+        full pass; mtime last.
         """
         if not new and dst_st is not None and self._already(dst_st, st):
             return
         cur = dst_st or self._stat(dst, name)
         xattrs = None
-        if new or self.run.full:
+        # A stored entry of another mtime was changed, or left unfinished by
+        # an interrupted walk (a directory gets its xattrs and mtime last):
+        # its xattrs are compared too.
+        if new or self.run.full or cur.st_mtime_ns != st.st_mtime_ns:
             xattrs = self.wanted_xattrs(st, xattrs_from)
         if not new and name is not None and self._shared_with_history(cur, st, xattrs, dst, name):
             cur = unshare(dst, name, stats=self.stats)
