@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 
-from inkind.remote.walk import Scan
+from inkind.remote.walk import Scan, ScanAhead
 from inkind.remote.wire import (
     BATCH,
     BLOCK_DATA,
@@ -276,19 +276,30 @@ def op_stat(w: Writer, req: dict, session: Session) -> None:
 
 
 def op_scan(w: Writer, req: dict, session: Session) -> None:
-    """A tree listed in bulk (walk.py), a page of ``page`` entries at a time
-    when asked: between pages the walk waits for ``scan_more`` while other
-    ops run; a new scan takes its place."""
+    """A tree listed in bulk (walk.py); with ``page``, a page of that many
+    entries at a time, the next walked ahead while the server works on
+    this one (it asks for it with ``scan_more``; other ops run between
+    pages; a new scan takes the place of a paused one)."""
+    if session.scan is not None:
+        session.scan.cancel()
+        session.scan = None
     scan = Scan(w, req)
     scan.start()
-    session.scan = None if scan.proceed(int(req.get("page") or 0)) else scan
+    page = int(req.get("page") or 0)
+    if page <= 0:
+        scan.proceed(0)
+        return
+    ahead = ScanAhead(scan, page)
+    if not ahead.send_next(w.out):
+        session.scan = ahead
 
 
 def op_scan_more(w: Writer, req: dict, session: Session) -> None:
-    scan, session.scan = session.scan, None
-    if scan is None:
+    ahead, session.scan = session.scan, None
+    if ahead is None:
         raise ValueError("no scan paused to go on with")
-    session.scan = None if scan.proceed(int(req.get("page") or 0)) else scan
+    if not ahead.send_next(w.out):
+        session.scan = ahead
 
 
 OPS = {

@@ -19,7 +19,7 @@ from inkind.stats import Stats
 __all__ = ["BLOCK_SIZE", "Channel", "RemoteError", "RemoteOSError", "RemoteTemp", "open_channel"]
 
 BLOCK_SIZE = 4 << 20
-PAGE = 10_000  # entries of a listing a caller of scan_pages holds at a time
+PAGE = 4000  # entries of a listing a caller of scan_pages holds at a time
 BATCH_JSON = MAX_JSON // 2  # a request of many paths or blocks is split at this size
 
 

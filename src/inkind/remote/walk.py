@@ -5,9 +5,12 @@ on the backed-up host, sent after wire.py; see bootstrap.py)."""
 from __future__ import annotations
 
 import errno
+import io
 import os
+import queue
 import re
 import stat
+import threading
 
 from inkind.remote.wire import (
     BATCH,
@@ -171,6 +174,48 @@ class Scan:
                 if p == 2:
                     break
         return result
+
+
+class ScanAhead:
+    """A paged scan walked one page ahead on a thread: while the server
+    works on a page (and reads files over the same connection), the host
+    walks the next one, so the two overlap instead of taking turns. Each
+    page is framed into memory (a page of entries, a few MiB at most) and
+    sent when ``scan_more`` asks for it."""
+
+    def __init__(self, scan: Scan, page: int):
+        self.pages = queue.Queue(maxsize=1)
+        self.cancelled = False
+        self.thread = threading.Thread(target=self.walk, args=(scan, page), daemon=True)
+        self.thread.start()
+
+    def walk(self, scan: Scan, page: int) -> None:
+        done = False
+        while not done and not self.cancelled:
+            buf = io.BytesIO()
+            scan.w = Writer(buf)
+            error = None
+            try:
+                done = scan.proceed(page)
+            except Exception as e:  # the op's error, told when this page is asked for
+                done, error = True, e
+            while not self.cancelled:
+                try:
+                    self.pages.put((buf.getvalue(), done, error), timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def send_next(self, out) -> bool:
+        """Write the next page's frames to ``out``; whether it was the last."""
+        data, done, error = self.pages.get()
+        out.write(data)
+        if error is not None:
+            raise error
+        return done
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 def cache_tagged(path, dir_fd=None) -> bool:
