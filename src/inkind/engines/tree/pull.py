@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from inkind.engines.tree.bounds import Bounds
 from inkind.engines.tree.copier import BIG_FILE, BLOCK, Copier
-from inkind.engines.tree.entry import REMOTE, Changed, Entry, Key, key_text, log, report_change
+from inkind.engines.tree.entry import REMOTE, Changed, Entry, Key, key_text, log
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.pullblocks import pull_blocks
 from inkind.engines.tree.scrubber import Scrubber
@@ -38,7 +38,6 @@ from inkind.source import RunContext
 from inkind.store.files import is_temp_name
 from inkind.store.meta import set_mtime
 from inkind.store.paths import DIR_FLAGS, lstat_at, open_at, open_beneath
-from inkind.store.tree import make_dir, remove
 
 # A batch of waiting files is fetched when it reaches any of these.
 BATCH_FILES = 2000
@@ -194,15 +193,7 @@ class PullWalker:
             self.copier.special(e)
 
     def _directory(self, e: Entry, other_fs: bool) -> None:
-        new = e.dst_st is None or not stat.S_ISDIR(e.dst_st.st_mode)
-        if new:
-            if e.dst_st is not None:
-                remove(e.dst, e.name)
-            make_dir(e.dst, e.name)
-            report_change(self.run, "create", e.key)
-            self.stats.objects_changed += 1
-        else:
-            self.stats.objects_unchanged += 1
+        new = self.walker.make_directory(e)
         if other_fs:  # stored empty, as the local walk stores it
             self.meta.apply(e.dst, e.name, e.st, xattrs_from=e.xattrs, new=new)
             return

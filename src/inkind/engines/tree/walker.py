@@ -323,7 +323,9 @@ class Walker:
                 self.stats.objects_deleted += 1
         return left
 
-    def directory(self, e: Entry, bounds: Bounds) -> None:
+    def make_directory(self, e: Entry) -> bool:
+        """The stored directory of a source directory, made if missing (in
+        place of what else is there), and counted; whether it is new."""
         new = e.dst_st is None or not stat.S_ISDIR(e.dst_st.st_mode)
         if new:
             if e.dst_st is not None:
@@ -333,6 +335,10 @@ class Walker:
             self.stats.objects_changed += 1
         else:
             self.stats.objects_unchanged += 1
+        return new
+
+    def directory(self, e: Entry, bounds: Bounds) -> None:
+        new = self.make_directory(e)
         try:
             sfd = os.open(e.name, DIR_FLAGS, dir_fd=e.src)
         except OSError as err:
