@@ -108,8 +108,7 @@ class Copier(NodeCopier):
         if not self.up_to_date(e):
             self.copy(e)
             return False
-        self.stats.objects_unchanged += 1
-        self.meta.apply(e.dst, e.name, e.st, xattrs_from=e.xattrs_from(), new=False, dst_st=e.dst_st)
+        self.unchanged(e)
         return True
 
     def hardlink(self, e: Entry) -> bool:
