@@ -12,6 +12,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -248,16 +249,43 @@ def op_sqlite_backup(w: Writer, req: dict, temps: set) -> None:
     w.json(end=True, path=tmp, size=os.stat(tmp).st_size)
 
 
+def op_temp_dir(w: Writer, req: dict, temps: set) -> None:
+    """An empty directory of this run (0700) for a tool that writes its
+    output as files (pg_dump -Fd); removed with what is in it by
+    ``remove``, or when the remote side ends."""
+    tmp = tempfile.mkdtemp(prefix=".inkind-dump-", dir=req.get("dir") or "/var/tmp")
+    temps.add(tmp)
+    w.json(end=True, path=tmp, size=0)
+
+
 def op_remove(w, req: dict, temps: set) -> None:
-    """Remove a temp file this agent made (and nothing else)."""
+    """Remove a temp file or directory this agent made (and nothing else)."""
     path = req["path"]
     if path not in temps:
         raise OSError(errno.EPERM, "not a temp file of this run")
     temps.discard(path)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)  # never follows a symlink inside
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     if w is not None:
         w.json(end=True)
+
+
+def op_which(w: Writer, req: dict, temps: set) -> None:
+    """Where a program is on this host: ``dir/name`` if executable there,
+    else ``name`` on this process's PATH (null: not found)."""
+    name = str(req["name"])
+    if not name or "/" in name or "\0" in name:
+        raise ValueError(f"not a program name: {name[:100]!r}")
+    where = req.get("dir")
+    if where is not None:
+        path = os.path.join(str(where), name)
+        found = path if os.access(path, os.X_OK) else None
+    else:
+        found = shutil.which(name)
+    w.json(end=True, path=found)
 
 
 def op_stat(w: Writer, req: dict, temps: set) -> None:
@@ -274,7 +302,9 @@ OPS = {
     "blocks": op_blocks,
     "run": op_run,
     "sqlite_backup": op_sqlite_backup,
+    "temp_dir": op_temp_dir,
     "remove": op_remove,
+    "which": op_which,
 }
 
 

@@ -32,10 +32,8 @@ from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.engines.blockcopy.manifest import ImageState, image_state
 from inkind.engines.blockcopy.ranges import blocks_of
 from inkind.errors import SourceError
-from inkind.remote.bootstrap import BOOT
 from inkind.remote.channel import Channel
 from inkind.remote.listing import RemoteStat
-from inkind.remote.ssh import SshTarget
 from inkind.remote.wire import BLOCK_DATA
 from inkind.source import RunContext
 from inkind.stats import Stats
@@ -50,15 +48,6 @@ NO_DATA = bytes(DIGEST)  # a hole or a block of zeros: the host sends no digest
 # larger image is refused before any is read, so a hostile host cannot
 # exhaust the server's memory with it (16 TiB at 4 MiB blocks).
 MAX_BLOCKS = 1 << 22
-
-
-def open_channel(target: SshTarget, stats: Stats) -> Channel:
-    """The remote side started on ``target`` over ssh (a context manager:
-    one connection per source run)."""
-    argv = target.argv([target.remote_python, "-c", BOOT])
-    return Channel(
-        argv, target.host, stats=stats, python=target.remote_python, describe=target.describe_failure
-    )
 
 
 @dataclass
