@@ -227,3 +227,27 @@ def test_the_remote_side_removes_its_temp_dirs_when_it_ends(tmp_path):
         with open(os.path.join(temp.path, b"0001.dat"), "w") as f:
             f.write("rows")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_dies_when_the_server_goes(tmp_path):
+    """A server that is gone (killed, the connection cut) hangs up the remote
+    side's stdin: the command it runs is killed then, not left to run on."""
+    import sys
+    import time
+
+    from inkind.remote.bootstrap import BOOT
+    from inkind.remote.channel import Channel
+
+    pidfile = tmp_path / "pid"
+    ch = Channel([sys.executable, "-c", BOOT], HOST).open()
+    ch.run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"])
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pid = int(pidfile.read_text())
+    started = time.monotonic()
+    ch.close()
+    assert time.monotonic() - started < 5
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -8,12 +8,15 @@ naming the source and host, exit 2, the previous dumps kept, verify clean."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from dbservers import PgServer
@@ -173,6 +176,11 @@ def test_a_connection_cut_mid_dump_keeps_the_dump_and_the_host_temp_goes(
 ):
     db, cfg, kept = remote_pg
     pg.psql("INSERT INTO people VALUES (1000, 'not stored yet', NULL)", db)
+
+    def dumping() -> bool:
+        """Whether a pg_dump of ``db`` still runs (on the host: this machine)."""
+        return any(b"pg_dump" in c and f"dbname='{db}'".encode() in c for c in cmdlines())
+
     locker = subprocess.Popen(["psql", "-X", "-q", "-d", pg.dsn(dbname=db)], stdin=subprocess.PIPE, text=True)
     assert locker.stdin is not None
     locker.stdin.write("BEGIN; LOCK TABLE people IN ACCESS EXCLUSIVE MODE;\n")
@@ -192,6 +200,16 @@ def test_a_connection_cut_mid_dump_keeps_the_dump_and_the_host_temp_goes(
         (ssh,) = children(backup.pid, "ssh")
         subprocess.run(["kill", "-KILL", str(ssh)], check=True)  # the network cut, as the server sees it
         _out, err = backup.communicate(timeout=60)
+        # The remote side finds its stdin hung up and kills pg_dump, which
+        # waited on the lock: no dump runs on to its end; the temp directory
+        # goes with it. (Its server session waits on the lock until COMMIT,
+        # as a local pg_dump's does: the server notices the closed socket
+        # only then.)
+        deadline = time.monotonic() + 30
+        while (dump_temps() or dumping()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not dump_temps(), "the temp directory was left on the host"
+        assert not dumping(), "pg_dump ran on after the connection was cut"
     finally:
         locker.stdin.write("COMMIT;\n")
         locker.stdin.close()
@@ -204,14 +222,17 @@ def test_a_connection_cut_mid_dump_keeps_the_dump_and_the_host_temp_goes(
     assert f"pg: database {db}: host {HOST}: the remote side ended mid-reply" in line, line
     assert files(inkind_store / "pg") == kept
     assert inkind_cli("-c", cfg, "verify").returncode == 0
-    # Once pg_dump is done, the remote side finds the server gone and removes its temp.
-    deadline = time.monotonic() + 30
-    while dump_temps() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not dump_temps(), "the temp directory was left on the host"
     r = inkind_cli("-c", cfg, "backup")
     assert r.returncode == 0, r.stderr
     assert b"not stored yet" in b"".join(v for k, v in files(inkind_store / "pg").items() if of(db, k))
+
+
+def cmdlines() -> list[bytes]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            out.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+    return out
 
 
 PEER_USER_HBA = ['local all "inkind-sshtest" peer']

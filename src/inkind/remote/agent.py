@@ -12,6 +12,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import select
 import shutil
 import stat
 import subprocess
@@ -192,6 +193,8 @@ def op_run(w: Writer, req: dict, temps: set) -> None:
 
     reader = threading.Thread(target=keep_stderr, daemon=True)
     reader.start()
+    done = threading.Event()
+    threading.Thread(target=kill_when_server_goes, args=(p, done), daemon=True).start()
     try:
         w.json(pid=p.pid)
         compress, offset = bool(req.get("compress", True)), 0
@@ -204,11 +207,29 @@ def op_run(w: Writer, req: dict, temps: set) -> None:
         status = p.wait()
         reader.join()
     finally:
+        done.set()
         if p.poll() is None:
             p.kill()
             p.wait()
     lines = bytes(tail).decode("utf-8", "replace").splitlines()[-20:]
     w.json(end=True, status=status, stderr="\n".join(lines))
+
+
+def kill_when_server_goes(p, done) -> None:
+    """While a command runs, the server sends nothing: stdin hanging up
+    means it is gone (killed, the connection cut). Kill the command then, as
+    a local tool dies with inkind: a pg_dump -Fd, which never writes to us,
+    would otherwise run on to its end, holding its transaction."""
+    hangup = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+    poller = select.poll()
+    poller.register(sys.stdin.fileno(), select.POLLIN | hangup)
+    while not done.is_set():
+        events = poller.poll(200)
+        if any(ev & hangup for _, ev in events):
+            p.kill()
+            return
+        if events:  # data mid-op (not the server's way): leave it to the loop
+            return
 
 
 def op_sqlite_backup(w: Writer, req: dict, temps: set) -> None:
