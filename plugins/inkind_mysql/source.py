@@ -12,6 +12,7 @@ from inkind import (
     ConfigError,
     Dump,
     DumpSource,
+    DumpTools,
     RunContext,
     database_of,
     entry_name,
@@ -48,29 +49,29 @@ class MysqlSource(DumpSource):
     type_name = "mysql"
     Options = MysqlOptions
 
-    def client_args(self, tool: str) -> list[str]:
+    def client_args(self, tool: str, tools: DumpTools) -> list[str]:
         """The tool, then ``--defaults-file`` (which must come first)."""
-        argv = [find_tool(tool, self.options.bin_dir)]
+        argv = [find_tool(tool, self.options.bin_dir, tools)]
         if self.options.defaults_file is not None:
             argv.append(f"--defaults-file={self.options.defaults_file}")
         return argv
 
-    def list_databases(self) -> list[str]:
+    def list_databases(self, tools: DumpTools) -> list[str]:
         """Every database on the server but the virtual schemas. Fails
         (SourceError, one line) when the server cannot be reached."""
-        argv = [*self.client_args("mysql"), "--batch", "--skip-column-names", "--raw", "-e", "SHOW DATABASES"]
-        out = run_tool(argv).decode("utf-8", "surrogateescape")
+        argv = [*self.client_args("mysql", tools), "--batch", "--skip-column-names", "--raw"]
+        out = run_tool([*argv, "-e", "SHOW DATABASES"], tools=tools).decode("utf-8", "surrogateescape")
         return [n for n in out.split("\n") if n and n not in SYSTEM_SCHEMAS]
 
-    def plan(self, run: RunContext) -> list[Dump]:
+    def plan(self, run: RunContext, tools: DumpTools) -> list[Dump]:
         o = self.options
-        listed = self.list_databases()
-        dump = self.client_args("mysqldump")
+        listed = self.list_databases(tools)
+        dump = self.client_args("mysqldump", tools)
         return [
             Dump(
                 entry_name(db, SUFFIX),
                 f"database {db}",
-                functools.partial(stream_to_file, argv=[*dump, *DUMP_OPTIONS, "--", db]),
+                functools.partial(stream_to_file, argv=[*dump, *DUMP_OPTIONS, "--", db], tools=tools),
             )
             for db in select_databases(listed, o.databases, o.exclude_databases)
         ]

@@ -11,6 +11,7 @@ from inkind import (
     ConfigError,
     Dump,
     DumpSource,
+    DumpTools,
     RunContext,
     database_of,
     entry_name,
@@ -21,6 +22,7 @@ from inkind import (
     store_tree,
     stored_entries,
     stream_to_file,
+    tool_directory,
 )
 from inkind_postgres import conninfo
 from inkind_postgres.options import PostgresOptions
@@ -50,63 +52,60 @@ class PostgresSource(DumpSource):
         return conninfo.parse(self.options.dsn)
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        """What the tools get beside their environment (on a host: the
+        remote side's; the passfile is then a file on the host)."""
         if self.options.passfile is not None:
-            env["PGPASSFILE"] = str(self.options.passfile)
-        return env
-
-    def tool(self, name: str) -> str:
-        return find_tool(name, self.options.bin_dir)
+            return {"PGPASSFILE": str(self.options.passfile)}
+        return {}
 
     def first_database(self) -> str:
         """The database to connect to for the list and the globals."""
         return self.params.get("dbname") or "postgres"
 
-    def list_databases(self) -> list[str]:
+    def list_databases(self, tools: DumpTools) -> list[str]:
         """Every database that accepts connections, templates left out.
         Fails (SourceError, one line) when the server cannot be reached."""
         conn = conninfo.with_dbname(self.params, self.first_database())
-        argv = [self.tool("psql"), "-X", "-q", "-A", "-t", "-0", "-d", conn, "-c", LIST_DATABASES]
-        out = run_tool(argv, self.env()).decode("utf-8", "surrogateescape")
+        psql = find_tool("psql", self.options.bin_dir, tools)
+        argv = [psql, "-X", "-q", "-A", "-t", "-0", "-d", conn, "-c", LIST_DATABASES]
+        out = run_tool(argv, self.env(), tools).decode("utf-8", "surrogateescape")
         return [n.strip("\n") for n in out.split("\0") if n.strip("\n")]
 
-    def restrict_args(self, run: RunContext, tool: str) -> list[str]:
+    def restrict_args(self, run: RunContext, tool: str, tools: DumpTools) -> list[str]:
         """A fixed ``--restrict-key`` for tools that have it (15.14 and later
         write a random one otherwise, so no two plain dumps would be equal).
         The key is random per source, kept in its state."""
-        if b"--restrict-key" not in run_tool([tool, "--help"]):
+        if b"--restrict-key" not in run_tool([tool, "--help"], tools=tools):
             return []
         key = run.state.plugin.setdefault("restrict_key", os.urandom(24).hex())
         return [f"--restrict-key={key}"]
 
-    def plan(self, run: RunContext) -> list[Dump]:
+    def plan(self, run: RunContext, tools: DumpTools) -> list[Dump]:
         o = self.options
-        listed = self.list_databases()
-        pg_dump, pg_dumpall = self.tool("pg_dump"), self.tool("pg_dumpall")
+        listed = self.list_databases(tools)
+        pg_dump, pg_dumpall = (find_tool(n, o.bin_dir, tools) for n in ("pg_dump", "pg_dumpall"))
         plain = o.format == "plain"
-        restrict = self.restrict_args(run, pg_dump) if plain else []
-        globals_argv = [pg_dumpall, "--globals-only", *self.restrict_args(run, pg_dumpall)]
+        restrict = self.restrict_args(run, pg_dump, tools) if plain else []
+        globals_argv = [pg_dumpall, "--globals-only", *self.restrict_args(run, pg_dumpall, tools)]
         globals_argv += ["-d", conninfo.render(self.params), "-l", self.first_database()]
-        dumps = [
-            Dump(GLOBALS, "globals", functools.partial(stream_to_file, argv=globals_argv, env=self.env()))
-        ]
+        stream = functools.partial(stream_to_file, env=self.env(), tools=tools)
+        dumps = [Dump(GLOBALS, "globals", functools.partial(stream, argv=globals_argv))]
         for db in select_databases(listed, o.databases, o.exclude_databases):
             conn = conninfo.with_dbname(self.params, db)
             if plain:
                 argv = [pg_dump, "-Fp", "--create", *restrict, "-d", conn]
-                store = functools.partial(stream_to_file, argv=argv, env=self.env())
+                store = functools.partial(stream, argv=argv)
             else:
                 jobs = [f"--jobs={o.jobs}"] if o.jobs > 1 else []
                 argv = [pg_dump, "-Fd", "-Z0", "--no-sync", *jobs, "-d", conn]
-                store = functools.partial(self.dump_directory, argv=argv)
+                store = functools.partial(self.dump_directory, argv=argv, tools=tools)
             dumps.append(Dump(entry_for(db, plain), f"database {db}", store))
         return dumps
 
-    def dump_directory(self, run: RunContext, entry: str, argv: list[str]) -> None:
-        """pg_dump -Fd into a scratch directory, then into the store."""
-        with run.scratch_dir() as scratch:
-            out = scratch / "dump"
-            run_tool([*argv, "-f", str(out)], self.env())
+    def dump_directory(self, run: RunContext, entry: str, argv: list[str], tools: DumpTools) -> None:
+        """pg_dump -Fd into a scratch directory (made on the host and
+        fetched from it, with ``host``), then into the store."""
+        with tool_directory(run, [*argv, "-f"], self.env(), tools) as out:
             keep_toc_time(run, out, entry)
             store_tree(run, out, entry)
 

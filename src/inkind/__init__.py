@@ -76,7 +76,7 @@ from inkind.engines.tree.walker import TreeSelection  # noqa: E402
 from inkind.engines.dumps.entries import database_of, entry_name, select_databases, stored_entries  # noqa: E402
 from inkind.engines.dumps.source import Dump, DumpSource  # noqa: E402
 from inkind.engines.dumps.stream import stream_to_file  # noqa: E402
-from inkind.engines.dumps.tools import find_tool, run_tool  # noqa: E402
+from inkind.engines.dumps.tools import DumpTools, find_tool, run_tool, tool_directory  # noqa: E402
 from inkind.engines.dumps.trees import store_tree  # noqa: E402
 
 # --- history: snapshot providers -------------------------------------------
@@ -156,6 +156,7 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     # dump engine
     "Dump",
     "DumpSource",
+    "DumpTools",
     "database_of",
     "entry_name",
     "find_tool",
@@ -164,6 +165,7 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "store_tree",
     "stored_entries",
     "stream_to_file",
+    "tool_directory",
     # history
     "Filesystem",
     "Snapshot",

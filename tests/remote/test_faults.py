@@ -217,6 +217,15 @@ def test_a_strange_temp_path(fake):
         ch.sqlite_backup(b"/srv/app.db")
 
 
+def test_a_strange_temp_dir_or_program_path(fake):
+    ch = fake('w.json(end=True, path="/etc", size=0)')
+    with pytest.raises(ProtocolError, match="a temp directory at a strange path"):
+        ch.temp_dir()
+    ch = fake('w.json(end=True, path="x" * 5000)')
+    with pytest.raises(ProtocolError, match="a strange path for pg_dump"):
+        ch.which("pg_dump")
+
+
 def test_a_bad_request_is_an_error_and_the_channel_goes_on(channel, tmp_path):
     from inkind.remote.channel import RemoteOSError
 

@@ -188,3 +188,66 @@ def test_a_file_that_is_not_a_database_is_an_error(channel, tmp_path):
     with pytest.raises(RemoteOSError, match=r"not\.db: sqlite: file is not a database"):
         channel.sqlite_backup(os.fsencode(tmp_path / "not.db"), os.fsencode(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not.db"]
+
+
+def test_which_finds_a_program_in_a_directory_or_on_the_path(channel, tmp_path):
+    tool = tmp_path / "pg_dump"
+    tool.write_text("#!/bin/sh\n")
+    assert channel.which("pg_dump", os.fsencode(tmp_path)) is None  # not executable
+    tool.chmod(0o755)
+    assert channel.which("pg_dump", os.fsencode(tmp_path)) == str(tool)
+    assert channel.which("sh") in ("/usr/bin/sh", "/bin/sh")
+    assert channel.which("no-such-tool-anywhere") is None
+    with pytest.raises(RemoteOSError, match="which: ValueError: not a program name"):
+        channel.which("../sh")
+
+
+def test_temp_dir_is_removed_with_its_files_and_nothing_else(channel, tmp_path):
+    temp = channel.temp_dir(os.fsencode(tmp_path))
+    path = os.fsdecode(temp.path)
+    assert os.path.dirname(path) == str(tmp_path) and os.stat(path).st_mode & 0o777 == 0o700
+    outside = tmp_path / "outside"
+    outside.write_text("keep me")
+    os.mkdir(f"{path}/dump")
+    with open(f"{path}/dump/toc.dat", "w") as f:
+        f.write("x")
+    os.symlink(outside, f"{path}/dump/link")
+    channel.remove(temp)
+    assert not os.path.exists(path) and outside.read_text() == "keep me"
+
+
+def test_the_remote_side_removes_its_temp_dirs_when_it_ends(tmp_path):
+    import sys
+
+    from inkind.remote.bootstrap import BOOT
+    from inkind.remote.channel import Channel
+
+    with Channel([sys.executable, "-c", BOOT], HOST) as ch:
+        temp = ch.temp_dir(os.fsencode(tmp_path))
+        with open(os.path.join(temp.path, b"0001.dat"), "w") as f:
+            f.write("rows")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_dies_when_the_server_goes(tmp_path):
+    """A server that is gone (killed, the connection cut) hangs up the remote
+    side's stdin: the command it runs is killed then, not left to run on."""
+    import sys
+    import time
+
+    from inkind.remote.bootstrap import BOOT
+    from inkind.remote.channel import Channel
+
+    pidfile = tmp_path / "pid"
+    ch = Channel([sys.executable, "-c", BOOT], HOST).open()
+    ch.run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"])
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pid = int(pidfile.read_text())
+    started = time.monotonic()
+    ch.close()
+    assert time.monotonic() - started < 5
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -12,13 +12,15 @@ import contextlib
 import errno
 import hashlib
 import os
+import select
+import shutil
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
 
-from inkind.remote.walk import Scan, ScanAhead
+from inkind.remote.walk import op_scan, op_scan_more
 from inkind.remote.wire import (
     BATCH,
     BLOCK_DATA,
@@ -200,6 +202,8 @@ def op_run(w: Writer, req: dict, session: Session) -> None:
 
     reader = threading.Thread(target=keep_stderr, daemon=True)
     reader.start()
+    done = threading.Event()
+    threading.Thread(target=kill_when_server_goes, args=(p, done), daemon=True).start()
     try:
         w.json(pid=p.pid)
         compress, offset = bool(req.get("compress", True)), 0
@@ -212,11 +216,29 @@ def op_run(w: Writer, req: dict, session: Session) -> None:
         status = p.wait()
         reader.join()
     finally:
+        done.set()
         if p.poll() is None:
             p.kill()
             p.wait()
     lines = bytes(tail).decode("utf-8", "replace").splitlines()[-20:]
     w.json(end=True, status=status, stderr="\n".join(lines))
+
+
+def kill_when_server_goes(p, done) -> None:
+    """While a command runs, the server sends nothing: stdin hanging up
+    means it is gone (killed, the connection cut). Kill the command then, as
+    a local tool dies with inkind: a pg_dump -Fd, which never writes to us,
+    would otherwise run on to its end, holding its transaction."""
+    hangup = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+    poller = select.poll()
+    poller.register(sys.stdin.fileno(), select.POLLIN | hangup)
+    while not done.is_set():
+        events = poller.poll(200)
+        if any(ev & hangup for _, ev in events):
+            p.kill()
+            return
+        if events:  # data mid-op (not the server's way): leave it to the loop
+            return
 
 
 def op_sqlite_backup(w: Writer, req: dict, session: Session) -> None:
@@ -257,49 +279,49 @@ def op_sqlite_backup(w: Writer, req: dict, session: Session) -> None:
     w.json(end=True, path=tmp, size=os.stat(tmp).st_size)
 
 
+def op_temp_dir(w: Writer, req: dict, session: Session) -> None:
+    """An empty directory of this run (0700) for a tool that writes its
+    output as files (pg_dump -Fd); removed with what is in it by
+    ``remove``, or when the remote side ends."""
+    tmp = tempfile.mkdtemp(prefix=".inkind-dump-", dir=req.get("dir") or "/var/tmp")
+    session.temps.add(tmp)
+    w.json(end=True, path=tmp, size=0)
+
+
 def op_remove(w, req: dict, session: Session) -> None:
-    """Remove a temp file this agent made (and nothing else)."""
+    """Remove a temp file or directory this agent made (and nothing else)."""
     path = req["path"]
     if path not in session.temps:
         raise OSError(errno.EPERM, "not a temp file of this run")
     session.temps.discard(path)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)  # never follows a symlink inside
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     if w is not None:
         w.json(end=True)
+
+
+def op_which(w: Writer, req: dict, session: Session) -> None:
+    """Where a program is on this host: ``dir/name`` if executable there,
+    else ``name`` on this process's PATH (null: not found)."""
+    name = str(req["name"])
+    if not name or "/" in name or "\0" in name:
+        raise ValueError(f"not a program name: {name[:100]!r}")
+    where = req.get("dir")
+    if where is not None:
+        path = os.path.join(str(where), name)
+        found = path if os.access(path, os.X_OK) else None
+    else:
+        found = shutil.which(name)
+    w.json(end=True, path=found)
 
 
 def op_stat(w: Writer, req: dict, session: Session) -> None:
     """The stat of a path, symlinks followed as an open follows them (the
     server's quick check of an image file)."""
     w.json(end=True, stat=stat_fields(os.stat(to_bytes(req["path"]))))
-
-
-def op_scan(w: Writer, req: dict, session: Session) -> None:
-    """A tree listed in bulk (walk.py); with ``page``, a page of that many
-    entries at a time, the next walked ahead while the server works on
-    this one (it asks for it with ``scan_more``; other ops run between
-    pages; a new scan takes the place of a paused one)."""
-    if session.scan is not None:
-        session.scan.cancel()
-        session.scan = None
-    scan = Scan(w, req)
-    scan.start()
-    page = int(req.get("page") or 0)
-    if page <= 0:
-        scan.proceed(0)
-        return
-    ahead = ScanAhead(scan, page)
-    if not ahead.send_next(w.out):
-        session.scan = ahead
-
-
-def op_scan_more(w: Writer, req: dict, session: Session) -> None:
-    ahead, session.scan = session.scan, None
-    if ahead is None:
-        raise ValueError("no scan paused to go on with")
-    if not ahead.send_next(w.out):
-        session.scan = ahead
 
 
 OPS = {
@@ -311,7 +333,9 @@ OPS = {
     "blocks": op_blocks,
     "run": op_run,
     "sqlite_backup": op_sqlite_backup,
+    "temp_dir": op_temp_dir,
     "remove": op_remove,
+    "which": op_which,
 }
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from inkind.remote import transfers as t
 from inkind.remote.bootstrap import BOOT
 from inkind.remote.connection import Connection, RemoteError, RemoteOSError
-from inkind.remote.listing import MAX_SIZE, Listing, RemoteEntry, RemoteStat
+from inkind.remote.listing import MAX_SIZE, MAX_TARGET, Listing, RemoteEntry, RemoteStat
 from inkind.remote.ssh import SshTarget
 from inkind.remote.wire import ENTRIES, JSON, MAX_JSON, FrameError, to_bytes, to_text
 from inkind.stats import Stats
@@ -230,20 +230,40 @@ class Channel(Connection):
             dir=to_text(directory) if directory else None,
             busy_timeout=busy_timeout,
         )
+        return self._temp(path, b".inkind-sqlite-", "a sqlite copy")
+
+    def temp_dir(self, directory: bytes | None = None) -> RemoteTemp:
+        """An empty directory (0700) on the host for a tool's output files,
+        in ``directory`` (/var/tmp); ``remove`` removes it with its files."""
+        self._begin(op="temp_dir", dir=to_text(directory) if directory else None)
+        return self._temp(directory or b"/var/tmp", b".inkind-dump-", "a temp directory")
+
+    def _temp(self, path: bytes, prefix: bytes, what: str) -> RemoteTemp:
         with self._guard():
             msg = self.message()
             self._end(msg, path)
             tmp = msg.get("path")
             if not isinstance(tmp, str):
-                raise FrameError("a sqlite copy without its path")
+                raise FrameError(f"{what} without its path")
             raw = to_bytes(tmp)
-            if (
-                not raw.startswith(b"/")
-                or b"\0" in raw
-                or not raw.rsplit(b"/", 1)[1].startswith(b".inkind-sqlite-")
-            ):
-                raise FrameError(f"a sqlite copy at a strange path: {raw[:300]!r}")
+            if not raw.startswith(b"/") or b"\0" in raw or not raw.rsplit(b"/", 1)[1].startswith(prefix):
+                raise FrameError(f"{what} at a strange path: {raw[:300]!r}")
             return RemoteTemp(raw, t.want_int(msg, "size"))
+
+    def which(self, name: str, directory: bytes | None = None) -> str | None:
+        """Where the program ``name`` is on the host: ``directory/name`` if
+        it is executable there, else ``name`` looked up on the remote
+        side's PATH; None when it is not found."""
+        self._begin(op="which", name=name, dir=to_text(directory) if directory is not None else None)
+        with self._guard():
+            msg = self.message()
+            self._end(msg, name.encode())
+            found = msg.get("path")
+            if found is not None and (
+                not isinstance(found, str) or not 0 < len(found) <= MAX_TARGET or "\0" in found
+            ):
+                raise FrameError(f"a strange path for {name}: {str(found)[:300]!r}")
+            return found
 
     def stat(self, path: bytes) -> RemoteStat:
         """The stat of ``path`` on the host (symlinks followed, as an open

@@ -218,6 +218,33 @@ class ScanAhead:
         self.cancelled = True
 
 
+def op_scan(w: Writer, req: dict, session) -> None:
+    """A tree listed in bulk (walk.py); with ``page``, a page of that many
+    entries at a time, the next walked ahead while the server works on
+    this one (it asks for it with ``scan_more``; other ops run between
+    pages; a new scan takes the place of a paused one)."""
+    if session.scan is not None:
+        session.scan.cancel()
+        session.scan = None
+    scan = Scan(w, req)
+    scan.start()
+    page = int(req.get("page") or 0)
+    if page <= 0:
+        scan.proceed(0)
+        return
+    ahead = ScanAhead(scan, page)
+    if not ahead.send_next(w.out):
+        session.scan = ahead
+
+
+def op_scan_more(w: Writer, req: dict, session) -> None:
+    ahead, session.scan = session.scan, None
+    if ahead is None:
+        raise ValueError("no scan paused to go on with")
+    if not ahead.send_next(w.out):
+        session.scan = ahead
+
+
 def cache_tagged(path, dir_fd=None) -> bool:
     """Whether the directory ``path`` (below ``dir_fd``) carries a
     CACHEDIR.TAG with its signature; the tree walker asks the same."""

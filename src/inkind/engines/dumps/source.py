@@ -4,7 +4,10 @@ database's own tool (postgres, mysql).
 The backup loop redoes every dump each run (a dump is the only consistent
 read there is), scrubs a stored dump before its new dump repairs it
 silently, lets the other databases go on when one fails, and on a full
-pass removes the dumps of databases that are gone.
+pass removes the dumps of databases that are gone. With ``host`` the tools
+run on that host, over one channel for the whole run
+(:mod:`~inkind.engines.dumps.remote`); a connection that breaks stops the
+run there, every dump not yet made keeping its previous one.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from dataclasses import dataclass
 
 from inkind.engines.dumps.entries import stored_entries
 from inkind.engines.dumps.failures import Failures
+from inkind.engines.dumps.remote import open_tools
 from inkind.engines.dumps.scrub import scrub_entry
+from inkind.engines.dumps.tools import DumpTools
 from inkind.errors import SourceError
+from inkind.remote.connection import ProtocolError
 from inkind.source import RunContext, Source
 from inkind.store.tree import discard
 
@@ -36,25 +42,34 @@ class Dump:
 
 class DumpSource(Source):
     """A source that stores one dump per database (and maybe a few extra
-    dumps, like PostgreSQL's globals), all redone on every run."""
+    dumps, like PostgreSQL's globals), all redone on every run; on this
+    machine, or with ``host`` by the tools of that host."""
+
+    reads_remote_host = True
 
     @abstractmethod
-    def plan(self, run: RunContext) -> list[Dump]:
-        """The dumps of this run. Raise SourceError when the server cannot be
-        reached at all: then nothing in the store is touched."""
+    def plan(self, run: RunContext, tools: DumpTools) -> list[Dump]:
+        """The dumps of this run, their tools found and run by ``tools``
+        (this machine, or the source's host). Raise SourceError when the
+        server cannot be reached at all: then nothing in the store is touched."""
 
     def backup(self, run: RunContext) -> None:
-        dumps = self.plan(run)
         failures = Failures()
-        for dump in dumps:
-            scrub_entry(run, dump.entry, failures)  # before the dump repairs it silently
-            try:
-                dump.store(run, dump.entry)
-            except SourceError as e:
-                log.debug("%s: %s: %s", run.name, dump.label, e)  # the run's one error line names it
-                failures.errors.append((dump.label, str(e)))
-        if run.full:
-            self.remove_strays(run, {d.entry for d in dumps})
+        with open_tools(self.remote, run.stats) as tools:
+            dumps = self.plan(run, tools)
+            broken = False
+            for dump in dumps:
+                scrub_entry(run, dump.entry, failures)  # before the dump repairs it silently
+                try:
+                    dump.store(run, dump.entry)
+                except SourceError as e:
+                    log.debug("%s: %s: %s", run.name, dump.label, e)  # the run's one error line names it
+                    failures.errors.append((dump.label, str(e)))
+                    if isinstance(e, ProtocolError):  # the connection is gone: so is every other dump
+                        broken = True
+                        break
+            if run.full and not broken:
+                self.remove_strays(run, {d.entry for d in dumps})
         failures.raise_any()
 
     def scrub(self, run: RunContext) -> None:
