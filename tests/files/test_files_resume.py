@@ -132,6 +132,7 @@ def test_a_recorded_pointer_never_runs_ahead_of_a_finished_syncfs(setup, inkind_
 
     def done(self, key):
         log("done", key_text(key))  # before a checkpoint for it can start
+        time_mod.sleep(0.0002)  # a walk of 256 entries outlasts a syncfs, even on a fast machine
         real_done(self, key)
 
     real_resume = SourceState.set_resume

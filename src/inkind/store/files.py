@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import random
 import shutil
@@ -142,6 +143,13 @@ class UpdateFile:
     outside ``STORE/NAME`` (a source's state) can have the temp a killed
     run left found and removed by the next one.
 
+    ``new=True``: the caller has just found no entry at ``path`` (it
+    lstat'ed it), so no old file is opened to compare with, and the temp is
+    unnamed (O_TMPFILE, linked in at the end where the filesystem has
+    them): no temp name is made and renamed, none is left by a crash, and
+    as nothing can open it, it is made with ``mode`` (the final permission
+    bits) rather than 0600, saving the chmod.
+
     In a dry run the comparison is the same and the counts are too, but the
     temp is an empty stand-in outside the store that no byte is written to
     (``before_commit`` gets it), and the rename is recorded, not made.
@@ -156,8 +164,12 @@ class UpdateFile:
         before_commit: Callable[[int], None] | None = None,
         fsync: bool = True,
         temp_tag: str = "",
+        new: bool = False,
+        mode: int = TEMP_MODE,
     ):
         self.path = path
+        self.new = new
+        self.mode = mode if new else TEMP_MODE
         self.fsync = fsync
         self.temp_tag = temp_tag
         self.dir_fd = dir_fd
@@ -183,6 +195,8 @@ class UpdateFile:
             self._pfd, self._name, self._owns_pfd = self.dir_fd, raw, False  # the caller's, kept open
         else:
             self._pfd, self._name = split_path(self.path, self.dir_fd)
+        if self.new and dryrun.active() is None:  # (a dry run's overlay may hold the path)
+            return self
         try:
             fd = open_at(self._pfd, self._name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
@@ -229,8 +243,11 @@ class UpdateFile:
     def _start_temp(self) -> None:
         dry = dryrun.active()
         if dry is not None:
-            self._tmp_fd, self._stand_in = dry.new_file(TEMP_MODE)
+            self._tmp_fd, self._stand_in = dry.new_file(self.mode)
             self.stats.bytes_written += self._pos  # the equal prefix copy_range copies
+        elif self.new and (fd := _unnamed_temp(self._pfd, self.mode)) >= 0:
+            self._tmp_fd = fd
+            return  # (new: nothing equal came before, the temp is at 0)
         else:
             self._tmp_name = temp_name(self.temp_tag)
             self._tmp_fd = os.open(
@@ -241,7 +258,8 @@ class UpdateFile:
             )
             if self._pos:
                 self.stats.bytes_written += copy_range(self._old_fd, self._tmp_fd, self._pos)
-        os.lseek(self._tmp_fd, self._pos, os.SEEK_SET)
+        if self._pos:
+            os.lseek(self._tmp_fd, self._pos, os.SEEK_SET)
 
     def _put(self, data: bytes | memoryview) -> None:
         n = len(data)
@@ -288,9 +306,24 @@ class UpdateFile:
         else:
             if self.fsync:
                 os.fsync(self._tmp_fd)
-            os.rename(self._tmp_name, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
+            if self._tmp_name:
+                os.rename(self._tmp_name, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
+            else:
+                self._link_unnamed()
         self._tmp_name = b""
         self.changed = True
+
+    def _link_unnamed(self) -> None:
+        """Give the unnamed temp its final name; should something have
+        appeared there since the caller looked, it is replaced atomically
+        (linked under a temp name, renamed over), as a named temp would."""
+        proc = _PROC_FD + str(self._tmp_fd)
+        try:
+            os.link(proc, self._name, dst_dir_fd=self._pfd, follow_symlinks=True)
+        except FileExistsError:
+            self._tmp_name = temp_name(self.temp_tag)
+            os.link(proc, self._tmp_name, dst_dir_fd=self._pfd, follow_symlinks=True)
+            os.rename(self._tmp_name, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
 
     def _cleanup(self) -> None:
         for fd in (self._tmp_fd, self._old_fd):
@@ -304,6 +337,26 @@ class UpdateFile:
         if self._pfd >= 0 and self._owns_pfd:
             os.close(self._pfd)
         self._pfd = -1
+
+
+_PROC_FD = "/proc/self/fd/"
+_unnamed_works = os.path.isdir(_PROC_FD)  # linkat needs /proc for an unnamed temp
+_UNNAMED_FAILS = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+
+
+def _unnamed_temp(dir_fd: int, mode: int) -> int:
+    """An unnamed file (O_TMPFILE) in ``dir_fd``'s directory, open for
+    writing; -1 where the filesystem makes none (then never tried again)."""
+    global _unnamed_works
+    if not _unnamed_works:
+        return -1
+    try:
+        return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    except OSError as err:
+        if err.errno not in _UNNAMED_FAILS:
+            raise
+        _unnamed_works = False
+        return -1
 
 
 def update_file(

@@ -247,7 +247,13 @@ class Copier(NodeCopier):
             self.meta.apply_fresh(tfd, e.st, xattrs_from=xattrs_from)
 
         with UpdateFile(
-            e.name, dir_fd=e.dst, stats=self.stats, before_commit=before_commit, fsync=False
+            e.name,
+            dir_fd=e.dst,
+            stats=self.stats,
+            before_commit=before_commit,
+            fsync=False,
+            new=e.dst_st is None,
+            mode=self.meta.fresh_mode(e.st),
         ) as f:
             for view in pieces:
                 if digests is not None:

@@ -82,6 +82,11 @@ class Metadata:
             self._sync_xattrs(fd, None, wanted, fresh=True)
         self._set_stat(fd, None, st, os.fstat(fd))
 
+    def fresh_mode(self, st: os.stat_result) -> int:
+        """The permission bits a new stored file is made with: those it is
+        to have (set-id and sticky bits are set after the owner)."""
+        return (st.st_mode if self.as_root else fakesuper.stored_mode(st)) & 0o777
+
     def _set_stat(self, dst: int, name: str | None, st: os.stat_result, cur: os.stat_result) -> None:
         """Owner, mode and mtime, each only where it differs (mtime last)."""
         target: int | str = dst if name is None else name

@@ -139,9 +139,9 @@ class Prefetcher:
             self._cond.wait_for(lambda: self._s.stop or self._s.windows)
             if self._s.stop:
                 return None
-            window = self._s.windows[0]
+            window = self._s.windows[-1]  # the walk is depth first: the newest is next
             if window.cancelled or not window.todo:
-                self._s.windows.popleft()
+                self._s.windows.pop()
                 os.close(window.dir_fd)
                 continue
             name, st = window.todo.popleft()
