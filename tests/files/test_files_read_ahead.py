@@ -1,5 +1,5 @@
-"""The walk's read-ahead (engines/tree/prefetch.py): files read on the other
-core are stored exactly as those the walk reads itself, a file that changes
+"""The walk's read-ahead (engines/tree/prefetch.py): files the kernel was
+asked to read ahead are stored exactly as those the walk reads itself, a file that changes
 or vanishes around the read-ahead is handled as when the walk reads it, and
 nothing it holds outlives the run."""
 
@@ -41,8 +41,8 @@ def test_files_read_ahead_are_stored_whole_and_counted(setup, inkind_run, monkey
     assert _open_fds() == before
 
 
-def test_a_budget_too_small_leaves_the_reads_to_the_walk(setup, inkind_run, monkeypatch):
-    monkeypatch.setattr(prefetch, "BUDGET", 10)
+def test_a_limit_too_small_leaves_the_reads_to_the_walk(setup, inkind_run, monkeypatch):
+    monkeypatch.setattr(prefetch, "OPEN_MAX", 3)
     for i in range(20):
         write(setup.src / f"f{i}", os.urandom(1000))
     (r,) = inkind_run(setup.config).results
@@ -66,7 +66,7 @@ def test_a_file_growing_after_the_read_ahead_keeps_its_previous_copy(setup, inki
     f = write(setup.src / "grows", b"x" * 1000)
     inkind_run(setup.config)
     write(f, b"y" * 2000)
-    real = prefetch._read
+    real = prefetch._open_ahead
 
     def read(dir_fd, name, st):
         got = real(dir_fd, name, st)
@@ -74,7 +74,7 @@ def test_a_file_growing_after_the_read_ahead_keeps_its_previous_copy(setup, inki
             w.write(b"appended after the read-ahead read it")
         return got
 
-    monkeypatch.setattr(prefetch, "_read", read)
+    monkeypatch.setattr(prefetch, "_open_ahead", read)
     report = inkind_run(setup.config)
     assert report.exit_status == 1
     assert any("grows: changed while it was read" in m for m in report.results[0].messages)
@@ -88,13 +88,13 @@ def test_a_file_vanishing_before_the_read_ahead_opens_it(setup, inkind_run, monk
     write(setup.src / "a", "old a")
     inkind_run(setup.config)
     write(setup.src / "a", "new a, longer")
-    real = prefetch._read
+    real = prefetch._open_ahead
 
     def read(dir_fd, name, st):
         os.unlink(name, dir_fd=dir_fd)
         return real(dir_fd, name, st)
 
-    monkeypatch.setattr(prefetch, "_read", read)
+    monkeypatch.setattr(prefetch, "_open_ahead", read)
     report = inkind_run(setup.config)
     assert report.exit_status == 1
     assert any("a: vanished" in m for m in report.results[0].messages)

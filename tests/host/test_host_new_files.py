@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from inkind import Stats, UpdateFile, XAttrs
-from inkind.store import files, set_mode
+from inkind.store import set_mode, unnamed
 
 
 def temps(d):
@@ -21,7 +21,7 @@ def where(request, inkind_store_dir, monkeypatch):
     """A directory on the store filesystem; "named": as on a filesystem
     without O_TMPFILE, where the temp has a name and is renamed."""
     if request.param == "named":
-        monkeypatch.setattr(files, "_unnamed_works", False)
+        monkeypatch.setattr(unnamed, "works", False)
     return inkind_store_dir
 
 
@@ -38,7 +38,7 @@ def test_a_new_file_appears_whole_with_its_mode_and_no_temp_name(where):
     assert f.changed and p.read_bytes() == b"hello world"
     assert XAttrs(p).text("xxh3") == f.xxh3
     assert (s.bytes_written, s.xattrs_written) == (11, 1)
-    named = not files._unnamed_works
+    named = not unnamed.works
     assert len(seen[0]) == (1 if named else 0)  # unnamed: no name while it is written
     assert temps(where) == []
     # Unnamed, the file was made 0640 (umask allowing): no chmod is left to do.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import os
 import random
 import shutil
@@ -27,6 +26,7 @@ from inkind.segments import data_segments
 from inkind.stats import Stats
 from inkind.store import dryrun
 from inkind.store.paths import DIR_FLAGS, PathLike, list_dir, open_at, reopen_dir, split_path
+from inkind.store.unnamed import link_unnamed, unnamed_temp
 from inkind.store.xattrs import XAttrs
 
 TEMP_PREFIX = ".inkind-tmp-"
@@ -155,7 +155,7 @@ class UpdateFile:
     (``before_commit`` gets it), and the rename is recorded, not made.
     """
 
-    def __init__(
+    def __init__(  # size: the target, how it is committed, and its counters
         self,
         path: PathLike,
         *,
@@ -245,7 +245,7 @@ class UpdateFile:
         if dry is not None:
             self._tmp_fd, self._stand_in = dry.new_file(self.mode)
             self.stats.bytes_written += self._pos  # the equal prefix copy_range copies
-        elif self.new and (fd := _unnamed_temp(self._pfd, self.mode)) >= 0:
+        elif self.new and (fd := unnamed_temp(self._pfd, self.mode)) >= 0:
             self._tmp_fd = fd
             return  # (new: nothing equal came before, the temp is at 0)
         else:
@@ -317,13 +317,11 @@ class UpdateFile:
         """Give the unnamed temp its final name; should something have
         appeared there since the caller looked, it is replaced atomically
         (linked under a temp name, renamed over), as a named temp would."""
-        proc = _PROC_FD + str(self._tmp_fd)
-        try:
-            os.link(proc, self._name, dst_dir_fd=self._pfd, follow_symlinks=True)
-        except FileExistsError:
-            self._tmp_name = temp_name(self.temp_tag)
-            os.link(proc, self._tmp_name, dst_dir_fd=self._pfd, follow_symlinks=True)
-            os.rename(self._tmp_name, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
+        if link_unnamed(self._tmp_fd, self._pfd, self._name):
+            return
+        self._tmp_name = temp_name(self.temp_tag)
+        link_unnamed(self._tmp_fd, self._pfd, self._tmp_name)
+        os.rename(self._tmp_name, self._name, src_dir_fd=self._pfd, dst_dir_fd=self._pfd)
 
     def _cleanup(self) -> None:
         for fd in (self._tmp_fd, self._old_fd):
@@ -337,26 +335,6 @@ class UpdateFile:
         if self._pfd >= 0 and self._owns_pfd:
             os.close(self._pfd)
         self._pfd = -1
-
-
-_PROC_FD = "/proc/self/fd/"
-_unnamed_works = os.path.isdir(_PROC_FD)  # linkat needs /proc for an unnamed temp
-_UNNAMED_FAILS = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
-
-
-def _unnamed_temp(dir_fd: int, mode: int) -> int:
-    """An unnamed file (O_TMPFILE) in ``dir_fd``'s directory, open for
-    writing; -1 where the filesystem makes none (then never tried again)."""
-    global _unnamed_works
-    if not _unnamed_works:
-        return -1
-    try:
-        return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, mode, dir_fd=dir_fd)
-    except OSError as err:
-        if err.errno not in _UNNAMED_FAILS:
-            raise
-        _unnamed_works = False
-        return -1
 
 
 def update_file(

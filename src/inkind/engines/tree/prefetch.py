@@ -1,31 +1,30 @@
-"""Reading the small files a walk is about to copy on the other core.
+"""Having the kernel read the small files a walk is about to copy.
 
 The walk knows, a window of entries ahead, which source files it will copy
-(new or changed, by lstat of both sides). A thread opens and reads those
-while the walk writes the ones before them, so a cold disk's latency and
-the kernel's work for the source overlap the store's (the system calls
-release the GIL). Only the source is read here; every store write stays
-in the walk, through the primitives.
+(new or changed, by lstat of both sides). Each is opened then and advised
+WILLNEED (posix_fadvise), which starts its read in the kernel and returns
+at once; by the time the walk has stored the files before it, its pages
+are in memory, so a cold disk's latency overlaps the walk's work with no
+thread of ours: a read-ahead thread cost more in handing the interpreter
+back and forth than it saved (see docs/design.md). Only the source is
+read here; every store write stays in the walk, through the primitives.
 
 Bounded: files of at most ``SMALL`` bytes with no holes, at most
-``BUDGET`` bytes read ahead in all. A file that does not fit, or that the
-walk reaches before the thread does, is read by the walk itself, so the
-thread never holds the walk up for long and nothing depends on it.
+``OPEN_MAX`` held open. A file that does not fit is read by the walk
+itself, so nothing depends on the read-ahead.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import threading
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from inkind.engines.tree.entry import READ_FLAGS
 from inkind.store.noatime import open_noatime
 
 SMALL = 1 << 20
-BUDGET = 16 << 20
+OPEN_MAX = 256  # (each window holds at most 128; the ones above it in the walk stay open)
 
 
 @dataclass
@@ -44,134 +43,66 @@ def _key(st: os.stat_result) -> Key:
     return (st.st_dev, st.st_ino)
 
 
-@dataclass
-class _Window:
-    """The files of one window of a walked directory, in walk order."""
-
-    dir_fd: int  # a dup of the walk's source directory fd: the thread's to close
-    todo: deque[tuple[str, os.stat_result]]
-    keys: set[Key]
-    cancelled: bool = False
-
-
-@dataclass
-class _Shared:
-    windows: deque[_Window] = field(default_factory=deque)
-    pending: set[Key] = field(default_factory=set)  # queued, not yet read
-    ready: dict[Key, Read | None] = field(default_factory=dict)  # None: left to the walk
-    held: int = 0  # bytes in ``ready``
-    stop: bool = False
-
-    def drop(self, key: Key) -> None:
-        self.pending.discard(key)
-        got = self.ready.pop(key, None)
-        if got is not None:
-            self.held -= len(got.data)
-            os.close(got.fd)
-
-
 def wanted(st: os.stat_result) -> bool:
-    """Whether a source file is one the thread reads ahead."""
+    """Whether a source file is one that is read ahead."""
     return 0 < st.st_size <= SMALL and st.st_blocks * 512 >= st.st_size
 
 
 class Prefetcher:
-    """The read-ahead thread of one backup walk (a context manager)."""
+    """The read-ahead of one backup walk (a context manager)."""
 
     def __init__(self) -> None:
-        self._s = _Shared()
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="inkind-prefetch", daemon=True)
+        self._open: dict[Key, int] = {}
 
     def __enter__(self) -> Prefetcher:
-        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self._s.stop = True
-            self._cond.notify_all()
-        self._thread.join()
-        for window in self._s.windows:
-            os.close(window.dir_fd)
-        for key in list(self._s.ready):
-            self._s.drop(key)
-        self._s.windows.clear()
+        for fd in self._open.values():
+            os.close(fd)
+        self._open.clear()
 
-    def queue(self, src: int, files: list[tuple[str, os.stat_result]]) -> _Window | None:
-        """Read ``files`` (name, lstat) of the directory ``src`` ahead, in
-        order; returns the window to :meth:`discard` once it is walked."""
-        files = [(n, st) for n, st in files if wanted(st)]
-        if not files:
-            return None
-        window = _Window(os.dup(src), deque(files), {_key(st) for _, st in files})
-        with self._cond:
-            self._s.windows.append(window)
-            self._s.pending |= window.keys
-            self._cond.notify_all()
-        return window
+    def queue(self, src: int, files: list[tuple[str, os.stat_result]]) -> list[Key] | None:
+        """Start reading ``files`` (name, lstat) of the directory ``src``;
+        returns the window to :meth:`discard` once it is walked."""
+        window = []
+        for name, st in files:
+            if len(self._open) >= OPEN_MAX:
+                break
+            key = _key(st)
+            if not wanted(st) or key in self._open:  # (a hard link's other name)
+                continue
+            fd = _open_ahead(src, name, st)
+            if fd is not None:
+                self._open[key] = fd
+                window.append(key)
+        return window or None
 
     def take(self, st: os.stat_result) -> Read | None:
-        """The file read ahead for this lstat, waiting while the thread is
-        still to come to it; None when the walk must read it itself."""
-        key = _key(st)
-        with self._cond:
-            self._cond.wait_for(lambda: key not in self._s.pending)
-            got = self._s.ready.pop(key, None)
-            if got is not None:
-                self._s.held -= len(got.data)
-                self._cond.notify_all()
-            return got
+        """The file read ahead for this lstat; None when the walk must read
+        it itself (never queued, or the read failed: the walk reports)."""
+        fd = self._open.pop(_key(st), None)
+        if fd is None:
+            return None
+        try:
+            data = os.pread(fd, st.st_size + 1, 0)  # one byte more shows a file that grew
+        except OSError:
+            os.close(fd)
+            return None
+        return Read(fd, data)
 
-    def discard(self, window: _Window | None) -> None:
-        """The walk is past this window: what it did not take is dropped."""
-        if window is None:
-            return
-        with self._cond:
-            window.cancelled = True
-            for key in window.keys:
-                self._s.drop(key)
-            self._cond.notify_all()
-
-    def _next(self) -> tuple[_Window, str, os.stat_result] | None:
-        """The next file to read (None: stop), under the lock."""
-        while True:
-            self._cond.wait_for(lambda: self._s.stop or self._s.windows)
-            if self._s.stop:
-                return None
-            window = self._s.windows[-1]  # the walk is depth first: the newest is next
-            if window.cancelled or not window.todo:
-                self._s.windows.pop()
-                os.close(window.dir_fd)
-                continue
-            name, st = window.todo.popleft()
-            return window, name, st
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                got = self._next()
-                if got is None:
-                    return
-                window, name, st = got
-                room = self._s.held + st.st_size <= BUDGET
-            read = _read(window.dir_fd, name, st) if room else None
-            with self._cond:
-                key = _key(st)
-                if window.cancelled or self._s.stop or key not in self._s.pending:
-                    if read is not None:
-                        os.close(read.fd)
-                    continue
-                self._s.pending.discard(key)
-                self._s.ready[key] = read
-                if read is not None:
-                    self._s.held += len(read.data)
-                self._cond.notify_all()
+    def discard(self, window: list[Key] | None) -> None:
+        """The walk is past this window: what it did not take is closed."""
+        for key in window or ():
+            fd = self._open.pop(key, None)
+            if fd is not None:
+                os.close(fd)
 
 
-def _read(dir_fd: int, name: str, st: os.stat_result) -> Read | None:
-    """Open and read one source file, if it is still the file lstat saw;
-    None on any doubt (the walk then reads it itself, and reports)."""
+def _open_ahead(dir_fd: int, name: str, st: os.stat_result) -> int | None:
+    """Open one source file and advise the kernel to read it, if it is still
+    the file lstat saw; None on any doubt (the walk then reads it itself,
+    and reports)."""
     try:
         fd = open_noatime(name, READ_FLAGS | os.O_NONBLOCK, dir_fd=dir_fd)  # a fifo swapped in never blocks
     except OSError:
@@ -181,8 +112,8 @@ def _read(dir_fd: int, name: str, st: os.stat_result) -> Read | None:
         if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
             os.close(fd)
             return None
-        data = os.pread(fd, st.st_size + 1, 0)  # one byte more shows a file that grew
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     except OSError:
         os.close(fd)
         return None
-    return Read(fd, data)
+    return fd

@@ -132,7 +132,7 @@ class Walker:
         """Mirror the entries of one directory that fall within ``bounds``,
         a window at a time: each window's entries are looked at (lstat on
         both sides) before any is mirrored, so the files it will copy can be
-        read ahead on the other core (see prefetch)."""
+        read ahead by the kernel meanwhile (see prefetch)."""
         try:
             names = os.listdir(src)
         except OSError as err:
