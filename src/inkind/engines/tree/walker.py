@@ -24,6 +24,7 @@ from inkind.engines.tree.entry import Entry, Key, key_text, log, report_change, 
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.prefetch import Prefetcher
 from inkind.engines.tree.scrubber import Scrubber
+from inkind.engines.tree.warm import warm_caches
 from inkind.errors import SourceWarning
 from inkind.remote.walk import cache_tagged
 from inkind.source import RunContext
@@ -108,8 +109,10 @@ class Walker:
         self.recount = state.partial or state.left_running or resume is not None
         state.mark_partial()  # durable before the walk's first write
         phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
+        total = previous_count(state)
         with (
-            self.run.progress("files", total=previous_count(state), estimated=True) as progress,
+            self.run.progress("files", total=total, estimated=True) as progress,
+            warm_caches(src, self.run.data_fd, total is not None),
             Prefetcher() as self.copier.prefetch,
             Checkpoints(self.run) as self.checkpoints,
         ):

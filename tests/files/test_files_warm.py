@@ -1,0 +1,121 @@
+"""The cache warmer (engines/tree/warm.py, warmwalk.py): guided by the store,
+it lstats what both trees hold and nothing else, never writes to the store
+(not even an atime), follows no link, and ends with the walk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from files_trees import write
+
+from inkind.engines.tree import warm, warmwalk
+
+DIR = os.O_RDONLY | os.O_DIRECTORY
+
+
+def _paths(*roots):
+    """Every entry below the roots (listed once, before the times are read:
+    a listing itself may update a directory's atime)."""
+    return [os.path.join(d, n) for root in roots for d, dirs, files in os.walk(root) for n in dirs + files]
+
+
+def _times(paths):
+    return {p: (st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns) for p in paths for st in [os.lstat(p)]}
+
+
+def _backed_up(setup, inkind_config, inkind_run):
+    write(setup.src / "a" / "b" / "file", "x")
+    write(setup.src / "a" / "other", "y")
+    write(setup.src / "skipped" / "inside", "z")
+    os.symlink(setup.src / "a", setup.src / "link-to-a")
+    cfg = inkind_config({"home": {"type": "files", "path": setup.src, "exclude": ["skipped/"]}})
+    (r,) = inkind_run(cfg).results
+    assert r.outcome == "ok"
+    return cfg
+
+
+def test_the_warmer_visits_what_the_store_holds_in_both_trees(setup, inkind_config, inkind_run, monkeypatch):
+    _backed_up(setup, inkind_config, inkind_run)
+    seen: list[tuple[str, bytes]] = []
+    real = os.stat
+    sides = {}
+
+    def stat(name, *, dir_fd=None, follow_symlinks=True):
+        assert not follow_symlinks
+        st = os.fstat(dir_fd)
+        seen.append((sides.get((st.st_dev, st.st_ino), "?"), os.fsencode(name)))
+        return real(name, dir_fd=dir_fd, follow_symlinks=False)
+
+    src, dst = os.open(setup.src, DIR), os.open(setup.data, DIR)
+    try:
+        for sub in (".", "a", "a/b"):
+            for side, root in (("src", setup.src), ("store", setup.data)):
+                st = os.stat(root / sub)
+                sides[(st.st_dev, st.st_ino)] = side
+        monkeypatch.setattr(warmwalk.os, "stat", stat)
+        warmwalk.main(src, dst)
+    finally:
+        os.close(src)
+        os.close(dst)
+    # In walk order, each stored name in the store then in the source; the
+    # excluded directory is not in the store, the link is not entered.
+    order = [b"a", b"b", b"file", b"other", b"link-to-a"]
+    assert seen == [(side, name) for name in order for side in ("store", "src")]
+
+
+def test_the_warmer_writes_nothing_not_even_an_atime(setup, inkind_config, inkind_run):
+    _backed_up(setup, inkind_config, inkind_run)
+    paths = _paths(setup.data, setup.src)
+    dirs = [p for p in paths if os.path.isdir(p) and not os.path.islink(p)]
+    for d in dirs:  # atimes older than mtimes: under relatime a listing updates them
+        st = os.stat(d)
+        os.utime(d, ns=(st.st_mtime_ns - 10**12, st.st_mtime_ns))
+    before = _times(paths)
+    src, dst = os.open(setup.src, DIR), os.open(setup.data, DIR)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", warm.WALK, str(src), str(dst)], pass_fds=(src, dst)
+        )
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert done.returncode == 0
+    assert _times(paths) == before
+    os.listdir(dirs[0])  # (a plain listing does update it: the check above could fail)
+    assert _times(paths)[dirs[0]][0] != before[dirs[0]][0]
+
+
+def _warmers() -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"warmwalk.py" in cmd and pid.isdigit() and int(pid) != os.getpid():
+            found.append(pid)
+    return found
+
+
+def test_a_backup_with_a_previous_one_starts_a_warmer_that_ends_with_it(
+    setup, inkind_config, inkind_run, monkeypatch
+):
+    cfg = _backed_up(setup, inkind_config, inkind_run)
+    started = []
+    real = warm.CacheWarmer.__enter__
+
+    def enter(self):
+        got = real(self)
+        started.append(self._proc is not None)
+        return got
+
+    monkeypatch.setattr(warm.CacheWarmer, "__enter__", enter)
+    monkeypatch.setattr(warm.os, "cpu_count", lambda: 2)
+    write(setup.src / "a" / "new", "n")
+    (r,) = inkind_run(cfg).results
+    assert r.outcome == "ok" and r.stats.objects_changed == 1
+    assert started == [True]
+    assert _warmers() == []
