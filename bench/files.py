@@ -29,7 +29,12 @@ stores, repositories and caches.
 Each case runs ``--rounds`` times (the order of the tools rotates each
 round; cold cache: the page cache is dropped before every measured command)
 and the medians are reported: wall time, the ratio to rsync, bytes written
-(/proc/PID/io write_bytes), bytes read (rchar), peak RSS, and how much the
+(/proc/PID/io write_bytes: what the process dirtied, so a tool that
+syncs has the filesystem's metadata counted to it and one that leaves it
+to the kernel's flusher has not), the bytes the work directory's block
+device wrote from the command's start to a ``sync`` after it (the same
+count for every tool, metadata and journal included; "-" where the work
+directory is not on one block device), bytes read (rchar), peak RSS, and how much the
 run grew the store, rsync's target or the repository (``du -sb`` after
 minus before: apparent bytes, not the filesystem's own usage such as
 btrfs metadata) and, apart from it, the tool's cache (borg, restic).
@@ -54,7 +59,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import Measurement, drop_caches, du_bytes, machine, markdown_table, measure, median, version
+from measure import (
+    Measurement,
+    disk_written,
+    drop_caches,
+    du_bytes,
+    machine,
+    markdown_table,
+    measure,
+    median,
+    version,
+)
 
 from inkind.testing import render_config
 
@@ -160,8 +175,12 @@ class Tool:
         store, cache = du_bytes(self.store), du_bytes(self.cache)
         if cold:
             drop_caches()
+        disk = disk_written(self.store.parent)
         m = measure(self.command(self.runs), env=self.env)
         self.runs += 1
+        os.sync()
+        after = disk_written(self.store.parent)
+        m.extra["disk"] = None if disk is None or after is None else after - disk
         m.extra["store"] = du_bytes(self.store) - store
         m.extra["cache"] = du_bytes(self.cache) - cache if self.cache else None
         return m
@@ -291,6 +310,7 @@ def table(results: Results, names: list[str]) -> str:
             ms = by_tool[name]
             wall = median(m.wall for m in ms)
             caches = [m.extra["cache"] for m in ms]
+            disks = [m.extra["disk"] for m in ms]
             rows.append(
                 [
                     case,
@@ -298,13 +318,15 @@ def table(results: Results, names: list[str]) -> str:
                     f"{wall:.2f}",
                     f"{wall / base:.2f}x",
                     mib(median(m.write_bytes for m in ms)),
+                    mib(None if None in disks else median(disks)),
                     mib(median(m.read_bytes for m in ms)),
                     f"{max(m.peak_rss for m in ms) / MiB:.0f}",
                     mib(median(m.extra["store"] for m in ms), 3),
                     mib(None if None in caches else median(caches), 3),
                 ]
             )
-    header = ["case", "tool", "wall s (median)", "vs rsync", "MiB written", "MiB read", "peak RSS MiB"]
+    header = ["case", "tool", "wall s (median)", "vs rsync", "MiB written", "disk MiB written", "MiB read"]
+    header += ["peak RSS MiB"]
     header += ["store growth MiB", "cache growth MiB"]
     return markdown_table(header, rows)
 
