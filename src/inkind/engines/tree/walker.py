@@ -131,11 +131,13 @@ class Walker:
         state.clear_partial()
         state.set_resume(None, force=True)
 
-    def walk(self, src: int, dst: int, prefix: Key, bounds: Bounds) -> None:
+    def walk(self, src: int, dst: int, prefix: Key, bounds: Bounds, fresh: bool = False) -> None:
         """Mirror the entries of one directory that fall within ``bounds``,
         a window at a time: each window's entries are looked at (lstat on
         both sides) before any is mirrored, so the files it will copy can be
-        read ahead by the kernel meanwhile (see prefetch)."""
+        read ahead by the kernel meanwhile (see prefetch). ``fresh``: the
+        stored directory was made empty by this walk, so the store side
+        has nothing to lstat."""
         try:
             names = os.listdir(src)
         except OSError as err:
@@ -144,7 +146,9 @@ class Walker:
         present: set[str] = set()
         added = self.recount  # whether the stored directory's names may have changed
         for start in range(0, len(entries), WINDOW):
-            looks, stopped = self._look_ahead(src, dst, prefix, bounds, entries[start : start + WINDOW])
+            looks, stopped = self._look_ahead(
+                src, dst, prefix, bounds, entries[start : start + WINDOW], fresh
+            )
             window = self._prefetch(src, looks)
             try:
                 for look in looks:
@@ -157,8 +161,8 @@ class Walker:
         listed = self.sweep(dst, prefix, present, bounds) if self.run.full else None
         self.record(dst, listed, added)
 
-    def _look_ahead(
-        self, src: int, dst: int, prefix: Key, bounds: Bounds, names: list[tuple[bytes, str]]
+    def _look_ahead(  # size: the directory on both sides, where it is, and what is asked of it
+        self, src: int, dst: int, prefix: Key, bounds: Bounds, names: list[tuple[bytes, str]], fresh: bool
     ) -> tuple[list[Look], bool]:
         """The window's entries, each placed and looked at; and whether the
         walk stops within it (the end of its bounds)."""
@@ -171,7 +175,7 @@ class Walker:
             look = Look(name, key, where)
             if where != "skip":
                 try:
-                    look.found = self.look(src, dst, name, key)
+                    look.found = self.look(src, dst, name, key, fresh)
                 except SourceWarning as w:
                     look.found = w
             looks.append(look)
@@ -257,8 +261,9 @@ class Walker:
         found = self.look(src, dst, name, key)
         return found if found == LEFT_OUT else self.mirror(found, bounds)
 
-    def look(self, src: int, dst: int, name: str, key: Key) -> Entry | int:
-        """One entry as both sides have it (lstat), or LEFT_OUT."""
+    def look(self, src: int, dst: int, name: str, key: Key, fresh: bool = False) -> Entry | int:
+        """One entry as both sides have it (lstat; none in a ``fresh``
+        stored directory), or LEFT_OUT."""
         if is_temp_name(name):
             raise SourceWarning(f"{key_text(key)}: name is reserved for inkind temp files; skipped")
         try:
@@ -268,6 +273,8 @@ class Walker:
         if not self._selected(src, name, key, st):
             return LEFT_OUT
         self.stats.objects_seen += 1
+        if fresh:
+            return Entry(src, dst, name, key, st, None)
         try:
             dst_st = lstat_at(dst, name)
         except FileNotFoundError:
@@ -354,7 +361,7 @@ class Walker:
             if not self.selection.one_file_system or e.st.st_dev == self.root_dev:
                 dfd = open_at(e.dst, e.name, DIR_FLAGS)
                 try:
-                    self.walk(sfd, dfd, e.key, bounds.inner(e.key))
+                    self.walk(sfd, dfd, e.key, bounds.inner(e.key), fresh=new)
                     self.meta.apply(dfd, None, os.fstat(sfd), xattrs_from=sfd, new=new)
                 finally:
                     os.close(dfd)
