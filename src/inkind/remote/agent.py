@@ -133,16 +133,24 @@ def block_size(req: dict) -> int:
 
 def op_hashes(w: Writer, req: dict, session: Session) -> None:
     """One (kind, blake2b-128) per block; holes and zero blocks are flagged
-    and not hashed."""
+    and not hashed. ``spans`` ([first, count] of block indices, in order):
+    only those blocks (a thin volume's changed ones), each frame a run of
+    consecutive blocks."""
     bs = block_size(req)
     fd, st, size = open_source(to_bytes(req["path"]))
     try:
+        indices = block_indices(req.get("spans"), (size + bs - 1) // bs)
         w.json(stat=stat_fields(st), size=size, block_size=bs)
         zeros = memoryview(bytes(bs))
         segments = data_segments(fd, 0, size)
         seg = next(segments, None)
         records, first = [], 0
-        for i in range((size + bs - 1) // bs):
+        for i in indices:
+            if records and (i != first + len(records) or len(records) * HASH.size >= BATCH):
+                w.send(HASHES, b"".join(records), OFFSET.pack(first))
+                records = []
+            if not records:
+                first = i
             begin, stop = i * bs, min(i * bs + bs, size)
             while seg is not None and seg[1] <= begin:
                 seg = next(segments, None)
@@ -154,14 +162,26 @@ def op_hashes(w: Writer, req: dict, session: Session) -> None:
                     records.append(HASH.pack(BLOCK_ZERO, b""))
                 else:
                     records.append(HASH.pack(BLOCK_DATA, hashlib.blake2b(data, digest_size=DIGEST).digest()))
-            if len(records) * HASH.size >= BATCH:
-                w.send(HASHES, b"".join(records), OFFSET.pack(first))
-                records, first = [], i + 1
         if records:
             w.send(HASHES, b"".join(records), OFFSET.pack(first))
         w.json(end=True, stat=stat_fields(os.fstat(fd)))
     finally:
         os.close(fd)
+
+
+def block_indices(spans, count: int):
+    """The block indices of ``spans`` (all ``count`` when None), checked:
+    in order, not overlapping, inside the file."""
+    if spans is None:
+        return range(count)
+    out, end = [], 0
+    for first, n in spans:
+        first, n = int(first), int(n)
+        if first < end or n < 1 or first + n > count:
+            raise ValueError(f"block span {first}+{n} out of order or past block {count}")
+        out.extend(range(first, first + n))
+        end = first + n
+    return out
 
 
 def op_blocks(w: Writer, req: dict, session: Session) -> None:
