@@ -56,7 +56,7 @@ FIELDS = (
 
 # What lvs or thin_delta may print over a channel: the whole output is
 # parsed at once, so a host cannot make the server hold more than this.
-MAX_OUTPUT = 256 << 20
+MAX_OUTPUT = 64 << 20
 _INSTALL = "install lvm2 / thin-provisioning-tools"
 
 Runner = Callable[[list[str], str], str]
