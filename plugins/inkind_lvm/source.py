@@ -89,12 +89,19 @@ class LvmSource(RawImageSource):
             try:
                 self._backup_volume(VolumeRun(run, vol, record, engine, volumes, m))
             except SourceError as e:
-                failures.append(str(e) if vol.full_name in str(e) else f"{vol.full_name}: {e}")
+                failures.append(self._failure(vol, e))
         if run.full:
             self.remove_strays(run, {image_file(v) for v in chosen})
         if failures:
             kept = "the previous image of each is kept"
             raise SourceError(f"{'; '.join(failures)} ({kept})" if len(failures) > 1 else failures[0])
+
+    def _failure(self, vol: lvm.Volume, e: SourceError) -> str:
+        """One volume's failure as one line: the host first (if any), then
+        the volume, then what happened."""
+        host = f"host {self.remote.host}: " if self.remote is not None else ""
+        text = str(e).removeprefix(host)
+        return host + (text if vol.full_name in text else f"{vol.full_name}: {text}")
 
     def _label(self, vol: lvm.Volume) -> str:
         return f"{self.remote.host}:{vol.full_name}" if self.remote is not None else vol.full_name
@@ -185,8 +192,9 @@ class LvmSource(RawImageSource):
                 repair = src.copy(run, engine, job.vol.full_name, ranges=missed)
                 run.stats.objects_repaired += repair.blocks_changed
                 run.state.data["full_pending"] = True
+                unit = "chunk" if src.scrub_fd is not None else "block"  # a host's: hashed by block
                 run.warn(
-                    f"{job.vol.full_name}: thin_delta missed a change in {len(missed)} sampled chunk(s); "
+                    f"{job.vol.full_name}: thin_delta missed a change in {len(missed)} sampled {unit}(s); "
                     "repaired, and the next run is a full pass"
                 )
         if run.scrub_fraction > 0:

@@ -31,10 +31,14 @@ MANIFEST = 24 + 16 * (SIZE // BLOCK) + 40  # the xxh3 manifest: head, a hash a b
 @pytest.fixture
 def on_host(fake_lvm, inkind_sshd, tmp_path, monkeypatch) -> dict[str, str]:
     """The keys that read the fake LVM on the host: its remote_python is a
-    wrapper that puts the fakes first on the remote side's PATH (and names
-    their state); this process's PATH loses them."""
+    wrapper that puts the fakes first on the remote side's PATH (after
+    ``tmp_path/host-bin``) and names their state; this process's PATH
+    loses them."""
     wrapper = tmp_path / "python3-on-host"
-    path = os.pathsep.join([str(FAKES), str(Path(sys.executable).parent), "$PATH"])
+    (tmp_path / "host-bin").mkdir()  # first on the host's PATH: a test may shadow a command there
+    path = os.pathsep.join(
+        [str(tmp_path / "host-bin"), str(FAKES), str(Path(sys.executable).parent), "$PATH"]
+    )
     wrapper.write_text(
         f"#!/bin/sh\nPATH={path} FAKE_LVM={shlex.quote(os.environ['FAKE_LVM'])} "
         f'exec {shlex.quote(sys.executable)} "$@"\n'
@@ -200,7 +204,8 @@ def test_a_failed_read_removes_the_snapshot_on_the_host_and_keeps_the_image(
     r = inkind_cli("-c", config, "backup")
     assert r.returncode == 2
     [line] = [x for x in r.stderr.splitlines() if x.startswith("inkind: ERROR:")]
-    assert f"host {HOST}" in line and "vg0/root" in line, r.stderr
+    assert line.startswith(f"inkind: ERROR: vols: host {HOST}: vg0/root: "), r.stderr
+    assert line.endswith(": No such file or directory"), r.stderr
     assert fake_lvm.names("vg0") == ["root"]  # removed on the host
     assert img.read_bytes() == before
     assert inkind_cli("-c", config, "verify").returncode == 0
@@ -255,3 +260,33 @@ def test_a_pattern_that_matches_nothing_on_the_host_names_it(
     r = inkind_cli("-c", config, "backup")
     assert r.returncode == 2
     assert f"lvm: no logical volume on host {HOST} matches 'vg0/nothing*'" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        ("echo 'bad metadata' >&2; exit 1", "thin_delta exited 1: bad metadata"),
+        ('echo \'<superblock data_block_size="128"><diff><different begin="1"\'', "does not parse"),
+    ],
+)
+def test_a_thin_delta_failing_there_releases_the_pool_and_removes_the_snapshot(  # size: fixtures
+    fake_lvm, inkind_config, inkind_store, inkind_run, on_host, tmp_path, script, why
+):
+    config = thin_on_host(fake_lvm, inkind_config, on_host)
+    assert inkind_run(config, seed=1).exit_status == 0
+    [base] = snapshots(fake_lvm)
+    img = image_of(inkind_store, "vg0-data")
+    before = img.read_bytes()
+    fake_lvm.write("vg0", "data", 0, b"new data")
+    shadow = tmp_path / "host-bin" / "thin_delta"
+    shadow.write_text(f"#!/bin/sh\n{script}\n")
+    shadow.chmod(0o755)
+    fake_lvm.clear_calls()
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 2
+    [msg] = r.results[0].messages
+    assert msg.startswith(f"host {HOST}: vg0/data: thin_delta") and why in msg and "\n" not in msg
+    assert img.read_bytes() == before
+    assert snapshots(fake_lvm) == [base]  # the new snapshot removed there, the base kept
+    assert [c[-1] for c in fake_lvm.calls("dmsetup")] == ["reserve_metadata_snap", "release_metadata_snap"]
+    assert not fake_lvm.state()["pools"]["vg0/pool"]["reserved"]
