@@ -290,3 +290,50 @@ def test_a_thin_delta_failing_there_releases_the_pool_and_removes_the_snapshot( 
     assert snapshots(fake_lvm) == [base]  # the new snapshot removed there, the base kept
     assert [c[-1] for c in fake_lvm.calls("dmsetup")] == ["reserve_metadata_snap", "release_metadata_snap"]
     assert not fake_lvm.state()["pools"]["vg0/pool"]["reserved"]
+
+
+def test_scrub_of_a_host_volume_checks_the_store_alone(
+    fake_lvm, inkind_config, inkind_store, inkind_run, inkind_cli, on_host
+):
+    config = thin_on_host(fake_lvm, inkind_config, on_host)
+    assert inkind_run(config, seed=1).exit_status == 0
+    fake_lvm.clear_calls()
+    r = inkind_run(config, "scrub", fraction=1.0, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    assert r.results[0].stats.objects_scrubbed == SIZE // BLOCK  # every block, against the manifest
+    assert fake_lvm.calls() == []  # nothing asked of the host
+    img = image_of(inkind_store, "vg0-data")
+    with open(img, "r+b") as f:  # a failing disk under the store
+        f.seek(BLOCK + 7)
+        f.write(b"\xff")
+    bad = inkind_cli("-c", config, "scrub", "--fraction", "1")
+    assert bad.returncode == 2 and "vg0-data.img" in bad.stderr, bad.stderr
+
+
+def test_a_dry_run_over_a_host_writes_nothing_and_keeps_the_base(
+    fake_lvm, inkind_config, inkind_store, inkind_run, on_host
+):
+    config = thin_on_host(fake_lvm, inkind_config, on_host)
+    assert inkind_run(config, seed=1).exit_status == 0
+    [base] = snapshots(fake_lvm)
+    img = image_of(inkind_store, "vg0-data")
+    before = img.read_bytes()
+    fake_lvm.write("vg0", "data", 3 * BLOCK, random_bytes(BLOCK, 4))
+    r = inkind_run(config, seed=2, dry_run=True)
+    assert r.exit_status == 0, r.as_dict()
+    assert r.results[0].stats.objects_changed == 1
+    assert img.read_bytes() == before and snapshots(fake_lvm) == [base]
+    real = inkind_run(config, seed=3)
+    assert real.exit_status == 0 and real.results[0].stats.objects_changed == 1
+    assert img.read_bytes() == fake_lvm.data("vg0", "data")
+
+
+def test_a_volume_read_from_a_host_restores_to_it_with_dd_over_ssh(
+    fake_lvm, inkind_config, inkind_store, inkind_run, inkind_cli, on_host, tmp_path
+):
+    config = thin_on_host(fake_lvm, inkind_config, on_host)
+    assert inkind_run(config, seed=1).exit_status == 0
+    dest = tmp_path / "restored.img"
+    r = inkind_cli("-c", config, "restore", "vols", "--to", f"127.0.0.1:{dest}", "--run")
+    assert r.returncode == 0, r.stderr
+    assert dest.read_bytes() == fake_lvm.data("vg0", "data")
