@@ -82,7 +82,10 @@ class LvmSource(RawImageSource):
         self._forget_unselected(run, m.lvm, records, chosen, volumes)
         release_left_reservation(run, m.lvm, volumes)
         failures = []
-        for vol in chosen:
+        for n, vol in enumerate(chosen):
+            if m.channel is not None and m.channel.broken:  # no host to read the rest from
+                failures.append(f"{', '.join(v.full_name for v in chosen[n:])}: not read")
+                break
             run.stats.objects_seen += 1
             record = records.setdefault(vol.full_name, {})
             engine = self.engine(run, image_file(vol), self._label(vol))

@@ -337,3 +337,26 @@ def test_a_volume_read_from_a_host_restores_to_it_with_dd_over_ssh(
     r = inkind_cli("-c", config, "restore", "vols", "--to", f"127.0.0.1:{dest}", "--run")
     assert r.returncode == 0, r.stderr
     assert dest.read_bytes() == fake_lvm.data("vg0", "data")
+
+
+def test_a_connection_lost_on_one_volume_leaves_the_others_unread_in_one_line(
+    fake_lvm, inkind_config, inkind_store, inkind_cli, on_host
+):
+    for lv in ("a", "b"):
+        fake_lvm.linear("vg0", lv, SIZE // 4)
+        fake_lvm.write("vg0", lv, 0, random_bytes(SIZE // 4, ord(lv)))
+    table = {"type": "lvm", "volumes": ["vg0/*"], "block_size": BLOCK, "snapshot_size": "1G", **on_host}
+    config = inkind_config({"vols": table})
+    fake_lvm.set(kill_after_lvcreate=True)
+    r = inkind_cli("-c", config, "backup")
+    assert r.returncode == 2
+    [line] = [x for x in r.stderr.splitlines() if x.startswith("inkind: ERROR:")]
+    assert line.startswith(f"inkind: ERROR: vols: host {HOST}: the remote side ended mid-reply"), r.stderr
+    assert line.endswith("(snapshot vg0/a); vg0/b: not read (the previous image of each is kept)"), r.stderr
+    assert len(fake_lvm.calls("lvcreate")) == 1  # nothing more was asked of the host
+    fake_lvm.set(kill_after_lvcreate=False)
+    again = inkind_cli("-c", config, "backup")
+    assert again.returncode == 0, again.stderr
+    assert fake_lvm.names("vg0") == ["a", "b"]  # the leftover of vg0/a removed
+    for lv in ("a", "b"):
+        assert image_of(inkind_store, f"vg0-{lv}").read_bytes() == fake_lvm.data("vg0", lv)

@@ -126,7 +126,9 @@ def test_hashes_of_spans_hash_those_blocks_alone(channel, tmp_path):
     records = list(bh)
     assert [r.index for r in records] == [1, 2, 4, 8, 9]
     for r in records:
-        assert r.digest == hashlib.blake2b(content[r.index * BS : (r.index + 1) * BS], digest_size=16).digest()
+        assert (
+            r.digest == hashlib.blake2b(content[r.index * BS : (r.index + 1) * BS], digest_size=16).digest()
+        )
     assert bh.after is not None and bh.size == 10 * BS
     with pytest.raises(ValueError, match="out of order"):
         channel.hashes(os.fsencode(path), BS, [(4, 1), (1, 2)])

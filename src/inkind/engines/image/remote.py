@@ -177,28 +177,29 @@ def pull_image(  # size: the channel, the path there, the engine, the run, its p
 def differing_on_host(
     channel: Channel, path: bytes, engine: BlockCopy, ranges: Ranges
 ) -> list[tuple[int, int]]:
-    """The byte ``ranges`` (a sample, to test what a change record says)
-    whose blocks on the host differ from the digests of the stored image:
-    :meth:`BlockCopy.differing` for a source on another host, hashing
-    there and reading nothing here. Each range counts as one scrubbed
-    object; none differ when the digests are not the image's own."""
+    """:meth:`BlockCopy.differing` for a source on another host, hashing
+    there and reading nothing here: of the byte ``ranges`` (a sample, to
+    test what a change record says), the blocks whose digest on the host
+    differs from the stored image's, each once as its whole byte range (a
+    digest tells the block, not the part of it). Each range counts as one
+    scrubbed object; none differ when the digests are not the image's own."""
     bs = engine.block_size
     previous = RemoteDigests.load(engine.root_fd, engine.digests_rel)
     if previous is None or not previous.trusted_for(engine, previous.size, _stored_state(engine)):
         return []
     wanted = list(ranges)
-    spans = _spans(wanted, previous)
-    if spans is None:
-        return []
-    size, digests, _ = _remote_digests(channel, path, bs, spans, previous)
+    runs = _runs(wanted, previous)
+    engine.stats.objects_scrubbed += len(wanted)
     found = []
-    for offset, length in wanted:
-        engine.stats.objects_scrubbed += 1
-        first, stop = offset // bs, blocks_of(offset + length, bs)
-        if size != previous.size or any(
-            _digest(digests, i) != _digest(previous.digests, i) for i in range(first, stop)
-        ):
-            found.append((offset, length))
+    for at in range(0, len(runs), MAX_SPANS):  # a large sample: in as many requests as it takes
+        spans = runs[at : at + MAX_SPANS]
+        size, digests, _ = _remote_digests(channel, path, bs, spans, previous)
+        found += [
+            (i * bs, min(bs, previous.size - i * bs))
+            for first, n in spans
+            for i in range(first, first + n)
+            if size != previous.size or _digest(digests, i) != _digest(previous.digests, i)
+        ]
     return found
 
 
@@ -243,12 +244,17 @@ def quick_key(st: RemoteStat) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
-def _spans(ranges: Ranges, previous: RemoteDigests) -> list[tuple[int, int]] | None:
+def _runs(ranges: Ranges, previous: RemoteDigests) -> list[tuple[int, int]]:
     """The (first, count) block runs that byte ``ranges`` touch, within the
-    recorded size; None when there are more than one request may ask for
-    (the whole is hashed then)."""
+    recorded size."""
     blocks = blocks_of(previous.size, previous.block_size)
-    runs = [(a, b - a) for a, b in block_spans(ranges, previous.block_size, blocks)]
+    return [(a, b - a) for a, b in block_spans(ranges, previous.block_size, blocks)]
+
+
+def _spans(ranges: Ranges, previous: RemoteDigests) -> list[tuple[int, int]] | None:
+    """:func:`_runs`, or None when there are more than one request may ask
+    for (a delta that fragmented: the whole is hashed then)."""
+    runs = _runs(ranges, previous)
     return runs if len(runs) <= MAX_SPANS else None
 
 
