@@ -360,3 +360,21 @@ def test_a_connection_lost_on_one_volume_leaves_the_others_unread_in_one_line(
     assert fake_lvm.names("vg0") == ["a", "b"]  # the leftover of vg0/a removed
     for lv in ("a", "b"):
         assert image_of(inkind_store, f"vg0-{lv}").read_bytes() == fake_lvm.data("vg0", lv)
+
+
+def test_a_classic_snapshot_that_fills_up_there_discards_the_image(
+    fake_lvm, inkind_config, inkind_store, inkind_run, on_host
+):
+    config = classic_on_host(fake_lvm, inkind_config, on_host)
+    assert inkind_run(config, seed=1).exit_status == 0
+    img = image_of(inkind_store, "vg0-root")
+    before = img.read_bytes()
+    fake_lvm.write("vg0", "root", 0, b"changed while the snapshot filled up")
+    fake_lvm.set(fill_snapshots=True)  # lvs on the host: the snapshot is invalid
+    r = inkind_run(config, seed=2)
+    assert r.exit_status == 2
+    [msg] = r.results[0].messages
+    assert msg.startswith(f"host {HOST}: vg0/root: snapshot vg0/inkind-vols-root-"), msg
+    assert "filled up while it was read" in msg and "snapshot_size = '2G'" in msg
+    assert img.read_bytes() == before  # checked before the commit
+    assert fake_lvm.names("vg0") == ["root"]
