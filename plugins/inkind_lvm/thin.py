@@ -15,7 +15,7 @@ log = logging.getLogger("inkind")
 MIN_SAMPLE = 4  # pool chunks re-read after a delta-driven run, at least
 
 
-def release_left_reservation(run: RunContext, volumes: list[lvm.Volume]) -> None:
+def release_left_reservation(run: RunContext, cmds: lvm.Commands, volumes: list[lvm.Volume]) -> None:
     """A run killed between reserving a pool's metadata snapshot and
     releasing it left the reservation (and a record of it): release it, or
     every later reservation fails as busy. Only our own record counts; a
@@ -28,14 +28,14 @@ def release_left_reservation(run: RunContext, volumes: list[lvm.Volume]) -> None
     if pool is not None:
         log.info("%s: releasing the metadata snapshot of %s left by an interrupted run", run.name, held)
         try:
-            lvm.pool_message(pool, "release_metadata_snap")
+            cmds.pool_message(pool, "release_metadata_snap")
         except lvm.LvmError as e:
             log.info("%s (already released)", e)
     run.state.save()
 
 
-def pool_delta(
-    run: RunContext, vol: lvm.Volume, snap1: int, snap2: int, volumes: list[lvm.Volume]
+def pool_delta(  # size: the run, the machine's commands, the two thin ids of a volume, and lvs
+    run: RunContext, cmds: lvm.Commands, vol: lvm.Volume, snap1: int, snap2: int, volumes: list[lvm.Volume]
 ) -> lvm.Delta:
     """thin_delta between two thin ids of ``vol``'s pool, with the pool's
     metadata snapshot reserved around it and released in all cases (and the
@@ -48,8 +48,8 @@ def pool_delta(
         raise lvm.LvmError(f"{pool.full_name}: lvs names no metadata volume for this thin pool")
     run.state.plugin["reserved_metadata_snap"] = pool.full_name
     run.state.save()
-    with lvm.metadata_snapshot(pool, released=lambda: run.state.plugin.pop("reserved_metadata_snap")):
-        delta = lvm.thin_delta(meta.device, snap1, snap2)
+    with cmds.metadata_snapshot(pool, released=lambda: run.state.plugin.pop("reserved_metadata_snap")):
+        delta = cmds.thin_delta(meta.device, snap1, snap2)
     if pool.chunk_size and delta.block_sectors * lvm.SECTOR != pool.chunk_size:
         raise lvm.LvmError(
             f"{pool.full_name}: thin_delta's data block size ({delta.block_sectors * lvm.SECTOR} bytes) "

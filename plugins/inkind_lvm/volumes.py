@@ -34,11 +34,12 @@ def backed_up(vol: lvm.Volume) -> bool:
     )
 
 
-def remove_quietly(vg: str, lv: str) -> None:
-    """Remove a snapshot in a ``finally``: a failure is logged, and the next
-    run removes the leftover by its tag and name."""
+def remove_quietly(cmds: lvm.Commands, vg: str, lv: str) -> None:
+    """Remove a snapshot in a ``finally``: a failure (a host whose
+    connection was cut, too) is logged, and the next run removes the
+    leftover by its tag and name."""
     try:
-        lvm.remove(vg, lv)
+        cmds.remove(vg, lv)
     except lvm.LvmError as e:
         log.error("%s (the next run removes it)", e)
 

@@ -62,7 +62,7 @@ from inkind.engines.blockcopy.engine import BlockCopy  # noqa: E402
 from inkind.engines.blockcopy.ranges import merge_spans  # noqa: E402
 from inkind.engines.image.blockdev import OpenSource, in_use, open_source, udev_ids  # noqa: E402
 from inkind.engines.image.rawimage import DEFAULT_BLOCK, RawImageSource, check_block_size  # noqa: E402
-from inkind.engines.image.remote import pull_copy, pull_image  # noqa: E402
+from inkind.engines.image.remote import differing_on_host, pull_copy, pull_image  # noqa: E402
 from inkind.remote.channel import Channel, open_channel  # noqa: E402
 
 # --- tree engine -----------------------------------------------------------
@@ -138,6 +138,7 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "OpenSource",
     "RawImageSource",
     "check_block_size",
+    "differing_on_host",
     "in_use",
     "lvm",
     "merge_spans",

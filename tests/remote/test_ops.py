@@ -118,6 +118,25 @@ def test_hashes_and_blocks_match_hashlib(channel, tmp_path):
     assert blocks.after is not None and not blocks.changed
 
 
+def test_hashes_of_spans_hash_those_blocks_alone(channel, tmp_path):
+    path = tmp_path / "image"
+    content = random.Random(5).randbytes(10 * BS)
+    path.write_bytes(content)
+    bh = channel.hashes(os.fsencode(path), BS, [(1, 2), (4, 1), (8, 2)])
+    records = list(bh)
+    assert [r.index for r in records] == [1, 2, 4, 8, 9]
+    for r in records:
+        assert (
+            r.digest == hashlib.blake2b(content[r.index * BS : (r.index + 1) * BS], digest_size=16).digest()
+        )
+    assert bh.after is not None and bh.size == 10 * BS
+    with pytest.raises(ValueError, match="out of order"):
+        channel.hashes(os.fsencode(path), BS, [(4, 1), (1, 2)])
+    with pytest.raises(RemoteOSError, match="past block 10"):
+        list(channel.hashes(os.fsencode(path), BS, [(9, 2)]))
+    assert [r.index for r in channel.hashes(os.fsencode(path), BS, [(0, 1)])] == [0]  # the channel goes on
+
+
 def test_hashes_need_a_sane_block_size(channel, tmp_path):
     (tmp_path / "f").write_bytes(b"x")
     with pytest.raises(ValueError, match="block size"):

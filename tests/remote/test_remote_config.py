@@ -4,6 +4,7 @@ naming the key; a source type that cannot read a remote host says so."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -18,10 +19,39 @@ STORE = '[store]\npath = "/s"\n'
 FILES = '[sources.web]\ntype = "files"\npath = "/srv"\n'
 
 
+# A source type that reads only this machine (every built-in reads a host).
+LOCAL_ONLY = """
+import inkind
+from dataclasses import dataclass
+
+@dataclass
+class TapeOptions:
+    device: str = "/dev/st0"
+
+class Tape(inkind.Source):
+    type_name = "tape"
+    Options = TapeOptions
+
+    def backup(self, run): pass
+    def scrub(self, run): pass
+    def restore_commands(self, data_dir, dest, path, state): return []
+
+@inkind.hookimpl
+def inkind_source_types():
+    return [Tape]
+"""
+
+
+def local_only() -> ModuleType:
+    mod = ModuleType("tape_plugin")
+    exec(compile(LOCAL_ONLY, "tape_plugin", "exec", dont_inherit=True), mod.__dict__)
+    return mod
+
+
 def err(text: str) -> str:
     with pytest.raises(ConfigError) as e:
         cfg = parse(text, P)
-        plugins = load_plugins()
+        plugins = load_plugins([local_only()])
         for s in cfg.sources.values():
             make_source(s, plugins)
     return str(e.value)
@@ -52,8 +82,14 @@ def test_a_host_makes_a_target_with_the_source_settings():
 
 
 def test_a_source_type_that_cannot_read_a_host_refuses_one():
-    lvm = '[sources.vol]\ntype = "lvm"\nvolume = "vg/lv"\nhost = "web1"\n'
-    assert err(STORE + lvm) == "config: sources.vol.host: the lvm source cannot read a remote host yet"
+    tape = '[sources.t]\ntype = "tape"\nhost = "web1"\n'
+    assert err(STORE + tape) == "config: sources.t.host: the tape source cannot read a remote host yet"
+
+
+def test_every_built_in_type_reads_a_host():
+    plugins = load_plugins()
+    builtin = ("files", "image", "lvm", "postgres", "mysql", "sqlite")
+    assert [t for t in builtin if not plugins.types[t].reads_remote_host] == []
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inkind.remote import agent, walk, wire
+from inkind.remote import agent, blockops, walk, wire
 from inkind.remote.bootstrap import BOOT, SOURCE
 from inkind.remote.listing import Listing
 from inkind.remote.wire import (
@@ -156,7 +156,7 @@ def test_random_entry_payloads_raise_nothing_but_the_protocol_error(payload):
 
 def test_the_remote_side_is_python_3_9_and_standard_library_only():
     tree = ast.parse(SOURCE, feature_version=(3, 9))
-    for module in (wire, walk, agent):
+    for module in (wire, walk, blockops, agent):
         compile(module.__loader__.get_source(module.__name__), module.__file__, "exec")  # type: ignore[union-attr]
         ast.parse(module.__loader__.get_source(module.__name__), feature_version=(3, 9))  # type: ignore[union-attr]
     imported = set()

@@ -15,15 +15,15 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from inkind.remote import agent, walk, wire
+from inkind.remote import agent, blockops, walk, wire
 from inkind.remote.wire import MIN_PYTHON, PROTOCOL
 
 # The modules sent, in order: each may use the names of those before it.
-MODULES = (wire, walk, agent)
+MODULES = (wire, walk, blockops, agent)
 
 
 def agent_source() -> bytes:
-    """The remote side as one module: the three files, their imports of
+    """The remote side as one module: the four files, their imports of
     each other dropped (they share one namespace there) and one
     ``from __future__`` line at the top."""
     parts = ["from __future__ import annotations\n"]

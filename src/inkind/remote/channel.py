@@ -16,11 +16,12 @@ from inkind.remote.ssh import SshTarget
 from inkind.remote.wire import ENTRIES, JSON, MAX_JSON, FrameError, to_bytes, to_text
 from inkind.stats import Stats
 
-__all__ = ["BLOCK_SIZE", "Channel", "RemoteError", "RemoteOSError", "RemoteTemp", "open_channel"]
+__all__ = ["BLOCK_SIZE", "MAX_SPANS", "Channel", "RemoteError", "RemoteOSError", "RemoteTemp", "open_channel"]
 
 BLOCK_SIZE = 4 << 20
 PAGE = 4000  # entries of a listing a caller of scan_pages holds at a time
 BATCH_JSON = MAX_JSON // 2  # a request of many paths or blocks is split at this size
+MAX_SPANS = BATCH_JSON // 24  # (first, count) block runs one ``hashes`` request may ask for
 
 
 @dataclass(frozen=True)
@@ -153,16 +154,24 @@ class Channel(Connection):
         if msg.get("end") is not True:
             raise self.fail(f"an op that ends wrong: {str(msg)[:200]}")
 
-    def hashes(self, path: bytes, block_size: int = BLOCK_SIZE) -> t.BlockHashes:
+    def hashes(
+        self, path: bytes, block_size: int = BLOCK_SIZE, spans: t.Ranges | None = None
+    ) -> t.BlockHashes:
         """One blake2b-128 per block of a file or device (holes and zero
-        blocks flagged, not hashed): iterate the result, then ``.after``."""
-        self._begin(op="hashes", path=to_text(path), block_size=t.check_block_size(block_size))
+        blocks flagged, not hashed): iterate the result, then ``.after``.
+        ``spans``: (first, count) runs of block indices, in order, to hash
+        those blocks only (what a thin-pool delta names)."""
+        wanted = t.block_spans(spans)
+        if wanted is not None and len(wanted) > MAX_SPANS:
+            raise ValueError(f"{len(wanted)} block spans are over what one request holds")
+        self._begin(op="hashes", path=to_text(path), block_size=t.check_block_size(block_size), spans=wanted)
         with self._guard():
             head = self.message()
             self.check(head, path)
             if head.get("block_size") != block_size:
                 raise FrameError(f"hashes of another block size: {head.get('block_size')!r}")
             bh = t.BlockHashes(path, t.want_stat(head), size=t.want_int(head, "size"), block_size=block_size)
+            bh.spans = wanted
         bh.stream = self._pend(t.hash_records(self, bh))
         return bh
 

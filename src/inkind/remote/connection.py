@@ -179,6 +179,11 @@ class Connection:
         errno = msg.get("errno")
         raise RemoteOSError(self.host, path, str(msg["error"])[:500], errno if type(errno) is int else 0)
 
+    @property
+    def broken(self) -> bool:
+        """Whether the connection is done (every further op raises its error)."""
+        return self._broken is not None
+
     def fail(self, detail: str) -> RemoteError:
         """Break the connection (the remote side is killed); the error to raise."""
         return self._refuse(f"host {self.host}: {detail}", ProtocolError)

@@ -141,32 +141,62 @@ class BlockHashes(Transfer):
     """``Channel.hashes``: iterate for one BlockHash per block, in order."""
 
     block_size: int = 0
+    spans: list[list[int]] | None = None  # the (first, count) runs asked; None: every block
     stream: Iterator[BlockHash] = field(default_factory=lambda: iter(()), repr=False)
 
     def __iter__(self) -> Iterator[BlockHash]:
         return self.stream
 
 
+def block_spans(spans: Ranges | None) -> list[list[int]] | None:
+    """(first, count) runs of block indices, checked: in order, not
+    overlapping, none empty; as sent."""
+    if spans is None:
+        return None
+    out: list[list[int]] = []
+    for first, n in spans:
+        first, n = int(first), int(n)
+        if first < (out[-1][0] + out[-1][1] if out else 0) or n < 1 or first + n > MAX_SIZE // 4096:
+            raise ValueError(f"block span {first}+{n} out of order or range")
+        out.append([first, n])
+    return out
+
+
+def _expected(bh: BlockHashes, count: int) -> Iterator[int]:
+    if bh.spans is None:
+        yield from range(count)
+        return
+    for first, n in bh.spans:
+        if first + n > count:
+            raise FrameError(f"block span {first}+{n} past the {count} blocks the host names")
+        yield from range(first, first + n)
+
+
 def hash_records(ch: Connection, bh: BlockHashes) -> Iterator[BlockHash]:
+    """The records of the blocks asked, each frame a run of consecutive
+    ones, in order and no other."""
     count = -(-bh.size // bh.block_size)
-    index = 0
+    expected = _expected(bh, count)
+    due = next(expected, None)
     while True:
         kind, obj = ch.recv()
         if kind == JSON:
             ch.check(obj, bh.path)
-            if index != count or "end" not in obj:
-                raise FrameError(f"{index} block hashes of {count}")
+            if due is not None or "end" not in obj:
+                raise FrameError(f"the block hashes end before block {due} of {count}")
             bh.after = want_stat(obj)
             return
         if kind != HASHES or len(obj) < OFFSET.size or (len(obj) - OFFSET.size) % HASH.size:
             raise FrameError(f"an unexpected frame of kind {kind} in the hashes")
-        if OFFSET.unpack_from(obj)[0] != index or index + (len(obj) - OFFSET.size) // HASH.size > count:
-            raise FrameError(f"block hashes out of order or past block {count}")
+        index = OFFSET.unpack_from(obj)[0]
         for flag, digest in HASH.iter_unpack(memoryview(obj)[OFFSET.size :]):
+            if index != due:
+                raise FrameError(f"block hashes out of order or past block {count}")
             if flag not in (BLOCK_DATA, BLOCK_HOLE, BLOCK_ZERO):
                 raise FrameError(f"an unknown block kind {flag}")
             yield BlockHash(index, flag, digest if flag == BLOCK_DATA else None)
             index += 1
+            due = next(expected, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,15 +25,17 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inkind.engines.blockcopy.copy import CopyResult
 from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.engines.blockcopy.manifest import ImageState, image_state
-from inkind.engines.blockcopy.ranges import blocks_of
+from inkind.engines.blockcopy.ranges import block_spans, blocks_of
 from inkind.errors import SourceError
-from inkind.remote.channel import Channel
+from inkind.remote.channel import MAX_SPANS, Channel
 from inkind.remote.listing import RemoteStat
+from inkind.remote.transfers import Ranges
 from inkind.remote.wire import BLOCK_DATA
 from inkind.source import RunContext
 from inkind.stats import Stats
@@ -114,40 +116,91 @@ class RemoteDigests:
         return True
 
 
-def pull_image(  # size: the channel, the path there, the engine, the run and its progress
-    channel: Channel, path: bytes, engine: BlockCopy, run: RunContext, progress: Progress = null_progress
+def pull_image(  # size: the channel, the path there, the engine, the run, its progress, the copy's options
+    channel: Channel,
+    path: bytes,
+    engine: BlockCopy,
+    run: RunContext,
+    progress: Progress = null_progress,
+    *,
+    changed: Ranges | None = None,
+    check: Callable[[], None] | None = None,
+    quick_check: bool = True,
 ) -> CopyResult:
     """Bring ``engine``'s image up to date with ``path`` on the channel's
-    host, fetching only the blocks whose digest changed."""
+    host, fetching only the blocks whose digest changed. ``changed``: byte
+    ranges known to hold every change since the image was last made (a
+    thin-pool delta): while the digests are trusted only the blocks they
+    touch are hashed there. ``check`` as :meth:`BlockCopy.copy`'s (raising
+    there discards the update). ``quick_check``: a file whose stat is as
+    recorded is not hashed (off for a path that names a new snapshot
+    every run)."""
     bs = engine.block_size
     before = _stored_state(engine)
     previous = None if run.full else RemoteDigests.load(engine.root_fd, engine.digests_rel)
-    if previous is not None and _unchanged_on_host(channel, path, previous, engine, before):
+    if quick_check and previous is not None and _unchanged_on_host(channel, path, previous, engine, before):
         return CopyResult(blocks=blocks_of(previous.size, bs), old_size=previous.size, size=previous.size)
-    size, digests, hashed = _remote_digests(channel, path, bs)
+    trusted = previous is not None and previous.trusted_for(engine, previous.size, before)
+    spans = _spans(changed, previous) if trusted and changed is not None else None
+    size, digests, hashed = _remote_digests(channel, path, bs, spans, previous)
+    if spans is not None and size != previous.size:  # resized meanwhile: hash all of it
+        spans = None
+        size, digests, hashed = _remote_digests(channel, path, bs)
+    trusted = trusted and previous.trusted_for(engine, size, before)
     count = len(digests) // DIGEST
-    trusted = previous is not None and previous.trusted_for(engine, size, before)
+    asked = (i for first, n in spans for i in range(first, first + n)) if spans is not None else range(count)
     if trusted:
-        changed = [i for i in range(count) if _digest(digests, i) != _digest(previous.digests, i)]
+        differs = [i for i in asked if _digest(digests, i) != _digest(previous.digests, i)]
     else:
-        changed = list(range(count))
-    wanted = [i for i in changed if _digest(digests, i) != NO_DATA]
+        differs = list(range(count))
+    wanted = [i for i in differs if _digest(digests, i) != NO_DATA]
     with run.scratch_dir() as scratch:
         fd = os.open(scratch / "image", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.ftruncate(fd, size)
             _fetch(channel, path, wanted, bs, fd, size, digests)
-            spans = [(i * bs, min(bs, size - i * bs)) for i in changed] if trusted else None
-            result = engine.copy(fd, size, full=run.full, ranges=spans, skip_holes=True, progress=progress)
+            ranges = [(i * bs, min(bs, size - i * bs)) for i in differs] if trusted else None
+            result = engine.copy(
+                fd, size, full=run.full, ranges=ranges, skip_holes=True, check=check, progress=progress
+            )
         finally:
             os.close(fd)
     after = _stored_state(engine)
     if after is not None:
-        source = quick_key(hashed) if stat.S_ISREG(hashed.st_mode) else None
+        source = quick_key(hashed) if quick_check and stat.S_ISREG(hashed.st_mode) else None
         RemoteDigests(bs, size, after, bytes(digests), source).save(
             engine.root_fd, engine.digests_rel, run.stats
         )
     return result
+
+
+def differing_on_host(
+    channel: Channel, path: bytes, engine: BlockCopy, ranges: Ranges
+) -> list[tuple[int, int]]:
+    """:meth:`BlockCopy.differing` for a source on another host, hashing
+    there and reading nothing here: of the byte ``ranges`` (a sample, to
+    test what a change record says), the blocks whose digest on the host
+    differs from the stored image's, each once as its whole byte range (a
+    digest tells the block, not the part of it). Each range counts as one
+    scrubbed object; none differ when the digests are not the image's own."""
+    bs = engine.block_size
+    previous = RemoteDigests.load(engine.root_fd, engine.digests_rel)
+    if previous is None or not previous.trusted_for(engine, previous.size, _stored_state(engine)):
+        return []
+    wanted = list(ranges)
+    runs = _runs(wanted, previous)
+    engine.stats.objects_scrubbed += len(wanted)
+    found = []
+    for at in range(0, len(runs), MAX_SPANS):  # a large sample: in as many requests as it takes
+        spans = runs[at : at + MAX_SPANS]
+        size, digests, _ = _remote_digests(channel, path, bs, spans, previous)
+        found += [
+            (i * bs, min(bs, previous.size - i * bs))
+            for first, n in spans
+            for i in range(first, first + n)
+            if size != previous.size or _digest(digests, i) != _digest(previous.digests, i)
+        ]
+    return found
 
 
 def pull_copy(channel: Channel, path: bytes, base_fd: int, fd: int, block_size: int) -> int:
@@ -191,11 +244,33 @@ def quick_key(st: RemoteStat) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
-def _remote_digests(channel: Channel, path: bytes, bs: int) -> tuple[int, bytearray, RemoteStat]:
+def _runs(ranges: Ranges, previous: RemoteDigests) -> list[tuple[int, int]]:
+    """The (first, count) block runs that byte ``ranges`` touch, within the
+    recorded size."""
+    blocks = blocks_of(previous.size, previous.block_size)
+    return [(a, b - a) for a, b in block_spans(ranges, previous.block_size, blocks)]
+
+
+def _spans(ranges: Ranges, previous: RemoteDigests) -> list[tuple[int, int]] | None:
+    """:func:`_runs`, or None when there are more than one request may ask
+    for (a delta that fragmented: the whole is hashed then)."""
+    runs = _runs(ranges, previous)
+    return runs if len(runs) <= MAX_SPANS else None
+
+
+def _remote_digests(  # size: the channel, the path there, the block size, and the blocks asked
+    channel: Channel,
+    path: bytes,
+    bs: int,
+    spans: list[tuple[int, int]] | None = None,
+    previous: RemoteDigests | None = None,
+) -> tuple[int, bytearray, RemoteStat]:
     """The size of ``path`` on the host, its blocks' digests (NO_DATA for
     holes and zeros), refused before they are read past MAX_BLOCKS, and its
-    stat before they were hashed."""
-    hashes = channel.hashes(path, bs)
+    stat before they were hashed. With ``spans``, only those blocks are
+    hashed; the others keep ``previous``'s digests (a size that changed
+    keeps none: the caller hashes all)."""
+    hashes = channel.hashes(path, bs, spans)
     size = hashes.size
     if blocks_of(size, bs) > MAX_BLOCKS:
         raise SourceError(
@@ -203,7 +278,17 @@ def _remote_digests(channel: Channel, path: bytes, bs: int) -> tuple[int, bytear
             f"{bs}, over the {MAX_BLOCKS} a remote image may have (a larger block_size allows more); "
             "the stored copy is kept"
         )
-    digests = bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in hashes))
+    if spans is None:
+        digests = bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in hashes))
+        return size, digests, hashes.before
+    assert previous is not None
+    if size != previous.size:
+        for _ in hashes:  # the stream is the channel's: finish it
+            pass
+        return size, bytearray(), hashes.before
+    digests = bytearray(previous.digests)
+    for r in hashes:
+        digests[r.index * DIGEST : (r.index + 1) * DIGEST] = r.digest if r.kind == BLOCK_DATA else NO_DATA
     return size, digests, hashes.before
 
 

@@ -1,0 +1,180 @@
+"""inkind's remote side, its reading ops: files (``read``), the block
+hashes of a file or device (``hashes``, of every block or of the spans a
+thin delta names) and listed blocks (``blocks``), holes found with
+SEEK_DATA/SEEK_HOLE and never sent.
+
+Sent with wire.py, walk.py and agent.py as one source (bootstrap.py), so
+standard library only and Python 3.9 syntax.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+
+from inkind.remote.wire import (
+    BATCH,
+    BLOCK_DATA,
+    BLOCK_HOLE,
+    BLOCK_ZERO,
+    CHUNK,
+    DATA,
+    DIGEST,
+    HASH,
+    HASHES,
+    MAX_BLOCK,
+    OFFSET,
+    OPEN_FLAGS,
+    Writer,
+    stat_fields,
+    to_bytes,
+)
+
+
+def open_source(path: bytes):
+    """A regular file or block device opened to read (never through a
+    symlink, never blocking on a fifo), its fstat and its size."""
+    try:
+        fd = os.open(path, OPEN_FLAGS | getattr(os, "O_NOATIME", 0))
+    except PermissionError:  # O_NOATIME needs the owner or CAP_FOWNER
+        fd = os.open(path, OPEN_FLAGS)
+    st = os.fstat(fd)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file or block device")
+    size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
+    return fd, st, size
+
+
+def data_segments(fd: int, start: int, end: int):
+    """(offset, end) of the parts of [start, end) that may hold data
+    (SEEK_DATA/SEEK_HOLE; all of it where the filesystem does not say)."""
+    pos = start
+    while pos < end:
+        try:
+            begin = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                return
+            if e.errno != errno.EINVAL:
+                raise
+            begin, stop = pos, end
+        else:
+            stop = os.lseek(fd, begin, os.SEEK_HOLE)
+        if begin >= end:
+            return
+        yield begin, min(stop, end)
+        pos = stop
+
+
+def op_read(w: Writer, req: dict, session: object) -> None:
+    """Files, each its fstat, the data of its ranges (holes left out) and its
+    fstat after; an error for one file does not end the op."""
+    compress = bool(req.get("compress", True))
+    for i, (path, ranges) in enumerate(req["files"]):
+        try:
+            fd, st, size = open_source(to_bytes(path))
+        except OSError as e:
+            w.fail(e, file=i)
+            continue
+        try:
+            w.json(file=i, stat=stat_fields(st), size=size)
+            for offset, length in ranges if ranges is not None else [(0, size)]:
+                for begin, stop in data_segments(fd, offset, min(offset + length, size)):
+                    if not send_span(w, fd, begin, stop, compress):
+                        break
+            w.json(file_end=i, stat=stat_fields(os.fstat(fd)))
+        except OSError as e:
+            w.fail(e, file_end=i)
+        finally:
+            os.close(fd)
+    w.json(end=True)
+
+
+def send_span(w: Writer, fd: int, pos: int, stop: int, compress: bool) -> bool:
+    while pos < stop:
+        data = os.pread(fd, min(CHUNK, stop - pos), pos)
+        if not data:
+            return False  # the file shrank: the fstat after says so
+        w.send(DATA, data, OFFSET.pack(pos), compress)
+        pos += len(data)
+    return True
+
+
+def block_size(req: dict) -> int:
+    bs = int(req.get("block_size", 4 << 20))
+    if not 4096 <= bs <= MAX_BLOCK:
+        raise ValueError(f"block_size out of range: {bs}")
+    return bs
+
+
+def op_hashes(w: Writer, req: dict, session: object) -> None:
+    """One (kind, blake2b-128) per block; holes and zero blocks are flagged
+    and not hashed. ``spans`` ([first, count] of block indices, in order):
+    only those blocks (a thin volume's changed ones), each frame a run of
+    consecutive blocks."""
+    bs = block_size(req)
+    fd, st, size = open_source(to_bytes(req["path"]))
+    try:
+        indices = block_indices(req.get("spans"), (size + bs - 1) // bs)
+        w.json(stat=stat_fields(st), size=size, block_size=bs)
+        zeros = memoryview(bytes(bs))
+        segments = data_segments(fd, 0, size)
+        seg = next(segments, None)
+        records, first = [], 0
+        for i in indices:
+            if records and (i != first + len(records) or len(records) * HASH.size >= BATCH):
+                w.send(HASHES, b"".join(records), OFFSET.pack(first))
+                records = []
+            if not records:
+                first = i
+            begin, stop = i * bs, min(i * bs + bs, size)
+            while seg is not None and seg[1] <= begin:
+                seg = next(segments, None)
+            if seg is None or seg[0] >= stop:
+                records.append(HASH.pack(BLOCK_HOLE, b""))
+            else:
+                data = os.pread(fd, stop - begin, begin)
+                if data == zeros[: len(data)]:
+                    records.append(HASH.pack(BLOCK_ZERO, b""))
+                else:
+                    records.append(HASH.pack(BLOCK_DATA, hashlib.blake2b(data, digest_size=DIGEST).digest()))
+        if records:
+            w.send(HASHES, b"".join(records), OFFSET.pack(first))
+        w.json(end=True, stat=stat_fields(os.fstat(fd)))
+    finally:
+        os.close(fd)
+
+
+def block_indices(spans, count: int):
+    """The block indices of ``spans`` (all ``count`` when None), checked:
+    in order, not overlapping, inside the file."""
+    if spans is None:
+        return range(count)
+    out, end = [], 0
+    for first, n in spans:
+        first, n = int(first), int(n)
+        if first < end or n < 1 or first + n > count:
+            raise ValueError(f"block span {first}+{n} out of order or past block {count}")
+        out.extend(range(first, first + n))
+        end = first + n
+    return out
+
+
+def op_blocks(w: Writer, req: dict, session: object) -> None:
+    """The listed blocks, each with its blake2b-128 so the server can check
+    the data against it."""
+    bs = block_size(req)
+    compress = bool(req.get("compress", True))
+    fd, st, size = open_source(to_bytes(req["path"]))
+    try:
+        w.json(stat=stat_fields(st), size=size)
+        for index in req["indices"]:
+            data = os.pread(fd, bs, int(index) * bs)
+            digest = hashlib.blake2b(data, digest_size=DIGEST).digest()
+            w.send(DATA, data, OFFSET.pack(index) + digest, compress)
+        w.json(end=True, stat=stat_fields(os.fstat(fd)))
+    finally:
+        os.close(fd)
