@@ -3,9 +3,11 @@ inkind and by rsync.
 
 A tree and a ``--size`` GiB image (default 4) of random data lives on the "remote
 host": this machine, reached through a real sshd (inkind.testing.sshd)
-on 127.0.0.1 (loopback) and, where ``ip``/``tc``/netns are available, in a
-network namespace behind a veth pair (inkind.testing.netns) with ``tc netem
-delay 25ms`` on both ends (50 ms round trip). It is kept up to date by
+on 127.0.0.1 (loopback) and at a 50 ms round trip: where ``ip``/``tc``/netns
+and the netem qdisc are available, in a network namespace behind a veth pair
+(inkind.testing.netns) with ``tc netem delay 25ms`` on both ends, else on
+loopback with bench/relay.py holding every chunk 25 ms each way (the
+table's heading says which). It is kept up to date by
 ``inkind backup`` (image source with ``host``) and by ``rsync --inplace
 --no-whole-file -t -e SSH root@HOST:SRC DEST``: first run, no change, 1% of
 the 4 MiB blocks changed. Reported (medians of ``--rounds``): wall time,
@@ -19,7 +21,8 @@ bench/files.py's.
 
 Needs root, OpenSSH server and client, rsync, GNU time, iproute2 (``ip``,
 ``tc``, the netem qdisc) for the 50 ms setting.
-Run:  .venv/bin/python bench/remote.py [--size 4] [--files 100000] [--rounds 3] [--out FILE]
+Run:  .venv/bin/python bench/remote.py [--size 4] [--files 100000] [--rounds 3]
+      [--settings loopback,50ms] [--parts tree,image] [--out FILE]
 """
 
 from __future__ import annotations
@@ -71,10 +74,14 @@ def remote_python(work: Path) -> Path:
     return wrapper
 
 
-def tools(server, work: Path, table: dict, rsync: list[str], src: Path, dest: Path) -> dict[str, list[str]]:
+def tools(  # size: where, what, and the two tools' options
+    server, work: Path, table: dict, rsync: list[str], src: Path, dest: Path, delay_ms: int
+) -> dict[str, list[str]]:
     """The two commands: inkind with ``table`` (its host and ssh_command
-    added) and ``rsync`` with these options, both through the relay."""
-    ssh = [*server.ssh_command(), "-o", f"ProxyCommand={PYTHON} {RELAY} %h %p {work / 'counts'}"]
+    added) and ``rsync`` with these options, both through the relay
+    (holding each chunk ``delay_ms`` each way, if not 0)."""
+    relay = f"{PYTHON} {RELAY} %h %p {work / 'counts'}" + (f" {delay_ms}" if delay_ms else "")
+    ssh = [*server.ssh_command(), "-o", f"ProxyCommand={relay}"]
     (work / "counts").mkdir(exist_ok=True)
     store = work / "store"
     init_store(store)
@@ -118,7 +125,7 @@ def run_cases(cmds: dict[str, list[str]], work: Path, rounds: int, change, targe
     return rows
 
 
-def image_part(server, work: Path, size: int, rounds: int, rng) -> list[list[str]]:
+def image_part(server, work: Path, size: int, rounds: int, rng, delay_ms: int) -> list[list[str]]:
     """The image: rsync --inplace --no-whole-file against the image source."""
     src = work / "remote.img"
     make_source(src, size, rng)
@@ -126,20 +133,36 @@ def image_part(server, work: Path, size: int, rounds: int, rng) -> list[list[str
     # second) as inkind's compares its own; without it rsync misses a change
     # made in the second of its last write, as it did in this bench.
     rsync = ["--inplace", "--no-whole-file", "-t"]
-    cmds = tools(server, work, {"type": "image", "name": "disk"}, rsync, src, work / "rsync.img")
+    cmds = tools(server, work, {"type": "image", "name": "disk"}, rsync, src, work / "rsync.img", delay_ms)
     return run_cases(cmds, work, rounds, lambda: change_blocks(src, size, 0.01, rng), " (target <= 0.5x)")
 
 
-def tree_part(server, work: Path, files: int, large_mib: int, rounds: int, rng) -> list[list[str]]:
+def tree_part(  # size: where, the tree's shape, and the rounds
+    server, work: Path, files: int, large_mib: int, rounds: int, rng, delay_ms: int
+) -> list[list[str]]:
     """The tree (bench/files.py's generated one): rsync -aHAX against the
     files source."""
     src = work / "tree"
     src.mkdir()
     small = make_tree(src, files, [large_mib * MiB] if large_mib else [], rng)
     big = largest_file(src) if large_mib else None
-    cmds = tools(server, work, {"type": "files"}, ["-aHAX"], src, work / "rsync-tree")
+    cmds = tools(server, work, {"type": "files"}, ["-aHAX"], src, work / "rsync-tree", delay_ms)
     target = " (target at 50 ms: <= 1.0x no change)"
     return run_cases(cmds, work, rounds, lambda: change(src, small, big, rng), target)
+
+
+def fifty_ms(stack: contextlib.ExitStack) -> tuple[str, tuple, int, str]:
+    """Where a 50 ms round trip comes from: netem on a veth pair into a
+    network namespace or, where the kernel has no netem, the relay's delay
+    line (25 ms each way; see relay.py for how the two differ). The sshd's
+    address, the command prefix to run there, the relay's delay, a label."""
+    try:
+        if reason := netns_skip_reason():
+            raise NetnsError(reason)
+        ns = stack.enter_context(network_namespace("bench", 0, "25ms"))
+    except NetnsError as e:
+        return HOST, (), 25, f"50 ms round trip (the relay's delay line; no netem: {e})"
+    return ns.ns_addr, ns.prefix, 0, "50 ms round trip (netem)"
 
 
 def main() -> None:
@@ -149,6 +172,8 @@ def main() -> None:
     ap.add_argument("--large-mib", type=int, default=64, help="the tree's one large file (0: none)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
+    ap.add_argument("--settings", default="loopback,50ms", help="of loopback,50ms (default both)")
+    ap.add_argument("--parts", default="tree,image", help="of tree,image (default both)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if reason := sshd_skip_reason():
@@ -158,28 +183,24 @@ def main() -> None:
     rng = random.Random(42)
     header = ["case", "tool", "wall s", "wire MiB", "server RSS MiB", "remote RSS MiB"]
     report = [f"Machine: {machine()}; image {args.size} GiB, 4 MiB blocks ({BLOCK})", ""]
-    settings = [("loopback", None), ("50 ms round trip", "25ms")]
-    parts = (
-        ("Tree", lambda srv, w: tree_part(srv, w, args.files, args.large_mib, args.rounds, rng)),
-        ("Image", lambda srv, w: image_part(srv, w, args.size * GiB, args.rounds, rng)),
-    )
-    for label, delay in settings:
+    parts = {
+        "tree": (
+            "Tree",
+            lambda srv, w, d: tree_part(srv, w, args.files, args.large_mib, args.rounds, rng, d),
+        ),
+        "image": ("Image", lambda srv, w, d: image_part(srv, w, args.size * GiB, args.rounds, rng, d)),
+    }
+    for setting in args.settings.split(","):
         with contextlib.ExitStack() as stack:
-            address, prefix = HOST, ()
-            if delay:
-                try:
-                    if reason := netns_skip_reason():
-                        raise NetnsError(reason)
-                    ns = stack.enter_context(network_namespace("bench", 0, delay))
-                except NetnsError as e:
-                    report.append(f"{label} skipped: {e}")
-                    continue
-                address, prefix = ns.ns_addr, ns.prefix
+            address, prefix, relay_ms, label = HOST, (), 0, "loopback"
+            if setting == "50ms":
+                address, prefix, relay_ms, label = fifty_ms(stack)
             server = stack.enter_context(running_sshd(address, prefix))
-            for part, run in parts:
+            for key in args.parts.split(","):
+                part, run = parts[key]
                 work = Path(tempfile.mkdtemp(prefix="inkind-bench-remote-", dir=args.workdir))
                 try:
-                    rows = run(server, work)
+                    rows = run(server, work, relay_ms)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
                 report += [f"### {part}, {label}", "", markdown_table(header, rows), ""]

@@ -14,19 +14,19 @@ from pathlib import Path
 
 import pytest
 
-# Their temps land in the host's /var/tmp, which the fixture checks after each test:
-# one worker runs them all (scripts/test.sh: --dist loadgroup), so no other
-# test's temp is in flight meanwhile.
-pytestmark = [pytest.mark.root, pytest.mark.xdist_group("remote-sqlite-temps")]
+# Each test gives the remote side a TMPDIR of its own (where its temps land), so
+# the fixture's check after it sees that test's temps and no other's.
+pytestmark = [pytest.mark.root]
 ROWS = 400
 BLOB = 4000
 BLOCK = 64 << 10
 FRAMING = 16 << 10  # generous bound on what crosses beside the blocks: hello, hashes, headers
 
 
-def temps() -> set[str]:
-    """The remote side's sqlite copies (the host is this machine)."""
-    return set(glob.glob("/var/tmp/.inkind-sqlite-*"))
+def temps(host_tmp: Path) -> set[str]:
+    """The remote side's sqlite copies in its TMPDIR (the host is this
+    machine; each test gives the remote side a TMPDIR of its own)."""
+    return set(glob.glob(f"{host_tmp}/.inkind-sqlite-*"))
 
 
 def make_db(path: Path, rng: random.Random) -> None:
@@ -58,15 +58,21 @@ def remote_db(request, inkind_sshd, inkind_config, tmp_path, monkeypatch):
         monkeypatch.setattr(storing, "LARGE", 1 << 20)
     db = tmp_path / "app.db"
     make_db(db, random.Random(7))
+    host_tmp = tmp_path / "host-tmp"
+    host_tmp.mkdir(mode=0o700)
+    python = tmp_path / "python3"  # the remote side with a TMPDIR of this test's
+    python.write_text(f'#!/bin/sh\nTMPDIR={host_tmp} exec python3 "$@"\n')
+    python.chmod(0o755)
     table = {
         "type": "sqlite",
         "path": db,
         "host": "root@127.0.0.1",
         "ssh_command": shlex.join(inkind_sshd.ssh_command()),
+        "remote_python": str(python),
     }
-    before = temps()
+    request.node.host_tmp = host_tmp
     yield db, inkind_config({"app": table})
-    assert temps() <= before, "the remote side's temp copy was left on the host"
+    assert temps(host_tmp) == set(), "the remote side's temp copy was left on the host"
 
 
 def stored(store: Path) -> Path:
@@ -127,11 +133,12 @@ def test_a_missing_database_is_one_line_naming_the_host_and_the_stored_copy_stay
 
 
 def test_a_failure_while_fetching_removes_the_temp_and_keeps_the_stored_copy(
-    remote_db, inkind_run, inkind_store, monkeypatch
+    remote_db, inkind_run, inkind_store, monkeypatch, request
 ):
     from inkind_sqlite import remote
 
     db, cfg = remote_db
+    host_tmp = request.node.host_tmp
     assert inkind_run(cfg, seed=1).exit_status == 0
     before = stored(inkind_store).read_bytes()
     con = sqlite3.connect(db)
@@ -141,14 +148,16 @@ def test_a_failure_while_fetching_removes_the_temp_and_keeps_the_stored_copy(
     seen: list[set[str]] = []
 
     def broken(channel, path, base, fd, block_size):
-        seen.append(temps())
+        seen.append(temps(host_tmp))
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(remote, "pull_copy", broken)
     report = inkind_run(cfg, seed=2)
     assert report.exit_status == 2
     assert "Input/output error" in " ".join(report.results[0].messages)
-    assert seen and seen[0] - temps(), "the temp existed while it was fetched, and is gone now"
+    assert seen and seen[0] and not temps(host_tmp), (
+        "the temp existed (in TMPDIR) while it was fetched, and is gone now"
+    )
     assert stored(inkind_store).read_bytes() == before
 
 

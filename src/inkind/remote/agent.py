@@ -114,7 +114,7 @@ def op_sqlite_backup(w: Writer, req: dict, session: Session) -> None:
     path = to_bytes(req["path"])
     os.close(open_source(path)[0])  # missing, unreadable, not a file: its errno
     timeout = float(req.get("busy_timeout", 60.0))
-    fd, tmp = tempfile.mkstemp(prefix=".inkind-sqlite-", suffix=".db", dir=req.get("dir") or "/var/tmp")
+    fd, tmp = tempfile.mkstemp(prefix=".inkind-sqlite-", suffix=".db", dir=req.get("dir") or temp_root())
     os.close(fd)
     session.temps.add(tmp)
 
@@ -143,11 +143,18 @@ def op_sqlite_backup(w: Writer, req: dict, session: Session) -> None:
     w.json(end=True, path=tmp, size=os.stat(tmp).st_size)
 
 
+def temp_root() -> str:
+    """Where the host's temps go unless a request says: its TMPDIR (as
+    the environment the remote side runs in has it), else /var/tmp (on
+    disk, unlike a /tmp that may be memory: a database copy can be large)."""
+    return os.environ.get("TMPDIR") or "/var/tmp"
+
+
 def op_temp_dir(w: Writer, req: dict, session: Session) -> None:
     """An empty directory of this run (0700) for a tool that writes its
     output as files (pg_dump -Fd); removed with what is in it by
     ``remove``, or when the remote side ends."""
-    tmp = tempfile.mkdtemp(prefix=".inkind-dump-", dir=req.get("dir") or "/var/tmp")
+    tmp = tempfile.mkdtemp(prefix=".inkind-dump-", dir=req.get("dir") or temp_root())
     session.temps.add(tmp)
     w.json(end=True, path=tmp, size=0)
 
