@@ -25,7 +25,8 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def open_dir(name: bytes, dir_fd: int) -> int:
     """A directory below ``dir_fd``, without following a link or touching
-    its atime where the kernel lets us (-1: not a directory we may open)."""
+    its atime where the kernel lets us (-1: not a directory we may open);
+    store.noatime.open_noatime's fallback, which this file cannot import."""
     for flags in (DIR_FLAGS | os.O_NOATIME, DIR_FLAGS):
         try:
             return os.open(name, flags, dir_fd=dir_fd)
