@@ -12,7 +12,7 @@ from inkind.remote.wire import *
 inp, out = sys.stdin.buffer, sys.stdout.buffer
 inp.read(int(inp.readline()))
 w = Writer(out)
-w.json(agent="inkind", protocol=PROTOCOL, python=[3, 11, 0], pid=0)
+w.json(agent="inkind", protocol=PROTOCOL, python=[3, 11, 0], pid=0, hash="blake2b-128")
 out.flush()
 read_frame(inp.read)
 def entry(depth, name, mode=0o100644, flags=0, target=b"", xattrs=(), size=0):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import random
 import sqlite3
@@ -13,8 +14,9 @@ import sqlite3
 import pytest
 from remote_helpers import HOST
 
+from inkind.remote import blockops
 from inkind.remote.channel import RemoteOSError
-from inkind.remote.wire import BLOCK_DATA, BLOCK_HOLE, BLOCK_ZERO
+from inkind.remote.wire import BLOCK_DATA, BLOCK_HASHES, BLOCK_HOLE, BLOCK_ZERO, Writer
 
 BS = 64 << 10
 
@@ -93,7 +95,14 @@ def test_an_unread_stream_is_drained_by_the_next_op(channel, tmp_path):
     assert [e.key for e in channel.scan(os.fsencode(tmp_path))] == [(), (b"big",)]
 
 
-def test_hashes_and_blocks_match_hashlib(channel, tmp_path):
+HASHLIB = {
+    "sha256-128": lambda data: hashlib.sha256(data).digest()[:16],
+    "blake2b-128": lambda data: hashlib.blake2b(data, digest_size=16).digest(),
+}
+
+
+@pytest.mark.parametrize("name", BLOCK_HASHES)
+def test_hashes_and_blocks_match_hashlib(channel, tmp_path, name):
     path = tmp_path / "image"
     rnd = random.Random(4)
     with open(path, "wb") as f:
@@ -103,16 +112,16 @@ def test_hashes_and_blocks_match_hashlib(channel, tmp_path):
         f.write(rnd.randbytes(BS // 2) + bytes(BS // 2))  # 3: data, half zeros
         f.write(rnd.randbytes(1000))  # 4: a short last block
     content = path.read_bytes()
-    bh = channel.hashes(os.fsencode(path), BS)
+    bh = channel.hashes(os.fsencode(path), BS, hash=name)
     records = list(bh)
-    assert bh.size == len(content) and bh.block_size == BS and not bh.changed
+    assert bh.size == len(content) and bh.block_size == BS and not bh.changed and bh.hash == name
     assert [r.index for r in records] == [0, 1, 2, 3, 4]
     assert [r.kind for r in records] == [BLOCK_DATA, BLOCK_HOLE, BLOCK_ZERO, BLOCK_DATA, BLOCK_DATA]
     for r in records:
         if r.kind == BLOCK_DATA:
             block = content[r.index * BS : (r.index + 1) * BS]
-            assert r.digest == hashlib.blake2b(block, digest_size=16).digest()
-    blocks = channel.blocks(os.fsencode(path), [0, 3, 4], BS)
+            assert r.digest == HASHLIB[name](block)
+    blocks = channel.blocks(os.fsencode(path), [0, 3, 4], BS, hash=name)
     got = [(b.index, bytes(b.data)) for b in blocks]
     assert got == [(i, content[i * BS : (i + 1) * BS]) for i in (0, 3, 4)]
     assert blocks.after is not None and not blocks.changed
@@ -126,15 +135,45 @@ def test_hashes_of_spans_hash_those_blocks_alone(channel, tmp_path):
     records = list(bh)
     assert [r.index for r in records] == [1, 2, 4, 8, 9]
     for r in records:
-        assert (
-            r.digest == hashlib.blake2b(content[r.index * BS : (r.index + 1) * BS], digest_size=16).digest()
-        )
+        assert r.digest == HASHLIB[channel.block_hash](content[r.index * BS : (r.index + 1) * BS])
     assert bh.after is not None and bh.size == 10 * BS
     with pytest.raises(ValueError, match="out of order"):
         channel.hashes(os.fsencode(path), BS, [(4, 1), (1, 2)])
     with pytest.raises(RemoteOSError, match="past block 10"):
         list(channel.hashes(os.fsencode(path), BS, [(9, 2)]))
     assert [r.index for r in channel.hashes(os.fsencode(path), BS, [(0, 1)])] == [0]  # the channel goes on
+
+
+def test_many_blocks_hash_in_order_on_the_host_threads(channel, tmp_path):
+    """Groups of blocks are hashed on threads there: the records still come
+    in order, holes and zeros between the groups in their places."""
+    small = 4096
+    path = tmp_path / "image"
+    rnd = random.Random(6)
+    kinds = [rnd.choice((BLOCK_DATA, BLOCK_DATA, BLOCK_HOLE, BLOCK_ZERO)) for _ in range(3000)]
+    with open(path, "wb") as f:
+        for i, kind in enumerate(kinds):
+            if kind != BLOCK_HOLE:
+                f.seek(i * small)
+                f.write(rnd.randbytes(small) if kind == BLOCK_DATA else bytes(small))
+        f.truncate(len(kinds) * small)
+    content = path.read_bytes()
+    records = list(channel.hashes(os.fsencode(path), small))
+    assert [r.index for r in records] == list(range(len(kinds)))
+    assert [r.kind for r in records] == kinds
+    digest = HASHLIB[channel.block_hash]
+    assert all(
+        r.digest == digest(content[r.index * small : (r.index + 1) * small]) for r in records if r.digest
+    )
+
+
+def test_an_unknown_block_hash_is_refused_on_both_ends(channel, tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(ValueError, match="unknown block hash 'md5'"):
+        channel.hashes(os.fsencode(tmp_path / "f"), 4096, hash="md5")
+    request = {"op": "hashes", "path": str(tmp_path / "f"), "block_size": 4096, "hash": "md5"}
+    with pytest.raises(ValueError, match="unknown block hash 'md5'"):
+        blockops.op_hashes(Writer(io.BytesIO()), request, None)
 
 
 def test_hashes_need_a_sane_block_size(channel, tmp_path):

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from inkind.engines.image.remote import RemoteDigests
+from inkind.engines.image.remote import NO_DATA, RemoteDigests
+from inkind.remote.wire import BLOCK_HASHES, block_digest, preferred_hash
+from inkind.stats import Stats
 
 pytestmark = pytest.mark.root
 BS = 256 << 10
@@ -157,3 +159,37 @@ def test_the_quick_check_skips_hashing_an_unchanged_file_and_a_touch_rehashes_it
     assert touched.objects_changed == 0
     full = inkind_run(cfg, seed=4, full=True).results[0].stats
     assert full.bytes_received >= BLOCKS // 2 * BS  # a full pass trusts no record: every data block
+
+
+def test_digests_keep_their_block_hash_until_a_full_pass_takes_the_hosts(
+    remote_image, inkind_run, inkind_store
+):
+    """Digests recorded with the other block hash (a host whose CPU changed,
+    or a store from before the host's choice) are still compared, so only
+    changed blocks cross; a full pass, which fetches every block anyway,
+    records the host's own hash."""
+    image, cfg = remote_image
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    root = os.open(inkind_store, os.O_RDONLY)
+    rel = ".inkind/manifests/disk/vm1.img.remote"
+    try:
+        recorded = RemoteDigests.load(root, rel)
+        assert recorded is not None and recorded.hash == preferred_hash()
+        other = next(name for name in BLOCK_HASHES if name != recorded.hash)
+        content, digest = stored(inkind_store).read_bytes(), block_digest(other)
+        recorded.digests = b"".join(
+            old if old == NO_DATA else digest(content[i * BS : (i + 1) * BS])
+            for i, old in enumerate(recorded.digests[n : n + 16] for n in range(0, len(recorded.digests), 16))
+        )
+        recorded.hash = other
+        recorded.save(root, rel, Stats())
+        rewrite(image, {4: random.Random(5).randbytes(BS)})
+        s = inkind_run(cfg, seed=2).results[0].stats
+        assert BS <= s.bytes_received <= BS + FRAMING  # compared in the recorded hash: one block crossed
+        assert s.objects_changed == 1 and RemoteDigests.load(root, rel).hash == other
+        assert stored(inkind_store).read_bytes() == image.read_bytes()
+        full = inkind_run(cfg, seed=3, full=True).results[0].stats
+        assert full.bytes_received >= BLOCKS // 2 * BS
+        assert RemoteDigests.load(root, rel).hash == preferred_hash()
+    finally:
+        os.close(root)

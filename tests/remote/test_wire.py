@@ -20,6 +20,7 @@ from inkind.remote import agent, blockops, walk, wire
 from inkind.remote.bootstrap import BOOT, SOURCE
 from inkind.remote.listing import Listing
 from inkind.remote.wire import (
+    BLOCK_HASHES,
     COMPRESSED,
     DATA,
     ENTRIES,
@@ -29,6 +30,8 @@ from inkind.remote.wire import (
     MAX_JSON,
     FrameError,
     Writer,
+    block_digest,
+    preferred_hash,
     read_frame,
 )
 
@@ -181,3 +184,32 @@ def test_the_boot_line_is_one_line_that_any_python_parses():
 
 def test_the_frame_header_is_length_then_kind():
     assert HEADER.pack(5, JSON) == struct.pack(">I", 5) + b"\x01"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "expected"),
+    [
+        (
+            "processor\t: 0\nflags\t\t: fpu sse2 avx2 sha_ni aes\n\nprocessor\t: 1\nflags\t\t: fpu\n",
+            "sha256-128",
+        ),
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 aes\n", "blake2b-128"),
+        ("processor\t: 0\nFeatures\t: fp asimd aes pmull sha1 sha2 crc32\n", "sha256-128"),
+        ("processor\t: 0\nFeatures\t: fp asimd\n", "blake2b-128"),
+        ("cpu\t\t: POWER9\n", "blake2b-128"),
+    ],
+)
+def test_the_preferred_block_hash_follows_the_first_cpus_flags(tmp_path, cpuinfo, expected):
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert preferred_hash(str(tmp_path / "cpuinfo")) == expected
+
+
+def test_without_cpuinfo_the_block_hash_is_blake2b(tmp_path):
+    assert preferred_hash(str(tmp_path / "none")) == "blake2b-128"
+
+
+@pytest.mark.parametrize("name", BLOCK_HASHES)
+def test_block_digests_are_16_bytes_and_differ_by_hash(name):
+    other = next(n for n in BLOCK_HASHES if n != name)
+    digest = block_digest(name)(b"block")
+    assert len(digest) == 16 and digest != block_digest(other)(b"block")

@@ -29,6 +29,7 @@ from inkind.remote.wire import (
     PROTOCOL,
     FrameError,
     Writer,
+    preferred_hash,
     read_frame,
     stat_fields,
     to_bytes,
@@ -213,7 +214,8 @@ OPS = {
 def serve(inp, out) -> None:
     """Say hello, then answer requests until the server closes stdin."""
     w = Writer(out)
-    w.json(agent="inkind", protocol=PROTOCOL, python=list(sys.version_info[:3]), pid=os.getpid())
+    hello = {"protocol": PROTOCOL, "python": list(sys.version_info[:3]), "pid": os.getpid()}
+    w.json(agent="inkind", hash=preferred_hash(), **hello)
     out.flush()
     session = Session()
     try:

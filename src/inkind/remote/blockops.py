@@ -9,10 +9,12 @@ standard library only and Python 3.9 syntax.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import hashlib
 import os
 import stat
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 from inkind.remote.wire import (
     BATCH,
@@ -21,13 +23,13 @@ from inkind.remote.wire import (
     BLOCK_ZERO,
     CHUNK,
     DATA,
-    DIGEST,
     HASH,
     HASHES,
     MAX_BLOCK,
     OFFSET,
     OPEN_FLAGS,
     Writer,
+    block_digest,
     stat_fields,
     to_bytes,
 )
@@ -111,41 +113,82 @@ def block_size(req: dict) -> int:
 
 
 def op_hashes(w: Writer, req: dict, session: object) -> None:
-    """One (kind, blake2b-128) per block; holes and zero blocks are flagged
-    and not hashed. ``spans`` ([first, count] of block indices, in order):
-    only those blocks (a thin volume's changed ones), each frame a run of
-    consecutive blocks."""
+    """One (kind, digest) per block, with the block hash ``hash`` names;
+    holes and zero blocks are flagged and not hashed. ``spans`` ([first,
+    count] of block indices, in order): only those blocks (a thin volume's
+    changed ones), each frame a run of consecutive blocks."""
     bs = block_size(req)
+    digest = block_digest(req["hash"])
     fd, st, size = open_source(to_bytes(req["path"]))
     try:
         indices = block_indices(req.get("spans"), (size + bs - 1) // bs)
         w.json(stat=stat_fields(st), size=size, block_size=bs)
-        zeros = memoryview(bytes(bs))
-        segments = data_segments(fd, 0, size)
-        seg = next(segments, None)
         records, first = [], 0
-        for i in indices:
-            if records and (i != first + len(records) or len(records) * HASH.size >= BATCH):
-                w.send(HASHES, b"".join(records), OFFSET.pack(first))
-                records = []
-            if not records:
-                first = i
-            begin, stop = i * bs, min(i * bs + bs, size)
-            while seg is not None and seg[1] <= begin:
-                seg = next(segments, None)
-            if seg is None or seg[0] >= stop:
-                records.append(HASH.pack(BLOCK_HOLE, b""))
-            else:
-                data = os.pread(fd, stop - begin, begin)
-                if data == zeros[: len(data)]:
-                    records.append(HASH.pack(BLOCK_ZERO, b""))
-                else:
-                    records.append(HASH.pack(BLOCK_DATA, hashlib.blake2b(data, digest_size=DIGEST).digest()))
+        hashed = contextlib.closing(hashed_blocks(fd, size, bs, indices, digest))
+        with hashed as blocks:  # (closed before fd: its threads read fd)
+            for i, record in blocks:
+                if records and (i != first + len(records) or len(records) * HASH.size >= BATCH):
+                    w.send(HASHES, b"".join(records), OFFSET.pack(first))
+                    records = []
+                if not records:
+                    first = i
+                records.append(record)
         if records:
             w.send(HASHES, b"".join(records), OFFSET.pack(first))
         w.json(end=True, stat=stat_fields(os.fstat(fd)))
     finally:
         os.close(fd)
+
+
+HASH_THREADS = 2  # the host's cores a hashes op keeps busy at most
+GROUP = 1 << 20  # the bytes of blocks one thread reads and hashes at a time
+
+
+def hashed_blocks(fd: int, size: int, bs: int, indices, digest):
+    """(index, HASH record) of each block, in order. Holes are found here
+    (SEEK_DATA); the blocks with data are read and hashed on HASH_THREADS
+    threads, a group of GROUP bytes each (pread and hashlib let go of the
+    GIL), with a few groups in flight so memory stays bounded."""
+    zeros = memoryview(bytes(bs))
+
+    def hash_group(group):
+        out = []
+        for i in group:
+            begin = i * bs
+            data = os.pread(fd, min(bs, size - begin), begin)
+            zero = data == zeros[: len(data)]
+            out.append((i, HASH.pack(BLOCK_ZERO, b"") if zero else HASH.pack(BLOCK_DATA, digest(data))))
+        return out
+
+    per_group = max(1, GROUP // bs)
+    segments = data_segments(fd, 0, size)
+    seg = next(segments, None)
+    pending, group = deque(), []
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        for i in indices:
+            begin, stop = i * bs, min(i * bs + bs, size)
+            while seg is not None and seg[1] <= begin:
+                seg = next(segments, None)
+            if seg is None or seg[0] >= stop:
+                if group:
+                    pending.append(pool.submit(hash_group, group))
+                    group = []
+                pending.append([(i, HASH.pack(BLOCK_HOLE, b""))])
+            else:
+                group.append(i)
+                if len(group) == per_group:
+                    pending.append(pool.submit(hash_group, group))
+                    group = []
+            while len(pending) > 2 * HASH_THREADS:
+                yield from _result(pending.popleft())
+        if group:
+            pending.append(pool.submit(hash_group, group))
+        while pending:
+            yield from _result(pending.popleft())
+
+
+def _result(done):
+    return done if isinstance(done, list) else done.result()
 
 
 def block_indices(spans, count: int):
@@ -164,17 +207,17 @@ def block_indices(spans, count: int):
 
 
 def op_blocks(w: Writer, req: dict, session: object) -> None:
-    """The listed blocks, each with its blake2b-128 so the server can check
-    the data against it."""
+    """The listed blocks, each with its digest (the block hash ``hash``
+    names) so the server can check the data against it."""
     bs = block_size(req)
+    digest = block_digest(req["hash"])
     compress = bool(req.get("compress", True))
     fd, st, size = open_source(to_bytes(req["path"]))
     try:
         w.json(stat=stat_fields(st), size=size)
         for index in req["indices"]:
             data = os.pread(fd, bs, int(index) * bs)
-            digest = hashlib.blake2b(data, digest_size=DIGEST).digest()
-            w.send(DATA, data, OFFSET.pack(index) + digest, compress)
+            w.send(DATA, data, OFFSET.pack(index) + digest(data), compress)
         w.json(end=True, stat=stat_fields(os.fstat(fd)))
     finally:
         os.close(fd)

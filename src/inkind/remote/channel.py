@@ -13,7 +13,16 @@ from inkind.remote.bootstrap import BOOT
 from inkind.remote.connection import Connection, RemoteError, RemoteOSError
 from inkind.remote.listing import MAX_SIZE, MAX_TARGET, Listing, RemoteEntry, RemoteStat
 from inkind.remote.ssh import SshTarget
-from inkind.remote.wire import ENTRIES, JSON, MAX_JSON, FrameError, to_bytes, to_text
+from inkind.remote.wire import (
+    BLOCK_HASHES,
+    ENTRIES,
+    JSON,
+    MAX_JSON,
+    FrameError,
+    block_digest,
+    to_bytes,
+    to_text,
+)
 from inkind.stats import Stats
 
 __all__ = ["BLOCK_SIZE", "MAX_SPANS", "Channel", "RemoteError", "RemoteOSError", "RemoteTemp", "open_channel"]
@@ -155,32 +164,46 @@ class Channel(Connection):
             raise self.fail(f"an op that ends wrong: {str(msg)[:200]}")
 
     def hashes(
-        self, path: bytes, block_size: int = BLOCK_SIZE, spans: t.Ranges | None = None
+        self,
+        path: bytes,
+        block_size: int = BLOCK_SIZE,
+        spans: t.Ranges | None = None,
+        hash: str | None = None,
     ) -> t.BlockHashes:
-        """One blake2b-128 per block of a file or device (holes and zero
-        blocks flagged, not hashed): iterate the result, then ``.after``.
+        """One digest per block of a file or device (holes and zero blocks
+        flagged, not hashed): iterate the result, then ``.after``.
         ``spans``: (first, count) runs of block indices, in order, to hash
-        those blocks only (what a thin-pool delta names)."""
+        those blocks only (what a thin-pool delta names). ``hash``: the
+        block hash (wire.BLOCK_HASHES; default the host's block_hash)."""
         wanted = t.block_spans(spans)
         if wanted is not None and len(wanted) > MAX_SPANS:
             raise ValueError(f"{len(wanted)} block spans are over what one request holds")
-        self._begin(op="hashes", path=to_text(path), block_size=t.check_block_size(block_size), spans=wanted)
+        hash = self._hash(hash)
+        bs = t.check_block_size(block_size)
+        self._begin(op="hashes", path=to_text(path), block_size=bs, spans=wanted, hash=hash)
         with self._guard():
             head = self.message()
             self.check(head, path)
             if head.get("block_size") != block_size:
                 raise FrameError(f"hashes of another block size: {head.get('block_size')!r}")
             bh = t.BlockHashes(path, t.want_stat(head), size=t.want_int(head, "size"), block_size=block_size)
-            bh.spans = wanted
+            bh.spans, bh.hash = wanted, hash
         bh.stream = self._pend(t.hash_records(self, bh))
         return bh
 
     def blocks(
-        self, path: bytes, indices: Iterable[int], block_size: int = BLOCK_SIZE, compress: bool = True
+        self,
+        path: bytes,
+        indices: Iterable[int],
+        block_size: int = BLOCK_SIZE,
+        compress: bool = True,
+        hash: str | None = None,
     ) -> t.BlockStream:
-        """The data of the listed blocks, each checked against the hash it
-        comes with; iterate the result for one Block per index, in order."""
+        """The data of the listed blocks, each checked against the digest it
+        comes with (``hash`` as :meth:`hashes`'); iterate the result for one
+        Block per index, in order."""
         t.check_block_size(block_size)
+        hash = self._hash(hash)
         wanted = [int(i) for i in indices]
         if any(not 0 <= i <= MAX_SIZE // block_size for i in wanted):
             raise ValueError("block index out of range")
@@ -189,9 +212,7 @@ class Channel(Connection):
 
         def start(batch: list[int], first: bool) -> None:
             if not first:
-                self._send(
-                    op="blocks", path=to_text(path), block_size=block_size, indices=batch, compress=compress
-                )
+                self._send(**request, indices=batch, hash=hash)
             head = self.message()
             self.check(head, path)
             st, bs.size = t.want_stat(head), t.want_int(head, "size")
@@ -201,18 +222,24 @@ class Channel(Connection):
             for n, batch in enumerate(batches):
                 if n:
                     start(batch, False)
-                yield from t.block_frames(self, bs, batch, block_size)
+                yield from t.block_frames(self, bs, batch, block_size, block_digest(hash))
                 end = self.message()
                 self._end(end, path)
                 bs.after = t.want_stat(end)
 
-        self._begin(
-            op="blocks", path=to_text(path), block_size=block_size, indices=batches[0], compress=compress
-        )
+        request = {"op": "blocks", "path": to_text(path), "block_size": block_size, "compress": compress}
+        self._begin(**request, indices=batches[0], hash=hash)
         with self._guard():
             start(batches[0], True)
         bs.stream = self._pend(stream())
         return bs
+
+    def _hash(self, name: str | None) -> str:
+        if name is None:
+            return self.block_hash
+        if name not in BLOCK_HASHES:
+            raise ValueError(f"unknown block hash {name!r}")
+        return name
 
     def run(
         self, argv: Sequence[str], env: dict[str, str] | None = None, compress: bool = True

@@ -17,7 +17,17 @@ from collections.abc import Callable, Iterator, Sequence
 
 from inkind.errors import SourceError
 from inkind.remote.bootstrap import BOOT_INPUT
-from inkind.remote.wire import JSON, MAX_JSON, MIN_PYTHON, PROTOCOL, FrameError, Writer, read_frame, to_text
+from inkind.remote.wire import (
+    BLOCK_HASHES,
+    JSON,
+    MAX_JSON,
+    MIN_PYTHON,
+    PROTOCOL,
+    FrameError,
+    Writer,
+    read_frame,
+    to_text,
+)
 from inkind.stats import Stats
 
 CLOSE_WAIT = 10.0
@@ -118,7 +128,15 @@ class Connection:
             raise self.fail(
                 f"the remote side speaks protocol {hello.get('protocol')!r}, this inkind {PROTOCOL}"
             )
+        if hello.get("hash") not in BLOCK_HASHES:
+            raise self.fail(f"a hello naming an unknown block hash: {str(hello.get('hash'))[:40]!r}")
         return hello
+
+    @property
+    def block_hash(self) -> str:
+        """The block hash the host makes fastest (wire.preferred_hash):
+        what new block digests are made with."""
+        return self.hello["hash"]
 
     def close(self) -> None:
         """End the remote side: stdin closed, it removes its temps and exits."""

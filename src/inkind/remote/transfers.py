@@ -10,8 +10,7 @@ was read, which the caller turns into its warning.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -128,7 +127,7 @@ def file_chunks(ch: Connection, rf: RemoteFile, index: int, ranges: list[list[in
 
 @dataclass(frozen=True, slots=True)
 class BlockHash:
-    """One block: BLOCK_DATA with its blake2b-128, or BLOCK_HOLE/BLOCK_ZERO
+    """One block: BLOCK_DATA with its digest, or BLOCK_HOLE/BLOCK_ZERO
     (no digest: the remote side does not hash what it knows is zeros)."""
 
     index: int
@@ -142,6 +141,7 @@ class BlockHashes(Transfer):
 
     block_size: int = 0
     spans: list[list[int]] | None = None  # the (first, count) runs asked; None: every block
+    hash: str = ""  # the block hash the digests are made with (wire.BLOCK_HASHES)
     stream: Iterator[BlockHash] = field(default_factory=lambda: iter(()), repr=False)
 
     def __iter__(self) -> Iterator[BlockHash]:
@@ -201,7 +201,7 @@ def hash_records(ch: Connection, bh: BlockHashes) -> Iterator[BlockHash]:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """One block's data, checked against the blake2b-128 it came with."""
+    """One block's data, checked against the digest it came with."""
 
     index: int
     digest: bytes
@@ -218,7 +218,9 @@ class BlockStream(Transfer):
         return self.stream
 
 
-def block_frames(ch: Connection, bs: BlockStream, indices: list[int], block_size: int) -> Iterator[Block]:
+def block_frames(  # size: the channel, the stream, what was asked and how it is checked
+    ch: Connection, bs: BlockStream, indices: list[int], block_size: int, digest: Callable[[bytes], bytes]
+) -> Iterator[Block]:
     head = OFFSET.size + DIGEST
     for index in indices:
         kind, obj = ch.recv()
@@ -226,12 +228,12 @@ def block_frames(ch: Connection, bs: BlockStream, indices: list[int], block_size
             ch.check(obj, bs.path)
         if kind != DATA or len(obj) < head or OFFSET.unpack_from(obj)[0] != index:
             raise FrameError(f"not block {index} of {to_text(bs.path[:300])}")
-        digest, data = bytes(obj[OFFSET.size : head]), memoryview(obj)[head:]
+        announced, data = bytes(obj[OFFSET.size : head]), memoryview(obj)[head:]
         if len(data) > block_size:
             raise FrameError(f"block {index} of {len(data)} bytes, over the block size")
-        if hashlib.blake2b(data, digest_size=DIGEST).digest() != digest:
+        if digest(data) != announced:
             raise FrameError(f"block {index} of {to_text(bs.path[:300])} does not match its announced hash")
-        yield Block(index, digest, data)
+        yield Block(index, announced, data)
 
 
 @dataclass

@@ -4,10 +4,10 @@ file on the host rebuilt locally from the blocks of its stored previous
 version that still match and the fetched blocks that do not.
 
 The remote side has the standard library only, so it hashes blocks with
-BLAKE2b-128 and not xxh3: beside the image's xxh3 manifest the store keeps
-the BLAKE2b digests of the blocks the image was last made from
-(``.inkind/manifests/<image>.remote``, docs/format.md), and names the image
-version they describe. A run asks the host for every block's digest (17
+SHA-256 or BLAKE2b (whichever its CPU makes faster, cut to 16 bytes) and not
+xxh3: beside the image's xxh3 manifest the store keeps the digests of the
+blocks the image was last made from (``.inkind/manifests/<image>.remote``,
+docs/format.md), and names their hash and the image version they describe. A run asks the host for every block's digest (17
 bytes a block), fetches the blocks whose digest differs into a sparse
 scratch file at their offsets, and hands that file to the block-copy engine
 with the changed byte ranges, so the image is updated as by a thin-pool
@@ -21,7 +21,6 @@ itself, as a local full pass does.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -36,7 +35,7 @@ from inkind.errors import SourceError
 from inkind.remote.channel import MAX_SPANS, Channel
 from inkind.remote.listing import RemoteStat
 from inkind.remote.transfers import Ranges
-from inkind.remote.wire import BLOCK_DATA
+from inkind.remote.wire import BLOCK_DATA, BLOCK_HASHES, block_digest
 from inkind.source import RunContext
 from inkind.stats import Stats
 from inkind.store.files import UpdateFile
@@ -54,8 +53,9 @@ MAX_BLOCKS = 1 << 22
 
 @dataclass
 class RemoteDigests:
-    """The BLAKE2b-128 of each block an image was last made from, and the
-    image version (size, mtime, xxh3) they belong to."""
+    """The digest of each block an image was last made from, the block
+    hash they are made with, and the image version (size, mtime, xxh3) they
+    belong to."""
 
     block_size: int
     size: int
@@ -64,6 +64,7 @@ class RemoteDigests:
     # The host's file as it was when its blocks were hashed (size, mtime,
     # ctime, inode, device): the quick check; None for a block device.
     source: list[int] | None = None
+    hash: str = "blake2b-128"  # one of wire.BLOCK_HASHES
 
     @classmethod
     def load(cls, root_fd: int, rel: str) -> RemoteDigests | None:
@@ -77,12 +78,16 @@ class RemoteDigests:
                 head = json.loads(f.readline(4096))
                 digests = f.read()
             image = ImageState(**head["image"], xxh3=bytes.fromhex(head["xxh3"]))
-            found = cls(head["block_size"], head["size"], image, digests, head.get("source"))
+            found = cls(head["block_size"], head["size"], image, digests, head.get("source"), head["hash"])
         except (ValueError, KeyError, TypeError):
             return None
         finally:
             os.close(fd)
-        if head.get("format") != FORMAT or len(digests) != DIGEST * -(-found.size // found.block_size):
+        if (
+            head.get("format") != FORMAT
+            or found.hash not in BLOCK_HASHES
+            or len(digests) != DIGEST * -(-found.size // found.block_size)
+        ):
             return None
         return found
 
@@ -91,7 +96,7 @@ class RemoteDigests:
         img = self.image
         head = {
             "format": FORMAT,
-            "hash": "blake2b-128",
+            "hash": self.hash,
             "block_size": self.block_size,
             "size": self.size,
             "image": {"size": img.size, "mtime_ns": img.mtime_ns, "blocks": img.blocks},
@@ -141,11 +146,13 @@ def pull_image(  # size: the channel, the path there, the engine, the run, its p
     if quick_check and previous is not None and _unchanged_on_host(channel, path, previous, engine, before):
         return CopyResult(blocks=blocks_of(previous.size, bs), old_size=previous.size, size=previous.size)
     trusted = previous is not None and previous.trusted_for(engine, previous.size, before)
+    # Digests that can be compared keep their hash; new ones take the host's.
+    name = previous.hash if trusted else channel.block_hash
     spans = _spans(changed, previous) if trusted and changed is not None else None
-    size, digests, hashed = _remote_digests(channel, path, bs, spans, previous)
+    size, digests, hashed = _remote_digests(channel, path, bs, name, spans, previous)
     if spans is not None and size != previous.size:  # resized meanwhile: hash all of it
         spans = None
-        size, digests, hashed = _remote_digests(channel, path, bs)
+        size, digests, hashed = _remote_digests(channel, path, bs, name)
     trusted = trusted and previous.trusted_for(engine, size, before)
     count = len(digests) // DIGEST
     asked = (i for first, n in spans for i in range(first, first + n)) if spans is not None else range(count)
@@ -158,7 +165,7 @@ def pull_image(  # size: the channel, the path there, the engine, the run, its p
         fd = os.open(scratch / "image", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.ftruncate(fd, size)
-            _fetch(channel, path, wanted, bs, fd, size, digests)
+            _fetch(channel, path, wanted, bs, fd, size, digests, name)
             ranges = [(i * bs, min(bs, size - i * bs)) for i in differs] if trusted else None
             result = engine.copy(
                 fd, size, full=run.full, ranges=ranges, skip_holes=True, check=check, progress=progress
@@ -168,7 +175,7 @@ def pull_image(  # size: the channel, the path there, the engine, the run, its p
     after = _stored_state(engine)
     if after is not None:
         source = quick_key(hashed) if quick_check and stat.S_ISREG(hashed.st_mode) else None
-        RemoteDigests(bs, size, after, bytes(digests), source).save(
+        RemoteDigests(bs, size, after, bytes(digests), source, name).save(
             engine.root_fd, engine.digests_rel, run.stats
         )
     return result
@@ -193,7 +200,7 @@ def differing_on_host(
     found = []
     for at in range(0, len(runs), MAX_SPANS):  # a large sample: in as many requests as it takes
         spans = runs[at : at + MAX_SPANS]
-        size, digests, _ = _remote_digests(channel, path, bs, spans, previous)
+        size, digests, _ = _remote_digests(channel, path, bs, previous.hash, spans, previous)
         found += [
             (i * bs, min(bs, previous.size - i * bs))
             for first, n in spans
@@ -210,7 +217,9 @@ def pull_copy(channel: Channel, path: bytes, base_fd: int, fd: int, block_size: 
     the others; return its size. For a file copied on the host (a SQLite
     backup) whose previous version is in the store: no digests need be
     recorded, the base is hashed where it lies."""
-    size, digests, _ = _remote_digests(channel, path, block_size)
+    name = channel.block_hash
+    digest_of = block_digest(name)
+    size, digests, _ = _remote_digests(channel, path, block_size, name)
     os.ftruncate(fd, size)
     wanted = []
     for i in range(len(digests) // DIGEST):
@@ -220,11 +229,11 @@ def pull_copy(channel: Channel, path: bytes, base_fd: int, fd: int, block_size: 
         data = (
             os.pread(base_fd, min(block_size, size - i * block_size), i * block_size) if base_fd >= 0 else b""
         )
-        if data and hashlib.blake2b(data, digest_size=DIGEST).digest() == digest:
+        if data and digest_of(data) == digest:
             os.pwrite(fd, data, i * block_size)
         else:
             wanted.append(i)
-    _fetch(channel, path, wanted, block_size, fd, size, digests)
+    _fetch(channel, path, wanted, block_size, fd, size, digests, name)
     return size
 
 
@@ -258,19 +267,20 @@ def _spans(ranges: Ranges, previous: RemoteDigests) -> list[tuple[int, int]] | N
     return runs if len(runs) <= MAX_SPANS else None
 
 
-def _remote_digests(  # size: the channel, the path there, the block size, and the blocks asked
+def _remote_digests(  # size: the channel, the path there, the blocks asked and how they are hashed
     channel: Channel,
     path: bytes,
     bs: int,
+    name: str,
     spans: list[tuple[int, int]] | None = None,
     previous: RemoteDigests | None = None,
 ) -> tuple[int, bytearray, RemoteStat]:
-    """The size of ``path`` on the host, its blocks' digests (NO_DATA for
-    holes and zeros), refused before they are read past MAX_BLOCKS, and its
-    stat before they were hashed. With ``spans``, only those blocks are
-    hashed; the others keep ``previous``'s digests (a size that changed
-    keeps none: the caller hashes all)."""
-    hashes = channel.hashes(path, bs, spans)
+    """The size of ``path`` on the host, its blocks' digests with the block
+    hash ``name`` (NO_DATA for holes and zeros), refused before they are
+    read past MAX_BLOCKS, and its stat before they were hashed. With
+    ``spans``, only those blocks are hashed; the others keep ``previous``'s
+    digests (a size that changed keeps none: the caller hashes all)."""
+    hashes = channel.hashes(path, bs, spans, name)
     size = hashes.size
     if blocks_of(size, bs) > MAX_BLOCKS:
         raise SourceError(
@@ -292,12 +302,20 @@ def _remote_digests(  # size: the channel, the path there, the block size, and t
     return size, digests, hashes.before
 
 
-def _fetch(  # size: the channel, what to fetch from where into what
-    channel: Channel, path: bytes, wanted: list[int], bs: int, fd: int, size: int, digests: bytearray
+def _fetch(  # size: the channel, what to fetch from where into what, and its block hash
+    channel: Channel,
+    path: bytes,
+    wanted: list[int],
+    bs: int,
+    fd: int,
+    size: int,
+    digests: bytearray,
+    name: str,
 ) -> None:
     """Write the ``wanted`` blocks of ``path`` into ``fd`` at their offsets,
-    recording the digest each came with; the file must keep its size."""
-    blocks = channel.blocks(path, wanted, bs)
+    recording the digest each came with (made with the block hash
+    ``name``); the file must keep its size."""
+    blocks = channel.blocks(path, wanted, bs, hash=name)
     for block in blocks:
         os.pwrite(fd, block.data, block.index * bs)
         digests[block.index * DIGEST : (block.index + 1) * DIGEST] = block.digest

@@ -1,6 +1,6 @@
 """A large file on another host that changed, its stored copy updated
-block by block: the host hashes its blocks (BLAKE2b, what its standard
-library has), the server hashes the stored copy's, and only the blocks
+block by block: the host hashes its blocks (SHA-256 or BLAKE2b, whichever
+its CPU makes faster), the server hashes the stored copy's, and only the blocks
 that differ cross, written through UpdateImage (atomic, only the changed
 64 KiB pieces written).
 
@@ -16,14 +16,13 @@ network; the image update hashes the result for ``user.inkind.xxh3``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from inkind.engines.tree import blocks
 from inkind.engines.tree.entry import READ_FLAGS, Changed, Entry, key_text
 from inkind.remote.channel import Channel
 from inkind.remote.transfers import Transfer
-from inkind.remote.wire import BLOCK_DATA, DIGEST
+from inkind.remote.wire import BLOCK_DATA, block_digest
 from inkind.source import RunContext
 from inkind.store.files import is_zero
 from inkind.store.image import UpdateImage
@@ -71,6 +70,7 @@ def _differing(channel: Channel, e: Entry, path: bytes, ofd: int, bs: int) -> li
     """The indices of the blocks whose hash on the host differs from the
     stored copy's (or that the stored copy lacks)."""
     hashes = channel.hashes(path, bs)
+    digest = block_digest(hashes.hash)
     b = hashes.before
     if b is None or (b.st_ino, b.st_dev) != (e.st.st_ino, e.st.st_dev):
         raise Changed(f"{key_text(e.key)}: replaced during the backup")
@@ -82,7 +82,7 @@ def _differing(channel: Channel, e: Entry, path: bytes, ofd: int, bs: int) -> li
         if os.preadv(ofd, [buf[:n]], off) != n:
             differ.append(h.index)
         elif h.kind == BLOCK_DATA:
-            if hashlib.blake2b(buf[:n], digest_size=DIGEST).digest() != h.digest:
+            if digest(buf[:n]) != h.digest:
                 differ.append(h.index)
         elif not is_zero(buf[:n]):  # a hole or zeros on the host
             differ.append(h.index)
