@@ -56,9 +56,9 @@ def hashed(monkeypatch) -> list[list[tuple[int, int]] | None]:
     calls: list[list[tuple[int, int]] | None] = []
     original = Channel.hashes
 
-    def spy(self, path, block_size=Channel.hashes.__defaults__[0], spans=None):
+    def spy(self, path, block_size=Channel.hashes.__defaults__[0], spans=None, *more, **options):
         calls.append(None if spans is None else [tuple(s) for s in spans])
-        return original(self, path, block_size, spans)
+        return original(self, path, block_size, spans, *more, **options)
 
     monkeypatch.setattr(Channel, "hashes", spy)
     return calls

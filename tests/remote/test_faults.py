@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import sys
+import textwrap
 import tracemalloc
 
 import pytest
@@ -168,6 +170,50 @@ def test_a_block_that_does_not_match_its_hash(fake):
         ProtocolError, match=f"^host {HOST}: block 0 of /dev/vg/root does not match its announced hash$"
     ):
         list(ch.blocks(b"/dev/vg/root", [0], 4096))
+
+
+def _hashes_with_data(fake, body: str):
+    """A fake host answering a hashes request that sent known digests."""
+    head = """
+        import hashlib
+        inp.read(HEADER.size + 32)  # the known digests the request announced
+        w.json(stat=[0o100644, 0, 0, 8192, 0, 0, 1, 1, 1, 0, 16], size=8192, block_size=4096)
+        good = hashlib.blake2b(b"good" * 1024, digest_size=16).digest()
+        """
+    ch = fake(textwrap.dedent(head) + body + "\n")
+    return ch.hashes(b"/img", 4096, hash="blake2b-128", known=bytes(32))
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (  # the data does not match the digest it names
+            'w.send(DATA, b"evil" * 1024, OFFSET.pack(0) + good)',
+            "block 0 of /img does not match its announced hash",
+        ),
+        (  # data for a block past the one due
+            'w.send(DATA, b"good" * 1024, OFFSET.pack(1) + good)',
+            "block data out of order",
+        ),
+        (  # a record naming another digest than the data before it
+            'w.send(DATA, b"good" * 1024, OFFSET.pack(0) + good)\n'
+            'w.send(HASHES, HASH.pack(0, b"b" * 16), OFFSET.pack(0))',
+            "block 0's data and its record name other digests",
+        ),
+        (  # two blocks of data before a record
+            'w.send(DATA, b"good" * 1024, OFFSET.pack(0) + good)\n'
+            'w.send(DATA, b"good" * 1024, OFFSET.pack(0) + good)',
+            "an unexpected frame of kind 2 in the hashes",
+        ),
+        (  # a short block
+            'w.send(DATA, b"good", OFFSET.pack(0) + hashlib.blake2b(b"good", digest_size=16).digest())',
+            "block 0 of 4 bytes, not its block's length",
+        ),
+    ],
+)
+def test_block_data_in_the_hashes_is_checked(fake, body, error):
+    with pytest.raises(ProtocolError, match=f"^host {HOST}: {re.escape(error)}"):
+        list(_hashes_with_data(fake, body))
 
 
 def test_a_block_that_was_not_asked_for(fake):

@@ -14,9 +14,18 @@ import sqlite3
 import pytest
 from remote_helpers import HOST
 
-from inkind.remote import blockops
+from inkind.remote import agent, blockops
 from inkind.remote.channel import RemoteOSError
-from inkind.remote.wire import BLOCK_DATA, BLOCK_HASHES, BLOCK_HOLE, BLOCK_ZERO, Writer
+from inkind.remote.wire import (
+    BLOCK_DATA,
+    BLOCK_HASHES,
+    BLOCK_HOLE,
+    BLOCK_ZERO,
+    DATA,
+    HEADER,
+    FrameError,
+    Writer,
+)
 
 BS = 64 << 10
 
@@ -167,13 +176,47 @@ def test_many_blocks_hash_in_order_on_the_host_threads(channel, tmp_path):
     )
 
 
+def test_known_digests_bring_the_changed_blocks_in_the_same_stream(channel, tmp_path):
+    path = tmp_path / "image"
+    content = bytearray(random.Random(8).randbytes(6 * BS))
+    path.write_bytes(content)
+    first = list(channel.hashes(os.fsencode(path), BS))
+    known = b"".join(r.digest for r in first)
+    content[2 * BS : 2 * BS + 10] = b"x" * 10  # block 2 changes
+    content[5 * BS :] = bytes(BS)  # block 5 turns to zeros: described, not sent
+    path.write_bytes(content)
+    records = list(channel.hashes(os.fsencode(path), BS, known=known))
+    assert [r.index for r in records] == list(range(6))
+    assert [r.index for r in records if r.data is not None] == [2]
+    assert bytes(records[2].data) == content[2 * BS : 3 * BS]
+    assert records[5].kind == BLOCK_ZERO and records[5].data is None
+    with pytest.raises(ValueError, match="known digests of 15 bytes"):
+        channel.hashes(os.fsencode(path), BS, known=b"x" * 15)
+    assert len(list(channel.hashes(os.fsencode(path), BS))) == 6  # the channel goes on
+
+
+def test_known_digests_cut_short_end_the_remote_side_with_a_protocol_error(tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    out = io.BytesIO()
+    request = {
+        "op": "hashes",
+        "path": str(tmp_path / "f"),
+        "block_size": 4096,
+        "hash": "sha256-128",
+        "known": 32,
+    }
+    inp = io.BytesIO(HEADER.pack(16, DATA) + b"k" * 16)  # 16 of the 32 bytes announced, then the end
+    with pytest.raises(FrameError, match="cut short"):
+        blockops.op_hashes(Writer(out), request, agent.Session(inp.read))
+
+
 def test_an_unknown_block_hash_is_refused_on_both_ends(channel, tmp_path):
     (tmp_path / "f").write_bytes(b"x")
     with pytest.raises(ValueError, match="unknown block hash 'md5'"):
         channel.hashes(os.fsencode(tmp_path / "f"), 4096, hash="md5")
     request = {"op": "hashes", "path": str(tmp_path / "f"), "block_size": 4096, "hash": "md5"}
     with pytest.raises(ValueError, match="unknown block hash 'md5'"):
-        blockops.op_hashes(Writer(io.BytesIO()), request, None)
+        blockops.op_hashes(Writer(io.BytesIO()), request, agent.Session())
 
 
 def test_hashes_need_a_sane_block_size(channel, tmp_path):

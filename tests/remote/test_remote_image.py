@@ -193,3 +193,27 @@ def test_digests_keep_their_block_hash_until_a_full_pass_takes_the_hosts(
         assert RemoteDigests.load(root, rel).hash == preferred_hash()
     finally:
         os.close(root)
+
+
+def test_a_change_comes_back_with_the_hashes_in_one_request(
+    remote_image, inkind_run, inkind_store, monkeypatch
+):
+    """With trusted digests the host gets them with the hashes request and
+    sends the changed blocks in the same stream: no blocks request follows."""
+    from inkind.remote.channel import Channel
+
+    image, cfg = remote_image
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    asked: list[list[int]] = []
+    original = Channel.blocks
+
+    def blocks(self, path, indices, *args, **kwargs):
+        asked.append(list(indices))
+        return original(self, path, indices, *args, **kwargs)
+
+    monkeypatch.setattr(Channel, "blocks", blocks)
+    rewrite(image, {2: random.Random(3).randbytes(BS), 8: random.Random(4).randbytes(BS)})
+    s = inkind_run(cfg, seed=2).results[0].stats
+    assert asked == []
+    assert 2 * BS <= s.bytes_received <= 2 * BS + FRAMING
+    assert stored(inkind_store).read_bytes() == image.read_bytes()

@@ -39,11 +39,13 @@ from inkind.remote.wire import (
 
 class Session:
     """What lasts from one request to the next: the temp files this run made
-    (removed when it ends) and a scan paused between two pages."""
+    (removed when it ends) and a scan paused between two pages; and the
+    request stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, read=None) -> None:
         self.temps = set()
         self.scan = None
+        self.read = read  # the request stream, for the DATA frames a request announces
 
 
 def op_run(w: Writer, req: dict, session: Session) -> None:
@@ -217,7 +219,7 @@ def serve(inp, out) -> None:
     hello = {"protocol": PROTOCOL, "python": list(sys.version_info[:3]), "pid": os.getpid()}
     w.json(agent="inkind", hash=preferred_hash(), **hello)
     out.flush()
-    session = Session()
+    session = Session(inp.read)
     try:
         while True:
             try:
@@ -237,6 +239,9 @@ def serve(inp, out) -> None:
                 op(w, req, session)
             except BrokenPipeError:
                 raise
+            except FrameError as e:  # the request's own frames are wrong: the stream is lost
+                w.json(error=f"protocol error: {e}", fatal=True)
+                return
             except OSError as e:
                 w.fail(e)
             except Exception as e:  # a bad request (a bad regex, a missing key): say so, go on

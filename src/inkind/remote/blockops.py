@@ -23,13 +23,17 @@ from inkind.remote.wire import (
     BLOCK_ZERO,
     CHUNK,
     DATA,
+    DIGEST,
     HASH,
     HASHES,
     MAX_BLOCK,
+    MAX_KNOWN,
     OFFSET,
     OPEN_FLAGS,
+    FrameError,
     Writer,
     block_digest,
+    read_frame,
     stat_fields,
     to_bytes,
 )
@@ -112,24 +116,34 @@ def block_size(req: dict) -> int:
     return bs
 
 
-def op_hashes(w: Writer, req: dict, session: object) -> None:
+def op_hashes(w: Writer, req: dict, session) -> None:
     """One (kind, digest) per block, with the block hash ``hash`` names;
     holes and zero blocks are flagged and not hashed. ``spans`` ([first,
     count] of block indices, in order): only those blocks (a thin volume's
-    changed ones), each frame a run of consecutive blocks."""
+    changed ones), each frame a run of consecutive blocks. ``known`` (a
+    byte count): the server's digests of every block, DIGEST bytes a block,
+    sent in DATA frames after the request; a block with data whose digest
+    is not its known one is sent too, as a DATA frame (index, digest, data)
+    right before its record, so a change crosses with no second request."""
+    known = read_known(session.read, int(req.get("known", 0)))
     bs = block_size(req)
     digest = block_digest(req["hash"])
+    compress = bool(req.get("compress", True))
     fd, st, size = open_source(to_bytes(req["path"]))
     try:
         indices = block_indices(req.get("spans"), (size + bs - 1) // bs)
         w.json(stat=stat_fields(st), size=size, block_size=bs)
         records, first = [], 0
-        hashed = contextlib.closing(hashed_blocks(fd, size, bs, indices, digest))
+        hashed = contextlib.closing(hashed_blocks(fd, size, bs, indices, digest, known))
         with hashed as blocks:  # (closed before fd: its threads read fd)
-            for i, record in blocks:
-                if records and (i != first + len(records) or len(records) * HASH.size >= BATCH):
+            for i, record, data in blocks:
+                if records and (
+                    data is not None or i != first + len(records) or len(records) * HASH.size >= BATCH
+                ):
                     w.send(HASHES, b"".join(records), OFFSET.pack(first))
                     records = []
+                if data is not None:
+                    w.send(DATA, data, OFFSET.pack(i) + record[1:], compress)
                 if not records:
                     first = i
                 records.append(record)
@@ -140,15 +154,34 @@ def op_hashes(w: Writer, req: dict, session: object) -> None:
         os.close(fd)
 
 
+def read_known(read, n: int):
+    """The ``n`` bytes of known digests a request announced, from the DATA
+    frames that follow it (None for none)."""
+    if not n:
+        return None
+    if not 0 < n <= MAX_KNOWN or n % DIGEST:
+        raise FrameError(f"known digests of {n} bytes")
+    parts, got = [], 0
+    while got < n:
+        frame = read_frame(read)
+        if frame is None or frame[0] != DATA or got + len(frame[1]) > n:
+            raise FrameError("known digests cut short or overlong")
+        parts.append(frame[1])
+        got += len(frame[1])
+    return b"".join(parts)
+
+
 HASH_THREADS = 2  # the host's cores a hashes op keeps busy at most
 GROUP = 1 << 20  # the bytes of blocks one thread reads and hashes at a time
 
 
-def hashed_blocks(fd: int, size: int, bs: int, indices, digest):
-    """(index, HASH record) of each block, in order. Holes are found here
-    (SEEK_DATA); the blocks with data are read and hashed on HASH_THREADS
-    threads, a group of GROUP bytes each (pread and hashlib let go of the
-    GIL), with a few groups in flight so memory stays bounded."""
+def hashed_blocks(fd: int, size: int, bs: int, indices, digest, known=None):
+    """(index, HASH record, data) of each block, in order: data is the
+    block's content where ``known`` holds another digest for it, else None.
+    Holes are found here (SEEK_DATA); the blocks with data are read and
+    hashed on HASH_THREADS threads, a group of GROUP bytes each (pread and
+    hashlib let go of the GIL), with a few groups in flight so memory stays
+    bounded."""
     zeros = memoryview(bytes(bs))
 
     def hash_group(group):
@@ -156,8 +189,12 @@ def hashed_blocks(fd: int, size: int, bs: int, indices, digest):
         for i in group:
             begin = i * bs
             data = os.pread(fd, min(bs, size - begin), begin)
-            zero = data == zeros[: len(data)]
-            out.append((i, HASH.pack(BLOCK_ZERO, b"") if zero else HASH.pack(BLOCK_DATA, digest(data))))
+            if data == zeros[: len(data)]:
+                out.append((i, HASH.pack(BLOCK_ZERO, b""), None))
+                continue
+            d = digest(data)
+            changed = known is not None and known[i * DIGEST : (i + 1) * DIGEST] != d
+            out.append((i, HASH.pack(BLOCK_DATA, d), data if changed else None))
         return out
 
     per_group = max(1, GROUP // bs)
@@ -173,7 +210,7 @@ def hashed_blocks(fd: int, size: int, bs: int, indices, digest):
                 if group:
                     pending.append(pool.submit(hash_group, group))
                     group = []
-                pending.append([(i, HASH.pack(BLOCK_HOLE, b""))])
+                pending.append([(i, HASH.pack(BLOCK_HOLE, b""), None)])
             else:
                 group.append(i)
                 if len(group) == per_group:

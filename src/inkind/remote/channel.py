@@ -15,9 +15,11 @@ from inkind.remote.listing import MAX_SIZE, MAX_TARGET, Listing, RemoteEntry, Re
 from inkind.remote.ssh import SshTarget
 from inkind.remote.wire import (
     BLOCK_HASHES,
+    DIGEST,
     ENTRIES,
     JSON,
     MAX_JSON,
+    MAX_KNOWN,
     FrameError,
     block_digest,
     to_bytes,
@@ -169,25 +171,33 @@ class Channel(Connection):
         block_size: int = BLOCK_SIZE,
         spans: t.Ranges | None = None,
         hash: str | None = None,
+        known: bytes | None = None,
     ) -> t.BlockHashes:
         """One digest per block of a file or device (holes and zero blocks
         flagged, not hashed): iterate the result, then ``.after``.
         ``spans``: (first, count) runs of block indices, in order, to hash
         those blocks only (what a thin-pool delta names). ``hash``: the
-        block hash (wire.BLOCK_HASHES; default the host's block_hash)."""
+        block hash (wire.BLOCK_HASHES; default the host's block_hash).
+        ``known``: a digest for every block (DIGEST bytes each, in that
+        hash): a block with data whose digest differs comes with its data
+        (``BlockHash.data``), in the same stream."""
         wanted = t.block_spans(spans)
         if wanted is not None and len(wanted) > MAX_SPANS:
             raise ValueError(f"{len(wanted)} block spans are over what one request holds")
         hash = self._hash(hash)
         bs = t.check_block_size(block_size)
-        self._begin(op="hashes", path=to_text(path), block_size=bs, spans=wanted, hash=hash)
+        if known is not None and (len(known) % DIGEST or not 0 < len(known) <= MAX_KNOWN):
+            raise ValueError(f"known digests of {len(known)} bytes")
+        count = len(known) if known is not None else 0
+        request = {"op": "hashes", "path": to_text(path), "block_size": bs, "spans": wanted, "hash": hash}
+        self._begin(known or b"", **request, known=count)
         with self._guard():
             head = self.message()
             self.check(head, path)
             if head.get("block_size") != block_size:
                 raise FrameError(f"hashes of another block size: {head.get('block_size')!r}")
             bh = t.BlockHashes(path, t.want_stat(head), size=t.want_int(head, "size"), block_size=block_size)
-            bh.spans, bh.hash = wanted, hash
+            bh.spans, bh.hash, bh.with_data = wanted, hash, known is not None
         bh.stream = self._pend(t.hash_records(self, bh))
         return bh
 

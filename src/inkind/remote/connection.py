@@ -19,11 +19,14 @@ from inkind.errors import SourceError
 from inkind.remote.bootstrap import BOOT_INPUT
 from inkind.remote.wire import (
     BLOCK_HASHES,
+    CHUNK,
+    DATA,
     JSON,
     MAX_JSON,
     MIN_PYTHON,
     PROTOCOL,
     FrameError,
+    TruncatedFrame,
     Writer,
     read_frame,
     to_text,
@@ -176,6 +179,8 @@ class Connection:
             raise self._broken
         try:
             got = read_frame(self._read)
+        except TruncatedFrame:
+            got = None  # it ended inside a frame: as much an end as one between two
         except FrameError as e:
             raise self.fail(str(e)) from None
         if got is None:
@@ -213,19 +218,23 @@ class Connection:
                 self._proc.kill()
         return self._broken
 
-    def _send(self, **request: object) -> None:
+    def _send(self, trailer: bytes = b"", **request: object) -> None:
+        """One request, and the DATA frames of ``trailer`` it announces."""
         payload = json.dumps(request, separators=(",", ":")).encode()
         if len(payload) > MAX_JSON:
             raise ValueError(f"a request of {len(payload)} bytes is over the limit")
         try:
-            Writer(self._proc.stdin).send(JSON, payload)
+            w = Writer(self._proc.stdin)
+            w.send(JSON, payload)
+            for at in range(0, len(trailer), CHUNK):
+                w.send(DATA, trailer[at : at + CHUNK])
             self._proc.stdin.flush()
         except (OSError, ValueError):
             raise self.fail(f"the remote side is gone ({_how(self._exit_status())}){self._tail()}") from None
 
-    def _begin(self, **request: object) -> None:
+    def _begin(self, trailer: bytes = b"", **request: object) -> None:
         self._settle()
-        self._send(**request)
+        self._send(trailer, **request)
 
     def _settle(self) -> None:
         """Finish the previous op's stream (what was left of it is read and

@@ -27,6 +27,7 @@ from inkind.remote.wire import (
     MAX_BLOCK,
     OFFSET,
     FrameError,
+    block_digest,
     to_text,
 )
 
@@ -133,6 +134,7 @@ class BlockHash:
     index: int
     kind: int
     digest: bytes | None
+    data: memoryview | None = None  # the block itself, when known digests were sent and it differs
 
 
 @dataclass
@@ -142,6 +144,7 @@ class BlockHashes(Transfer):
     block_size: int = 0
     spans: list[list[int]] | None = None  # the (first, count) runs asked; None: every block
     hash: str = ""  # the block hash the digests are made with (wire.BLOCK_HASHES)
+    with_data: bool = False  # known digests were sent: changed blocks come with their data
     stream: Iterator[BlockHash] = field(default_factory=lambda: iter(()), repr=False)
 
     def __iter__(self) -> Iterator[BlockHash]:
@@ -174,18 +177,25 @@ def _expected(bh: BlockHashes, count: int) -> Iterator[int]:
 
 def hash_records(ch: Connection, bh: BlockHashes) -> Iterator[BlockHash]:
     """The records of the blocks asked, each frame a run of consecutive
-    ones, in order and no other."""
+    ones, in order and no other; with known digests, a changed block's data
+    frame right before its record (checked against the digest it names,
+    which the record must repeat)."""
     count = -(-bh.size // bh.block_size)
     expected = _expected(bh, count)
     due = next(expected, None)
+    digest_of = block_digest(bh.hash) if bh.with_data else None
+    data: tuple[int, bytes, memoryview] | None = None  # a block's data, its record due next
     while True:
         kind, obj = ch.recv()
         if kind == JSON:
             ch.check(obj, bh.path)
-            if due is not None or "end" not in obj:
+            if due is not None or "end" not in obj or data is not None:
                 raise FrameError(f"the block hashes end before block {due} of {count}")
             bh.after = want_stat(obj)
             return
+        if kind == DATA and digest_of is not None and data is None:
+            data = _block_data(bh, obj, due, digest_of)
+            continue
         if kind != HASHES or len(obj) < OFFSET.size or (len(obj) - OFFSET.size) % HASH.size:
             raise FrameError(f"an unexpected frame of kind {kind} in the hashes")
         index = OFFSET.unpack_from(obj)[0]
@@ -194,9 +204,30 @@ def hash_records(ch: Connection, bh: BlockHashes) -> Iterator[BlockHash]:
                 raise FrameError(f"block hashes out of order or past block {count}")
             if flag not in (BLOCK_DATA, BLOCK_HOLE, BLOCK_ZERO):
                 raise FrameError(f"an unknown block kind {flag}")
-            yield BlockHash(index, flag, digest if flag == BLOCK_DATA else None)
+            block = None
+            if data is not None:
+                if flag != BLOCK_DATA or data[1] != digest:
+                    raise FrameError(f"block {index}'s data and its record name other digests")
+                block, data = data[2], None
+            yield BlockHash(index, flag, digest if flag == BLOCK_DATA else None, block)
             index += 1
             due = next(expected, None)
+
+
+def _block_data(
+    bh: BlockHashes, obj: bytes, due: int | None, digest_of: Callable[[bytes], bytes]
+) -> tuple[int, bytes, memoryview]:
+    """A changed block's data frame in the hashes: the next block due, its
+    whole length, matching the digest it names."""
+    head = OFFSET.size + DIGEST
+    if due is None or len(obj) < head or OFFSET.unpack_from(obj)[0] != due:
+        raise FrameError(f"block data out of order in the hashes of {to_text(bh.path[:300])}")
+    announced, data = bytes(obj[OFFSET.size : head]), memoryview(obj)[head:]
+    if len(data) != min(bh.block_size, bh.size - due * bh.block_size):
+        raise FrameError(f"block {due} of {len(data)} bytes, not its block's length")
+    if digest_of(data) != announced:
+        raise FrameError(f"block {due} of {to_text(bh.path[:300])} does not match its announced hash")
+    return due, announced, data
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,9 @@ The server imports this same module to read and write frames, so the two
 ends cannot drift apart.
 
 A frame is a 4-byte big-endian payload length, a kind byte and the payload.
-Every request is one JSON frame; its replies stream (entries, data, hashes)
-and end with one JSON message holding ``end`` or ``error``.
+Every request is one JSON frame (a ``hashes`` request may announce DATA
+frames of known digests that follow it); its replies stream (entries,
+data, hashes) and end with one JSON message holding ``end`` or ``error``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CHUNK = 1 << 20  # what a read sends per frame
 OFFSET = struct.Struct(">Q")  # before data: its offset, or its block index
 DIGEST = 16  # the block digest's size (stdlib has no xxh3: see block_digest)
 BLOCK_HASHES = ("sha256-128", "blake2b-128")  # what a block digest may be made with
+MAX_KNOWN = DIGEST << 22  # the known digests a hashes request may send (4 Mi blocks)
 HASH = struct.Struct(">B16s")  # one block's kind and digest
 BLOCK_DATA, BLOCK_HOLE, BLOCK_ZERO = 0, 1, 2
 # One scan entry: depth, flags, name length, then lstat: mode uid gid size
@@ -51,6 +53,10 @@ class FrameError(Exception):
     """The byte stream breaks the protocol (a bad or oversized frame)."""
 
 
+class TruncatedFrame(FrameError):
+    """The byte stream ended inside a frame (the other end went away)."""
+
+
 def to_bytes(text: str) -> bytes:
     """A path or name from a JSON message (strings carry bytes as UTF-8 with
     surrogate escapes, the same on both ends whatever the locale)."""
@@ -69,7 +75,7 @@ def read_frame(read):
     if not header:
         return None
     if len(header) < HEADER.size:
-        raise FrameError("truncated frame header")
+        raise TruncatedFrame("truncated frame header")
     length, kind = HEADER.unpack(header)
     base = kind & ~COMPRESSED
     if base not in KINDS:
@@ -79,7 +85,7 @@ def read_frame(read):
         raise FrameError(f"a frame of {length} bytes, over the limit of {limit}")
     payload = read(length) if length else b""
     if len(payload) != length:
-        raise FrameError(f"truncated frame: {len(payload)} of {length} bytes")
+        raise TruncatedFrame(f"truncated frame: {len(payload)} of {length} bytes")
     if kind & COMPRESSED:
         payload = inflate(payload, limit)
     return base, (decode_json(payload) if base == JSON else payload)

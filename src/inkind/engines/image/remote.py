@@ -149,23 +149,20 @@ def pull_image(  # size: the channel, the path there, the engine, the run, its p
     # Digests that can be compared keep their hash; new ones take the host's.
     name = previous.hash if trusted else channel.block_hash
     spans = _spans(changed, previous) if trusted and changed is not None else None
-    size, digests, hashed = _remote_digests(channel, path, bs, name, spans, previous)
-    if spans is not None and size != previous.size:  # resized meanwhile: hash all of it
-        spans = None
-        size, digests, hashed = _remote_digests(channel, path, bs, name)
-    trusted = trusted and previous.trusted_for(engine, size, before)
-    count = len(digests) // DIGEST
-    asked = (i for first, n in spans for i in range(first, first + n)) if spans is not None else range(count)
-    if trusted:
-        differs = [i for i in asked if _digest(digests, i) != _digest(previous.digests, i)]
-    else:
-        differs = list(range(count))
-    wanted = [i for i in differs if _digest(digests, i) != NO_DATA]
     with run.scratch_dir() as scratch:
         fd = os.open(scratch / "image", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
+            size, digests, hashed, got = _remote_digests(
+                channel, path, bs, name, spans, previous if trusted else None, fd
+            )
+            if spans is not None and size != previous.size:  # resized meanwhile: hash all of it
+                spans = None
+                size, digests, hashed, got = _remote_digests(channel, path, bs, name)
+            trusted = trusted and previous.trusted_for(engine, size, before)
+            differs, wanted = _differing(digests, previous if trusted else None, spans, got)
             os.ftruncate(fd, size)
-            _fetch(channel, path, wanted, bs, fd, size, digests, name)
+            if wanted:
+                _fetch(channel, path, wanted, bs, fd, size, digests, name)
             ranges = [(i * bs, min(bs, size - i * bs)) for i in differs] if trusted else None
             result = engine.copy(
                 fd, size, full=run.full, ranges=ranges, skip_holes=True, check=check, progress=progress
@@ -200,7 +197,7 @@ def differing_on_host(
     found = []
     for at in range(0, len(runs), MAX_SPANS):  # a large sample: in as many requests as it takes
         spans = runs[at : at + MAX_SPANS]
-        size, digests, _ = _remote_digests(channel, path, bs, previous.hash, spans, previous)
+        size, digests, _, _ = _remote_digests(channel, path, bs, previous.hash, spans, previous)
         found += [
             (i * bs, min(bs, previous.size - i * bs))
             for first, n in spans
@@ -219,7 +216,7 @@ def pull_copy(channel: Channel, path: bytes, base_fd: int, fd: int, block_size: 
     recorded, the base is hashed where it lies."""
     name = channel.block_hash
     digest_of = block_digest(name)
-    size, digests, _ = _remote_digests(channel, path, block_size, name)
+    size, digests, _, _ = _remote_digests(channel, path, block_size, name)
     os.ftruncate(fd, size)
     wanted = []
     for i in range(len(digests) // DIGEST):
@@ -267,20 +264,25 @@ def _spans(ranges: Ranges, previous: RemoteDigests) -> list[tuple[int, int]] | N
     return runs if len(runs) <= MAX_SPANS else None
 
 
-def _remote_digests(  # size: the channel, the path there, the blocks asked and how they are hashed
+def _remote_digests(  # size: the channel, the path there, the blocks asked, how they are hashed, and where
     channel: Channel,
     path: bytes,
     bs: int,
     name: str,
     spans: list[tuple[int, int]] | None = None,
     previous: RemoteDigests | None = None,
-) -> tuple[int, bytearray, RemoteStat]:
+    into: int = -1,
+) -> tuple[int, bytearray, RemoteStat, set[int]]:
     """The size of ``path`` on the host, its blocks' digests with the block
     hash ``name`` (NO_DATA for holes and zeros), refused before they are
-    read past MAX_BLOCKS, and its stat before they were hashed. With
+    read past MAX_BLOCKS, its stat before they were hashed, and the blocks
+    that came with their data. ``previous``: trusted digests; the host gets
+    them, and a block whose digest differs comes with its data, written
+    into the file ``into`` at its offset (no second request for it). With
     ``spans``, only those blocks are hashed; the others keep ``previous``'s
     digests (a size that changed keeps none: the caller hashes all)."""
-    hashes = channel.hashes(path, bs, spans, name)
+    known = previous.digests if previous is not None and into >= 0 else None
+    hashes = channel.hashes(path, bs, spans, name, known=known)
     size = hashes.size
     if blocks_of(size, bs) > MAX_BLOCKS:
         raise SourceError(
@@ -288,18 +290,44 @@ def _remote_digests(  # size: the channel, the path there, the blocks asked and 
             f"{bs}, over the {MAX_BLOCKS} a remote image may have (a larger block_size allows more); "
             "the stored copy is kept"
         )
-    if spans is None:
-        digests = bytearray(b"".join(r.digest if r.kind == BLOCK_DATA else NO_DATA for r in hashes))
-        return size, digests, hashes.before
-    assert previous is not None
-    if size != previous.size:
-        for _ in hashes:  # the stream is the channel's: finish it
-            pass
-        return size, bytearray(), hashes.before
-    digests = bytearray(previous.digests)
+    resized = spans is not None and size != previous.size
+    digests = bytearray() if spans is None or resized else bytearray(previous.digests)
+    got: set[int] = set()
     for r in hashes:
-        digests[r.index * DIGEST : (r.index + 1) * DIGEST] = r.digest if r.kind == BLOCK_DATA else NO_DATA
-    return size, digests, hashes.before
+        if resized:
+            continue  # (the stream is the channel's: finish it)
+        if r.data is not None:
+            os.pwrite(into, r.data, r.index * bs)
+            got.add(r.index)
+        record = r.digest if r.kind == BLOCK_DATA else NO_DATA
+        if spans is None:
+            digests += record
+        else:
+            digests[r.index * DIGEST : (r.index + 1) * DIGEST] = record
+    if hashes.after is not None and hashes.after.st_size != size:
+        raise _resized(channel, path)
+    return size, digests, hashes.before, got
+
+
+def _differing(
+    digests: bytearray, previous: RemoteDigests | None, spans: list[tuple[int, int]] | None, got: set[int]
+) -> tuple[list[int], list[int]]:
+    """The blocks whose digest is not ``previous``'s (all, with none to
+    trust; of ``spans`` alone, when given), and of those the ones with data
+    still to fetch (not in ``got``)."""
+    count = len(digests) // DIGEST
+    asked = (i for first, n in spans for i in range(first, first + n)) if spans is not None else range(count)
+    if previous is not None:
+        differs = [i for i in asked if _digest(digests, i) != _digest(previous.digests, i)]
+    else:
+        differs = list(range(count))
+    return differs, [i for i in differs if _digest(digests, i) != NO_DATA and i not in got]
+
+
+def _resized(channel: Channel, path: bytes) -> SourceError:
+    return SourceError(
+        f"host {channel.host}: {os.fsdecode(path)}: changed size while it was read; the stored copy is kept"
+    )
 
 
 def _fetch(  # size: the channel, what to fetch from where into what, and its block hash
@@ -320,10 +348,7 @@ def _fetch(  # size: the channel, what to fetch from where into what, and its bl
         os.pwrite(fd, block.data, block.index * bs)
         digests[block.index * DIGEST : (block.index + 1) * DIGEST] = block.digest
     if blocks.after is not None and blocks.after.st_size != size:
-        raise SourceError(
-            f"host {channel.host}: {os.fsdecode(path)}: changed size while it was read; "
-            "the stored copy is kept"
-        )
+        raise _resized(channel, path)
 
 
 def _digest(digests: bytes | bytearray, index: int) -> bytes:
