@@ -220,9 +220,12 @@ class Channel(Connection):
         bs = t.BlockStream(path)
         batches = list(_batches(wanted, lambda i: 12)) or [[]]
 
+        request = {"op": "blocks", "path": to_text(path), "block_size": block_size, "compress": compress}
+        request["hash"] = hash
+
         def start(batch: list[int], first: bool) -> None:
             if not first:
-                self._send(**request, indices=batch, hash=hash)
+                self._send(**request, indices=batch)
             head = self.message()
             self.check(head, path)
             st, bs.size = t.want_stat(head), t.want_int(head, "size")
@@ -237,8 +240,7 @@ class Channel(Connection):
                 self._end(end, path)
                 bs.after = t.want_stat(end)
 
-        request = {"op": "blocks", "path": to_text(path), "block_size": block_size, "compress": compress}
-        self._begin(**request, indices=batches[0], hash=hash)
+        self._begin(**request, indices=batches[0])
         with self._guard():
             start(batches[0], True)
         bs.stream = self._pend(stream())

@@ -184,7 +184,7 @@ def hash_records(ch: Connection, bh: BlockHashes) -> Iterator[BlockHash]:
     expected = _expected(bh, count)
     due = next(expected, None)
     digest_of = block_digest(bh.hash) if bh.with_data else None
-    data: tuple[int, bytes, memoryview] | None = None  # a block's data, its record due next
+    data: tuple[bytes, memoryview] | None = None  # a block's digest and data, its record due next
     while True:
         kind, obj = ch.recv()
         if kind == JSON:
@@ -206,9 +206,9 @@ def hash_records(ch: Connection, bh: BlockHashes) -> Iterator[BlockHash]:
                 raise FrameError(f"an unknown block kind {flag}")
             block = None
             if data is not None:
-                if flag != BLOCK_DATA or data[1] != digest:
+                if flag != BLOCK_DATA or data[0] != digest:
                     raise FrameError(f"block {index}'s data and its record name other digests")
-                block, data = data[2], None
+                block, data = data[1], None
             yield BlockHash(index, flag, digest if flag == BLOCK_DATA else None, block)
             index += 1
             due = next(expected, None)
@@ -216,18 +216,32 @@ def hash_records(ch: Connection, bh: BlockHashes) -> Iterator[BlockHash]:
 
 def _block_data(
     bh: BlockHashes, obj: bytes, due: int | None, digest_of: Callable[[bytes], bytes]
-) -> tuple[int, bytes, memoryview]:
+) -> tuple[bytes, memoryview]:
     """A changed block's data frame in the hashes: the next block due, its
     whole length, matching the digest it names."""
-    head = OFFSET.size + DIGEST
-    if due is None or len(obj) < head or OFFSET.unpack_from(obj)[0] != due:
+    if due is None or not is_block_frame(obj, due):
         raise FrameError(f"block data out of order in the hashes of {to_text(bh.path[:300])}")
+    return checked_block(obj, due, bh.path, min(bh.block_size, bh.size - due * bh.block_size), digest_of)
+
+
+def is_block_frame(obj: bytes, index: int) -> bool:
+    """Whether a DATA payload is long enough for a block's head and names block ``index``."""
+    return len(obj) >= OFFSET.size + DIGEST and OFFSET.unpack_from(obj)[0] == index
+
+
+def checked_block(  # size: the frame, which block of what, how long it may be, and its check
+    obj: bytes, index: int, path: bytes, length: int, digest_of: Callable[[bytes], bytes], exact: bool = True
+) -> tuple[bytes, memoryview]:
+    """The digest a block's data frame announces and its data, checked: of
+    ``length`` bytes (at most, unless ``exact``) and matching the digest."""
+    head = OFFSET.size + DIGEST
     announced, data = bytes(obj[OFFSET.size : head]), memoryview(obj)[head:]
-    if len(data) != min(bh.block_size, bh.size - due * bh.block_size):
-        raise FrameError(f"block {due} of {len(data)} bytes, not its block's length")
+    if len(data) > length or (exact and len(data) != length):
+        wrong = "not its block's length" if exact else "over the block size"
+        raise FrameError(f"block {index} of {len(data)} bytes, {wrong}")
     if digest_of(data) != announced:
-        raise FrameError(f"block {due} of {to_text(bh.path[:300])} does not match its announced hash")
-    return due, announced, data
+        raise FrameError(f"block {index} of {to_text(path[:300])} does not match its announced hash")
+    return announced, data
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,18 +266,13 @@ class BlockStream(Transfer):
 def block_frames(  # size: the channel, the stream, what was asked and how it is checked
     ch: Connection, bs: BlockStream, indices: list[int], block_size: int, digest: Callable[[bytes], bytes]
 ) -> Iterator[Block]:
-    head = OFFSET.size + DIGEST
     for index in indices:
         kind, obj = ch.recv()
         if kind == JSON:
             ch.check(obj, bs.path)
-        if kind != DATA or len(obj) < head or OFFSET.unpack_from(obj)[0] != index:
+        if kind != DATA or not is_block_frame(obj, index):
             raise FrameError(f"not block {index} of {to_text(bs.path[:300])}")
-        announced, data = bytes(obj[OFFSET.size : head]), memoryview(obj)[head:]
-        if len(data) > block_size:
-            raise FrameError(f"block {index} of {len(data)} bytes, over the block size")
-        if digest(data) != announced:
-            raise FrameError(f"block {index} of {to_text(bs.path[:300])} does not match its announced hash")
+        announced, data = checked_block(obj, index, bs.path, block_size, digest, exact=False)
         yield Block(index, announced, data)
 
 

@@ -7,11 +7,13 @@ The remote side has the standard library only, so it hashes blocks with
 SHA-256 or BLAKE2b (whichever its CPU makes faster, cut to 16 bytes) and not
 xxh3: beside the image's xxh3 manifest the store keeps the digests of the
 blocks the image was last made from (``.inkind/manifests/<image>.remote``,
-docs/format.md), and names their hash and the image version they describe. A run asks the host for every block's digest (17
-bytes a block), fetches the blocks whose digest differs into a sparse
-scratch file at their offsets, and hands that file to the block-copy engine
-with the changed byte ranges, so the image is updated as by a thin-pool
-delta: atomically, compare-first, counted.
+docs/format.md), and names their hash and the image version they describe.
+A run sends those digests with its request for every block's digest (17
+bytes a block); the host sends each block whose digest differs in the same
+stream, into a sparse scratch file at its offset (a block it should have
+sent and did not is fetched after), and that file goes to the block-copy
+engine with the changed byte ranges, so the image is updated as by a
+thin-pool delta: atomically, compare-first, counted.
 
 When the digests cannot be trusted (the first run, a full pass, a resized
 source, an image or manifest changed since they were recorded) every block
