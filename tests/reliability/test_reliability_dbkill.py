@@ -35,7 +35,9 @@ TOOL_GRACE = 0.5  # seconds a killed run's dump tools may take to die
 SESSION_GRACE = 3.0  # seconds the server may take to see their sessions gone
 
 
-def run_killed_at(config: Path, env: dict[str, str], delay: float, during: str | None = None) -> int | None:
+def run_killed_at(  # size: the run, when to kill it, and whose tools count
+    config: Path, env: dict[str, str], delay: float, during: str | None = None, scope: str = ""
+) -> int | None:
     """``inkind backup`` SIGKILLed after ``delay`` s, or (``during``) as soon
     as a process whose command line names ``during`` runs: None; or its
     exit status when it finished first."""
@@ -49,7 +51,7 @@ def run_killed_at(config: Path, env: dict[str, str], delay: float, during: str |
     try:
         if during is None:
             return p.wait(timeout=delay)
-        while not tool_processes(during):
+        while not tool_processes(during, scope):
             if p.poll() is not None:
                 return p.returncode
             time.sleep(0.005)
@@ -81,8 +83,10 @@ def backup(config: Path, env: dict[str, str]) -> float:
     return time.monotonic() - start
 
 
-def tool_processes(marker: str) -> list[str]:
-    """Command lines of live processes (zombies left out) naming ``marker``."""
+def tool_processes(marker: str, scope: str) -> list[str]:
+    """Command lines of live processes (zombies left out) naming ``marker``
+    and ``scope``: this test's server or option file, so the same test on
+    another store filesystem, run by another worker beside it, is not seen."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -92,7 +96,7 @@ def tool_processes(marker: str) -> list[str]:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker.encode() in raw and state != "Z":
+        if marker.encode() in raw and scope.encode() in raw and state != "Z":
             found.append(raw.replace(b"\0", b" ").decode(errors="replace").strip())
     return found
 
@@ -226,10 +230,10 @@ def test_postgres_source_survives_kills(pg, pg_kill_setup, tmp_path, inkind_stor
         old = pg_stored(inkind_store, names)
         pg_mutate(pg, rng)
         new = pg_fresh(pg, tmp_path)
-        status = run_killed_at(cfg, env, delay, during)
+        status = run_killed_at(cfg, env, delay, during, str(pg.sockdir))
         report.kills += status is None
         report.finished += status is not None
-        assert settle(TOOL_GRACE, lambda: tool_processes("killpg_")) == [], (
+        assert settle(TOOL_GRACE, lambda: tool_processes("killpg_", str(pg.sockdir))) == [], (
             "a dump tool outlived the killed run"
         )
         assert settle(SESSION_GRACE, lambda: pg_sessions(pg)) == [], "the killed run left server state"
@@ -314,10 +318,10 @@ def test_mysql_source_survives_kills(maria, my_kill_setup, tmp_path, inkind_stor
             check=True,
         )
         new = fresh.stdout
-        status = run_killed_at(cfg, env, delay, during)
+        status = run_killed_at(cfg, env, delay, during, str(defaults))
         report.kills += status is None
         report.finished += status is not None
-        assert settle(TOOL_GRACE, lambda: tool_processes(MY_DATABASE)) == [], (
+        assert settle(TOOL_GRACE, lambda: tool_processes(MY_DATABASE, str(defaults))) == [], (
             "a dump tool outlived the killed run"
         )
         assert settle(SESSION_GRACE, lambda: my_sessions(maria)) == [], "the killed run left server state"
