@@ -36,6 +36,14 @@ def _backed_up(setup, inkind_config, inkind_run):
     return cfg
 
 
+def _last_walk(setup, inkind_config, inkind_run) -> tuple:
+    """The backed-up tree's config and the entries its walk counted (what
+    the next walk compares with warm.WARM_FROM)."""
+    cfg = _backed_up(setup, inkind_config, inkind_run)
+    (r,) = inkind_run(cfg).results
+    return cfg, r.stats.objects_seen
+
+
 def test_the_warmer_visits_what_the_store_holds_in_both_trees(setup, inkind_config, inkind_run, monkeypatch):
     _backed_up(setup, inkind_config, inkind_run)
     seen: list[tuple[str, bytes]] = []
@@ -103,7 +111,7 @@ def _warmers() -> list[str]:
 def test_a_backup_with_a_previous_one_starts_a_warmer_that_ends_with_it(
     setup, inkind_config, inkind_run, monkeypatch
 ):
-    cfg = _backed_up(setup, inkind_config, inkind_run)
+    cfg, seen = _last_walk(setup, inkind_config, inkind_run)
     started = []
     real = warm.CacheWarmer.__enter__
 
@@ -114,8 +122,22 @@ def test_a_backup_with_a_previous_one_starts_a_warmer_that_ends_with_it(
 
     monkeypatch.setattr(warm.CacheWarmer, "__enter__", enter)
     monkeypatch.setattr(warm.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(warm, "WARM_FROM", seen)
     write(setup.src / "a" / "new", "n")
     (r,) = inkind_run(cfg).results
     assert r.outcome == "ok" and r.stats.objects_changed == 1
     assert started == [True]
     assert _warmers() == []
+
+
+def test_a_tree_smaller_than_a_warmer_pays_for_is_walked_without_one(
+    setup, inkind_config, inkind_run, monkeypatch
+):
+    cfg, seen = _last_walk(setup, inkind_config, inkind_run)
+    made = []
+    monkeypatch.setattr(warm, "CacheWarmer", lambda *fds: made.append(fds))
+    monkeypatch.setattr(warm, "WARM_FROM", seen + 1)
+    write(setup.src / "a" / "new", "n")
+    (r,) = inkind_run(cfg).results
+    assert r.outcome == "ok" and r.stats.objects_changed == 1
+    assert made == []

@@ -112,7 +112,7 @@ class Walker:
         total = previous_count(state)
         with (
             self.run.progress("files", total=total, estimated=True) as progress,
-            warm_caches(src, self.run.data_fd, total is not None),
+            warm_caches(src, self.run.data_fd, total),
             Prefetcher() as self.copier.prefetch,
             Checkpoints(self.run) as self.checkpoints,
         ):
