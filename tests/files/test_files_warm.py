@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from files_trees import write
 
@@ -36,7 +37,7 @@ def _backed_up(setup, inkind_config, inkind_run):
     return cfg
 
 
-def _last_walk(setup, inkind_config, inkind_run) -> tuple:
+def _last_walk(setup, inkind_config, inkind_run) -> tuple[Path, int]:
     """The backed-up tree's config and the entries its walk counted (what
     the next walk compares with warm.WARM_FROM)."""
     cfg = _backed_up(setup, inkind_config, inkind_run)
