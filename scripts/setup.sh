@@ -48,4 +48,8 @@ if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# An editable install leaves bytecode to the first import, and an
+# environment with PYTHONDONTWRITEBYTECODE never keeps it: every `inkind`
+# would compile its modules again (0.2 s a start). Compile them once here.
+.venv/bin/python -m compileall -q src plugins examples >/dev/null
 scripts/link-inkind.sh

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inkind.remote import agent, blockops, walk, wire
-from inkind.remote.bootstrap import BOOT, SOURCE
+from inkind.remote.bootstrap import BOOT, agent_source
 from inkind.remote.listing import Listing
 from inkind.remote.wire import (
     BLOCK_HASHES,
@@ -158,7 +158,7 @@ def test_random_entry_payloads_raise_nothing_but_the_protocol_error(payload):
 
 
 def test_the_remote_side_is_python_3_9_and_standard_library_only():
-    tree = ast.parse(SOURCE, feature_version=(3, 9))
+    tree = ast.parse(agent_source(), feature_version=(3, 9))
     for module in (wire, walk, blockops, agent):
         compile(module.__loader__.get_source(module.__name__), module.__file__, "exec")  # type: ignore[union-attr]
         ast.parse(module.__loader__.get_source(module.__name__), feature_version=(3, 9))  # type: ignore[union-attr]
@@ -173,13 +173,13 @@ def test_the_remote_side_is_python_3_9_and_standard_library_only():
         assert not isinstance(node, ast.Match)
     assert imported - {"__future__"} <= set(sys.stdlib_module_names), imported
     assert "inkind" not in imported
-    assert "from __future__ import annotations" in SOURCE.decode().splitlines()[0]
+    assert "from __future__ import annotations" in agent_source().decode().splitlines()[0]
 
 
 def test_the_boot_line_is_one_line_that_any_python_parses():
     assert "\n" not in BOOT and '"' not in BOOT
     ast.parse(BOOT, feature_version=(3, 4))
-    assert str(len(SOURCE)) not in BOOT  # the same line whatever the source: authorized_keys keeps it
+    assert str(len(agent_source())) not in BOOT  # the same line whatever the source: authorized_keys keeps it
 
 
 def test_the_frame_header_is_length_then_kind():

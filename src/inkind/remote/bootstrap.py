@@ -13,6 +13,7 @@ its version, and the server says so in one line.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from inkind.remote import agent, blockops, walk, wire
@@ -22,10 +23,12 @@ from inkind.remote.wire import MIN_PYTHON, PROTOCOL
 MODULES = (wire, walk, blockops, agent)
 
 
+@functools.cache
 def agent_source() -> bytes:
     """The remote side as one module: the four files, their imports of
     each other dropped (they share one namespace there) and one
-    ``from __future__`` line at the top."""
+    ``from __future__`` line at the top. Built on first use, not at import:
+    most runs never open a connection."""
     parts = ["from __future__ import annotations\n"]
     for module in MODULES:
         text = Path(module.__file__).read_text()
@@ -60,7 +63,11 @@ def boot_line(min_python: tuple[int, int] = MIN_PYTHON) -> str:
     )
 
 
-SOURCE = agent_source()
+def boot_input() -> bytes:
+    """What the server writes first to the remote side's stdin: the
+    source's length on a line, then the source."""
+    source = agent_source()
+    return f"{len(source)}\n".encode() + source
+
+
 BOOT = boot_line()
-# What the server writes first to the remote side's stdin: the length, then the source.
-BOOT_INPUT = f"{len(SOURCE)}\n".encode() + SOURCE

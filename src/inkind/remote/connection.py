@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from inkind.errors import SourceError
-from inkind.remote.bootstrap import BOOT_INPUT
+from inkind.remote.bootstrap import boot_input
 from inkind.remote.wire import (
     BLOCK_HASHES,
     CHUNK,
@@ -90,7 +90,7 @@ class Connection:
         self._stderr_thread = threading.Thread(target=self._keep_stderr, daemon=True)
         self._stderr_thread.start()
         with contextlib.suppress(OSError):  # it exited already: the hello (or its absence) says why
-            self._proc.stdin.write(BOOT_INPUT)
+            self._proc.stdin.write(boot_input())
             self._proc.stdin.flush()
         self.hello = self._handshake()
         return self
