@@ -7,29 +7,23 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inkind.store.xattrs import XAttrs
-from inkind.testing import CliResult, run_inkind
+from inkind.testing import CliResult, run_inkind, start_inkind, verify_clean
 
 
-def inkind(*args, timeout: float = 300) -> CliResult:
+def inkind(*args, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
     """The real ``inkind``; a finished backup is verified clean after it."""
-    return run_inkind(*args, timeout=timeout)
+    return run_inkind(*args, env=env, timeout=timeout)
 
 
 def backup_killed_at(config: Path, delay: float) -> int | None:
     """Start ``inkind backup`` and SIGKILL it after ``delay`` seconds.
     Returns its exit status when it finished before the kill, else None."""
-    p = subprocess.Popen(
-        # verify-after: this backup is killed
-        [sys.executable, "-m", "inkind", "-q", "-c", str(config), "backup"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    p = start_inkind("-q", "-c", config, "backup")
     try:
         return p.wait(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -38,11 +32,15 @@ def backup_killed_at(config: Path, delay: float) -> int | None:
         return None
 
 
-def timed_backup(config: Path) -> float:
+def timed_backup(config: Path, env: dict[str, str] | None = None) -> float:
+    """A backup's own time (the verify after it not counted): the span
+    that kill moments are drawn from."""
     start = time.monotonic()
-    r = inkind("-c", config, "backup")
+    r = run_inkind("-c", config, "backup", env=env, verify_after=False)
+    took = time.monotonic() - start
     assert r.returncode == 0, r.stderr
-    return time.monotonic() - start
+    verify_clean(config)
+    return took
 
 
 def stored_files(root: Path) -> dict[str, Path]:

@@ -15,17 +15,16 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import KillReport, delays, inkind, verify_is_recoverable
+from harness import KillReport, delays, inkind, timed_backup, verify_is_recoverable
 from test_reliability_crash import record
 
 from inkind.store.files import is_temp_name
-from inkind.testing import render_config
+from inkind.testing import render_config, start_inkind
 
 pytestmark = pytest.mark.slow
 
@@ -41,13 +40,7 @@ def run_killed_at(  # size: the run, when to kill it, and whose tools count
     """``inkind backup`` SIGKILLed after ``delay`` s, or (``during``) as soon
     as a process whose command line names ``during`` runs: None; or its
     exit status when it finished first."""
-    p = subprocess.Popen(
-        # verify-after: this backup is killed
-        [sys.executable, "-m", "inkind", "-q", "-c", str(config), "backup"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    p = start_inkind("-q", "-c", config, "backup", env=env)
     try:
         if during is None:
             return p.wait(timeout=delay)
@@ -67,20 +60,6 @@ def kill_plan(rng: random.Random, n: int, longest: float, tools: list[str]) -> l
     """Kill moments: one inside each dump tool's run (a moment the random
     draw may miss: dumps are quick), then ``n`` random ones."""
     return [(0.05, tool) for tool in tools] + [(d, None) for d in delays(rng, n, longest)]
-
-
-def backup(config: Path, env: dict[str, str]) -> float:
-    start = time.monotonic()
-    r = subprocess.run(
-        # verify-after: this backup is killed
-        [sys.executable, "-m", "inkind", "-c", str(config), "backup"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    return time.monotonic() - start
 
 
 def tool_processes(marker: str, scope: str) -> list[str]:
@@ -221,13 +200,13 @@ def test_postgres_source_survives_kills(pg, pg_kill_setup, tmp_path, inkind_stor
     tmpdir.mkdir()
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     names = ["pg/globals.sql", "pg/killpg_dir", "pgplain/globals.sql", "pgplain/killpg_plain.sql"]
-    backup(cfg, env)
+    timed_backup(cfg, env)
     pg_mutate(pg, rng)
-    longest = backup(cfg, env)  # an incremental run: one table's files rewritten
+    longest = timed_backup(cfg, env)  # an incremental run: one table's files rewritten
     report = KillReport()
     plan = kill_plan(rng, db_kill_points, longest, ["dbname='killpg_dir'", "dbname='killpg_plain'"])
+    old = pg_stored(inkind_store, names)
     for delay, during in plan:
-        old = pg_stored(inkind_store, names)
         pg_mutate(pg, rng)
         new = pg_fresh(pg, tmp_path)
         status = run_killed_at(cfg, env, delay, during, str(pg.sockdir))
@@ -241,8 +220,9 @@ def test_postgres_source_survives_kills(pg, pg_kill_setup, tmp_path, inkind_stor
             if content is not None and content not in (old[rel], new[rel]):
                 report.lost.append(rel)
         report.leftovers += verify_is_recoverable(cfg)
-        backup(cfg, env)
+        timed_backup(cfg, env)
         assert pg_stored(inkind_store, names) == new
+        old = new  # what the store holds for the next kill
         assert temps_below(inkind_store) == []
         assert list(tmpdir.iterdir()) == []
     assert inkind("-c", cfg, "verify").returncode == 0
@@ -305,9 +285,9 @@ def test_mysql_source_survives_kills(maria, my_kill_setup, tmp_path, inkind_stor
     tmpdir.mkdir()
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     stored = inkind_store / "my" / f"{MY_DATABASE}.sql"
-    backup(cfg, env)
+    timed_backup(cfg, env)
     my_mutate(maria, rng)
-    longest = backup(cfg, env)
+    longest = timed_backup(cfg, env)
     report = KillReport()
     for delay, during in kill_plan(rng, db_kill_points, longest, [MY_DATABASE]):
         old = stored.read_bytes()
@@ -328,7 +308,7 @@ def test_mysql_source_survives_kills(maria, my_kill_setup, tmp_path, inkind_stor
         if stored.read_bytes() not in (old, new):
             report.lost.append(stored.name)
         report.leftovers += verify_is_recoverable(cfg)
-        backup(cfg, env)
+        timed_backup(cfg, env)
         assert stored.read_bytes() == new
         assert temps_below(inkind_store) == []
         assert list(tmpdir.iterdir()) == []

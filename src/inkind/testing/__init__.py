@@ -44,6 +44,7 @@ from inkind.plugins import load_plugins
 from inkind.runner import Runner, RunReport
 from inkind.store.xattrs import ACL_ALIAS_FILTER
 from inkind.storeroot import StoreLayout, init_store
+from inkind.testing import forkserver
 from inkind.testing.filesystems import NEEDS_ROOT, STORE_FILESYSTEMS, SessionFilesystems, remove_tree
 from inkind.testing.sshd import inkind_sshd  # noqa: F401  (a fixture: pytest finds it here)
 
@@ -176,6 +177,9 @@ def verify_clean(config: str | Path, names: tuple[str, ...] = (), extra=None) ->
     assert not found and all(r.outcome == "ok" for r in checked), f"verify after the backup: {found}"
 
 
+_FORKS = forkserver.Client()  # this worker's fork server, started on first use
+
+
 def run_inkind(
     *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300, verify_after: bool = True
 ) -> CliResult:
@@ -183,13 +187,40 @@ def run_inkind(
     followed by a verify that must be clean (see the module docstring)."""
     argv = [str(a) for a in args]
     full_env = {**os.environ, **(env or {})}
-    p = subprocess.run(
-        [sys.executable, "-m", "inkind", *argv], capture_output=True, text=True, env=full_env, timeout=timeout
-    )
+    if forkserver.usable(full_env):
+        p = _FORKS.run(argv, full_env, timeout)
+    else:
+        p = subprocess.run(
+            [sys.executable, "-m", "inkind", *argv],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+        )
     call = BackupCall.parse(argv, full_env)
     if verify_after and call and not call.dry_run and call.config and p.returncode in (0, 1):
         verify_clean(call.config, call.names)
     return CliResult(p.returncode, p.stdout, p.stderr)
+
+
+def start_inkind(
+    *args: str | Path, env: dict[str, str] | None = None
+) -> forkserver.Running | subprocess.Popen:
+    """Start ``inkind ARGS`` (output to /dev/null) for a test that kills it
+    or watches it mid-run: ``wait``, ``poll``, ``send_signal`` and ``kill``
+    as on a Popen. No verify follows: the caller decides what must hold."""
+    argv = [str(a) for a in args]
+    full_env = {**os.environ, **(env or {})}
+    if forkserver.usable(full_env):
+        with open(os.devnull, "wb") as null:
+            return _FORKS.start(argv, full_env, null.fileno(), null.fileno())
+    return subprocess.Popen(
+        # verify-after: the caller's run is killed or watched
+        [sys.executable, "-m", "inkind", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=full_env,
+    )
 
 
 @pytest.fixture
@@ -294,8 +325,7 @@ def inkind_kill_and_check(inkind_cli) -> Callable[..., KillCheck]:
     def check(config: Path, *names: str, delay: float | None = None, seed: int = 0, longest: float = 2.0):
         if delay is None:
             delay = random.Random(seed).uniform(0.1, longest)
-        cmd = [sys.executable, "-m", "inkind", "-q", "-c", str(config), "backup", *names]
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p = start_inkind("-q", "-c", config, "backup", *names)
         try:
             p.wait(timeout=delay)
             killed = False
