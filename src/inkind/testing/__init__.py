@@ -183,8 +183,10 @@ _FORKS = forkserver.Client()  # this worker's fork server, started on first use
 def run_inkind(
     *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300, verify_after: bool = True
 ) -> CliResult:
-    """Run ``inkind ARGS`` as a real subprocess; a finished backup is
-    followed by a verify that must be clean (see the module docstring)."""
+    """Run ``inkind ARGS`` in a process of its own (a fork of this worker's
+    server, see :mod:`inkind.testing.forkserver`, or a new interpreter); a
+    finished backup is followed by a verify that must be clean (see the
+    module docstring)."""
     argv = [str(a) for a in args]
     full_env = {**os.environ, **(env or {})}
     if forkserver.usable(full_env):
@@ -225,7 +227,7 @@ def start_inkind(
 
 @pytest.fixture
 def inkind_cli() -> Callable[..., CliResult]:
-    """Run ``inkind ARGS`` as a real subprocess (:func:`run_inkind`)."""
+    """Run ``inkind ARGS`` in a process of its own (:func:`run_inkind`)."""
     return run_inkind
 
 
