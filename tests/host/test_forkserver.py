@@ -14,15 +14,15 @@ import pytest
 from inkind.testing import forkserver, render_config, run_inkind
 
 
-def interpreter(*args: str, env: dict[str, str] | None = None) -> forkserver.Finished:
+def interpreter(*args: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of ``inkind ARGS`` in a new interpreter."""
     # verify-after: compared with the fork's run of the same command, which verifies
-    p = subprocess.run(
-        [sys.executable, "-m", "inkind", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    return forkserver.Finished(p.returncode, p.stdout, p.stderr)
+    p = subprocess.run([sys.executable, "-m", "inkind", *args], capture_output=True, text=True)
+    return outcome(p)
+
+
+def outcome(p: subprocess.CompletedProcess[str]) -> tuple[int, str, str]:
+    return p.returncode, p.stdout, p.stderr
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def client():
     ],
 )
 def test_a_fork_answers_as_an_interpreter_does(client, args):
-    assert client.run(args, dict(os.environ), 60) == interpreter(*args)
+    assert outcome(client.run(args, dict(os.environ), 60)) == interpreter(*args)
 
 
 def test_a_fork_sees_the_runs_environment_and_directory(client, tmp_path, monkeypatch):
@@ -52,7 +52,7 @@ def test_a_fork_sees_the_runs_environment_and_directory(client, tmp_path, monkey
     (tmp_path / "here.toml").write_text("[store\n")
     done = client.run(["-c", "here.toml", "backup"], dict(os.environ), 60)
     assert done.returncode == 2 and "here.toml" in done.stderr
-    assert done == interpreter("-c", "here.toml", "backup")
+    assert outcome(done) == interpreter("-c", "here.toml", "backup")
 
 
 def test_a_forked_backup_stores_what_an_interpreter_verifies(tmp_path, inkind_store):
@@ -64,7 +64,7 @@ def test_a_forked_backup_stores_what_an_interpreter_verifies(tmp_path, inkind_st
     assert forkserver.usable(dict(os.environ))
     assert run_inkind("-c", cfg, "backup").returncode == 0
     assert (inkind_store / "home" / "d" / "f").read_bytes() == b"x" * 5000
-    assert interpreter("-c", str(cfg), "verify").returncode == 0
+    assert interpreter("-c", str(cfg), "verify")[0] == 0
 
 
 def test_a_run_past_its_timeout_is_killed_and_the_next_one_runs(client):

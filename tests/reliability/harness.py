@@ -15,9 +15,9 @@ from inkind.store.xattrs import XAttrs
 from inkind.testing import CliResult, run_inkind, start_inkind, verify_clean
 
 
-def inkind(*args, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
+def inkind(*args, timeout: float = 300) -> CliResult:
     """The real ``inkind``; a finished backup is verified clean after it."""
-    return run_inkind(*args, env=env, timeout=timeout)
+    return run_inkind(*args, timeout=timeout)
 
 
 def backup_killed_at(config: Path, delay: float) -> int | None:

@@ -48,13 +48,6 @@ def usable(env: dict[str, str]) -> bool:
 
 
 @dataclass
-class Finished:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@dataclass
 class Client:
     """The test worker's end: starts its server on first use."""
 
@@ -103,9 +96,9 @@ class Client:
             raise
         return Running(pid, conn, argv)
 
-    def run(self, argv: list[str], env: dict[str, str], timeout: float) -> Finished:
-        """``inkind ARGV`` in a fork, its output captured; raises
-        subprocess.TimeoutExpired (the run killed) as ``subprocess.run`` does."""
+    def run(self, argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """``inkind ARGV`` in a fork, its output captured: what
+        ``subprocess.run`` gives, and its TimeoutExpired (the run killed)."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -116,7 +109,9 @@ class Client:
         with running:
             out, err = _drain(out_r, err_r, running, time.monotonic() + timeout)
             status = running.wait()
-        return Finished(status, out.decode(errors="replace"), err.decode(errors="replace"))
+        return subprocess.CompletedProcess(
+            running.args, status, out.decode(errors="replace"), err.decode(errors="replace")
+        )
 
 
 @dataclass
