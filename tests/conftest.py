@@ -75,3 +75,10 @@ def no_read_ahead(monkeypatch):
     from inkind.engines.tree import prefetch
 
     monkeypatch.setattr(prefetch, "wanted", lambda st: False)
+
+
+@pytest.fixture
+def one_core(monkeypatch):
+    """The walk may use one core only (as under ``taskset -c 0``), so it has
+    no worker: for tests of the order in which the walk itself goes."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})

@@ -69,7 +69,7 @@ from inkind.remote.channel import Channel, open_channel  # noqa: E402
 # isort: split
 from inkind.engines.tree.mirror import RemoteTreeMirror, TreeMirror, verify_mirror  # noqa: E402
 from inkind.engines.tree.restore import rsync_restore_command  # noqa: E402
-from inkind.engines.tree.walker import TreeSelection  # noqa: E402
+from inkind.engines.tree.selection import TreeSelection  # noqa: E402
 
 # --- dump engine -----------------------------------------------------------
 # isort: split

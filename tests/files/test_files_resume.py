@@ -60,7 +60,7 @@ def test_repeated_interruptions_still_cover_the_whole_tree(setup, inkind_run, mo
     assert tree_diff(setup.src, setup.data) == []
 
 
-def test_interrupted_run_records_the_pointer_and_outcome(setup, inkind_run, monkeypatch):
+def test_interrupted_run_records_the_pointer_and_outcome(setup, inkind_run, monkeypatch, one_core):
     for f in range(10):
         write(setup.src / f"f{f}", str(f))
     calls = {"n": 0}

@@ -22,12 +22,14 @@ ADDED = 2  # part of the backup, and its name was not in the store before
 class Look:
     """One entry of a window: where it falls in the walk's bounds, and what
     looking at it found (an Entry, LEFT_OUT, or the warning to give when
-    its turn comes)."""
+    its turn comes); ``handed``: the walk's worker stores it, and ``found``
+    becomes what it did (KEPT, ADDED or the warning)."""
 
     name: str
     key: Key
     where: str
     found: Entry | int | SourceWarning = LEFT_OUT
+    handed: bool = False
 
 
 @dataclass

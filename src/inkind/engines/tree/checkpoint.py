@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from inkind.engines.tree.entry import Key, key_text
 from inkind.source import RunContext
+from inkind.state import SourceState
 from inkind.store.files import sync_store
 
 
@@ -53,3 +54,19 @@ class Checkpoints:
         if last is not None:
             sync_store(self.run.data_fd)
             self.run.state.set_resume(key_text(last), force=True)
+
+
+def previous_count(state: SourceState) -> int | None:
+    """The entries the last backup walked, if it walked the whole tree: the
+    progress bar's estimate of this walk (None: no estimate)."""
+    last = state.data.get("last_backup")
+    if not isinstance(last, dict) or last.get("outcome") not in ("ok", "warnings"):
+        return None
+    return (last.get("stats") or {}).get("objects_seen") or None
+
+
+def walk_unfinished(run: RunContext) -> bool:
+    """Whether a backup walk was started and not completed (killed,
+    interrupted or failed): stored directories it left mid-way may differ
+    from their user.inkind.entries until the next backup completes."""
+    return run.state.left_running or run.state.partial

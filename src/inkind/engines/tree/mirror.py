@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from inkind.engines.tree.checkpoint import walk_unfinished
 from inkind.engines.tree.copier import Copier
 from inkind.engines.tree.entry import Key
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.pull import PullWalker
 from inkind.engines.tree.scrubber import Scrubber
-from inkind.engines.tree.walker import TreeSelection, Walker, walk_unfinished
+from inkind.engines.tree.selection import TreeSelection
+from inkind.engines.tree.walker import Walker
 from inkind.errors import SourceError
 from inkind.findings import Finding
 from inkind.remote.channel import Channel, open_channel

@@ -24,12 +24,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from inkind.engines.tree.bounds import Bounds
+from inkind.engines.tree.checkpoint import previous_count
 from inkind.engines.tree.copier import BIG_FILE, BLOCK, Copier
 from inkind.engines.tree.entry import REMOTE, Changed, Entry, Key, key_text, log
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.pullblocks import pull_blocks
 from inkind.engines.tree.scrubber import Scrubber
-from inkind.engines.tree.walker import TreeSelection, Walker, previous_count
+from inkind.engines.tree.selection import TreeSelection
+from inkind.engines.tree.walker import Walker
 from inkind.errors import SourceError, SourceReadError, SourceWarning
 from inkind.remote.channel import PAGE, Channel
 from inkind.remote.listing import RemoteEntry, RemoteStat, gitignore_rules

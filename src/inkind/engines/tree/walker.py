@@ -1,34 +1,35 @@
-"""The walk of a source tree: which entries are part of the backup, where
-an interrupted walk resumes, and what a full pass sweeps from the store.
+"""The walk of a source tree: its directories a window of entries at a
+time and in order (which are part of the backup: see selection), where an
+interrupted walk resumes, and what a full pass sweeps from the store.
 
 Both trees are worked on through directory fds opened with O_NOFOLLOW, so
 neither a symlink in the source nor one planted in the store can lead a
 write outside ``STORE/NAME`` or a read outside the source root. Each entry
-goes to the copier (files, links, specials) or is walked (directories);
+goes to the copier (files, links, specials; every other small file to be
+stored goes to the walk's worker, see handoff) or is walked (directories);
 each stored directory records its entries (``user.inkind.entries``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from inkind.engines.tree.bounds import ADDED, KEPT, LEFT_OUT, Bounds, Look
-from inkind.engines.tree.checkpoint import Checkpoints
+from inkind.engines.tree.checkpoint import Checkpoints, previous_count
 from inkind.engines.tree.copier import Copier
-from inkind.engines.tree.entry import Entry, Key, key_text, log, report_change, text_key
+from inkind.engines.tree.entry import Entry, Key, key_text, report_change, text_key
+from inkind.engines.tree.handoff import CopyWorker, hands_off
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.prefetch import Prefetcher
 from inkind.engines.tree.scrubber import Scrubber
+from inkind.engines.tree.selection import TreeSelection
 from inkind.engines.tree.warm import warm_caches
 from inkind.errors import SourceWarning
-from inkind.remote.walk import cache_tagged
 from inkind.source import RunContext
-from inkind.state import SourceState
 from inkind.store.entries import has_entries, record_entries
 from inkind.store.files import is_temp_name
 from inkind.store.paths import DIR_FLAGS, list_dir, lstat_at, open_at
@@ -37,41 +38,7 @@ from inkind.ui import Progress, null_progress
 
 SAVE_EVERY = 5.0  # seconds between saves of the resume pointer
 WINDOW = 128  # entries of a directory looked at before they are mirrored
-
-
-@dataclass
-class TreeSelection:
-    """Which entries of a source tree are part of its backup.
-
-    ``excluded(path, is_dir)`` is asked for each entry by its path relative
-    to the root (None: nothing is excluded, and no path is made per entry);
-    ``one_file_system`` keeps the walk out of directories on
-    other filesystems (they are stored empty); ``exclude_caches`` leaves
-    out directories tagged with a CACHEDIR.TAG. ``patterns``: the
-    gitignore patterns behind ``excluded``, which a walk on another host
-    sends there.
-    """
-
-    excluded: Callable[[str, bool], bool] | None = None
-    patterns: Sequence[str] = ()
-    one_file_system: bool = True
-    exclude_caches: bool = True
-
-
-def previous_count(state: SourceState) -> int | None:
-    """The entries the last backup walked, if it walked the whole tree: the
-    progress bar's estimate of this walk (None: no estimate)."""
-    last = state.data.get("last_backup")
-    if not isinstance(last, dict) or last.get("outcome") not in ("ok", "warnings"):
-        return None
-    return (last.get("stats") or {}).get("objects_seen") or None
-
-
-def walk_unfinished(run: RunContext) -> bool:
-    """Whether a backup walk was started and not completed (killed,
-    interrupted or failed): stored directories it left mid-way may differ
-    from their user.inkind.entries until the next backup completes."""
-    return run.state.left_running or run.state.partial
+HAND_OFF_FROM = 4  # files of a window from which some go to the worker
 
 
 class Walker:
@@ -90,6 +57,7 @@ class Walker:
         self.progress: Progress = null_progress
         self.last: Key | None = None  # the last completed entry
         self.checkpoints: Checkpoints | None = None  # only a backup walk keeps a resume pointer
+        self.worker: CopyWorker | None = None  # only a backup walk hands files off
         self._tick = 0
         self._next_save = 0.0
         # Re-list every stored directory to record its entries: the last
@@ -111,6 +79,7 @@ class Walker:
         phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
         total = previous_count(state)
         with (
+            _worker(self.run, self.copier) as self.worker,  # (forked first: no thread of ours yet)
             self.run.progress("files", total=total, estimated=True) as progress,
             warm_caches(src, self.run.data_fd, total),
             Prefetcher() as self.copier.prefetch,
@@ -126,7 +95,7 @@ class Walker:
                 self.save_pointer()
                 raise
             finally:
-                self.copier.prefetch = self.checkpoints = None
+                self.copier.prefetch = self.checkpoints = self.worker = None
         self.meta.apply(self.run.data_fd, None, st, xattrs_from=src, new=True)
         state.clear_partial()
         state.set_resume(None, force=True)
@@ -149,10 +118,10 @@ class Walker:
             looks, stopped = self._look_ahead(
                 src, dst, prefix, bounds, entries[start : start + WINDOW], fresh
             )
+            self._hand_off(src, dst, looks)
             window = self._prefetch(src, looks)
             try:
-                for look in looks:
-                    added = self._mirror(look, bounds, present) or added
+                added = self._mirror_window(looks, bounds, present) or added
             finally:
                 if window is not None:
                     self.copier.prefetch.discard(window)
@@ -182,19 +151,75 @@ class Walker:
         return looks, False
 
     def _prefetch(self, src: int, looks: list[Look]) -> object | None:
-        """Hand the window's files that will be copied to the read-ahead."""
+        """Hand the window's files that the walk will copy to the read-ahead."""
         if self.copier.prefetch is None:
             return None
         files = [
             (f.name, f.st)
-            for f in (look.found for look in looks)
+            for f in (look.found for look in looks if not look.handed)
             if isinstance(f, Entry) and self.copier.will_read(f)
         ]
         return self.copier.prefetch.queue(src, files)
 
+    def _hand_off(self, src: int, dst: int, looks: list[Look]) -> None:
+        """Hand every other file of the window that is stored whole to the
+        worker (see handoff), when there are enough to pay for the trip."""
+        if self.worker is None:
+            return
+        files = [
+            look
+            for look in looks
+            if isinstance(look.found, Entry) and self.copier.will_read(look.found) and hands_off(look.found)
+        ][1::2]
+        if len(files) >= HAND_OFF_FROM:
+            for look in files:
+                look.handed = True
+            self.worker.send(src, dst, [look.found for look in files])
+
+    def _mirror_window(self, looks: list[Look], bounds: Bounds, present: set[str]) -> bool:
+        """Mirror a window's entries in order (the worker stores those handed
+        to it meanwhile); whether the stored directory's names may have
+        changed. The resume pointer passes an entry only once everything
+        before it is stored, and a directory is walked only once the
+        worker's batch is in (its own windows hand off theirs)."""
+        added = False
+        waiting: list[Look] = []  # in order, from the first handed entry on
+        for look in looks:
+            if look.handed:
+                waiting.append(look)
+                continue
+            if self.worker is not None and self.worker.out and _is_dir(look):
+                added = self._collect(waiting, bounds, present) or added
+                waiting = []
+            added = self._mirror(look, bounds, present) or added
+            if waiting:
+                waiting.append(look)
+            elif look.where == "do":
+                self._done(look.key)
+        if waiting:
+            added = self._collect(waiting, bounds, present) or added
+        return added
+
+    def _collect(self, waiting: list[Look], bounds: Bounds, present: set[str]) -> bool:
+        """The worker's batch is in: its files are counted and reported as
+        the walk's own, and the waiting entries passed in order."""
+        assert self.worker is not None
+        outcomes = iter(self.worker.collect())
+        added = False
+        for look in waiting:
+            if look.handed:
+                outcome = next(outcomes)
+                had = isinstance(look.found, Entry) and look.found.dst_st is not None
+                look.found = outcome if outcome is not None else KEPT if had else ADDED
+                added = self._mirror(look, bounds, present) or added
+            if look.where == "do":
+                self._done(look.key)
+        return added
+
     def _mirror(self, look: Look, bounds: Bounds, present: set[str]) -> bool:
-        """Mirror one looked-at entry; whether the stored directory's names
-        may have changed."""
+        """Mirror one looked-at entry (or, for one the worker stored, take
+        its outcome); whether the stored directory's names may have
+        changed."""
         if look.where == "skip":
             present.add(look.name)
             return False
@@ -204,8 +229,8 @@ class Walker:
             if isinstance(found, SourceWarning):
                 raise found
             kept = (
-                found
-                if found == LEFT_OUT
+                found  # LEFT_OUT, or what the worker did
+                if isinstance(found, int)
                 else self.mirror(found, bounds if look.where == "enter" else Bounds())
             )
         except SourceWarning as w:
@@ -216,8 +241,6 @@ class Walker:
         if kept:
             present.add(look.name)
             added = added or kept == ADDED
-        if look.where == "do":
-            self._done(look.key)
         return added
 
     def record(self, dst: int, listed: list[str] | None, changed: bool) -> None:
@@ -270,7 +293,7 @@ class Walker:
             st = os.stat(name, dir_fd=src, follow_symlinks=False)
         except FileNotFoundError:
             raise SourceWarning(f"{key_text(key)}: vanished during the backup") from None
-        if not self._selected(src, name, key, st):
+        if not self.selection.keeps(self.run, src, name, key, st):
             return LEFT_OUT
         self.stats.objects_seen += 1
         if fresh:
@@ -300,20 +323,6 @@ class Walker:
         """Bring one entry the store lacks back from the source (scrub's
         repair); whether it was added."""
         return self.entry(src, dst, name, key, Bounds()) == ADDED
-
-    def _selected(self, src: int, name: str, key: Key, st: os.stat_result) -> bool:
-        """Whether the entry is part of the backup (see TreeSelection); the
-        store and its snapshot folder never are."""
-        is_dir = stat.S_ISDIR(st.st_mode)
-        kept_out = self.run.keep_out.which(st) if is_dir else None
-        if kept_out is not None:  # the store, or its snapshots, in the source tree
-            log.info("%s: %s: not entered: it is %s", self.run.name, key_text(key), kept_out)
-            self.stats.objects_kept_out += 1
-            return False
-        excluded = self.selection.excluded
-        if excluded is not None and excluded(key_text(key), is_dir):
-            return False
-        return not (is_dir and self.selection.exclude_caches and cache_tagged(name, src))
 
     def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> list[str]:
         """Full pass: remove what the source no longer has (within bounds).
@@ -369,3 +378,16 @@ class Walker:
                 self.meta.apply(e.dst, e.name, e.st, xattrs_from=sfd, new=new)
         finally:
             os.close(sfd)
+
+
+def _worker(run: RunContext, copier: Copier) -> contextlib.AbstractContextManager[CopyWorker | None]:
+    """The walk's worker (see handoff): none in a dry run, or where the
+    walk may use one core only (the machine has one, or its CPU affinity
+    allows one)."""
+    if run.dry_run or len(os.sched_getaffinity(0)) < 2:
+        return contextlib.nullcontext()
+    return CopyWorker(copier)
+
+
+def _is_dir(look: Look) -> bool:
+    return isinstance(look.found, Entry) and stat.S_ISDIR(look.found.st.st_mode)
