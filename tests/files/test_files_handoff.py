@@ -37,12 +37,14 @@ def batches(monkeypatch):
 
 
 def tree(root, dirs=3, files=30):
-    """Directories of small files, with subdirectories, a hard link and a
-    symlink among them (the walk keeps those)."""
+    """Directories of small files, with subdirectories (one amid the files
+    handed off), a hard link and a symlink among them (the walk keeps
+    those)."""
     for d in range(dirs):
         for f in range(files):
             write(root / f"d{d}" / f"f{f:02}", os.urandom(f * 97))
         write(root / f"d{d}" / "m-sub" / "inner", f"inner {d}")
+        write(root / f"d{d}" / "f10-dir" / "inner", f"amid the files {d}")  # walked mid-window
     os.link(root / "d0" / "f01", root / "d0" / "hard")
     os.symlink("f02", root / "d1" / "link")
 
@@ -71,7 +73,7 @@ def test_the_worker_stores_and_counts_as_the_walk_does(
     assert batches["files"] == 0
     assert stats_of(with_worker) == stats_of(alone)
     assert (
-        stats_of(alone)["objects_changed"] == 3 * 33 + 2
+        stats_of(alone)["objects_changed"] == 3 * 35 + 2
     )  # each directory, its files and subdirectory; hard, link
     assert tree_diff(src, inkind_store / "two") == []
     assert tree_diff(src, inkind_store / "one") == []

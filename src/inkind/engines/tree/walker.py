@@ -180,37 +180,42 @@ class Walker:
         """Mirror a window's entries in order (the worker stores those handed
         to it meanwhile); whether the stored directory's names may have
         changed. The resume pointer passes an entry only once everything
-        before it is stored, and a directory is walked only once the
-        worker's batch is in (its own windows hand off theirs)."""
+        before it is stored: while the worker's batch is out, every entry
+        waits, and a directory is walked only once the batch is in (its
+        own windows hand off theirs)."""
         added = False
-        waiting: list[Look] = []  # in order, from the first handed entry on
+        waiting: list[Look] = []  # in order, from the batch's first entry on
         for look in looks:
-            if look.handed:
+            out = self.worker is not None and self.worker.out
+            if out and _is_dir(look):
+                added = self._settle(looks, waiting, bounds, present) or added
+                waiting, out = [], False
+            if out and (waiting or look.handed):  # (before the first handed entry, none waits)
+                if not look.handed:
+                    added = self._mirror(look, bounds, present) or added
                 waiting.append(look)
                 continue
-            if self.worker is not None and self.worker.out and _is_dir(look):
-                added = self._collect(waiting, bounds, present) or added
-                waiting = []
-            added = self._mirror(look, bounds, present) or added
-            if waiting:
-                waiting.append(look)
-            elif look.where == "do":
+            added = self._mirror(look, bounds, present) or added  # (a handed one: its outcome)
+            if look.where == "do":
                 self._done(look.key)
         if waiting:
-            added = self._collect(waiting, bounds, present) or added
+            added = self._settle(looks, waiting, bounds, present) or added
         return added
 
-    def _collect(self, waiting: list[Look], bounds: Bounds, present: set[str]) -> bool:
-        """The worker's batch is in: its files are counted and reported as
-        the walk's own, and the waiting entries passed in order."""
+    def _settle(self, looks: list[Look], waiting: list[Look], bounds: Bounds, present: set[str]) -> bool:
+        """The worker's batch is in: each handed entry of the window holds
+        its outcome, those waiting are counted and reported as the walk's
+        own, and the pointer passes them in order."""
         assert self.worker is not None
         outcomes = iter(self.worker.collect())
-        added = False
-        for look in waiting:
+        for look in looks:
             if look.handed:
                 outcome = next(outcomes)
                 had = isinstance(look.found, Entry) and look.found.dst_st is not None
                 look.found = outcome if outcome is not None else KEPT if had else ADDED
+        added = False
+        for look in waiting:
+            if look.handed:
                 added = self._mirror(look, bounds, present) or added
             if look.where == "do":
                 self._done(look.key)
