@@ -61,3 +61,20 @@ def make_awkward_tree(root: Path) -> None:
     os.utime(root / "plain.txt", ns=(1, 1_234_567_891_123_456_789))
     os.utime(root / "link-rel", ns=(1, 987_654_321_000_000_001), follow_symlinks=False)
     os.utime(root / "dir", ns=(1, 1_500_000_000_999_999_999))
+
+
+def interrupt_at_mirror(monkeypatch, n: int) -> None:
+    """The walk is interrupted (SIGINT) at its n-th entry mirrored by itself."""
+    from inkind.engines.tree.walker import Walker
+    from inkind.runner import Interrupted
+
+    calls = {"n": 0}
+    real_mirror = Walker.mirror
+
+    def mirror(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Interrupted("SIGINT")
+        return real_mirror(self, *args, **kwargs)
+
+    monkeypatch.setattr(Walker, "mirror", mirror)

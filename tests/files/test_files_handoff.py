@@ -10,13 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from files_trees import write
+from files_trees import interrupt_at_mirror, write
 
 from inkind.engines.tree.copier import Copier
 from inkind.engines.tree.handoff import CopyWorker
-from inkind.engines.tree.walker import Walker
 from inkind.errors import SourceWarning
-from inkind.runner import Interrupted
 from inkind.testing import start_inkind, tree_diff
 
 MAIN = os.getpid()
@@ -144,16 +142,7 @@ def test_an_interrupted_walk_keeps_its_pointer_before_what_the_worker_has_not_re
 ):
     for f in range(10):
         write(setup.src / f"f{f}", str(f))
-    calls = {"n": 0}
-    real_mirror = Walker.mirror
-
-    def mirror(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:  # f0, f2, f4 stored by the walk, f6 next; f1, f3, f5... handed off
-            raise Interrupted("SIGINT")
-        return real_mirror(self, *args, **kwargs)
-
-    monkeypatch.setattr(Walker, "mirror", mirror)
+    interrupt_at_mirror(monkeypatch, 4)  # f0, f2, f4 stored by the walk, f6 next; f1, f3... handed off
     (r,) = inkind_run(setup.config).results
     assert r.outcome == "interrupted"
     state = json.loads((setup.store / ".inkind" / "sources" / "home.json").read_text())

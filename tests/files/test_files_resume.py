@@ -1,7 +1,7 @@
 """An interrupted backup resumes where it stopped and wraps around."""
 
 import pytest
-from files_trees import write
+from files_trees import interrupt_at_mirror, write
 
 from inkind.engines.tree.bounds import Bounds
 from inkind.engines.tree.walker import Walker
@@ -63,16 +63,7 @@ def test_repeated_interruptions_still_cover_the_whole_tree(setup, inkind_run, mo
 def test_interrupted_run_records_the_pointer_and_outcome(setup, inkind_run, monkeypatch, one_core):
     for f in range(10):
         write(setup.src / f"f{f}", str(f))
-    calls = {"n": 0}
-    real_mirror = Walker.mirror
-
-    def mirror(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise Interrupted("SIGINT")
-        return real_mirror(self, *args, **kwargs)
-
-    monkeypatch.setattr(Walker, "mirror", mirror)
+    interrupt_at_mirror(monkeypatch, 4)
     (r,) = inkind_run(setup.config).results
     assert r.outcome == "interrupted"
     import json
