@@ -180,9 +180,10 @@ def _send(sock: socket.socket, obj: object, fds: tuple[int, ...] = ()) -> None:
 def _recv(sock: socket.socket, fds: int = 0) -> object | None:
     """One message (None at the end of the stream); with ``fds``, as
     ``(message, fds)``."""
-    header, got, _, _ = (
-        socket.recv_fds(sock, _LENGTH.size, fds) if fds else (sock.recv(_LENGTH.size), [], 0, 0)
-    )
+    if fds:
+        header, got, _, _ = socket.recv_fds(sock, _LENGTH.size, fds)
+    else:
+        header, got = sock.recv(_LENGTH.size), []
     if not header:
         return None
     header += _exactly(sock, _LENGTH.size - len(header))
