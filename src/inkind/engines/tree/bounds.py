@@ -18,17 +18,26 @@ KEPT = 1  # part of the backup, and its name was in the store already
 ADDED = 2  # part of the backup, and its name was not in the store before
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What a look found of a regular file that needs nothing at all (the
+    walk's worker looked: see handoff): where it is, for a scrub."""
+
+    src: int
+    dst: int
+
+
 @dataclass
 class Look:
     """One entry of a window: where it falls in the walk's bounds, and what
-    looking at it found (an Entry, LEFT_OUT, or the warning to give when
-    its turn comes); ``handed``: the walk's worker stores it, and ``found``
+    looking at it found (an Entry, Settled, LEFT_OUT, or the warning to
+    give when its turn comes); ``handed``: the walk's worker stores it, and ``found``
     becomes what it did (KEPT, ADDED or the warning)."""
 
     name: str
     key: Key
     where: str
-    found: Entry | int | SourceWarning = LEFT_OUT
+    found: Entry | Settled | int | SourceWarning = LEFT_OUT
     handed: bool = False
 
 

@@ -9,6 +9,15 @@ directory fds (SCM_RIGHTS), stores the others itself meanwhile, and then
 collects what the worker did: per file nothing or the warning to give, and
 the counters its primitives counted, added into the run's Stats.
 
+A walk that finds a stored tree to compare with (no change, or few) has
+little to store and two lstats an entry to make: there the worker looks
+at most of each window's entries for it (see :meth:`CopyWorker.ask`) and
+answers one byte a name, whether that file needs nothing at all (a
+regular file, kept by the selection, up to date with its owner, mode and
+mtime); the walk looks at the others meanwhile, and again at any the
+worker did not find settled, so what the walk does with an entry is
+decided by the walk's own look.
+
 The worker runs the same :meth:`Copier.copy` through the same primitives,
 so each file is compared first, atomic and counted as in the walk; it
 writes nothing else (no state, no resume pointer, no log line). It ignores
@@ -27,14 +36,18 @@ import socket
 import stat
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import NoReturn
 
 from inkind.engines.tree.copier import BIG_FILE, Copier
-from inkind.engines.tree.entry import Entry
+from inkind.engines.tree.entry import Entry, Key
 from inkind.engines.tree.prefetch import Prefetcher
+from inkind.engines.tree.selection import TreeSelection
 from inkind.errors import InkindError, SourceWarning
 from inkind.libc import libc
 from inkind.stats import Stats
+from inkind.store.files import is_temp_name
+from inkind.store.paths import lstat_at
 
 PR_SET_PDEATHSIG = 1
 _LENGTH = struct.Struct("!I")
@@ -57,11 +70,13 @@ def hands_off(e: Entry) -> bool:
 class CopyWorker:
     """The worker process of one backup walk (a context manager)."""
 
-    def __init__(self, copier: Copier):
+    def __init__(self, copier: Copier, selection: TreeSelection):
         self.copier = copier
+        self.selection = selection
         self.sock: socket.socket | None = None
         self.pid = 0
         self.out = 0  # files of the batch handed out and not yet collected
+        self.asked = 0  # names sent to be looked at, not yet answered
 
     def __enter__(self) -> CopyWorker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -69,7 +84,7 @@ class CopyWorker:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            _serve(theirs, self.copier, parent)
+            _serve(theirs, Serving(self.copier, self.selection), parent)
         theirs.close()
         self.sock, self.pid = ours, pid
         return self
@@ -87,10 +102,27 @@ class CopyWorker:
     def send(self, src: int, dst: int, entries: list[Entry]) -> None:
         """Hand the worker ``entries`` of the directory ``src`` (stored into
         ``dst``); collect before the next batch."""
-        assert self.sock is not None and not self.out
+        assert self.sock is not None and not self.out and not self.asked
         batch = [(e.name, e.key, e.st, e.dst_st) for e in entries]
-        _send(self.sock, batch, (src, dst))
+        _send(self.sock, ("store", batch), (src, dst))
         self.out = len(entries)
+
+    def ask(self, src: int, dst: int, prefix: Key, names: list[str]) -> None:
+        """Have the worker look at ``names`` of the directory ``src`` (below
+        ``prefix``) and its stored copy ``dst``; :meth:`settled` answers."""
+        assert self.sock is not None and not self.out and not self.asked
+        _send(self.sock, ("look", (prefix, names)), (src, dst))
+        self.asked = len(names)
+
+    def settled(self) -> bytes:
+        """The answer to :meth:`ask`: a byte a name, 1 where the file needs
+        nothing at all, 0 where the walk is to look itself."""
+        assert self.sock is not None and self.asked
+        answer = _recv(self.sock)
+        if not isinstance(answer, bytes) or len(answer) != self.asked:
+            raise WorkerDied(f"the walk's worker process {self.pid} ended without an answer (killed?)")
+        self.asked = 0
+        return answer
 
     def collect(self) -> list[Outcome]:
         """Wait for the batch: its outcomes in order, its counters added
@@ -108,9 +140,43 @@ class CopyWorker:
         return outcomes
 
 
-def _serve(sock: socket.socket, copier: Copier, parent: int) -> NoReturn:
-    """The worker: store each batch it is sent until the walk closes the
-    stream; leave with ``os._exit`` (nothing of the walk's runs twice)."""
+@dataclass
+class Serving:
+    """What the worker works with: the walk's copier and selection, as
+    forked."""
+
+    copier: Copier
+    selection: TreeSelection
+
+    def answer(self, kind: str, payload: list, src: int, dst: int) -> object:
+        if kind == "store":
+            return _store(self.copier, src, dst, payload)
+        prefix, names = payload
+        return bytes(self.settles(src, dst, (*prefix, os.fsencode(name)), name) for name in names)
+
+    def settles(self, src: int, dst: int, key: Key, name: str) -> bool:
+        """Whether the walk's own look would find the entry a regular
+        file that needs nothing at all (see Copier.settled); any doubt
+        is a no, and the walk looks."""
+        if is_temp_name(name):
+            return False
+        try:
+            st = os.stat(name, dir_fd=src, follow_symlinks=False)
+            dst_st = lstat_at(dst, name)
+        except OSError:
+            return False
+        e = Entry(src, dst, name, key, st, dst_st)
+        return (
+            stat.S_ISREG(st.st_mode)
+            and self.selection.keeps(self.copier.run, src, name, key, st)
+            and self.copier.settled(e)
+        )
+
+
+def _serve(sock: socket.socket, serving: Serving, parent: int) -> NoReturn:
+    """The worker: answer each request it is sent until the walk closes
+    the stream; leave with ``os._exit`` (nothing of the walk's runs
+    twice)."""
     status = 0
     try:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -118,9 +184,9 @@ def _serve(sock: socket.socket, copier: Copier, parent: int) -> NoReturn:
             signal.signal(s, signal.SIG_IGN)
         if os.getppid() != parent:  # the walk died before the prctl
             os._exit(1)
-        for batch, (src, dst) in _batches(sock):
+        for (kind, payload), (src, dst) in _requests(sock):
             try:
-                answer = _store(copier, src, dst, batch)
+                answer = serving.answer(kind, payload, src, dst)
             finally:
                 os.close(src)
                 os.close(dst)
@@ -131,7 +197,7 @@ def _serve(sock: socket.socket, copier: Copier, parent: int) -> NoReturn:
         os._exit(status)
 
 
-def _batches(sock: socket.socket) -> Iterator[tuple[list, tuple[int, int]]]:
+def _requests(sock: socket.socket) -> Iterator[tuple[tuple[str, list], tuple[int, int]]]:
     while (got := _recv(sock, fds=2)) is not None:
         yield got
 

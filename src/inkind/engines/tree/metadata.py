@@ -58,7 +58,7 @@ class Metadata:
         for new or rewritten entries, those whose mtime differs, and in a
         full pass; mtime last.
         """
-        if not new and dst_st is not None and self._already(dst_st, st):
+        if not new and dst_st is not None and self.already(dst_st, st):
             return
         cur = dst_st or self._stat(dst, name)
         xattrs = None
@@ -100,7 +100,7 @@ class Metadata:
             set_mode(target, fakesuper.stored_mode(st), dir_fd=dir_fd, stats=self.stats, st=cur)
         set_mtime(target, st.st_mtime_ns, dir_fd=dir_fd, stats=self.stats, st=cur)
 
-    def _already(self, cur: os.stat_result, st: os.stat_result) -> bool:
+    def already(self, cur: os.stat_result, st: os.stat_result) -> bool:
         """Whether a stored entry that was not rewritten has the source's
         owner, mode and mtime already, outside a full pass (which compares
         xattrs too) and a dry run (whose overlay may hold newer values):

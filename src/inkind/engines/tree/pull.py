@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from inkind.engines.tree.bounds import Bounds
 from inkind.engines.tree.checkpoint import previous_count
 from inkind.engines.tree.copier import BIG_FILE, BLOCK, Copier
+from inkind.engines.tree.dirnames import finish_directory
 from inkind.engines.tree.entry import REMOTE, Changed, Entry, Key, key_text, log
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.pullblocks import pull_blocks
@@ -251,8 +252,7 @@ class PullWalker:
 
     def _close(self, d: Dir) -> None:
         try:
-            listed = self.walker.sweep(d.fd, d.key, d.present, Bounds()) if self.run.full else None
-            self.walker.record(d.fd, listed, d.added)
+            finish_directory(self.run, d.fd, d.key, d.present, Bounds(), d.added)
             self.meta.apply(d.fd, None, d.st, xattrs_from=d.xattrs, new=d.new)
         finally:
             os.close(d.fd)

@@ -18,9 +18,10 @@ import os
 import stat
 import time
 
-from inkind.engines.tree.bounds import ADDED, KEPT, LEFT_OUT, Bounds, Look
+from inkind.engines.tree.bounds import ADDED, KEPT, LEFT_OUT, Bounds, Look, Settled
 from inkind.engines.tree.checkpoint import Checkpoints, previous_count
 from inkind.engines.tree.copier import Copier
+from inkind.engines.tree.dirnames import finish_directory
 from inkind.engines.tree.entry import Entry, Key, key_text, report_change, text_key
 from inkind.engines.tree.handoff import CopyWorker, hands_off
 from inkind.engines.tree.metadata import Metadata
@@ -30,15 +31,15 @@ from inkind.engines.tree.selection import TreeSelection
 from inkind.engines.tree.warm import warm_caches
 from inkind.errors import SourceWarning
 from inkind.source import RunContext
-from inkind.store.entries import has_entries, record_entries
 from inkind.store.files import is_temp_name
-from inkind.store.paths import DIR_FLAGS, list_dir, lstat_at, open_at
+from inkind.store.paths import DIR_FLAGS, lstat_at, open_at
 from inkind.store.tree import make_dir, remove
 from inkind.ui import Progress, null_progress
 
 SAVE_EVERY = 5.0  # seconds between saves of the resume pointer
 WINDOW = 128  # entries of a directory looked at before they are mirrored
 HAND_OFF_FROM = 4  # files of a window from which some go to the worker
+LOOK_FROM = 16  # entries of a window from which the worker looks at every other one
 
 
 class Walker:
@@ -79,7 +80,9 @@ class Walker:
         phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
         total = previous_count(state)
         with (
-            _worker(self.run, self.copier) as self.worker,  # (forked first: no thread of ours yet)
+            _worker(
+                self.run, self.copier, self.selection
+            ) as self.worker,  # (forked first: no thread of ours yet)
             self.run.progress("files", total=total, estimated=True) as progress,
             warm_caches(src, self.run.data_fd, total),
             Prefetcher() as self.copier.prefetch,
@@ -127,28 +130,44 @@ class Walker:
                     self.copier.prefetch.discard(window)
             if stopped:
                 break
-        listed = self.sweep(dst, prefix, present, bounds) if self.run.full else None
-        self.record(dst, listed, added)
+        finish_directory(self.run, dst, prefix, present, bounds, added)
 
     def _look_ahead(  # size: the directory on both sides, where it is, and what is asked of it
         self, src: int, dst: int, prefix: Key, bounds: Bounds, names: list[tuple[bytes, str]], fresh: bool
     ) -> tuple[list[Look], bool]:
-        """The window's entries, each placed and looked at; and whether the
-        walk stops within it (the end of its bounds)."""
-        looks = []
+        """The window's entries, each placed and looked at (by the walk's
+        worker too, where a stored tree is compared with: see handoff);
+        and whether the walk stops within it (the end of its bounds)."""
+        looks, stopped = [], False
         for raw, name in names:
             key = (*prefix, raw)
             where = bounds.place(key)
             if where == "stop":
-                return looks, True
-            look = Look(name, key, where)
-            if where != "skip":
-                try:
-                    look.found = self.look(src, dst, name, key, fresh)
-                except SourceWarning as w:
-                    look.found = w
-            looks.append(look)
-        return looks, False
+                stopped = True
+                break
+            looks.append(Look(name, key, where))
+        asking = self.worker is not None and not (fresh or self.run.full) and len(looks) >= LOOK_FROM
+        theirs = [look for look in looks[1::2] if look.where != "skip"] if asking else []
+        if theirs:
+            self.worker.ask(src, dst, prefix, [look.name for look in theirs])
+        for look in looks[::2] if asking else looks:  # (the worker looks at the others meanwhile)
+            self._look(src, dst, look, fresh)
+        if theirs:
+            settled = Settled(src, dst)
+            for look, yes in zip(theirs, self.worker.settled(), strict=True):
+                if yes:
+                    look.found = settled
+                    self.stats.objects_seen += 1
+                else:
+                    self._look(src, dst, look, fresh)
+        return looks, stopped
+
+    def _look(self, src: int, dst: int, look: Look, fresh: bool) -> None:
+        if look.where != "skip":
+            try:
+                look.found = self.look(src, dst, look.name, look.key, fresh)
+            except SourceWarning as w:
+                look.found = w
 
     def _prefetch(self, src: int, looks: list[Look]) -> object | None:
         """Hand the window's files that the walk will copy to the read-ahead."""
@@ -233,11 +252,14 @@ class Walker:
             found = look.found
             if isinstance(found, SourceWarning):
                 raise found
-            kept = (
-                found  # LEFT_OUT, or what the worker did
-                if isinstance(found, int)
-                else self.mirror(found, bounds if look.where == "enter" else Bounds())
-            )
+            if isinstance(found, Settled):
+                kept = self._settled(found, look)
+            else:
+                kept = (
+                    found  # LEFT_OUT, or what the worker did
+                    if isinstance(found, int)
+                    else self.mirror(found, bounds if look.where == "enter" else Bounds())
+                )
         except SourceWarning as w:
             self.run.skip(w)
             self.stats.objects_skipped += 1
@@ -248,18 +270,13 @@ class Walker:
             added = added or kept == ADDED
         return added
 
-    def record(self, dst: int, listed: list[str] | None, changed: bool) -> None:
-        """Record the stored directory's entries (``user.inkind.entries``).
-
-        Only a directory whose names may have changed in this run is listed
-        again (the sweep's listing serves in a full pass), so an unchanged
-        tree costs one getxattr per directory and no write.
-        """
-        if listed is None:
-            if not changed and has_entries(dst):
-                return
-            listed = list_dir(dst)
-        record_entries(dst, listed, self.stats)
+    def _settled(self, found: Settled, look: Look) -> int:
+        """A file found to need nothing (see _look_ahead): counted, and
+        maybe scrubbed, as Copier.regular and mirror would."""
+        self.stats.objects_unchanged += 1
+        if self.run.should_scrub():
+            self.scrubber.file(found.src, found.dst, look.name, look.key)
+        return KEPT
 
     def _done(self, key: Key) -> None:
         """Advance the resume pointer; save it every few seconds."""
@@ -313,11 +330,11 @@ class Walker:
         """Bring the stored copy of one looked-at entry up to date: ADDED
         or KEPT (see :meth:`entry`)."""
         st, had = e.st, e.dst_st is not None
-        if stat.S_ISDIR(st.st_mode):
-            self.directory(e, bounds)
-        elif stat.S_ISREG(st.st_mode):
+        if stat.S_ISREG(st.st_mode):
             if self.copier.regular(e) and self.run.should_scrub():
                 self.scrubber.file(e.src, e.dst, e.name, e.key)
+        elif stat.S_ISDIR(st.st_mode):
+            self.directory(e, bounds)
         elif stat.S_ISLNK(st.st_mode):
             self.copier.symlink(e)
         else:
@@ -328,24 +345,6 @@ class Walker:
         """Bring one entry the store lacks back from the source (scrub's
         repair); whether it was added."""
         return self.entry(src, dst, name, key, Bounds()) == ADDED
-
-    def sweep(self, dst: int, prefix: Key, present: set[str], bounds: Bounds) -> list[str]:
-        """Full pass: remove what the source no longer has (within bounds).
-        Returns the names the stored directory holds afterwards."""
-        left = []
-        for name in list_dir(dst):
-            if name in present:
-                left.append(name)
-                continue
-            key = (*prefix, os.fsencode(name))
-            if not is_temp_name(name) and bounds.place(key) != "do":
-                left.append(name)
-                continue
-            remove(dst, name)
-            if not is_temp_name(name):
-                report_change(self.run, "delete", key)
-                self.stats.objects_deleted += 1
-        return left
 
     def make_directory(self, e: Entry) -> bool:
         """The stored directory of a source directory, made if missing (in
@@ -385,13 +384,15 @@ class Walker:
             os.close(sfd)
 
 
-def _worker(run: RunContext, copier: Copier) -> contextlib.AbstractContextManager[CopyWorker | None]:
+def _worker(
+    run: RunContext, copier: Copier, selection: TreeSelection
+) -> contextlib.AbstractContextManager[CopyWorker | None]:
     """The walk's worker (see handoff): none in a dry run, or where the
     walk may use one core only (the machine has one, or its CPU affinity
     allows one)."""
     if run.dry_run or len(os.sched_getaffinity(0)) < 2:
         return contextlib.nullcontext()
-    return CopyWorker(copier)
+    return CopyWorker(copier, selection)
 
 
 def _is_dir(look: Look) -> bool:
