@@ -146,3 +146,28 @@ def test_a_tree_smaller_than_a_warmer_pays_for_is_walked_without_one(
     (r,) = inkind_run(cfg).results
     assert r.outcome == "ok" and r.stats.objects_changed == 1
     assert made == []
+
+
+def _ticks(monkeypatch, seconds_each: list[float]) -> int:
+    """Entries the warmer's clock counts before it stops, each entry taking
+    the next of ``seconds_each``; 0: it never stops."""
+    now = [0.0]
+    monkeypatch.setattr(warmwalk.time, "perf_counter", lambda: now[0])
+    clock = warmwalk.Clock()
+    for each in seconds_each:
+        now[0] += each
+        try:
+            clock.tick()
+        except warmwalk.Warm:
+            return clock.count
+    return 0
+
+
+def test_the_warmer_stops_once_it_finds_the_caches_warm(monkeypatch):
+    batch = warmwalk.BATCH
+    from_memory, from_disk = 2e-6, 80e-6
+    assert _ticks(monkeypatch, [from_memory] * 10 * batch) == warmwalk.WARM_RUNS * batch
+    assert _ticks(monkeypatch, [from_disk] * 10 * batch) == 0
+    # A batch read from the disk starts the count again.
+    runs = [from_memory] * 3 * batch + [from_disk] * batch + [from_memory] * 10 * batch
+    assert _ticks(monkeypatch, runs) == (4 + warmwalk.WARM_RUNS) * batch
