@@ -11,6 +11,7 @@ import pytest
 from files_trees import write
 
 from inkind.engines.tree.handoff import CopyWorker, Serving
+from inkind.engines.tree.walker import Walker
 from inkind.testing import tree_diff
 
 MAIN = os.getpid()
@@ -144,3 +145,109 @@ def test_a_worker_killed_while_it_looks_fails_the_run_and_the_next_completes(set
     (r,) = inkind_run(setup.config).results
     assert r.outcome == "ok" and r.stats.objects_changed == 1
     assert tree_diff(setup.src, setup.data) == []
+
+
+@pytest.fixture
+def events(monkeypatch):
+    """In order: each window the walk mirrors, each ask of the worker, and
+    each batch handed to it, by the first name in it."""
+    got = []
+    real_ask, real_send, real_mirror = CopyWorker.ask, CopyWorker.send, Walker._mirror_window
+
+    def ask(self, src, dst, prefix, names):
+        got.append(("ask", names[0]))
+        return real_ask(self, src, dst, prefix, names)
+
+    def send(self, src, dst, entries):
+        got.append(("store", entries[0].name))
+        return real_send(self, src, dst, entries)
+
+    def mirror_window(self, looks, bounds, present):
+        got.append(("mirror", looks[0].name))
+        return real_mirror(self, looks, bounds, present)
+
+    monkeypatch.setattr(CopyWorker, "ask", ask)
+    monkeypatch.setattr(CopyWorker, "send", send)
+    monkeypatch.setattr(Walker, "_mirror_window", mirror_window)
+    return got
+
+
+def three_hundred(d):
+    """Three windows: f000-f127, f128-f255, f256-f299."""
+    for f in range(300):
+        write(d / f"f{f:03}", f"file {f}")
+
+
+def test_the_worker_looks_at_the_next_window_while_the_walk_mirrors_this_one(
+    setup, inkind_run, answers, events
+):
+    three_hundred(setup.src)
+    inkind_run(setup.config)
+    answers.update(asked=0, settled=0)
+    events.clear()
+    (r,) = inkind_run(setup.config).results
+    assert events == [
+        ("ask", "f001"),
+        ("ask", "f129"),
+        ("mirror", "f000"),
+        ("ask", "f257"),
+        ("mirror", "f128"),
+        ("mirror", "f256"),
+    ]
+    assert answers == {"asked": 150, "settled": 150}
+    assert r.stats.objects_seen == r.stats.objects_unchanged == 300
+    assert r.stats.bytes_written == r.stats.xattrs_written == r.stats.mtimes_set == 0
+
+
+def test_a_window_holding_a_directory_is_mirrored_before_the_next_is_asked_about(
+    setup, inkind_run, answers, events
+):
+    three_hundred(setup.src)
+    forty(setup.src / "a-sub")  # (before f000: the first window holds it)
+    inkind_run(setup.config)
+    answers.update(asked=0, settled=0)
+    events.clear()
+    (r,) = inkind_run(setup.config).results
+    assert events == [
+        ("ask", "f000"),
+        ("mirror", "a-sub"),
+        ("ask", "f01"),  # (a-sub's walk asks and mirrors in between)
+        ("mirror", "f00"),
+        ("ask", "f128"),
+        ("ask", "f256"),
+        ("mirror", "f127"),
+        ("mirror", "f255"),
+    ]
+    assert answers == {"asked": 150 + 20, "settled": 150 + 20}
+    assert r.stats.objects_unchanged == 341
+
+
+def test_asked_about_the_next_window_while_a_batch_is_out_the_worker_answers_both_in_order(
+    tmp_path, inkind_config, inkind_run, inkind_store, events, monkeypatch
+):
+    src = tmp_path / "src"
+    three_hundred(src)
+    config = inkind_config({name: {"type": "files", "path": src} for name in ("two", "one")})
+    inkind_run(config, "backup", "two")
+    inkind_run(config, "backup", "one")
+    for f in range(10):
+        write(src / f"f{f:03}", f"file {f} changed")
+    events.clear()
+    with_worker = inkind_run(config, "backup", "two")
+    assert events == [
+        ("ask", "f001"),
+        ("store", "f001"),  # (f001 f003 ... f009: every other file to store)
+        ("ask", "f129"),
+        ("mirror", "f000"),
+        ("ask", "f257"),
+        ("mirror", "f128"),
+        ("mirror", "f256"),
+    ]
+    one_core(monkeypatch)
+    alone = inkind_run(config, "backup", "one")
+    assert stats_of(with_worker) == stats_of(alone)
+    s = stats_of(alone)
+    assert s["objects_changed"] == 10 and s["objects_unchanged"] == 290
+    assert s["bytes_written"] == sum(len(f"file {f} changed") for f in range(10))
+    for name in ("two", "one"):
+        assert tree_diff(src, inkind_store / name) == []

@@ -7,7 +7,8 @@ Keys are tuples of name components, so tuple order is the walk order
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 
 from inkind.engines.tree.entry import Entry, Key
 from inkind.errors import SourceWarning
@@ -39,6 +40,10 @@ class Look:
     where: str
     found: Entry | Settled | int | SourceWarning = LEFT_OUT
     handed: bool = False
+
+    def is_dir(self) -> bool:
+        """Whether it was found a directory (mirroring it walks below it)."""
+        return isinstance(self.found, Entry) and stat.S_ISDIR(self.found.st.st_mode)
 
 
 @dataclass
@@ -73,3 +78,27 @@ class Bounds:
         lo = self.lo if self.lo is not None and self.lo[:n] == key else None
         hi = self.hi if self.hi is not None and self.hi[:n] == key else None
         return Bounds(lo, hi)
+
+
+@dataclass
+class Window:
+    """Up to WINDOW entries of one directory, placed in the walk's bounds:
+    those before where the walk stops, whether it stops within them, and
+    those the walk's worker was asked to look at (see Walker._place)."""
+
+    looks: list[Look]
+    stopped: bool
+    theirs: list[Look] = field(default_factory=list)
+
+
+def place_window(bounds: Bounds, prefix: Key, names: list[tuple[bytes, str]]) -> Window:
+    """The window of ``names`` (raw and decoded) below ``prefix``, placed
+    in ``bounds`` (nothing is looked at yet)."""
+    looks = []
+    for raw, name in names:
+        key = (*prefix, raw)
+        where = bounds.place(key)
+        if where == "stop":
+            return Window(looks, stopped=True)
+        looks.append(Look(name, key, where))
+    return Window(looks, stopped=False)

@@ -45,6 +45,7 @@ from inkind.engines.tree.prefetch import Prefetcher
 from inkind.engines.tree.selection import TreeSelection
 from inkind.errors import InkindError, SourceWarning
 from inkind.libc import libc
+from inkind.source import RunContext
 from inkind.stats import Stats
 from inkind.store.files import is_temp_name
 from inkind.store.paths import lstat_at
@@ -65,6 +66,16 @@ def hands_off(e: Entry) -> bool:
     would store whole (not a hard link, which the walk must see in order,
     nor a large file updated block by block)."""
     return stat.S_ISREG(e.st.st_mode) and e.st.st_nlink == 1 and e.st.st_size < BIG_FILE and e.same is False
+
+
+def walk_worker(
+    run: RunContext, copier: Copier, selection: TreeSelection
+) -> contextlib.AbstractContextManager[CopyWorker | None]:
+    """The walk's worker: none in a dry run, or where the walk may use one
+    core only (the machine has one, or its CPU affinity allows one)."""
+    if run.dry_run or len(os.sched_getaffinity(0)) < 2:
+        return contextlib.nullcontext()
+    return CopyWorker(copier, selection)
 
 
 class CopyWorker:
@@ -109,15 +120,16 @@ class CopyWorker:
 
     def ask(self, src: int, dst: int, prefix: Key, names: list[str]) -> None:
         """Have the worker look at ``names`` of the directory ``src`` (below
-        ``prefix``) and its stored copy ``dst``; :meth:`settled` answers."""
-        assert self.sock is not None and not self.out and not self.asked
+        ``prefix``) and its stored copy ``dst``; :meth:`settled` answers,
+        once a batch already out is collected (answers come in order)."""
+        assert self.sock is not None and not self.asked
         _send(self.sock, ("look", (prefix, names)), (src, dst))
         self.asked = len(names)
 
     def settled(self) -> bytes:
         """The answer to :meth:`ask`: a byte a name, 1 where the file needs
         nothing at all, 0 where the walk is to look itself."""
-        assert self.sock is not None and self.asked
+        assert self.sock is not None and self.asked and not self.out
         answer = _recv(self.sock)
         if not isinstance(answer, bytes) or len(answer) != self.asked:
             raise WorkerDied(f"the walk's worker process {self.pid} ended without an answer (killed?)")

@@ -12,18 +12,17 @@ each stored directory records its entries (``user.inkind.entries``).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import time
 
-from inkind.engines.tree.bounds import ADDED, KEPT, LEFT_OUT, Bounds, Look, Settled
+from inkind.engines.tree.bounds import ADDED, KEPT, LEFT_OUT, Bounds, Look, Settled, Window, place_window
 from inkind.engines.tree.checkpoint import Checkpoints, previous_count
 from inkind.engines.tree.copier import Copier
 from inkind.engines.tree.dirnames import finish_directory
 from inkind.engines.tree.entry import Entry, Key, key_text, report_change, text_key
-from inkind.engines.tree.handoff import CopyWorker, hands_off
+from inkind.engines.tree.handoff import CopyWorker, hands_off, walk_worker
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.prefetch import Prefetcher
 from inkind.engines.tree.scrubber import Scrubber
@@ -80,7 +79,7 @@ class Walker:
         phases = [Bounds(lo=start), Bounds(hi=start)] if start else [Bounds()]
         total = previous_count(state)
         with (
-            _worker(
+            walk_worker(
                 self.run, self.copier, self.selection
             ) as self.worker,  # (forked first: no thread of ours yet)
             self.run.progress("files", total=total, estimated=True) as progress,
@@ -107,50 +106,55 @@ class Walker:
         """Mirror the entries of one directory that fall within ``bounds``,
         a window at a time: each window's entries are looked at (lstat on
         both sides) before any is mirrored, so the files it will copy can be
-        read ahead by the kernel meanwhile (see prefetch). ``fresh``: the
-        stored directory was made empty by this walk, so the store side
-        has nothing to lstat."""
+        read ahead by the kernel meanwhile (see prefetch), and the worker
+        looks at the next window's while this one is mirrored, unless this
+        one holds a directory (whose walk talks to the worker itself).
+        ``fresh``: the stored directory was made empty by this walk, so the
+        store side has nothing to lstat."""
         try:
             names = os.listdir(src)
         except OSError as err:
             raise SourceWarning(f"{key_text(prefix) or '.'}: cannot list: {err.strerror}") from None
         entries = sorted((os.fsencode(n), n) for n in names)
+        chunks = [entries[start : start + WINDOW] for start in range(0, len(entries), WINDOW)]
         present: set[str] = set()
         added = self.recount  # whether the stored directory's names may have changed
-        for start in range(0, len(entries), WINDOW):
-            looks, stopped = self._look_ahead(
-                src, dst, prefix, bounds, entries[start : start + WINDOW], fresh
-            )
-            self._hand_off(src, dst, looks)
-            window = self._prefetch(src, looks)
+        ahead: Window | None = None  # the next window, placed and asked about
+        for n, chunk in enumerate(chunks):
+            window = ahead or self._place(src, dst, prefix, bounds, chunk, fresh)
+            self._look_ahead(src, dst, window, fresh)
+            self._hand_off(src, dst, window.looks)
+            ahead = None
+            if n + 1 < len(chunks) and not window.stopped and not any(look.is_dir() for look in window.looks):
+                ahead = self._place(src, dst, prefix, bounds, chunks[n + 1], fresh)
+            prefetched = self._prefetch(src, window.looks)
             try:
-                added = self._mirror_window(looks, bounds, present) or added
+                added = self._mirror_window(window.looks, bounds, present) or added
             finally:
-                if window is not None:
-                    self.copier.prefetch.discard(window)
-            if stopped:
+                if prefetched is not None:
+                    self.copier.prefetch.discard(prefetched)
+            if window.stopped:
                 break
         finish_directory(self.run, dst, prefix, present, bounds, added)
 
-    def _look_ahead(  # size: the directory on both sides, where it is, and what is asked of it
+    def _place(  # size: the directory on both sides, where it is, and what is asked of it
         self, src: int, dst: int, prefix: Key, bounds: Bounds, names: list[tuple[bytes, str]], fresh: bool
-    ) -> tuple[list[Look], bool]:
-        """The window's entries, each placed and looked at (by the walk's
-        worker too, where a stored tree is compared with: see handoff);
-        and whether the walk stops within it (the end of its bounds)."""
-        looks, stopped = [], False
-        for raw, name in names:
-            key = (*prefix, raw)
-            where = bounds.place(key)
-            if where == "stop":
-                stopped = True
-                break
-            looks.append(Look(name, key, where))
-        asking = self.worker is not None and not (fresh or self.run.full) and len(looks) >= LOOK_FROM
-        theirs = [look for look in looks[1::2] if look.where != "skip"] if asking else []
-        if theirs:
-            self.worker.ask(src, dst, prefix, [look.name for look in theirs])
-        for look in looks[::2] if asking else looks:  # (the worker looks at the others meanwhile)
+    ) -> Window:
+        """A window's entries, placed in ``bounds``; where a stored tree is
+        compared with, the walk's worker is asked to look at every other
+        one (see handoff) while the walk goes on."""
+        window = place_window(bounds, prefix, names)
+        if self.worker is not None and not (fresh or self.run.full) and len(window.looks) >= LOOK_FROM:
+            window.theirs = [look for look in window.looks[1::2] if look.where != "skip"]
+            if window.theirs:
+                self.worker.ask(src, dst, prefix, [look.name for look in window.theirs])
+        return window
+
+    def _look_ahead(self, src: int, dst: int, window: Window, fresh: bool) -> None:
+        """Look at a window's entries: those the worker was not asked about,
+        then any it did not find settled (it looked at the others)."""
+        theirs = window.theirs
+        for look in window.looks[::2] if theirs else window.looks:
             self._look(src, dst, look, fresh)
         if theirs:
             settled = Settled(src, dst)
@@ -160,7 +164,6 @@ class Walker:
                     self.stats.objects_seen += 1
                 else:
                     self._look(src, dst, look, fresh)
-        return looks, stopped
 
     def _look(self, src: int, dst: int, look: Look, fresh: bool) -> None:
         if look.where != "skip":
@@ -206,7 +209,7 @@ class Walker:
         waiting: list[Look] = []  # in order, from the batch's first entry on
         for look in looks:
             out = self.worker is not None and self.worker.out
-            if out and _is_dir(look):
+            if out and look.is_dir():
                 added = self._settle(looks, waiting, bounds, present) or added
                 waiting, out = [], False
             if out and (waiting or look.handed):  # (before the first handed entry, none waits)
@@ -382,18 +385,3 @@ class Walker:
                 self.meta.apply(e.dst, e.name, e.st, xattrs_from=sfd, new=new)
         finally:
             os.close(sfd)
-
-
-def _worker(
-    run: RunContext, copier: Copier, selection: TreeSelection
-) -> contextlib.AbstractContextManager[CopyWorker | None]:
-    """The walk's worker (see handoff): none in a dry run, or where the
-    walk may use one core only (the machine has one, or its CPU affinity
-    allows one)."""
-    if run.dry_run or len(os.sched_getaffinity(0)) < 2:
-        return contextlib.nullcontext()
-    return CopyWorker(copier, selection)
-
-
-def _is_dir(look: Look) -> bool:
-    return isinstance(look.found, Entry) and stat.S_ISDIR(look.found.st.st_mode)
