@@ -94,6 +94,8 @@ class Window:
 def place_window(bounds: Bounds, prefix: Key, names: list[tuple[bytes, str]]) -> Window:
     """The window of ``names`` (raw and decoded) below ``prefix``, placed
     in ``bounds`` (nothing is looked at yet)."""
+    if bounds.lo is None and bounds.hi is None:  # (the whole directory: most walks)
+        return Window([Look(name, (*prefix, raw), "do") for raw, name in names], stopped=False)
     looks = []
     for raw, name in names:
         key = (*prefix, raw)
