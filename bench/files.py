@@ -28,7 +28,10 @@ stores, repositories and caches.
 
 Each case runs ``--rounds`` times (the order of the tools rotates each
 round; cold cache: the page cache is dropped before every measured command)
-and the medians are reported: wall time, the ratio to rsync, bytes written
+and the medians are reported: wall time, the ratio to rsync, the wall
+time plus the ``sync`` right after the command and its ratio (inkind's
+backup is on disk when it exits, it syncfs'es before it records the run;
+rsync's, borg's and restic's writes may still be in the page cache), bytes written
 (/proc/PID/io write_bytes: what the process dirtied, so a tool that
 syncs has the filesystem's metadata counted to it and one that leaves it
 to the kernel's flusher has not), the bytes the work directory's block
@@ -55,6 +58,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +182,9 @@ class Tool:
         disk = disk_written(self.store.parent)
         m = measure(self.command(self.runs), env=self.env)
         self.runs += 1
-        os.sync()
+        start = time.monotonic()
+        os.sync()  # (inkind's run is durable when it exits: it syncfs'es; the others' is not)
+        m.extra["sync"] = time.monotonic() - start
         after = disk_written(self.store.parent)
         m.extra["disk"] = None if disk is None or after is None else after - disk
         m.extra["store"] = du_bytes(self.store) - store
@@ -306,9 +312,11 @@ def table(results: Results, names: list[str]) -> str:
     rows = []
     for case, by_tool in results.items():
         base = median(m.wall for m in by_tool["rsync"])
+        durable_base = median(m.wall + m.extra["sync"] for m in by_tool["rsync"])
         for name in names:
             ms = by_tool[name]
             wall = median(m.wall for m in ms)
+            durable = median(m.wall + m.extra["sync"] for m in ms)
             caches = [m.extra["cache"] for m in ms]
             disks = [m.extra["disk"] for m in ms]
             rows.append(
@@ -317,6 +325,8 @@ def table(results: Results, names: list[str]) -> str:
                     name,
                     f"{wall:.2f}",
                     f"{wall / base:.2f}x",
+                    f"{durable:.2f}",
+                    f"{durable / durable_base:.2f}x",
                     mib(median(m.write_bytes for m in ms)),
                     mib(None if None in disks else median(disks)),
                     mib(median(m.read_bytes for m in ms)),
@@ -325,7 +335,8 @@ def table(results: Results, names: list[str]) -> str:
                     mib(None if None in caches else median(caches), 3),
                 ]
             )
-    header = ["case", "tool", "wall s (median)", "vs rsync", "MiB written", "disk MiB written", "MiB read"]
+    header = ["case", "tool", "wall s (median)", "vs rsync", "wall + sync s", "vs rsync + sync"]
+    header += ["MiB written", "disk MiB written", "MiB read"]
     header += ["peak RSS MiB"]
     header += ["store growth MiB", "cache growth MiB"]
     return markdown_table(header, rows)

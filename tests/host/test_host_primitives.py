@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import xxhash
 
 from inkind import Stats, UpdateFile, XAttrs, discard, set_mtime, update_file, update_image
-from inkind.store import set_mode, sweep_temps
+from inkind.store import files, set_mode, sweep_temps
 from inkind.store.dryrun import dry_run
 from inkind.store.image import Extent, UpdateImage
 from inkind.store.journal import replay_journals
@@ -80,6 +81,47 @@ def test_missing_checksum_is_added_to_an_equal_file(tmp_path):
     s = Stats()
     assert update_file(p, b"same", stats=s) is False
     assert (s.bytes_written, s.xattrs_written) == (0, 1)
+
+
+def no_checksum(p):
+    os.removexattr(p, "user.inkind.xxh3")
+
+
+def bad_copy(p):
+    with open(p, "r+b") as f:
+        f.write(b"J")  # (the recorded checksum stays)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "data", "size", "reads", "written"),
+    [
+        (None, b"HELLO WORLD", 11, [], 11),  # same length, other checksum: not read
+        (None, b"hello world", 11, [11], 0),  # same checksum: read, found equal
+        (no_checksum, b"hello world", 11, [11], 0),  # none recorded: read
+        (bad_copy, b"hello world", 11, [11], 11),  # bad bytes under a good checksum: replaced
+        (None, b"hello", 5, [], 5),  # shorter: not read
+        (None, b"HELLO WORLD", None, [11], 11),  # no size given: read, as always
+        (None, b"HELLO WORLD", 12, [11], 11),  # a wrong size: read
+    ],
+)
+def test_content_of_the_expected_size_is_compared_by_checksum_before_the_stored_copy_is_read(
+    store, monkeypatch, spoil, data, size, reads, written
+):
+    p = store / "src" / "f"
+    update_file(p, b"hello world")
+    if spoil is not None:
+        spoil(p)
+    compared = []
+    real = files.same_bytes
+    monkeypatch.setattr(files, "same_bytes", lambda old, new: compared.append(len(old)) or real(old, new))
+    s = Stats()
+    with UpdateFile(p, stats=s, size=size) as f:
+        f.write(data)
+    assert compared == reads
+    assert s.bytes_written == written and f.changed == (written > 0)
+    assert p.read_bytes() == data
+    assert XAttrs(p).text("xxh3") == xxhash.xxh3_128_hexdigest(data)
+    assert temps(p.parent) == []
 
 
 def test_xattrs_equal_value_is_not_written(tmp_path):

@@ -150,6 +150,15 @@ class UpdateFile:
     as nothing can open it, it is made with ``mode`` (the final permission
     bits) rather than 0600, saving the chmod.
 
+    ``size``: the content's length as the caller expects it (the source's
+    lstat). Content that comes in one write of that length is compared by
+    checksum first: where the old file's recorded ``user.inkind.xxh3``
+    differs from the content's, or its length does, the old file is not
+    read (a changed file costs no read of its stored copy); where they
+    match, its bytes are still compared, so a stored copy that went bad
+    under a good checksum is replaced. A wrong ``size`` costs only that
+    shortcut.
+
     In a dry run the comparison is the same and the counts are too, but the
     temp is an empty stand-in outside the store that no byte is written to
     (``before_commit`` gets it), and the rename is recorded, not made.
@@ -166,8 +175,10 @@ class UpdateFile:
         temp_tag: str = "",
         new: bool = False,
         mode: int = TEMP_MODE,
+        size: int | None = None,
     ):
         self.path = path
+        self.size = size
         self.new = new
         self.mode = mode if new else TEMP_MODE
         self.fsync = fsync
@@ -214,7 +225,7 @@ class UpdateFile:
         if not n:
             return
         self._hasher.update(data)
-        if self._tmp_fd < 0 and self._old_fd >= 0 and self._pos + n <= self._old_size:
+        if self._tmp_fd < 0 and self._old_fd >= 0 and self._pos + n <= self._old_size and self._may_hold(n):
             old = os.pread(self._old_fd, n, self._pos)
             if same_bytes(old, data):
                 self._pos += n
@@ -222,6 +233,18 @@ class UpdateFile:
         if self._tmp_fd < 0:
             self._start_temp()
         self._put(data)
+
+    def _may_hold(self, n: int) -> bool:
+        """Whether the old file may hold the ``n`` bytes just hashed, so
+        that reading them back pays: not when they are the whole content
+        (see ``size``) and the old file's length or recorded checksum
+        differs."""
+        if self._pos or n != self.size:
+            return True
+        if n != self._old_size:
+            return False
+        recorded = XAttrs(self._old_fd).text("xxh3")
+        return recorded is None or recorded == self._hasher.hexdigest()
 
     def write_zeros(self, n: int) -> None:
         """Append ``n`` zero bytes that the caller knows to be a hole (of a

@@ -269,6 +269,7 @@ class Copier(NodeCopier):
             fsync=False,
             new=e.dst_st is None,
             mode=self.meta.fresh_mode(e.st),
+            size=e.st.st_size,
         ) as f:
             for view in pieces:
                 if digests is not None:
