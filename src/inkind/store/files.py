@@ -22,9 +22,9 @@ import xxhash
 
 from inkind.hashing import update_zeros
 from inkind.libc import libc
-from inkind.segments import data_segments
 from inkind.stats import Stats
 from inkind.store import dryrun
+from inkind.store.content import copy_range, is_zero, reads_as_zeros, same_bytes
 from inkind.store.paths import DIR_FLAGS, PathLike, list_dir, open_at, reopen_dir, split_path
 from inkind.store.unnamed import link_unnamed, unnamed_temp
 from inkind.store.xattrs import XAttrs
@@ -33,7 +33,6 @@ TEMP_PREFIX = ".inkind-tmp-"
 _TEMP_PREFIX_B = TEMP_PREFIX.encode()
 HOLE_MIN = 4096
 TEMP_MODE = 0o600  # the temp's mode until ``before_commit`` sets the final one
-_ZEROS = bytes(1 << 20)
 
 
 def is_temp_name(name: str | bytes) -> bool:
@@ -79,47 +78,6 @@ def sweep_tagged_temps(dir_fd: int, tag: str) -> int:
                     os.unlink(name, dir_fd=dir_fd)
                 removed += 1
     return removed
-
-
-def is_zero(data: bytes | memoryview) -> bool:
-    """Whether ``data`` holds only zero bytes.
-
-    Compared as bytes, a MiB at a time: memoryview equality goes element by
-    element (about 0.5 GB/s); a copy and a memcmp run at memory speed.
-    """
-    view = memoryview(data).cast("B")
-    for start in range(0, len(view), len(_ZEROS)):
-        part = view[start : start + len(_ZEROS)]
-        if bytes(part) != _ZEROS[: len(part)]:
-            return False
-    return True
-
-
-def reads_as_zeros(fd: int, offset: int, length: int) -> bool:
-    """Whether ``length`` bytes of ``fd`` at ``offset`` read as zeros: holes
-    by SEEK_DATA/SEEK_HOLE, only data ranges are read."""
-    for start, n in data_segments(fd, offset + length, offset):
-        for at in range(start, start + n, len(_ZEROS)):
-            if not is_zero(os.pread(fd, min(len(_ZEROS), start + n - at), at)):
-                return False
-    return True
-
-
-def same_bytes(a: bytes | memoryview, b: bytes | memoryview) -> bool:
-    """Whether two buffers hold the same bytes, at memory speed (see is_zero)."""
-    return len(a) == len(b) and bytes(a) == bytes(b)
-
-
-def copy_range(src_fd: int, dst_fd: int, length: int, offset: int = 0) -> int:
-    """Copy ``length`` bytes at ``offset`` between files (reflinked where the
-    filesystem can). Returns the bytes copied."""
-    done = 0
-    while done < length:
-        n = os.copy_file_range(src_fd, dst_fd, length - done, offset + done, offset + done)
-        if n == 0:
-            break
-        done += n
-    return done
 
 
 class UpdateFile:

@@ -35,7 +35,8 @@ from inkind.segments import data_segments
 from inkind.stats import Stats
 from inkind.store import dryrun
 from inkind.store.checksum import BLOCKS_KEY, set_checksum
-from inkind.store.files import copy_range, temp_name
+from inkind.store.content import copy_range
+from inkind.store.files import temp_name
 from inkind.store.journal import JournalWriter
 from inkind.store.paths import PathLike, fd_path, lstat_at, open_at, open_parent, open_store
 from inkind.store.reflink import clones_in_place, try_clone

@@ -17,7 +17,7 @@ import os
 
 import xxhash
 
-from inkind.store.files import is_zero, same_bytes
+from inkind.store.content import is_zero, same_bytes
 from inkind.store.image import UpdateImage
 from inkind.store.xattrs import XAttrs
 

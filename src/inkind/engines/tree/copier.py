@@ -24,7 +24,8 @@ from inkind.errors import SourceReadError, SourceWarning
 from inkind.hashing import new_hasher
 from inkind.segments import data_segments
 from inkind.source import RunContext
-from inkind.store.files import UpdateFile, same_bytes, temp_name
+from inkind.store.content import same_bytes
+from inkind.store.files import UpdateFile, temp_name
 from inkind.store.image import UpdateImage
 from inkind.store.noatime import open_noatime
 from inkind.store.paths import DIR_FLAGS, fd_path, lstat_at, open_at, open_beneath

@@ -24,7 +24,7 @@ from inkind.remote.channel import Channel
 from inkind.remote.transfers import Transfer
 from inkind.remote.wire import BLOCK_DATA, block_digest
 from inkind.source import RunContext
-from inkind.store.files import is_zero
+from inkind.store.content import is_zero
 from inkind.store.image import UpdateImage
 from inkind.store.paths import open_at
 
