@@ -119,14 +119,22 @@ class Walker:
         chunks = [entries[start : start + WINDOW] for start in range(0, len(entries), WINDOW)]
         present: set[str] = set()
         added = self.recount  # whether the stored directory's names may have changed
+        # The worker looks where a stored tree is compared with (not in a
+        # full pass, which compares xattrs too).
+        asking = self.worker is not None and not (fresh or self.run.full)
         ahead: Window | None = None  # the next window, placed and asked about
         for n, chunk in enumerate(chunks):
-            window = ahead or self._place(src, dst, prefix, bounds, chunk, fresh)
+            window = ahead or self._place(src, dst, prefix, bounds, chunk, asking)
             self._look_ahead(src, dst, window, fresh)
             self._hand_off(src, dst, window.looks)
             ahead = None
-            if n + 1 < len(chunks) and not window.stopped and not any(look.is_dir() for look in window.looks):
-                ahead = self._place(src, dst, prefix, bounds, chunks[n + 1], fresh)
+            if (
+                asking
+                and n + 1 < len(chunks)
+                and not window.stopped
+                and not any(map(Look.is_dir, window.looks))
+            ):
+                ahead = self._place(src, dst, prefix, bounds, chunks[n + 1], asking)
             prefetched = self._prefetch(src, window.looks)
             try:
                 added = self._mirror_window(window.looks, bounds, present) or added
@@ -138,13 +146,13 @@ class Walker:
         finish_directory(self.run, dst, prefix, present, bounds, added)
 
     def _place(  # size: the directory on both sides, where it is, and what is asked of it
-        self, src: int, dst: int, prefix: Key, bounds: Bounds, names: list[tuple[bytes, str]], fresh: bool
+        self, src: int, dst: int, prefix: Key, bounds: Bounds, names: list[tuple[bytes, str]], asking: bool
     ) -> Window:
-        """A window's entries, placed in ``bounds``; where a stored tree is
-        compared with, the walk's worker is asked to look at every other
-        one (see handoff) while the walk goes on."""
+        """A window's entries, placed in ``bounds``; when ``asking``, the
+        walk's worker is asked to look at every other one (see handoff)
+        while the walk goes on."""
         window = place_window(bounds, prefix, names)
-        if self.worker is not None and not (fresh or self.run.full) and len(window.looks) >= LOOK_FROM:
+        if asking and len(window.looks) >= LOOK_FROM:
             window.theirs = [look for look in window.looks[1::2] if look.where != "skip"]
             if window.theirs:
                 self.worker.ask(src, dst, prefix, [look.name for look in window.theirs])
