@@ -33,7 +33,11 @@ round; cold cache: the page cache is dropped before every measured command)
 and the medians are reported: wall time, the ratio to rsync, the wall
 time plus the ``sync`` right after the command and its ratio (inkind's
 backup is on disk when it exits, it syncfs'es before it records the run;
-rsync's, borg's and restic's writes may still be in the page cache), bytes written
+rsync's, borg's and restic's writes may still be in the page cache), the
+file data the tool wrote by its own count (inkind: bytes written and
+journaled in its run report; rsync: the size of the files it transferred,
+each written whole into a temp, from ``--stats``; "-" for borg and restic,
+whose store growth says it), bytes written
 (/proc/PID/io write_bytes: what the process dirtied, so a tool that
 syncs has the filesystem's metadata counted to it and one that leaves it
 to the kernel's flusher has not), the bytes the work directory's block
@@ -54,6 +58,7 @@ and restic (Debian packages `borgbackup`, `restic`). Run as root:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shlex
@@ -164,6 +169,10 @@ class Tool:
     init: list[list[str]] = field(default_factory=list)  # commands making the empty store
     cache: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The bytes of file data the tool wrote in its last run, by its own
+    # count (its output goes to ``stdout``); None where it gives none.
+    data_written: Callable[[], int | None] = lambda: None
+    stdout: Path | None = None
     runs: int = 0
 
     def reset(self, trash: Path) -> None:
@@ -189,7 +198,12 @@ class Tool:
         if cold:
             drop_caches()
         disk = disk_written(self.store.parent)
-        m = measure(self.command(self.runs), env=self.env)
+        if self.stdout is None:
+            m = measure(self.command(self.runs), env=self.env)
+        else:
+            with self.stdout.open("wb") as out:
+                m = measure(self.command(self.runs), stdout=out.fileno(), env=self.env)
+        m.extra["data"] = self.data_written()
         self.runs += 1
         start = time.monotonic()
         os.sync()  # (inkind's run is durable when it exits: it syncfs'es; the others' is not)
@@ -224,7 +238,11 @@ def tools(work: Path, src: Path, peers: list[str]) -> list[Tool]:
     inkind = [str(ROOT / ".venv" / "bin" / "inkind"), "-q", "-c", str(cfg)]
     made = {
         "rsync": lambda: Tool(
-            "rsync", work / "rsync", lambda n: ["rsync", "-aHAX", f"{src}/", f"{work / 'rsync'}/"]
+            "rsync",
+            work / "rsync",
+            lambda n: ["rsync", "-aHAX", "--stats", f"{src}/", f"{work / 'rsync'}/"],
+            data_written=lambda: rsync_transferred(work / "rsync.out"),
+            stdout=work / "rsync.out",
         ),
         "borg-none": lambda: borg(work, src, "borg-none", ["--compression", "none"]),
         "borg-lz4": lambda: borg(work, src, "borg-lz4", []),
@@ -241,8 +259,30 @@ def tools(work: Path, src: Path, peers: list[str]) -> list[Tool]:
             },
         ),
     }
-    first = Tool("inkind", work / "store", lambda n: [*inkind, "backup"], init=[[*inkind, "init"]])
+    first = Tool(
+        "inkind",
+        work / "store",
+        lambda n: [*inkind, "backup"],
+        init=[[*inkind, "init"]],
+        data_written=lambda: inkind_written(work / "store"),
+    )
     return [first] + [made[p]() for p in peers]
+
+
+def inkind_written(store: Path) -> int:
+    """What the last run wrote by its Stats (bytes written and journaled,
+    every source): the data passed to the store's write calls."""
+    report = json.loads((store / ".inkind" / "last-run.json").read_text())
+    return sum(s["stats"]["bytes_written"] + s["stats"]["bytes_journaled"] for s in report["sources"])
+
+
+def rsync_transferred(out: Path) -> int:
+    """rsync's "Total transferred file size" (``--stats``): each file it
+    updates it writes whole into a temp, so that is the data it wrote."""
+    for line in out.read_text().splitlines():
+        if line.startswith("Total transferred file size:"):
+            return int(line.split(":")[1].split()[0].replace(",", ""))
+    sys.exit(f"bench/files.py: no transferred size in rsync's --stats ({out})")
 
 
 def chosen_peers(asked: str | None) -> list[str]:
@@ -328,6 +368,7 @@ def table(results: Results, names: list[str]) -> str:
             durable = median(m.wall + m.extra["sync"] for m in ms)
             caches = [m.extra["cache"] for m in ms]
             disks = [m.extra["disk"] for m in ms]
+            datas = [m.extra["data"] for m in ms]
             rows.append(
                 [
                     case,
@@ -336,6 +377,7 @@ def table(results: Results, names: list[str]) -> str:
                     f"{wall / base:.2f}x",
                     f"{durable:.2f}",
                     f"{durable / durable_base:.2f}x",
+                    mib(None if None in datas else median(datas)),
                     mib(median(m.write_bytes for m in ms)),
                     mib(None if None in disks else median(disks)),
                     mib(median(m.read_bytes for m in ms)),
@@ -345,7 +387,7 @@ def table(results: Results, names: list[str]) -> str:
                 ]
             )
     header = ["case", "tool", "wall s (median)", "vs rsync", "wall + sync s", "vs rsync + sync"]
-    header += ["MiB written", "disk MiB written", "MiB read"]
+    header += ["data MiB written", "MiB written", "disk MiB written", "MiB read"]
     header += ["peak RSS MiB"]
     header += ["store growth MiB", "cache growth MiB"]
     return markdown_table(header, rows)
