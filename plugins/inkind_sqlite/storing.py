@@ -45,7 +45,7 @@ def store_copy(run: RunContext, copy: Path, name: str, *, source: str, full: boo
     try:
         size = os.fstat(fd).st_size
         if size >= LARGE:
-            changed = _store_image(run, fd, size, name, full)
+            changed = _store_image(run, fd, size, name, full, copy)
         else:
             changed = _store_file(run, fd, name, source)
     finally:
@@ -72,10 +72,12 @@ def _store_file(run: RunContext, fd: int, name: str, source: str) -> bool:
     return f.changed
 
 
-def _store_image(run: RunContext, fd: int, size: int, name: str, full: bool) -> bool:
+def _store_image(run: RunContext, fd: int, size: int, name: str, full: bool, copy: Path) -> bool:
+    """The copy as an image; a first one is the copy itself (adopted, not
+    written again: the copy is scratch)."""
     eng = engine(run, name)
     eng.sweep_manifest_temps()
-    result = eng.copy(fd, size, full=full)
+    result = eng.copy(fd, size, full=full, adopt=copy)
     if result.suspect:
         run.state.data["full_pending"] = True
     return result.changed

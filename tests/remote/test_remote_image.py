@@ -16,6 +16,7 @@ import pytest
 from inkind.engines.image.remote import NO_DATA, RemoteDigests
 from inkind.remote.wire import BLOCK_HASHES, block_digest, preferred_hash
 from inkind.stats import Stats
+from inkind.testing import dirtied_bytes
 
 pytestmark = pytest.mark.root
 BS = 256 << 10
@@ -68,6 +69,19 @@ def test_first_run_fetches_the_data_blocks_and_stores_the_image(remote_image, in
     assert os.stat(stored(inkind_store)).st_blocks * 512 < data + 2 * BS  # the holes stay holes
     recorded = RemoteDigests.load(os.open(inkind_store, os.O_RDONLY), ".inkind/manifests/disk/vm1.img.remote")
     assert recorded is not None and recorded.size == BLOCKS * BS
+
+
+def test_a_first_run_writes_the_fetched_blocks_once(remote_image, inkind_run, inkind_store):
+    """They arrive in a scratch file on the store's filesystem, which
+    becomes the image (adopted): not written there and again into it."""
+    _image, cfg = remote_image
+    before = dirtied_bytes()
+    report = inkind_run(cfg, seed=1)
+    assert report.exit_status == 0, report.as_dict()
+    data = BLOCKS // 2 * BS
+    derived = sum(p.stat().st_size for p in (inkind_store / ".inkind" / "manifests" / "disk").iterdir())
+    assert report.results[0].stats.bytes_written == data + derived  # the blocks, the manifest and digests
+    assert data <= dirtied_bytes() - before < data * 3 // 2
 
 
 def test_a_run_without_change_moves_only_the_hashes_and_writes_nothing(

@@ -11,6 +11,8 @@ from pathlib import Path
 from inkind_sqlite.storing import BLOCK, LARGE
 from sqlite_helpers import MiB, execute, query
 
+from inkind.testing import dirtied_bytes
+
 
 def make_large_db(path: Path, size: int) -> None:
     con = sqlite3.connect(path)
@@ -43,11 +45,14 @@ def test_a_small_update_writes_only_changed_blocks(setup, inkind_run, tmp_path):
     s = setup("big.db")
     db = s.src / "big.db"
     make_large_db(db, LARGE + 6 * MiB)
+    before = dirtied_bytes()
     first = inkind_run(s.config).results[0].stats
     stored = s.data / "big.db"
     size = os.path.getsize(stored)
     manifest = s.store / ".inkind" / "manifests" / "app" / "big.db.manifest"
     assert size >= LARGE and first.bytes_written == size + os.path.getsize(manifest)
+    # The checked copy becomes the stored image (adopted), not copied into it.
+    assert dirtied_bytes() - before < size * 3 // 2
     before = tmp_path / "before.db"
     shutil.copyfile(stored, before)
 

@@ -13,7 +13,10 @@ Two ways to make the update atomic, chosen per file:
 
 A new image, or one hard-linked into older history (st_nlink > 1), is built
 in a temp and renamed, so history never changes under it. Zero ranges become
-holes.
+holes. A new image may instead *adopt* a file that already holds its
+content, one this run made on the store's filesystem (the blocks fetched
+from a remote host, a database's copy): that file is renamed to be the
+temp, so its blocks are not written a second time.
 
 A dry run takes the same way (whether clones work is asked of the image
 itself, see :func:`~inkind.store.reflink.clones_in_place`) and counts the same bytes and xattrs,
@@ -65,15 +68,33 @@ class UpdateImage:
     Leaving the block without an exception commits; an exception leaves the
     previous image as it was (clone/new) or untouched with no journal.
     ``mode`` tells which way was taken: "new", "clone", "copy" or "journal".
+
+    ``adopt``: the path of a file on the store's filesystem that already
+    holds the new content, made by this run and no longer needed as itself.
+    Where the image is new it becomes the temp (renamed, not copied):
+    ``write`` then counts the range as the image's data without writing it
+    again, and ``zero`` punches the range into a hole. Elsewhere (an image
+    to update, a dry run, another filesystem) it is left alone.
     """
 
-    def __init__(self, store: PathLike | int, relpath: str, size: int, *, stats: Stats | None = None):
+    # size: where the image is, its size, the run's counts and a file to adopt
+    def __init__(
+        self,
+        store: PathLike | int,
+        relpath: str,
+        size: int,
+        *,
+        stats: Stats | None = None,
+        adopt: PathLike | None = None,
+    ):
         self.relpath = os.fsdecode(relpath).strip("/")
         self.size = size
         self.stats = stats if stats is not None else Stats()
         self.xxh3: str | None = None
         self.blocks_xxh3: str | None = None
         self.mode = ""
+        self.adopted = False  # the temp is ``adopt`` (see above)
+        self._adopt = adopt
         self._store = store
         self._root_fd = -1
         self._own_root = False
@@ -105,7 +126,8 @@ class UpdateImage:
     def _open_target(self, old: int, st: os.stat_result | None) -> None:
         self._old = st
         if st is None:
-            self._new_temp()
+            if not self._adopt_temp():
+                self._new_temp()
             self.mode = "new"
         else:
             self._new_temp()
@@ -148,6 +170,23 @@ class UpdateImage:
             dir_fd=self._pfd,
         )
 
+    def _adopt_temp(self) -> bool:
+        """Make the file to adopt the new image's temp; whether it was."""
+        if self._adopt is None or dryrun.active() is not None:
+            return False
+        tmp = temp_name()
+        try:
+            os.rename(self._adopt, tmp, dst_dir_fd=self._pfd)
+        except OSError as e:
+            if e.errno == errno.EXDEV:
+                return False  # on another filesystem: built as any new image
+            raise
+        self._tmp = tmp
+        self._fd = os.open(tmp, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._pfd)
+        os.fchmod(self._fd, 0o600)
+        self.adopted = True
+        return True
+
     def _drop_temp(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -159,12 +198,13 @@ class UpdateImage:
             self._tmp = b""
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
-        """Write changed ``data`` at ``offset``."""
+        """Write changed ``data`` at ``offset`` (an adopted temp holds it
+        already: counted, not written again)."""
         if self._journal is not None:
             self.stats.bytes_journaled += self._journal.record_data(offset, data)
             return
         view = memoryview(data)
-        done = len(view) if self._stand_in else 0
+        done = len(view) if self._stand_in or self.adopted else 0
         while done < len(view):
             done += os.pwrite(self._fd, view[done:], offset + done)
         self.stats.bytes_written += len(data)
@@ -173,7 +213,7 @@ class UpdateImage:
         """Make ``length`` bytes at ``offset`` read as zeros, as a hole."""
         if self._journal is not None:
             self._journal.record(b"Z", offset, length)
-        elif self.mode != "new":
+        elif self.mode != "new" or self.adopted:
             punch_hole(self._fd, offset, length)
 
     def __exit__(

@@ -297,6 +297,18 @@ def tree_diff(expected: Path, actual: Path) -> list[str]:
     return [line for line in out.decode("utf-8", "backslashreplace").splitlines() if line.strip()]
 
 
+def dirtied_bytes() -> int:
+    """Bytes this process (every thread) has sent towards storage so far
+    (``write_bytes`` of /proc/self/io: counted when a page is dirtied, so a
+    file deleted before it reaches the disk counts too). The difference
+    around an in-process run tells how often it wrote its data, which the
+    run's Stats cannot: a scratch copy written and then copied again."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise RuntimeError("/proc/self/io has no write_bytes (a kernel without task I/O accounting)")
+
+
 def flip_byte(path: Path, offset: int | None = None) -> None:
     """Corrupt a stored file the way a disk would: one byte changes; size,
     mtime and xattrs stay, so only a checksum can tell."""

@@ -41,7 +41,7 @@ from inkind.hashing import update_zeros
 from inkind.stats import Stats
 from inkind.store.checksum import BLOCKS_KEY
 from inkind.store.image import UpdateImage
-from inkind.store.paths import open_beneath
+from inkind.store.paths import PathLike, open_beneath
 from inkind.store.xattrs import XAttrs
 from inkind.ui import Progress, null_progress
 
@@ -83,6 +83,7 @@ class CopyRequest:
     skip_holes: bool = False
     check: Callable[[], None] | None = None
     progress: Progress = null_progress
+    adopt: PathLike | None = None
 
 
 def copy_image(target: StoredImage, req: CopyRequest) -> CopyResult:
@@ -134,15 +135,16 @@ class _LazyImage:
     """Opens the UpdateImage at the first changed block, so an unchanged
     source costs no temp, no clone and no xattr write."""
 
-    def __init__(self, root_fd: int, rel: str, size: int, stats: Stats):
+    def __init__(self, root_fd: int, rel: str, size: int, stats: Stats, adopt: PathLike | None):
         self.args = (root_fd, rel, size)
         self.stats = stats
+        self.adopt = adopt
         self.img: UpdateImage | None = None
 
     def get(self) -> UpdateImage:
         if self.img is None:
             root_fd, rel, size = self.args
-            self.img = UpdateImage(root_fd, rel, size, stats=self.stats).__enter__()
+            self.img = UpdateImage(root_fd, rel, size, stats=self.stats, adopt=self.adopt).__enter__()
         return self.img
 
     def __enter__(self) -> _LazyImage:
@@ -212,7 +214,7 @@ class _CopyPass:
         depth = max(1, min(3, READ_BUDGET // unit_size))
         with ManifestWriter(t.root_fd, t.manifest_rel, bs, size, t.stats) as writer:
             with (
-                _LazyImage(t.root_fd, t.image_rel, size, t.stats) as lazy,
+                _LazyImage(t.root_fd, t.image_rel, size, t.stats, self.req.adopt) as lazy,
                 ReadAhead(self.req.src_fd, read_units(self.spans, bs, size), unit_size, depth) as reader,
             ):
                 self._blocks(_SourceUnits(t, reader, size), lazy, writer)

@@ -9,6 +9,7 @@ from inkind.engines.blockcopy import check as checks
 from inkind.engines.blockcopy.copy import CopyRequest, CopyResult, copy_image
 from inkind.engines.blockcopy.stored import StoredImage
 from inkind.source import Finding
+from inkind.store.paths import PathLike
 from inkind.ui import Progress, null_progress
 
 
@@ -30,6 +31,7 @@ class BlockCopy(StoredImage):
         skip_holes: bool = False,
         check: Callable[[], None] | None = None,
         progress: Progress = null_progress,
+        adopt: PathLike | None = None,
     ) -> CopyResult:
         """Bring the image up to date with ``size`` bytes of ``src_fd``.
 
@@ -47,9 +49,15 @@ class BlockCopy(StoredImage):
         committed: raising there (e.g. the snapshot read from filled up)
         discards the update. Raises SourceError if the source cannot be read
         whole or changes size meanwhile; the previous image and manifest
-        then stay.
+        then stay. ``adopt``: the path of ``src_fd``'s file when it is a
+        copy this run made on the store's filesystem and needs no more (a
+        scratch file): a new image takes that file as it is instead of
+        writing its blocks again (see :class:`~inkind.store.image.UpdateImage`),
+        so the path may be gone afterwards (renamed into the image, or
+        removed with an update that failed).
         """
-        return copy_image(self, CopyRequest(src_fd, size, full, ranges, skip_holes, check, progress))
+        request = CopyRequest(src_fd, size, full, ranges, skip_holes, check, progress, adopt)
+        return copy_image(self, request)
 
     def scrub(
         self, src_fd: int | None, pick: Callable[[int], bool], progress: Progress = null_progress

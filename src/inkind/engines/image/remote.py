@@ -167,7 +167,14 @@ def pull_image(  # size: the channel, the path there, the engine, the run, its p
                 _fetch(channel, path, wanted, bs, fd, size, digests, name)
             ranges = [(i * bs, min(bs, size - i * bs)) for i in differs] if trusted else None
             result = engine.copy(
-                fd, size, full=run.full, ranges=ranges, skip_holes=True, check=check, progress=progress
+                fd,
+                size,
+                full=run.full,
+                ranges=ranges,
+                skip_holes=True,
+                check=check,
+                progress=progress,
+                adopt=scratch / "image",  # a first copy is the scratch file, not a copy of it
             )
         finally:
             os.close(fd)
