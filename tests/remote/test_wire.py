@@ -213,3 +213,18 @@ def test_block_digests_are_16_bytes_and_differ_by_hash(name):
     other = next(n for n in BLOCK_HASHES if n != name)
     digest = block_digest(name)(b"block")
     assert len(digest) == 16 and digest != block_digest(other)(b"block")
+
+
+def test_a_frame_whose_start_does_not_compress_goes_as_it_is_and_one_whose_start_does_is_compressed():
+    noise = random.Random(2).randbytes(4096)
+    text = b"a line of a config file that repeats\n" * 200
+    buf = io.BytesIO()
+    w = Writer(buf)
+    w.send(DATA, noise + text, compress=True)  # the probe is the noise: sent as it is
+    w.send(DATA, text + noise, compress=True)  # the probe is text: the whole frame compressed
+    raw = buf.getvalue()
+    first = HEADER.unpack(raw[:5])
+    assert first == (len(noise + text), DATA)
+    second = HEADER.unpack(raw[5 + first[0] : 10 + first[0]])
+    assert second[1] == DATA | COMPRESSED and second[0] < len(noise) + 1000
+    assert frames(raw) == [(DATA, noise + text), (DATA, text + noise)]
