@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from inkind import Stats, XAttrs, update_image
+from inkind import BlockCopy, Stats, XAttrs, update_image
 from inkind.store.dryrun import dry_run
 from inkind.store.image import Extent, UpdateImage
 
@@ -102,3 +102,64 @@ def test_a_dry_run_adopts_nothing_and_counts_the_same(store):
     assert (img.mode, img.adopted) == ("new", False)
     assert scratch.read_bytes() == data and os.listdir(store / "src") == []
     assert s.bytes_written == SIZE - PIECE
+
+
+def test_a_file_with_another_link_or_another_size_is_not_adopted(store):
+    scratch = store / "scratch" / "image"
+    data = made_here(scratch)
+    os.link(scratch, store / "scratch" / "other")
+    with UpdateImage(store, "src/a.img", SIZE, adopt=scratch) as img:
+        fill(img, data)
+    assert not img.adopted and scratch.read_bytes() == data
+    os.unlink(store / "scratch" / "other")
+    with UpdateImage(store, "src/b.img", SIZE + 1, adopt=scratch) as img:
+        fill(img, data)
+    assert not img.adopted and scratch.read_bytes() == data
+
+
+BS = 64 << 10
+
+
+def engine_source(store: Path) -> tuple[Path, bytes]:
+    """Four blocks: data, zeros written as data, data, data."""
+    rng = random.Random(5)
+    data = rng.randbytes(BS) + bytes(BS) + rng.randbytes(2 * BS)
+    path = store / "scratch" / "image"
+    path.write_bytes(data)
+    return path, data
+
+
+def test_the_engine_reads_and_hashes_the_adopted_file_and_leaves_its_zero_blocks_as_holes(store):
+    path, data = engine_source(store)
+    ino = path.stat().st_ino
+    s = Stats()
+    root = os.open(store, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        engine = BlockCopy(root, "src/disk.img", BS, s, label="scratch")
+        result = engine.copy(fd, len(data), skip_holes=True, adopt=path)
+        assert engine.verify() == []
+    finally:
+        os.close(fd)
+        os.close(root)
+    stored = store / "src" / "disk.img"
+    assert result.mode == "new" and stored.stat().st_ino == ino and not path.exists()
+    assert stored.read_bytes() == data and stored.stat().st_blocks * 512 <= 3 * BS
+    assert (
+        s.bytes_written
+        == 3 * BS + (store / ".inkind" / "manifests" / "src" / "disk.img.manifest").stat().st_size
+    )
+
+
+def test_the_engine_adopts_only_the_file_it_reads(store):
+    path, data = engine_source(store)
+    other = store / "scratch" / "other"
+    other.write_bytes(data)
+    root = os.open(store, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(other, os.O_RDONLY)
+    try:
+        BlockCopy(root, "src/disk.img", BS, Stats(), label="other").copy(fd, len(data), adopt=path)
+    finally:
+        os.close(fd)
+        os.close(root)
+    assert path.read_bytes() == data and (store / "src" / "disk.img").stat().st_ino != path.stat().st_ino

@@ -30,6 +30,7 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -70,7 +71,8 @@ class UpdateImage:
     ``mode`` tells which way was taken: "new", "clone", "copy" or "journal".
 
     ``adopt``: the path of a file on the store's filesystem that already
-    holds the new content, made by this run and no longer needed as itself.
+    holds the new content, made by this run and no longer needed as itself
+    (a regular file of this user, of ``size`` bytes, with one link).
     Where the image is new it becomes the temp (renamed, not copied):
     ``write`` then counts the range as the image's data without writing it
     again, and ``zero`` punches the range into a hole. Elsewhere (an image
@@ -108,7 +110,16 @@ class UpdateImage:
 
     def __enter__(self) -> UpdateImage:
         self._root_fd, self._own_root = open_store(self._store)
-        self._pfd, self._name = open_parent(self._root_fd, self.relpath)
+        try:
+            self._pfd, self._name = open_parent(self._root_fd, self.relpath)
+            self._open_old()
+        except BaseException:
+            # What was opened or made so far (an adopted file among it) goes.
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def _open_old(self) -> None:
         try:
             old = open_at(self._pfd, self._name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -121,7 +132,6 @@ class UpdateImage:
         finally:
             if old >= 0:
                 os.close(old)
-        return self
 
     def _open_target(self, old: int, st: os.stat_result | None) -> None:
         self._old = st
@@ -171,8 +181,18 @@ class UpdateImage:
         )
 
     def _adopt_temp(self) -> bool:
-        """Make the file to adopt the new image's temp; whether it was."""
+        """Make the file to adopt the new image's temp; whether it was. Only
+        a regular file of this process's user, of the image's size and with
+        no other link, is taken: nothing else may see the image change."""
         if self._adopt is None or dryrun.active() is not None:
+            return False
+        st = os.stat(self._adopt, follow_symlinks=False)
+        if not (
+            stat.S_ISREG(st.st_mode)
+            and st.st_nlink == 1
+            and st.st_size == self.size
+            and st.st_uid == os.geteuid()
+        ):
             return False
         tmp = temp_name()
         try:

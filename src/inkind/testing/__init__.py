@@ -303,10 +303,11 @@ def dirtied_bytes() -> int:
     file deleted before it reaches the disk counts too). The difference
     around an in-process run tells how often it wrote its data, which the
     run's Stats cannot: a scratch copy written and then copied again."""
-    for line in Path("/proc/self/io").read_text().splitlines():
+    io = Path("/proc/self/io")
+    for line in io.read_text().splitlines() if io.exists() else []:
         if line.startswith("write_bytes:"):
             return int(line.split()[1])
-    raise RuntimeError("/proc/self/io has no write_bytes (a kernel without task I/O accounting)")
+    pytest.skip("no write_bytes in /proc/self/io (a kernel without task I/O accounting)")
 
 
 def flip_byte(path: Path, offset: int | None = None) -> None:

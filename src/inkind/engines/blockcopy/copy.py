@@ -90,6 +90,8 @@ def copy_image(target: StoredImage, req: CopyRequest) -> CopyResult:
     """Run one copy (see :meth:`BlockCopy.copy`)."""
     with contextlib.suppress(OSError):
         os.posix_fadvise(req.src_fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    if req.adopt is not None and not _same_file(req.adopt, req.src_fd):
+        req.adopt = None  # only the very file read may become the image
     img_fd = target.open_image()
     try:
         before = image_state(img_fd) if img_fd >= 0 else None
@@ -110,6 +112,15 @@ def copy_image(target: StoredImage, req: CopyRequest) -> CopyResult:
         if img_fd >= 0:
             os.close(img_fd)
     return result
+
+
+def _same_file(path: PathLike, fd: int) -> bool:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    here = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _spans_to_read(
@@ -253,6 +264,8 @@ class _CopyPass:
                 else:
                     put_block(lazy.get(), offset, view, digest)
                 self.result.blocks_changed += 1
+            elif view is not None and self.before is None and self.req.adopt is not None:
+                lazy.get().zero(offset, length)  # zeros read from a file to adopt: a hole, as in a new temp
             writer.add(digest)
             if self.per_block is not None:
                 self.per_block.update(digest)
