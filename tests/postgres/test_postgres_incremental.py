@@ -6,6 +6,8 @@ import os
 
 from pg_helpers import SAMPLE
 
+from inkind.testing import dirtied_bytes
+
 
 def inodes(path) -> dict[str, int]:
     return {n: os.stat(path / n).st_ino for n in os.listdir(path)}
@@ -76,3 +78,25 @@ def test_parallel_jobs_give_the_same_dump(pg, make_db, pg_source, inkind_run):
     r = inkind_run(parallel.config, seed=2, full=True)  # config changed: full pass anyway
     assert r.exit_status == 0, r.as_dict()
     assert r.results[0].stats.bytes_written == 0
+
+
+def test_a_first_dump_keeps_the_tools_own_files_instead_of_copying_them(pg, make_db, pg_source, inkind_run):
+    """pg_dump writes its files into a scratch directory in the store; a
+    file with no stored version becomes the stored file (adopted): the
+    dump's bytes are written once (by pg_dump, whose writes the kernel adds
+    to this process's when it is reaped), not copied again, and still
+    count as written."""
+    db = make_db(SAMPLE)
+    pg.psql(
+        "CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 4000) g",
+        db,
+    )
+    s = pg_source([db])
+    before = dirtied_bytes()
+    r = inkind_run(s.config, seed=1)
+    assert r.exit_status == 0, r.as_dict()
+    dumped = sum(p.stat().st_size for p in (s.data / db).iterdir())
+    assert dumped > 3 << 20 and r.results[0].stats.bytes_written >= dumped
+    assert dumped <= dirtied_bytes() - before < dumped * 3 // 2
+    for path in (s.data / db).iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600 and path.stat().st_nlink == 1

@@ -20,8 +20,9 @@ from pathlib import Path
 from inkind.libc import libc
 from inkind.stats import Stats
 from inkind.store import dryrun
-from inkind.store.files import temp_name
+from inkind.store.files import TEMP_MODE, temp_name
 from inkind.store.paths import DIR_FLAGS, lstat_at, open_at, open_beneath
+from inkind.store.xattrs import XAttrs
 
 AT_RENAME_EXCHANGE = 2
 
@@ -79,6 +80,35 @@ def link(src_dir_fd: int, src_name: str | bytes, dir_fd: int, name: str | bytes)
         os.link(src_name, name, src_dir_fd=src_dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
     else:
         dry.put(dir_fd, name, dry.ref(src_dir_fd, src_name))
+
+
+def adopt_file(  # size: where the file is, where it goes, its checksum and the counts
+    src_dir_fd: int, src_name: str, dir_fd: int, name: str, xxh3: str, stats: Stats
+) -> bool:
+    """Store a file that this run made on the store's filesystem and needs
+    no more as itself (a dump tool's output in a scratch directory) as
+    ``name`` of ``dir_fd``, where nothing is yet: its mode made 0600 and
+    its ``user.inkind.xxh3`` set to ``xxh3`` (its content's, hashed by the
+    caller) before it is moved there, its size counted as written, as
+    UpdateFile would have written a copy. Whether it was: not in a dry run,
+    nor for a file of another user, with another link, or on another
+    filesystem (then nothing is done, and the caller writes a copy)."""
+    if dryrun.active() is not None:
+        return False
+    fd = os.open(src_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == os.geteuid()):
+            return False
+        if st.st_dev != os.fstat(dir_fd).st_dev:
+            return False
+        os.fchmod(fd, TEMP_MODE)
+        XAttrs(fd, stats=stats)["xxh3"] = xxh3
+    finally:
+        os.close(fd)
+    os.rename(src_name, name, src_dir_fd=src_dir_fd, dst_dir_fd=dir_fd)
+    stats.bytes_written += st.st_size
+    return True
 
 
 def rename(dir_fd: int, old: str | bytes, new: str | bytes) -> None:

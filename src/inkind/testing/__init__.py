@@ -298,9 +298,10 @@ def tree_diff(expected: Path, actual: Path) -> list[str]:
 
 
 def dirtied_bytes() -> int:
-    """Bytes this process (every thread) has sent towards storage so far
-    (``write_bytes`` of /proc/self/io: counted when a page is dirtied, so a
-    file deleted before it reaches the disk counts too). The difference
+    """Bytes this process (every thread, and every child it has reaped: a
+    dump tool) has sent towards storage so far (``write_bytes`` of
+    /proc/self/io: counted when a page is dirtied, so a file deleted before
+    it reaches the disk counts too). The difference
     around an in-process run tells how often it wrote its data, which the
     run's Stats cannot: a scratch copy written and then copied again."""
     io = Path("/proc/self/io")

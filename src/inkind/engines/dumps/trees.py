@@ -107,14 +107,13 @@ def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str],
                     if base is not None:
                         del unused[base]
                         tree.link(old_fd, base, tmp_fd, name)
-                    with UpdateFile(name, dir_fd=tmp_fd, stats=run.stats, fsync=False) as f:
-                        offset = 0
-                        while chunk := os.pread(fd, CHUNK, offset):
-                            f.write(chunk)
-                            offset += len(chunk)
+                        changed = _update(run, fd, tmp_fd, name)
+                    else:  # new to the store: the tool's output is the stored file
+                        adopted = tree.adopt_file(new_fd, name, tmp_fd, name, digest, run.stats)
+                        changed = adopted or _update(run, fd, tmp_fd, name)
                 finally:
                     os.close(fd)
-                count(run, f.changed)
+                count(run, changed)
             run.stats.objects_deleted += len(unused)  # stored files no new file reused
             # The dump arrives with the record of its files, so that verify
             # finds one deleted later.
@@ -125,6 +124,21 @@ def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str],
         tree.exchange(run.data_fd, tmp, entry)
     finally:
         tree.discard(run.data_fd, tmp)
+
+
+def _update(run: RunContext, fd: int, tmp_fd: int, name: str) -> bool:
+    """Make ``name`` of the new directory hold ``fd``'s content, writing
+    only where it differs from what is there (a stored file linked in);
+    whether it changed. A file with a stored version is written this way
+    and not adopted: the copy shares the unchanged part's extents with the
+    stored one where the filesystem can (btrfs, XFS), so a snapshot keeps
+    only what changed."""
+    with UpdateFile(name, dir_fd=tmp_fd, stats=run.stats, fsync=False) as f:
+        offset = 0
+        while chunk := os.pread(fd, CHUNK, offset):
+            f.write(chunk)
+            offset += len(chunk)
+    return f.changed
 
 
 def _base_for(name: str, digest: str, unused: dict[str, str]) -> str | None:
