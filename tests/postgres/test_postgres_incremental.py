@@ -6,6 +6,7 @@ import os
 
 from pg_helpers import SAMPLE
 
+from inkind import reflinks_work
 from inkind.testing import dirtied_bytes
 
 
@@ -100,3 +101,31 @@ def test_a_first_dump_keeps_the_tools_own_files_instead_of_copying_them(pg, make
     assert dumped <= dirtied_bytes() - before < dumped * 3 // 2
     for path in (s.data / db).iterdir():
         assert path.stat().st_mode & 0o777 == 0o600 and path.stat().st_nlink == 1
+
+
+def test_a_changed_table_is_written_once_where_no_copy_could_share_its_extents(
+    pg, make_db, pg_source, inkind_run, inkind_store
+):
+    """ext4: the changed file is pg_dump's output, adopted; btrfs and XFS:
+    written through UpdateFile, its unchanged start shared with the stored
+    version (a snapshot keeps only what changed)."""
+    db = make_db(SAMPLE)
+    pg.psql(
+        "CREATE TABLE filler AS SELECT g AS id, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 4000) g",
+        db,
+    )
+    s = pg_source([db])
+    assert inkind_run(s.config, seed=1).exit_status == 0
+    pg.psql("UPDATE filler SET pad = 'changed' WHERE id = 3000", db)
+    before = dirtied_bytes()
+    r = inkind_run(s.config, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    dumped = sum(p.stat().st_size for p in (s.data / db).iterdir())
+    size = max(p.stat().st_size for p in (s.data / db).iterdir())  # filler's file
+    st = r.results[0].stats
+    assert (st.objects_changed, st.bytes_written) == (1, size)
+    dirtied = dirtied_bytes() - before  # pg_dump's writes (the whole dump) and ours
+    if reflinks_work(inkind_store):
+        assert dirtied >= dumped + size // 4  # the changed part written by UpdateFile
+    else:
+        assert dumped <= dirtied < dumped + size // 4

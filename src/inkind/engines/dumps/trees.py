@@ -9,6 +9,7 @@ tool renamed it; an unchanged dump touches nothing in the store.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from inkind.store import tree
 from inkind.store.entries import record_entries
 from inkind.store.files import UpdateFile, sync_store, temp_name
 from inkind.store.paths import DIR_FLAGS, fd_path, open_at
+from inkind.store.reflink import clones_in_place
 from inkind.store.xattrs import XAttrs
 
 
@@ -94,6 +96,7 @@ def _stored_hashes(old_fd: int) -> dict[str, str]:
 def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str], entry: str) -> None:
     stored = _stored_hashes(old_fd)
     unused = dict(stored)  # each stored inode is linked at most once
+    shares = functools.cache(lambda base: _shares_extents(old_fd, base))
     tmp = os.fsdecode(temp_name())
     tree.make_dir(run.data_fd, tmp)
     try:
@@ -106,11 +109,13 @@ def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str],
                     base = _base_for(name, digest, unused)
                     if base is not None:
                         del unused[base]
+                    # New, or changed where a copy could share nothing with
+                    # the stored version: the tool's output is the stored file.
+                    adopt = base is None or (stored[base] != digest and not shares(base))
+                    adopted = adopt and tree.adopt_file(new_fd, name, tmp_fd, name, digest, run.stats)
+                    if not adopted and base is not None:
                         tree.link(old_fd, base, tmp_fd, name)
-                        changed = _update(run, fd, tmp_fd, name)
-                    else:  # new to the store: the tool's output is the stored file
-                        adopted = tree.adopt_file(new_fd, name, tmp_fd, name, digest, run.stats)
-                        changed = adopted or _update(run, fd, tmp_fd, name)
+                    changed = adopted or _update(run, fd, tmp_fd, name)
                 finally:
                     os.close(fd)
                 count(run, changed)
@@ -126,13 +131,24 @@ def _build_and_swap(run: RunContext, new_fd: int, old_fd: int, names: list[str],
         tree.discard(run.data_fd, tmp)
 
 
+def _shares_extents(old_fd: int, name: str) -> bool:
+    """Whether a copy of the stored ``name`` can share its extents (btrfs,
+    XFS), asked of the file without writing; the answer is the store's."""
+    fd = open_at(old_fd, name, READ_FLAGS)
+    try:
+        return clones_in_place(fd)
+    finally:
+        os.close(fd)
+
+
 def _update(run: RunContext, fd: int, tmp_fd: int, name: str) -> bool:
     """Make ``name`` of the new directory hold ``fd``'s content, writing
     only where it differs from what is there (a stored file linked in);
-    whether it changed. A file with a stored version is written this way
-    and not adopted: the copy shares the unchanged part's extents with the
-    stored one where the filesystem can (btrfs, XFS), so a snapshot keeps
-    only what changed."""
+    whether it changed. A changed file is written this way, not adopted,
+    where the filesystem lets the copy share the unchanged part's extents
+    with the stored version (btrfs, XFS): a snapshot then keeps only what
+    changed. Elsewhere (ext4) the copy would be a second write of the whole
+    file, and the tool's output is adopted instead."""
     with UpdateFile(name, dir_fd=tmp_fd, stats=run.stats, fsync=False) as f:
         offset = 0
         while chunk := os.pread(fd, CHUNK, offset):
