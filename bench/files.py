@@ -398,8 +398,9 @@ def count_entries(src: Path) -> int:
 
 
 def filesystem(path: Path) -> str:
-    """The type of the filesystem the store and targets are on."""
-    done = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True)
+    """The type of the filesystem the store and targets are on, as mounted
+    (``stat -f`` names ext4 "ext2/ext3": they share a magic number)."""
+    done = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", str(path)], capture_output=True, text=True)
     return done.stdout.strip() or "?"
 
 
