@@ -34,7 +34,7 @@ def test_a_python_command_runs_on_the_host_with_its_arguments_intact(inkind_sshd
     assert p.stdout == f"0 {odd}\n"
 
 
-def test_the_argv_is_the_ssh_command_then_batch_mode_then_one_quoted_string():
+def test_the_argv_is_the_ssh_command_then_the_unattended_options_then_one_quoted_string():
     target = SshTarget("backup@web1", ["ssh", "-p", "2222"], remote_sudo=True)
     assert target.argv(["python3", "-c", "print('x y')"]) == [
         "ssh",
@@ -42,6 +42,12 @@ def test_the_argv_is_the_ssh_command_then_batch_mode_then_one_quoted_string():
         "2222",
         "-o",
         "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=30",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=4",
         "--",
         "backup@web1",
         "sudo -n python3 -c 'print('\"'\"'x y'\"'\"')'",

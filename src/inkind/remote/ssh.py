@@ -92,9 +92,13 @@ class SshTarget:
 
         ssh hands the remote shell one string, so the argv is quoted into
         one; BatchMode keeps ssh from asking for a password or a host key
-        it would otherwise prompt about (a backup runs unattended)."""
+        it would otherwise prompt about (a backup runs unattended), and the
+        keepalives (UNATTENDED) end a run whose network was cut, which TCP
+        alone would leave waiting for hours. They come after
+        ``ssh_command``: ssh takes the first value it is given, so an
+        ``-o`` of the user's wins."""
         remote = (["sudo", "-n"] if self.remote_sudo else []) + remote_argv
-        return [*self.ssh_command, "-o", "BatchMode=yes", "--", self.host, shlex.join(remote)]
+        return [*self.ssh_command, *UNATTENDED, "--", self.host, shlex.join(remote)]
 
     def rsh(self) -> str:
         """``ssh_command`` as one shell word list, for rsync's ``-e``."""
@@ -126,6 +130,20 @@ class SshTarget:
         last = _last_line(text)
         return f"{where}: ssh exited {returncode}" + (f": {last}" if last else "")
 
+
+# What a backup's ssh is told: never prompt; give up on a connection that
+# does not open in 30 s, and on one whose host answers no keepalive for a
+# minute (4 x 15 s: a network cut, a host frozen).
+UNATTENDED = (
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=30",
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "ServerAliveCountMax=4",
+)
 
 _SUDO_PASSWORD = (
     "sudo needs a password (remote_sudo = true runs 'sudo -n'): give the backup user a NOPASSWD "

@@ -31,6 +31,14 @@ class Netns:
         """Run a command inside the namespace."""
         return ("ip", "netns", "exec", self.name)
 
+    def link(self, up: bool) -> None:
+        """Cut the namespace's end of the link (``up=False``) or mend it:
+        a silent cut, as a pulled cable or a frozen host; this machine's end
+        keeps its address and route, and what it sends is lost."""
+        _run(*self.prefix, "ip", "link", "set", self.veth + "n", "up" if up else "down")
+        if up:  # what the cut taught this machine's end (an unanswered ARP) is forgotten
+            _run("ip", "neigh", "flush", "dev", self.veth)
+
 
 def netns_skip_reason() -> str | None:
     """Why this machine cannot make one, or None."""
