@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from inkind.engines.tree import pull
+from inkind.remote.channel import Channel
 from inkind.testing import flip_byte, tree_diff
 
 pytestmark = pytest.mark.root
@@ -197,6 +198,54 @@ def test_a_large_file_changed_in_a_block_moves_that_block_alone(
     assert s.bytes_written <= 2 * (64 << 10)  # one 64 KiB piece of block 1, and the tail
     assert s.objects_changed == 1
     assert tree_diff(src, inkind_store / "web") == []
+
+
+def _a_changed_large_file(remote_tree, inkind_run, monkeypatch) -> tuple[Path, Path]:
+    """A 12 MiB file stored, then a block of it changed (large from 8 MiB)."""
+    src, config = remote_tree
+    monkeypatch.setattr(pull, "BIG_FILE", 8 << 20)
+    big = src / "etc" / "disk.raw"
+    big.write_bytes(random.Random(3).randbytes(12 << 20))
+    cfg = config()
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    with open(big, "r+b") as f:
+        f.seek(5 << 20)
+        f.write(b"a few changed bytes")
+    return src, cfg
+
+
+def test_a_large_file_of_more_blocks_than_the_limit_crosses_whole(
+    remote_tree, inkind_run, inkind_store, monkeypatch
+):
+    src, cfg = _a_changed_large_file(remote_tree, inkind_run, monkeypatch)
+    monkeypatch.setattr(pull, "MAX_BLOCKS", 12 * 16 - 1)  # one fewer than its 64 KiB blocks
+    report = inkind_run(cfg, seed=2)
+    assert report.exit_status == 0, report.as_dict()
+    assert report.results[0].stats.bytes_received >= 12 << 20  # fetched whole, no list of blocks
+    assert tree_diff(src, inkind_store / "web") == []
+
+
+def test_block_hashes_of_another_size_than_the_listed_keep_the_stored_copy(
+    remote_tree, inkind_run, inkind_store, monkeypatch
+):
+    """A host whose hashes claim another size than its listing said (it
+    grew meanwhile, or the host lies, to have the server list more blocks)."""
+    _src, cfg = _a_changed_large_file(remote_tree, inkind_run, monkeypatch)
+    before = (inkind_store / "web" / "etc" / "disk.raw").read_bytes()
+    real = Channel.hashes
+
+    def claiming_more(self, *args, **kwargs):
+        got = real(self, *args, **kwargs)
+        got.size += 1 << 40
+        return got
+
+    monkeypatch.setattr(Channel, "hashes", claiming_more)
+    report = inkind_run(cfg, seed=2)
+    assert report.exit_status == 1, report.as_dict()
+    assert any(
+        "etc/disk.raw: changed while it was read; previous copy kept" in m for m in report.results[0].messages
+    )
+    assert (inkind_store / "web" / "etc" / "disk.raw").read_bytes() == before
 
 
 def store_listing(store: Path) -> list[tuple[str, int, int]]:

@@ -31,6 +31,7 @@ from inkind.store.paths import open_at
 MIN_BLOCK = 64 << 10
 MAX_BLOCK = blocks.BLOCK
 MAX_COUNT = 8192
+MAX_BLOCKS = 1 << 22  # 16 TiB of 4 MiB blocks: the list of differing ones stays bounded
 
 
 def block_size(size: int) -> int:
@@ -74,6 +75,8 @@ def _differing(channel: Channel, e: Entry, path: bytes, ofd: int, bs: int) -> li
     b = hashes.before
     if b is None or (b.st_ino, b.st_dev) != (e.st.st_ino, e.st.st_dev):
         raise Changed(f"{key_text(e.key)}: replaced during the backup")
+    if hashes.size != e.st.st_size:  # (and so no more records than the listed size has blocks)
+        raise Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
     buf = memoryview(bytearray(bs))
     differ = []
     for h in hashes:
