@@ -16,6 +16,7 @@ import pytest
 from inkind.engines.tree import pull
 from inkind.remote.channel import Channel
 from inkind.testing import flip_byte, tree_diff
+from inkind.testing.sshd import make_key
 
 pytestmark = pytest.mark.root
 LISTING = 64 << 10  # generous bound on what crosses beside file data: hello, listing, headers
@@ -156,19 +157,47 @@ def test_scrub_fetches_a_corrupt_file_again(remote_tree, inkind_run, inkind_stor
     assert inkind_cli("-c", cfg, "verify", "web").returncode == 0
 
 
+def _refused(sshd, tmp_path) -> dict:
+    argv = sshd.ssh_command()
+    argv[argv.index("-p") + 1] = "1"  # nothing listens there
+    return {"ssh_command": shlex.join(argv)}
+
+
+def _stranger(sshd, tmp_path) -> dict:
+    return {"ssh_command": shlex.join(sshd.ssh_command(key=make_key(tmp_path / "stranger_key")))}
+
+
+def _impostor(sshd, tmp_path) -> dict:
+    known = tmp_path / "known_hosts_changed"
+    known.write_text(sshd.known_hosts_line(make_key(tmp_path / "impostor_host_key").with_suffix(".pub")))
+    return {"ssh_command": shlex.join(sshd.ssh_command(known_hosts=known))}
+
+
+def _no_python(sshd, tmp_path) -> dict:
+    return {"remote_python": "python3-nowhere"}
+
+
 @pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)  # the store's filesystem cannot matter
-def test_an_unreachable_host_leaves_the_stored_tree_intact(
-    remote_tree, inkind_run, inkind_cli, inkind_store, inkind_sshd
+@pytest.mark.parametrize(
+    ("breaks", "line"),
+    [
+        (_refused, "web: host root@127.0.0.1: connection refused"),
+        (_stranger, "web: host root@127.0.0.1: authentication failed: permission denied"),
+        (_impostor, "web: host root@127.0.0.1: the host key has changed (ssh refuses it)"),
+        (_no_python, "web: host root@127.0.0.1: python3-nowhere: command not found on the host"),
+    ],
+)
+def test_a_host_out_of_reach_fails_in_one_line_and_leaves_the_stored_tree_intact(
+    breaks, line, remote_tree, inkind_run, inkind_cli, inkind_store, inkind_sshd, tmp_path
 ):
     src, config = remote_tree
     assert inkind_run(config(), seed=1).exit_status == 0
     (src / "etc" / "hosts").write_text("changed\n")
-    argv = inkind_sshd.ssh_command()
-    argv[argv.index("-p") + 1] = "1"  # nothing listens there
-    broken = config(ssh_command=shlex.join(argv))
+    broken = config(**breaks(inkind_sshd, tmp_path))
     r = inkind_cli("-c", broken, "backup")
     assert r.returncode == 2
-    assert "web: host root@127.0.0.1: connection refused" in r.stderr, r.stderr
+    errors = [x for x in r.stderr.splitlines() if ": ERROR: " in x]
+    assert len(errors) == 1 and line in errors[0], r.stderr
     assert inkind_cli("-c", broken, "verify").returncode == 0
     assert (inkind_store / "web" / "etc" / "hosts").read_text() == "127.0.0.1 localhost\n"
     assert inkind_run(config(), seed=3).exit_status == 0
