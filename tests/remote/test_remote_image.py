@@ -8,12 +8,14 @@ import os
 import random
 import re
 import shlex
+import signal
 import socket
 from pathlib import Path
 
 import pytest
 
 from inkind.engines.image.remote import NO_DATA, RemoteDigests
+from inkind.remote.channel import Channel
 from inkind.remote.wire import BLOCK_HASHES, block_digest, preferred_hash
 from inkind.stats import Stats
 from inkind.testing import dirtied_bytes
@@ -230,4 +232,43 @@ def test_a_change_comes_back_with_the_hashes_in_one_request(
     s = inkind_run(cfg, seed=2).results[0].stats
     assert asked == []
     assert 2 * BS <= s.bytes_received <= 2 * BS + FRAMING
+    assert stored(inkind_store).read_bytes() == image.read_bytes()
+
+
+def test_the_remote_side_killed_mid_fetch_keeps_the_stored_image(
+    remote_image, inkind_run, inkind_cli, inkind_store, monkeypatch
+):
+    """The remote side dies (SIGKILL) after the first block's record (a
+    changed block comes with the hashes) arrived: the run fails in one line naming the source and the host, the
+    stored image and its manifest are the previous run's, and the next run
+    stores the change."""
+    image, cfg = remote_image
+    assert inkind_run(cfg, seed=1).exit_status == 0
+    before = stored(inkind_store).read_bytes()
+    rewrite(image, {i: random.Random(i).randbytes(BS) for i in range(0, BLOCKS, 4)})
+    real = Channel.hashes
+
+    def killed_after_one(self, *args, **kwargs):
+        stream = real(self, *args, **kwargs)
+        blocks = iter(stream.stream)
+
+        def first_then_kill():
+            yield next(blocks)
+            os.kill(self.hello["pid"], signal.SIGKILL)
+            yield from blocks
+
+        stream.stream = first_then_kill()
+        return stream
+
+    monkeypatch.setattr(Channel, "hashes", killed_after_one)
+    killed = inkind_run(cfg, seed=2)
+    assert killed.exit_status == 2, killed.as_dict()
+    (line,) = killed.results[0].messages
+    assert (
+        line == "host root@127.0.0.1: the remote side ended mid-reply (exit status 255)"
+    )  # (ssh's, for a signal)
+    assert stored(inkind_store).read_bytes() == before
+    assert inkind_cli("-c", cfg, "verify").returncode == 0
+    monkeypatch.undo()
+    assert inkind_run(cfg, seed=3).exit_status == 0
     assert stored(inkind_store).read_bytes() == image.read_bytes()
