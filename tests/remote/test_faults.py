@@ -19,7 +19,7 @@ from inkind.errors import SourceError
 from inkind.remote.bootstrap import boot_line
 from inkind.remote.channel import Channel
 from inkind.remote.connection import ProtocolError, RemoteError
-from inkind.remote.wire import MAX_FRAME
+from inkind.remote.wire import MAX_FRAME, PROTOCOL
 
 
 def test_python_missing_on_the_host(tmp_path):
@@ -36,6 +36,25 @@ def test_python_too_old_on_the_host():
     with pytest.raises(
         RemoteError,
         match=rf"^host {HOST}: python3 there is 3\.\d+: inkind needs 3\.9 or newer \(remote_python names another\)$",
+    ):
+        ch.open()
+    ch.close()
+
+
+def test_a_remote_side_of_another_protocol_is_refused_at_its_hello():
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from inkind.remote.wire import Writer
+        Writer(sys.stdout.buffer).json(agent="inkind", protocol={PROTOCOL + 1}, python=[3, 11, 0], pid=0, hash="sha256")
+        sys.stdout.flush()
+        sys.stdin.buffer.read()
+        """
+    )
+    ch = Channel([sys.executable, "-c", code], HOST)
+    with pytest.raises(
+        ProtocolError,
+        match=f"^host {HOST}: the remote side speaks protocol {PROTOCOL + 1}, this inkind {PROTOCOL}$",
     ):
         ch.open()
     ch.close()

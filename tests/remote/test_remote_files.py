@@ -323,3 +323,43 @@ def test_a_killed_backup_leaves_a_sound_store_and_the_next_run_completes(
         inkind_kill_and_check(cfg, "web", delay=delay)
         assert tree_diff(src, inkind_store / "web") == []
         (src / f"later{delay}").write_text("changed")
+
+
+def test_one_ssh_connection_a_source_run(remote_tree, inkind_run, inkind_sshd):
+    """Listing, batches of files, a large file's blocks and the scrub all go
+    over the one connection the run opens."""
+    src, config = remote_tree
+    cfg = config(scrub_fraction=1.0)
+    for seed in (1, 2):
+        before = inkind_sshd.log.count("Accepted publickey")
+        (src / "etc" / "hosts").write_text(f"run {seed}\n")
+        assert inkind_run(cfg, seed=seed).exit_status == 0
+        assert inkind_sshd.log.count("Accepted publickey") - before == 1
+
+
+@pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)  # the store's filesystem cannot matter
+def test_jobs_with_one_host_down_store_the_others(
+    tmp_path, inkind_config, inkind_cli, inkind_store, inkind_sshd
+):
+    src = tmp_path / "srv"
+    make_tree(src)
+    good = shlex.join(inkind_sshd.ssh_command())
+    down = inkind_sshd.ssh_command()
+    down[down.index("-p") + 1] = "1"  # nothing listens there
+    table = {"type": "files", "path": src, "host": "root@127.0.0.1"}
+    cfg = inkind_config(
+        {
+            "web1": {**table, "ssh_command": good},
+            "web2": {**table, "ssh_command": shlex.join(down)},
+            "web3": {**table, "ssh_command": good},
+        }
+    )
+    r = inkind_cli("-c", cfg, "backup", "--jobs", "2")
+    assert r.returncode == 2, r.stderr
+    errors = [x for x in r.stderr.splitlines() if ": ERROR: " in x]
+    assert errors == [
+        "inkind: ERROR: web2: host root@127.0.0.1: connection refused (is sshd running there, on the port ssh_command gives?)"
+    ]
+    assert tree_diff(src, inkind_store / "web1") == [] and tree_diff(src, inkind_store / "web3") == []
+    assert not (inkind_store / "web2").exists() or not any((inkind_store / "web2").iterdir())
+    assert inkind_cli("-c", cfg, "verify", "web1", "web3").returncode == 0
