@@ -5,6 +5,7 @@ who is not root meets (sudo asking for a password)."""
 
 from __future__ import annotations
 
+import os
 import pwd
 import shutil
 import subprocess
@@ -19,7 +20,9 @@ from inkind.remote.bootstrap import BOOT
 from inkind.remote.channel import Channel
 from inkind.stats import Stats
 
-TEST_USER = "inkind-sshtest"
+# One per xdist worker: a worker whose session ends removes its user while
+# the others may still be logged in as theirs.
+TEST_USER = f"inkind-sshtest{os.environ.get('PYTEST_XDIST_WORKER', '')}"
 
 
 @pytest.fixture(scope="session")

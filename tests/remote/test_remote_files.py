@@ -363,3 +363,30 @@ def test_jobs_with_one_host_down_store_the_others(
     assert tree_diff(src, inkind_store / "web1") == [] and tree_diff(src, inkind_store / "web3") == []
     assert not (inkind_store / "web2").exists() or not any((inkind_store / "web2").iterdir())
     assert inkind_cli("-c", cfg, "verify", "web1", "web3").returncode == 0
+
+
+@pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)  # the store's filesystem cannot matter
+def test_remote_sudo_reads_as_root_what_the_login_user_cannot(
+    tmp_path, inkind_config, inkind_run, inkind_store, inkind_sshd, ssh_user
+):
+    src = tmp_path / "srv"
+    (src / "etc").mkdir(parents=True)
+    secret = src / "etc" / "shadow"
+    secret.write_text("root only\n")
+    os.chmod(secret, 0o600)
+    rule = Path(f"/etc/sudoers.d/{ssh_user}")
+    rule.write_text(f"Defaults:{ssh_user} !requiretty\n{ssh_user} ALL=(root) NOPASSWD: /usr/bin/python3\n")
+    rule.chmod(0o440)
+    try:
+        assert subprocess.run(["visudo", "-cf", str(rule)], capture_output=True).returncode == 0
+        table = {"type": "files", "path": src, "host": f"{ssh_user}@127.0.0.1"}
+        table["ssh_command"] = shlex.join(inkind_sshd.ssh_command())
+        plain = inkind_run(inkind_config({"web": table}), seed=1)
+        assert plain.exit_status == 2  # the user alone cannot even reach it (pytest's 0700 tmp)
+        assert plain.results[0].messages == [f"host {ssh_user}@127.0.0.1: {src}: Permission denied"]
+        report = inkind_run(inkind_config({"web": {**table, "remote_sudo": True}}), seed=2)
+        assert report.exit_status == 0, report.as_dict()
+        assert tree_diff(src, inkind_store / "web") == []
+        assert (inkind_store / "web" / "etc" / "shadow").read_text() == "root only\n"
+    finally:
+        rule.unlink()

@@ -236,14 +236,11 @@ def cmdlines() -> list[bytes]:
     return out
 
 
-PEER_USER_HBA = ['local all "inkind-sshtest" peer']
-
-
 @pytest.fixture(scope="module")
 def peer_pg(ssh_user) -> Iterator[PgServer]:
     """A cluster where the role of the ssh login user is admitted by peer
     authentication alone (its OS user must be that user)."""
-    srv = PgServer.create(prefix="inkind-pg-peer-", hba_extra=PEER_USER_HBA)
+    srv = PgServer.create(prefix="inkind-pg-peer-", hba_extra=[f'local all "{ssh_user}" peer'])
     try:
         srv.psql(f'CREATE ROLE "{ssh_user}" LOGIN SUPERUSER')
         srv.psql("CREATE DATABASE shop")
