@@ -46,10 +46,10 @@ def agent_source() -> bytes:
 def boot_line(min_python: tuple[int, int] = MIN_PYTHON) -> str:
     """The ``-c`` program: refuse an old python with a hello that says its
     version (and exit 3), else read a line with the source's length, that
-    many bytes of source, and run its ``main()``. One line, no quotes a
-    shell would mind inside '...', and the same for every inkind of this
-    protocol (the length comes on stdin), so a forced command in
-    authorized_keys survives upgrades."""
+    many bytes of source, and run its ``main()``. One line (it holds
+    single quotes: the server quotes it with shlex, as anyone writing it
+    into a shell command must), and the same for every inkind of this
+    protocol (the length comes on stdin)."""
     return (
         "import sys,struct,json;"
         "v=list(sys.version_info[:3]);"
