@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from inkind.engines.tree import pull
+from inkind.engines.tree import pull, pullblocks
 from inkind.remote.channel import Channel
 from inkind.testing import flip_byte, tree_diff
 from inkind.testing.sshd import make_key
@@ -56,13 +56,18 @@ def remote_tree(inkind_sshd, inkind_config, tmp_path):
     src = tmp_path / "srv"
     src.mkdir()
     make_tree(src)
-    table = {
+    table = _source_table(src, inkind_sshd)
+    return src, lambda **more: inkind_config({"web": {**table, **more}})
+
+
+def _source_table(src: Path, sshd) -> dict:
+    """A files source of ``src`` read through the test sshd."""
+    return {
         "type": "files",
         "path": src,
         "host": "root@127.0.0.1",
-        "ssh_command": shlex.join(inkind_sshd.ssh_command()),
+        "ssh_command": shlex.join(sshd.ssh_command()),
     }
-    return src, lambda **more: inkind_config({"web": {**table, **more}})
 
 
 def file_bytes(src: Path) -> int:
@@ -247,7 +252,7 @@ def test_a_large_file_of_more_blocks_than_the_limit_crosses_whole(
     remote_tree, inkind_run, inkind_store, monkeypatch
 ):
     src, cfg = _a_changed_large_file(remote_tree, inkind_run, monkeypatch)
-    monkeypatch.setattr(pull, "MAX_BLOCKS", 12 * 16 - 1)  # one fewer than its 64 KiB blocks
+    monkeypatch.setattr(pullblocks, "MAX_BLOCKS", 12 * 16 - 1)  # one fewer than its 64 KiB blocks
     report = inkind_run(cfg, seed=2)
     assert report.exit_status == 0, report.as_dict()
     assert report.results[0].stats.bytes_received >= 12 << 20  # fetched whole, no list of blocks
@@ -343,17 +348,8 @@ def test_jobs_with_one_host_down_store_the_others(
 ):
     src = tmp_path / "srv"
     make_tree(src)
-    good = shlex.join(inkind_sshd.ssh_command())
-    down = inkind_sshd.ssh_command()
-    down[down.index("-p") + 1] = "1"  # nothing listens there
-    table = {"type": "files", "path": src, "host": "root@127.0.0.1"}
-    cfg = inkind_config(
-        {
-            "web1": {**table, "ssh_command": good},
-            "web2": {**table, "ssh_command": shlex.join(down)},
-            "web3": {**table, "ssh_command": good},
-        }
-    )
+    table = _source_table(src, inkind_sshd)
+    cfg = inkind_config({"web1": table, "web2": {**table, **_refused(inkind_sshd, tmp_path)}, "web3": table})
     r = inkind_cli("-c", cfg, "backup", "--jobs", "2")
     assert r.returncode == 2, r.stderr
     errors = [x for x in r.stderr.splitlines() if ": ERROR: " in x]

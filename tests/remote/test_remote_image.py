@@ -239,9 +239,9 @@ def test_the_remote_side_killed_mid_fetch_keeps_the_stored_image(
     remote_image, inkind_run, inkind_cli, inkind_store, monkeypatch
 ):
     """The remote side dies (SIGKILL) after the first block's record (a
-    changed block comes with the hashes) arrived: the run fails in one line naming the source and the host, the
-    stored image and its manifest are the previous run's, and the next run
-    stores the change."""
+    changed block comes with the hashes) arrived: the run fails in one line
+    naming the host, the stored image and its manifest are the previous
+    run's, and the next run stores the change."""
     image, cfg = remote_image
     assert inkind_run(cfg, seed=1).exit_status == 0
     before = stored(inkind_store).read_bytes()
@@ -264,9 +264,8 @@ def test_the_remote_side_killed_mid_fetch_keeps_the_stored_image(
     killed = inkind_run(cfg, seed=2)
     assert killed.exit_status == 2, killed.as_dict()
     (line,) = killed.results[0].messages
-    assert (
-        line == "host root@127.0.0.1: the remote side ended mid-reply (exit status 255)"
-    )  # (ssh's, for a signal)
+    # (what ssh says of a remote side killed by a signal: its exit status 255)
+    assert line == "host root@127.0.0.1: the remote side ended mid-reply (exit status 255)"
     assert stored(inkind_store).read_bytes() == before
     assert inkind_cli("-c", cfg, "verify").returncode == 0
     monkeypatch.undo()

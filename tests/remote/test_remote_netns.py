@@ -1,7 +1,8 @@
 """A host a real network hop away: its sshd in a network namespace the
 test makes (a veth pair), and with ``tc netem`` delay on both ends where
 the kernel has netem (25 ms each way). The files source backs up through
-it as over loopback, and a run with no change costs its listing only."""
+it as over loopback, a run with no change costs its listing only, and a
+link cut mid-file ends the run."""
 
 from __future__ import annotations
 
@@ -9,33 +10,41 @@ import contextlib
 import os
 import shlex
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from inkind.engines.tree.pull import PullWalker
 from inkind.testing import tree_diff
-from inkind.testing.netns import NetnsError, netns_skip_reason, network_namespace
-from inkind.testing.sshd import running_sshd, sshd_skip_reason
+from inkind.testing.netns import Netns, NetnsError, netns_skip_reason, network_namespace
+from inkind.testing.sshd import SshServer, running_sshd, sshd_skip_reason
 
 pytestmark = pytest.mark.root
+
+
+@contextlib.contextmanager
+def _sshd_behind_veth(tag: str, net: int, delay: str | None = None) -> Iterator[tuple[Netns, SshServer]]:
+    """A namespace (see network_namespace) with an sshd in it; the test is
+    skipped where either cannot be made."""
+    if reason := sshd_skip_reason() or netns_skip_reason():
+        pytest.skip(reason)
+    with contextlib.ExitStack() as stack:
+        try:
+            ns = stack.enter_context(network_namespace(tag, net, delay))
+        except NetnsError as e:
+            pytest.skip(f"no network namespace with delay {delay}: {e}")
+        yield ns, stack.enter_context(running_sshd(ns.ns_addr, ns.prefix))
 
 
 @pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)  # the network is tested, not the store
 @pytest.mark.parametrize("delay", [None, "25ms"])
 def test_a_host_behind_a_veth_pair(delay, tmp_path, inkind_config, inkind_run, inkind_store):
-    if reason := sshd_skip_reason() or netns_skip_reason():
-        pytest.skip(reason)
     src = tmp_path / "srv"
     (src / "d").mkdir(parents=True)
     for i in range(300):
         (src / "d" / f"f{i:03}").write_bytes(os.urandom(i * 10))
     tag = f"t{os.getpid() % 100000}{'d' if delay else ''}"
-    with contextlib.ExitStack() as stack:
-        try:
-            ns = stack.enter_context(network_namespace(tag, os.getpid() % 250 + bool(delay), delay))
-        except NetnsError as e:
-            pytest.skip(f"no network namespace with delay {delay}: {e}")
-        server = stack.enter_context(running_sshd(ns.ns_addr, ns.prefix))
+    with _sshd_behind_veth(tag, os.getpid() % 250 + bool(delay), delay) as (ns, server):
         table = {"type": "files", "path": src, "host": f"root@{ns.ns_addr}"}
         cfg = inkind_config({"web": {**table, "ssh_command": shlex.join(server.ssh_command())}})
         first = inkind_run(cfg, seed=1)
@@ -56,18 +65,10 @@ def test_a_network_cut_mid_file_ends_the_run_and_keeps_the_stored_tree(
     a user's ``-o`` does) end the run with one line naming the host, the
     stored tree stays as it was, and the run after the link is back stores
     the file."""
-    if reason := sshd_skip_reason() or netns_skip_reason():
-        pytest.skip(reason)
     src = tmp_path / "srv"
     src.mkdir()
     (src / "kept").write_bytes(b"stored before the cut")
-    tag = f"c{os.getpid() % 100000}"
-    with contextlib.ExitStack() as stack:
-        try:
-            ns = stack.enter_context(network_namespace(tag, (os.getpid() + 2) % 250))
-        except NetnsError as e:
-            pytest.skip(f"no network namespace: {e}")
-        server = stack.enter_context(running_sshd(ns.ns_addr, ns.prefix))
+    with _sshd_behind_veth(f"c{os.getpid() % 100000}", (os.getpid() + 2) % 250) as (ns, server):
         alive = ["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2"]
         ssh = shlex.join([*server.ssh_command(), *alive])
         cfg = inkind_config(

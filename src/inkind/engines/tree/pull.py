@@ -29,7 +29,7 @@ from inkind.engines.tree.copier import BIG_FILE, BLOCK, Copier
 from inkind.engines.tree.dirnames import finish_directory
 from inkind.engines.tree.entry import REMOTE, Changed, Entry, Key, key_text, log
 from inkind.engines.tree.metadata import Metadata
-from inkind.engines.tree.pullblocks import MAX_BLOCKS, block_size, pull_blocks
+from inkind.engines.tree.pullblocks import pull_blocks, within_limit
 from inkind.engines.tree.scrubber import Scrubber
 from inkind.engines.tree.selection import TreeSelection
 from inkind.engines.tree.walker import Walker
@@ -224,12 +224,11 @@ class PullWalker:
     def _by_blocks(e: Entry) -> bool:
         """Whether a changed file is updated block by block (see pullblocks):
         a large one with a stored copy, and one link (the update gives the
-        stored copy an inode of its own), of at most MAX_BLOCKS blocks (the
-        server keeps a list of the differing ones; a larger file streams
-        whole)."""
+        stored copy an inode of its own), within pullblocks' limit."""
         d = e.dst_st
         return (
-            BIG_FILE <= e.st.st_size <= MAX_BLOCKS * block_size(e.st.st_size)
+            e.st.st_size >= BIG_FILE
+            and within_limit(e.st.st_size)
             and e.st.st_nlink == 1
             and d is not None
             and stat.S_ISREG(d.st_mode)

@@ -42,6 +42,13 @@ def block_size(size: int) -> int:
     return bs
 
 
+def within_limit(size: int) -> bool:
+    """Whether a file of ``size`` bytes has at most MAX_BLOCKS blocks: the
+    server keeps the list of the differing ones, so a larger file streams
+    whole instead."""
+    return size <= MAX_BLOCKS * block_size(size)
+
+
 def pull_blocks(channel: Channel, run: RunContext, e: Entry, path: bytes) -> bool:
     """Bring the stored copy of ``e`` (a regular file stored before) up to
     date with ``path`` on the host; whether its content changed."""
@@ -76,7 +83,7 @@ def _differing(channel: Channel, e: Entry, path: bytes, ofd: int, bs: int) -> li
     if b is None or (b.st_ino, b.st_dev) != (e.st.st_ino, e.st.st_dev):
         raise Changed(f"{key_text(e.key)}: replaced during the backup")
     if hashes.size != e.st.st_size:  # (and so no more records than the listed size has blocks)
-        raise Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
+        raise _changed_while_read(e)
     buf = memoryview(bytearray(bs))
     differ = []
     for h in hashes:
@@ -96,4 +103,8 @@ def _differing(channel: Channel, e: Entry, path: bytes, ofd: int, bs: int) -> li
 def _check_stable(t: Transfer, e: Entry) -> None:
     a = t.after
     if a is None or t.changed or (a.st_size, a.st_mtime_ns) != (e.st.st_size, e.st.st_mtime_ns):
-        raise Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
+        raise _changed_while_read(e)
+
+
+def _changed_while_read(e: Entry) -> Changed:
+    return Changed(f"{key_text(e.key)}: changed while it was read; previous copy kept")
