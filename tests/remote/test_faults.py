@@ -320,3 +320,17 @@ def test_a_page_end_in_a_whole_listing(fake):
     ch = fake('w.send(ENTRIES, ROOT + entry(1, b"a")); w.json(page_end=True, entries=2)')
     with pytest.raises(ProtocolError, match=f"^host {HOST}: a page end in a listing asked for whole$"):
         list(ch.scan(b"/srv"))
+
+
+def test_a_pinned_bootstrap_runs_the_source_of_its_digest_only():
+    from inkind.remote.bootstrap import agent_digest
+
+    with Channel([sys.executable, "-c", boot_line(pin=agent_digest())], HOST) as ch:
+        assert ch.hello["agent"] == "inkind"
+    other = "0" * 64
+    ch = Channel([sys.executable, "-c", boot_line(pin=other)], HOST)
+    with pytest.raises(
+        RemoteError, match=f"^host {HOST}: its authorized_keys pins another remote side \\(sha256 {other}\\)"
+    ):
+        ch.open()
+    ch.close()

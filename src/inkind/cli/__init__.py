@@ -28,6 +28,7 @@ COMMANDS = (
     "devices",
     "plugins",
     "systemd",
+    "authorized-key",
 )
 
 
@@ -40,7 +41,7 @@ class _Group(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:
-            return importlib.import_module(f"inkind.cli.{cmd_name}").command
+            return importlib.import_module(f"inkind.cli.{cmd_name.replace('-', '_')}").command
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):

@@ -2,9 +2,11 @@
 files, and the loop that answers the server's requests (the reading ops
 are in blockops.py, the scan in walk.py).
 
-bootstrap.py sends wire.py, walk.py, blockops.py and this module as one
-source text to ``python3 -c BOOT`` on the host and runs :func:`main`, so
-all four use the standard library only and Python 3.9 syntax.
+bootstrap.py sends wire.py, walk.py, blockops.py, policy.py and this
+module as one source text to ``python3 -c BOOT`` on the host and runs
+:func:`main`, so all five use the standard library only and Python 3.9
+syntax. Started by a restricted key's forced command, the remote side
+checks what it runs and where it writes against policy.py.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import threading
 
 from inkind.remote.blockops import op_blocks, op_hashes, op_read, open_source
+from inkind.remote.policy import allowed_command, allowed_directory
 from inkind.remote.walk import op_scan, op_scan_more
 from inkind.remote.wire import (
     CHUNK,
@@ -40,22 +43,35 @@ from inkind.remote.wire import (
 class Session:
     """What lasts from one request to the next: the temp files this run made
     (removed when it ends) and a scan paused between two pages; and the
-    request stream."""
+    request stream; whether a restricted key started it."""
 
-    def __init__(self, read=None) -> None:
+    def __init__(self, read=None, restricted: bool = False) -> None:
         self.temps = set()
         self.scan = None
         self.read = read  # the request stream, for the DATA frames a request announces
+        self.restricted = restricted
+
+    def temp_dir(self, req: dict) -> str:
+        """Where a temp of ``req`` goes (its ``dir``, else temp_root())."""
+        if self.restricted:
+            return allowed_directory(req.get("dir"), temp_root())
+        return req.get("dir") or temp_root()
 
 
 def op_run(w: Writer, req: dict, session: Session) -> None:
     """A command's stdout as data frames, then its exit status (negative: the
     signal) and the last lines of its stderr."""
-    env = dict(os.environ, **(req.get("env") or {}))
+    extra = {str(k): str(v) for k, v in (req.get("env") or {}).items()}
     argv = [str(a) for a in req["argv"]]
+    program = allowed_command(argv, extra, session.temps) if session.restricted else argv[0]
     try:
         p = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            argv,
+            executable=program,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ, **extra),
         )
     except OSError as e:
         w.fail(OSError(e.errno, f"{argv[0]}: {e.strerror}"))
@@ -117,7 +133,7 @@ def op_sqlite_backup(w: Writer, req: dict, session: Session) -> None:
     path = to_bytes(req["path"])
     os.close(open_source(path)[0])  # missing, unreadable, not a file: its errno
     timeout = float(req.get("busy_timeout", 60.0))
-    fd, tmp = tempfile.mkstemp(prefix=".inkind-sqlite-", suffix=".db", dir=req.get("dir") or temp_root())
+    fd, tmp = tempfile.mkstemp(prefix=".inkind-sqlite-", suffix=".db", dir=session.temp_dir(req))
     os.close(fd)
     session.temps.add(tmp)
 
@@ -157,7 +173,7 @@ def op_temp_dir(w: Writer, req: dict, session: Session) -> None:
     """An empty directory of this run (0700) for a tool that writes its
     output as files (pg_dump -Fd); removed with what is in it by
     ``remove``, or when the remote side ends."""
-    tmp = tempfile.mkdtemp(prefix=".inkind-dump-", dir=req.get("dir") or temp_root())
+    tmp = tempfile.mkdtemp(prefix=".inkind-dump-", dir=session.temp_dir(req))
     session.temps.add(tmp)
     w.json(end=True, path=tmp, size=0)
 
@@ -213,13 +229,13 @@ OPS = {
 }
 
 
-def serve(inp, out) -> None:
+def serve(inp, out, restricted: bool = False) -> None:
     """Say hello, then answer requests until the server closes stdin."""
     w = Writer(out)
     hello = {"protocol": PROTOCOL, "python": list(sys.version_info[:3]), "pid": os.getpid()}
-    w.json(agent="inkind", hash=preferred_hash(), **hello)
+    w.json(agent="inkind", hash=preferred_hash(), restricted=restricted, **hello)
     out.flush()
-    session = Session(inp.read)
+    session = Session(inp.read, restricted)
     try:
         while True:
             try:
@@ -252,11 +268,11 @@ def serve(inp, out) -> None:
             op_remove(None, {"path": path}, session)
 
 
-def main() -> None:
+def main(restricted: bool = False) -> None:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the protocol
     try:
-        serve(sys.stdin.buffer, out)
+        serve(sys.stdin.buffer, out, restricted)
         out.flush()
     except BrokenPipeError:  # the server went away; temps are removed already
         os._exit(0)

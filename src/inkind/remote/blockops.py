@@ -3,7 +3,7 @@ hashes of a file or device (``hashes``, of every block or of the spans a
 thin delta names) and listed blocks (``blocks``), holes found with
 SEEK_DATA/SEEK_HOLE and never sent.
 
-Sent with wire.py, walk.py and agent.py as one source (bootstrap.py), so
+Sent with wire.py, walk.py, policy.py and agent.py as one source (bootstrap.py), so
 standard library only and Python 3.9 syntax.
 """
 
@@ -38,20 +38,49 @@ from inkind.remote.wire import (
     to_bytes,
 )
 
+# Where a file looked at through an O_PATH descriptor is opened from
+# (Linux); elsewhere a path is opened directly.
+REOPEN = "/proc/self/fd" if hasattr(os, "O_PATH") and os.path.isdir("/proc/self/fd") else None
+
 
 def open_source(path: bytes):
     """A regular file or block device opened to read (never through a
-    symlink, never blocking on a fifo), its fstat and its size."""
-    try:
-        fd = os.open(path, OPEN_FLAGS | getattr(os, "O_NOATIME", 0))
-    except PermissionError:  # O_NOATIME needs the owner or CAP_FOWNER
-        fd = os.open(path, OPEN_FLAGS)
+    symlink, never blocking on a fifo), its fstat and its size. Opening a
+    character device can act on it (a watchdog starts its countdown), so
+    where there is O_PATH the path's inode is looked at first and only a
+    file or a block device is opened."""
+    if REOPEN is None:
+        fd = open_read(path, OPEN_FLAGS)
+    else:
+        probe = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            mode = os.fstat(probe).st_mode
+            if stat.S_ISLNK(mode):
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+            readable_kind(mode)
+            fd = open_read(f"{REOPEN}/{probe}", OPEN_FLAGS & ~os.O_NOFOLLOW)
+        finally:
+            os.close(probe)
     st = os.fstat(fd)
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+    try:
+        readable_kind(st.st_mode)
+    except OSError:
         os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file or block device")
+        raise
     size = st.st_size if stat.S_ISREG(st.st_mode) else os.lseek(fd, 0, os.SEEK_END)
     return fd, st, size
+
+
+def readable_kind(mode: int) -> None:
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        raise OSError(errno.EINVAL, "not a regular file or block device")
+
+
+def open_read(path, flags: int) -> int:
+    try:
+        return os.open(path, flags | getattr(os, "O_NOATIME", 0))
+    except PermissionError:  # O_NOATIME needs the owner or CAP_FOWNER
+        return os.open(path, flags)
 
 
 def data_segments(fd: int, start: int, end: int):

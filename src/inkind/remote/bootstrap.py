@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import re
+import shlex
 from pathlib import Path
 
-from inkind.remote import agent, blockops, walk, wire
+from inkind.errors import ConfigError
+from inkind.remote import agent, blockops, policy, walk, wire
 from inkind.remote.wire import MIN_PYTHON, PROTOCOL
 
 # The modules sent, in order: each may use the names of those before it.
-MODULES = (wire, walk, blockops, agent)
+MODULES = (wire, walk, blockops, policy, agent)
 
 
 @functools.cache
 def agent_source() -> bytes:
-    """The remote side as one module: the four files, their imports of
+    """The remote side as one module: the five files, their imports of
     each other dropped (they share one namespace there) and one
     ``from __future__`` line at the top. Built on first use, not at import:
     most runs never open a connection."""
@@ -43,24 +47,78 @@ def agent_source() -> bytes:
     return "\n".join(parts).encode()
 
 
-def boot_line(min_python: tuple[int, int] = MIN_PYTHON) -> str:
+def boot_line(min_python: tuple[int, int] = MIN_PYTHON, pin: str | None = None) -> str:
     """The ``-c`` program: refuse an old python with a hello that says its
     version (and exit 3), else read a line with the source's length, that
     many bytes of source, and run its ``main()``. One line (it holds
     single quotes: the server quotes it with shlex, as anyone writing it
     into a shell command must), and the same for every inkind of this
-    protocol (the length comes on stdin)."""
+    protocol (the length comes on stdin).
+
+    With ``pin`` (a SHA-256, hex), the program of a forced command in
+    authorized_keys: a source of another digest is refused with a hello
+    that says so (exit 4), and the remote side runs restricted (policy.py)."""
+    hello = f"{{'agent':'inkind','protocol':{PROTOCOL},'python':v"
+    send = "o.write(struct.pack('>IB',len(m),1)+m),o.flush(),sys.exit({})"
+    check = ""
+    if pin is not None:
+        check = (
+            "import hashlib;"
+            f"m=json.dumps({hello},'pinned':'{pin}'}}).encode();"
+            f"hashlib.sha256(s).hexdigest()!='{pin}' and ({send.format(4)});"
+        )
     return (
         "import sys,struct,json;"
         "v=list(sys.version_info[:3]);"
         "o=getattr(sys.stdout,'buffer',sys.stdout);"
-        f"m=json.dumps({{'agent':'inkind','protocol':{PROTOCOL},'python':v,'too_old':True}}).encode();"
-        f"v<[{min_python[0]},{min_python[1]}] and (o.write(struct.pack('>IB',len(m),1)+m),o.flush(),sys.exit(3));"
+        f"m=json.dumps({hello},'too_old':True}}).encode();"
+        f"v<[{min_python[0]},{min_python[1]}] and ({send.format(3)});"
         "i=sys.stdin.buffer;"
         "g={'__name__':'inkind_remote'};"
-        "exec(compile(i.read(int(i.readline())),'inkind-remote','exec'),g);"
-        "g['main']()"
+        "s=i.read(int(i.readline()));"
+        f"{check}"
+        "exec(compile(s,'inkind-remote','exec'),g);"
+        f"g['main']({'' if pin is None else 'True'})"
     )
+
+
+def agent_digest() -> str:
+    """The SHA-256 of the remote side's source, as a pinned line checks it."""
+    return hashlib.sha256(agent_source()).hexdigest()
+
+
+def forced_command(python: str = "python3") -> str:
+    """The command a restricted key is forced to run: the pinned BOOT under
+    ``python -I`` (isolated: no module in the login's directory and no
+    PYTHON* variable changes what runs)."""
+    return shlex.join([python, "-I", "-c", boot_line(pin=agent_digest())])
+
+
+# An OpenSSH public key line: its type, its base64 blob, any comment.
+_PUBLIC_KEY = re.compile(r"(?:ssh|ecdsa|sk)-[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n]*)?")
+
+
+def authorized_keys_line(
+    public_key: str, python: str = "python3", sources: str | None = None, where: str = "the public key"
+) -> str:
+    """The line for the host's authorized_keys that lets ``public_key`` run
+    this inkind's remote side, restricted, and nothing else: sshd runs the
+    forced command whatever the client asks, ``restrict`` turns off
+    forwarding and ttys, ``from=`` (``sources``) limits where it may log
+    in from. ``where`` names the key in an error."""
+    key = public_key.strip()
+    if not _PUBLIC_KEY.fullmatch(key):
+        raise ConfigError(f"{where}: not an OpenSSH public key (one line: type, key, comment): {key[:80]!r}")
+    options = ["restrict"]
+    if sources is not None:
+        if not re.fullmatch(r"[A-Za-z0-9.:/*?!,\[\]%_-]+", sources):
+            raise ConfigError(f"--from: not a list of address patterns: {sources[:80]!r}")
+        options.append(f'from="{sources}"')
+    command = forced_command(python)
+    if "\\" in command:  # sshd unquotes only \" there: a backslash cannot be written
+        raise ConfigError(f"--python: a path with a backslash: {python[:80]!r}")
+    options.append('command="{}"'.format(command.replace('"', '\\"')))
+    return f"{','.join(options)} {key}"
 
 
 def boot_input() -> bytes:

@@ -118,6 +118,12 @@ class Connection:
             raise self.fail(
                 "the remote side did not say inkind's hello; does a login script print to stdout?"
             )
+        if "pinned" in hello:
+            raise self._refuse(
+                f"host {self.host}: its authorized_keys pins another remote side "
+                f"(sha256 {str(hello['pinned'])[:64]}): replace the line with the one "
+                "`inkind authorized-key` prints for this inkind"
+            )
         version = hello.get("python")
         if not (isinstance(version, list) and len(version) == 3 and all(type(v) is int for v in version)):
             raise self.fail(f"a hello without a python version: {str(hello)[:200]}")

@@ -11,17 +11,20 @@ one outside pytest too (bench/remote.py: in a network namespace).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from inkind.remote.bootstrap import authorized_keys_line
 
 SSHD = Path("/usr/sbin/sshd")
 HOST = "127.0.0.1"
@@ -83,6 +86,25 @@ class SshServer:
             "-o",
             "IdentitiesOnly=yes",
         ]
+
+    @contextmanager
+    def restricted_login(
+        self, python: str, line: Callable[[str, str], str] = authorized_keys_line
+    ) -> Iterator[str]:
+        """The ``ssh_command`` of a new key that this server lets run only
+        what its authorized_keys line forces: ``line(public_key, python)``,
+        by default the line ``inkind authorized-key`` prints. The line goes
+        when the block ends."""
+        key = make_key(Path(tempfile.mkdtemp(prefix="restricted-", dir=self.dir)) / "key")
+        entry = line(key.with_suffix(".pub").read_text(), python) + "\n"
+        with self.authorized_keys.open("a") as f:
+            f.write(entry)
+        try:
+            yield shlex.join(self.ssh_command(key))
+        finally:
+            kept = self.authorized_keys.read_text().replace(entry, "")
+            self.authorized_keys.write_text(kept)
+            shutil.rmtree(key.parent)
 
     def known_hosts_line(self, public_key: Path) -> str:
         """A known_hosts line saying ``public_key`` is this server's key."""

@@ -14,6 +14,7 @@ itself if the connection dies).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -80,6 +81,8 @@ class RemoteTools(DumpTools):
         try:
             rp = self.channel.run(argv, env)
         except RemoteOSError as e:
+            if e.errno == errno.EPERM:  # refused by a restricted key: its line says what
+                raise SourceError(str(e)) from None
             why = os.strerror(e.errno) if e.errno else str(e)
             raise SourceError(f"host {self.host}: {argv[0]}: cannot be run there: {why}") from None
         proc = RemoteRun(rp, self.host)
