@@ -378,3 +378,23 @@ def test_a_classic_snapshot_that_fills_up_there_discards_the_image(
     assert "filled up while it was read" in msg and "snapshot_size = '2G'" in msg
     assert img.read_bytes() == before  # checked before the commit
     assert fake_lvm.names("vg0") == ["root"]
+
+
+@pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)  # the store's writes: tested above
+@pytest.mark.parametrize(("make", "volume"), [(thin_on_host, "data"), (classic_on_host, "root")])
+def test_a_restricted_key_runs_the_lvm_commands_a_backup_needs(  # size: fixtures
+    make, volume, fake_lvm, inkind_config, inkind_store, inkind_run, inkind_sshd, on_host
+):
+    with inkind_sshd.restricted_login(on_host["remote_python"]) as ssh:
+        config = make(fake_lvm, inkind_config, {**on_host, "ssh_command": ssh})
+        assert inkind_run(config, seed=1).exit_status == 0
+        fake_lvm.write("vg0", volume, 3 * BLOCK, b"changed")
+        r = inkind_run(config, seed=2)
+    assert r.exit_status == 0, r.as_dict()
+    assert image_of(inkind_store, f"vg0-{volume}").read_bytes() == fake_lvm.data("vg0", volume)
+    assert fake_lvm.calls("lvremove")  # the old base or the classic snapshot, removed through the key
+    if make is thin_on_host:
+        assert [c[-1] for c in fake_lvm.calls("dmsetup")][-2:] == [
+            "reserve_metadata_snap",
+            "release_metadata_snap",
+        ]

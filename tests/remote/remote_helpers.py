@@ -1,4 +1,10 @@
-"""What the remote tests share: the host name they use and the fake remote side."""
+"""What the remote tests share: the host name they use, the fake remote
+side and a tree of every kind of entry to read on a host."""
+
+import os
+import random
+import subprocess
+from pathlib import Path
 
 HOST = "web1"
 
@@ -24,3 +30,32 @@ ROOT = entry(0, b"", 0o40755)
 out.flush()
 inp.read()
 """
+
+
+def make_tree(src: Path) -> None:
+    """Names of every kind, owners, modes, xattrs, an ACL, links, a hole,
+    a fifo and a device, data that does not compress."""
+    rng = random.Random(5)
+    (src / "etc" / "deep" / "er").mkdir(parents=True)
+    (src / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
+    (src / "etc" / "deep" / "er" / "bin").write_bytes(rng.randbytes(700_000))
+    os.link(src / "etc" / "hosts", src / "hosts-link")
+    os.symlink("etc/hosts", src / "sym")
+    os.symlink("/nowhere/at/all", src / "dangling")
+    os.mkfifo(src / "fifo")
+    os.mknod(src / "null", 0o20666, os.makedev(1, 3))
+    raw = os.fsencode(src)
+    for name in (b"caf\xe9", b"\xff\xfe-not-utf8", b"n" * 255, b"with\nnewline"):
+        with open(raw + b"/" + name, "wb") as f:
+            f.write(name * 3)
+    with open(src / "sparse.img", "wb") as f:
+        f.truncate(6 << 20)
+        f.seek(3 << 20)
+        f.write(b"data in the middle")
+    os.chown(src / "etc" / "hosts", 1234, 5678)
+    os.chmod(src / "etc" / "deep", 0o2750)
+    os.setxattr(src / "etc" / "hosts", "user.note", b"\x00\xffbinary")
+    os.setxattr(src / "etc", "trusted.mark", b"root only")
+    subprocess.run(["setfacl", "-m", "u:1234:rwx", src / "etc" / "deep" / "er" / "bin"], check=True)
+    for i, p in enumerate(sorted(src.rglob("*"))):
+        os.utime(p, (1_600_000_000 + i, 1_600_000_000 + i * 7), follow_symlinks=False)

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from remote_helpers import make_tree
 
 from inkind.engines.tree import pull, pullblocks
 from inkind.remote.channel import Channel
@@ -20,35 +21,6 @@ from inkind.testing.sshd import make_key
 
 pytestmark = pytest.mark.root
 LISTING = 64 << 10  # generous bound on what crosses beside file data: hello, listing, headers
-
-
-def make_tree(src: Path) -> None:
-    """Names of every kind, owners, modes, xattrs, an ACL, links, a hole,
-    a fifo and a device, data that does not compress."""
-    rng = random.Random(5)
-    (src / "etc" / "deep" / "er").mkdir(parents=True)
-    (src / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
-    (src / "etc" / "deep" / "er" / "bin").write_bytes(rng.randbytes(700_000))
-    os.link(src / "etc" / "hosts", src / "hosts-link")
-    os.symlink("etc/hosts", src / "sym")
-    os.symlink("/nowhere/at/all", src / "dangling")
-    os.mkfifo(src / "fifo")
-    os.mknod(src / "null", 0o20666, os.makedev(1, 3))
-    raw = os.fsencode(src)
-    for name in (b"caf\xe9", b"\xff\xfe-not-utf8", b"n" * 255, b"with\nnewline"):
-        with open(raw + b"/" + name, "wb") as f:
-            f.write(name * 3)
-    with open(src / "sparse.img", "wb") as f:
-        f.truncate(6 << 20)
-        f.seek(3 << 20)
-        f.write(b"data in the middle")
-    os.chown(src / "etc" / "hosts", 1234, 5678)
-    os.chmod(src / "etc" / "deep", 0o2750)
-    os.setxattr(src / "etc" / "hosts", "user.note", b"\x00\xffbinary")
-    os.setxattr(src / "etc", "trusted.mark", b"root only")
-    subprocess.run(["setfacl", "-m", "u:1234:rwx", src / "etc" / "deep" / "er" / "bin"], check=True)
-    for i, p in enumerate(sorted(src.rglob("*"))):
-        os.utime(p, (1_600_000_000 + i, 1_600_000_000 + i * 7), follow_symlinks=False)
 
 
 @pytest.fixture

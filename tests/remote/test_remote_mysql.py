@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -82,6 +83,20 @@ def test_dumps_over_ssh_are_local_dumps_and_only_a_change_rewrites(
 # The failures below happen before or outside the store's writes: one
 # filesystem (ext4) is enough, the store path is the one tested above.
 ONE_FS = pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)
+
+
+@ONE_FS  # the store's writes are those of the open key's source, run on all three above
+def test_a_restricted_key_dumps_what_an_open_key_does(
+    make_db, table, inkind_sshd, inkind_config, inkind_run, inkind_store
+):
+    db = make_db()
+    table = over_ssh(inkind_sshd, {**table, "databases": [db]})
+    with inkind_sshd.restricted_login(sys.executable) as ssh:
+        cfg = inkind_config({"open": table, "restricted": {**table, "ssh_command": ssh}})
+        report = inkind_run(cfg, seed=1)
+    assert report.exit_status == 0, report.as_dict()
+    restricted = files(inkind_store / "restricted")
+    assert restricted == files(inkind_store / "open") and b"item 300" in restricted[f"{db}.sql"]
 
 
 @pytest.fixture

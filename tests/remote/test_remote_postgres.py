@@ -119,6 +119,22 @@ def test_dumps_over_ssh_equal_local_ones_and_only_a_change_rewrites(
 ONE_FS = pytest.mark.parametrize("inkind_store_fs", ["ext4"], indirect=True)
 
 
+@ONE_FS  # the store's writes are those of the open key's source, run on all three above
+@pytest.mark.parametrize("fmt", ["directory", "plain"])
+def test_a_restricted_key_dumps_what_an_open_key_does(
+    fmt, pg, make_db, inkind_sshd, inkind_config, inkind_run, inkind_store
+):
+    db = make_db()
+    table = over_ssh(inkind_sshd, {"type": "postgres", "dsn": pg.dsn(), "databases": [db], "format": fmt})
+    with inkind_sshd.restricted_login(sys.executable) as ssh:
+        cfg = inkind_config({"open": table, "restricted": {**table, "ssh_command": ssh}})
+        report = inkind_run(cfg, seed=1)
+    assert report.exit_status == 0, report.as_dict()
+    restricted = files(inkind_store / "restricted")
+    assert comparable(restricted) == comparable(files(inkind_store / "open"))
+    assert any(b"person 300" in data for name, data in restricted.items() if of(db, name))
+
+
 @pytest.fixture
 def remote_pg(pg, make_db, inkind_sshd, inkind_config, inkind_cli, inkind_store):
     """A database backed up once over ssh: (db, config, stored files)."""

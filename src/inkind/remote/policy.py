@@ -160,7 +160,8 @@ COMMANDS = {
     "dmsetup": [
         ["message", fullmatch(r"[A-Za-z0-9+_.-]+-tpool"), "0", fullmatch(r"(reserve|release)_metadata_snap")],
     ],
-    "thin_delta": [["-m", "--snap1", INTEGER, "--snap2", INTEGER, fullmatch(r"/dev/[A-Za-z0-9+_./-]+")]],
+    # thin_delta only reads: the pool's metadata device, wherever lvs says it is
+    "thin_delta": [["-m", "--snap1", INTEGER, "--snap2", INTEGER, fullmatch(r"/.+")]],
 }
 # fmt: on
 
