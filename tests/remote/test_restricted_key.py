@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from remote_helpers import make_tree
 
-from inkind.remote.bootstrap import agent_digest, authorized_keys_line
+from inkind.remote.bootstrap import agent_digest, authorized_keys_line, boot_line, forced_command
 from inkind.remote.channel import Channel, RemoteOSError, RemoteTemp
 from inkind.testing import tree_diff
 
@@ -159,6 +159,16 @@ def test_authorized_key_prints_the_line_for_the_key_given(inkind_cli, tmp_path):
     assert line.startswith('restrict,from="10.0.0.5",command="/usr/bin/python3 -I -c ')
     assert line.endswith('" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0 backup@server')
     assert agent_digest() in line
+
+
+def test_the_forced_command_is_the_pinned_boot_as_a_shell_splits_it():
+    python = "/opt/py 3/bin/python3"
+    words = subprocess.run(
+        ["sh", "-c", f"set -- {forced_command(python)}; printf '%s\\0' \"$@\""],
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")[:-1]
+    assert [w.decode() for w in words] == [python, "-I", "-c", boot_line(pin=agent_digest())]
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,10 @@ def forced_command(python: str = "python3") -> str:
     """The command a restricted key is forced to run: the pinned BOOT under
     ``python -I`` (isolated: no module in the login's directory and no
     PYTHON* variable changes what runs)."""
-    return shlex.join([python, "-I", "-c", boot_line(pin=agent_digest())])
+    boot = boot_line(pin=agent_digest())
+    # In double quotes: BOOT is full of single quotes and has none of what a
+    # shell reads inside double quotes (a test runs the line through sh).
+    return f'{shlex.quote(python)} -I -c "{boot}"'
 
 
 # An OpenSSH public key line: its type, its base64 blob, any comment.
