@@ -352,3 +352,32 @@ def test_a_command_dies_when_the_server_goes(tmp_path):
     assert time.monotonic() - started < 5
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("path", ["/dev/null", "/dev/zero"])
+def test_a_character_device_is_refused_without_being_opened(path, monkeypatch):
+    """Opening one can act on it (a watchdog starts counting down): the
+    inode is looked at through O_PATH and nothing else is opened."""
+    opened: list[int] = []
+    real_open = os.open
+
+    def recording(p, flags, *args, **kwargs):
+        opened.append(flags)
+        return real_open(p, flags, *args, **kwargs)
+
+    monkeypatch.setattr(blockops.os, "open", recording)
+    with pytest.raises(OSError) as e:
+        blockops.open_source(path.encode())
+    assert (e.value.errno, e.value.strerror) == (errno.EINVAL, "not a regular file or block device")
+    assert opened and all(flags & os.O_PATH for flags in opened)
+
+
+def test_a_symlink_to_read_is_refused_as_an_open_refuses_it(tmp_path):
+    (tmp_path / "data").write_bytes(b"x")
+    os.symlink("data", tmp_path / "link")
+    with pytest.raises(OSError) as e:
+        blockops.open_source(os.fsencode(tmp_path / "link"))
+    assert e.value.errno == errno.ELOOP
+    fd, _st, size = blockops.open_source(os.fsencode(tmp_path / "data"))
+    os.close(fd)
+    assert size == 1
