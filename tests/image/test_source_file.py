@@ -89,7 +89,7 @@ def unreadable(path: Path) -> list[str]:
     return []
 
 
-@pytest.mark.parametrize("breakage", ["missing", "directory", "unreadable"])
+@pytest.mark.parametrize("breakage", ["missing", "directory", "unreadable", "fifo"])
 def test_bad_source_fails_in_one_line_and_keeps_the_image(cfg, inkind_cli, inkind_store, src, breakage):
     assert inkind_cli("-c", cfg, "backup").returncode == 0
     image = image_of(inkind_store)
@@ -100,18 +100,20 @@ def test_bad_source_fails_in_one_line_and_keeps_the_image(cfg, inkind_cli, inkin
     elif breakage == "directory":
         src.unlink()
         src.mkdir()
+    elif breakage == "fifo":  # not opened: an open would wait for a writer
+        src.unlink()
+        os.mkfifo(src)
     else:
         fill(src, {0: b"changed"})
         prefix = unreadable(src)
     # verify-after: run unreadable/broken, it must fail (exit 2); verify below
     cmd = [*prefix, sys.executable, "-m", "inkind", "-c", str(cfg), "backup"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     (line,) = errors(r.stderr)
     assert str(src) in line
-    assert {"missing": "does not exist", "directory": "is a directory", "unreadable": "ermission"}[
-        breakage
-    ] in line
+    expected = {"missing": "does not exist", "directory": "is a directory", "unreadable": "ermission"}
+    assert expected.get(breakage, "is neither a block device nor a regular file") in line
     assert (digest(image), image.stat().st_mtime_ns) == before
     assert inkind_cli("-c", cfg, "verify").returncode == 0
 

@@ -28,22 +28,23 @@ class OpenSource:
 
 
 def open_source(path: Path) -> OpenSource:
-    """Open ``path`` for reading, or raise one clear SourceError."""
+    """Open ``path`` for reading, or raise one clear SourceError. What it
+    is comes first, from a stat: opening a fifo would wait for a writer,
+    and opening a character device can act on it (a watchdog starts its
+    countdown)."""
     try:
+        _check_kind(path, os.stat(path))
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise SourceError(f"source {path}: does not exist") from None
     except OSError as e:
         raise SourceError(f"source {path}: cannot open: {e.strerror}") from None
     st = os.fstat(fd)
-    kind = None
-    if stat.S_ISDIR(st.st_mode):
-        kind = "is a directory (the image source backs up a block device or an image file)"
-    elif not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
-        kind = "is neither a block device nor a regular file"
-    if kind:
+    try:
+        _check_kind(path, st)  # replaced since the stat
+    except SourceError:
         os.close(fd)
-        raise SourceError(f"source {path}: {kind}")
+        raise
     try:
         os.pread(fd, 1, 0)
         size = source_size(fd)
@@ -51,6 +52,15 @@ def open_source(path: Path) -> OpenSource:
         os.close(fd)
         raise SourceError(f"source {path}: cannot read: {e.strerror}") from None
     return OpenSource(path, fd, size, stat.S_ISBLK(st.st_mode), st.st_rdev)
+
+
+def _check_kind(path: Path, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceError(
+            f"source {path}: is a directory (the image source backs up a block device or an image file)"
+        )
+    if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise SourceError(f"source {path}: is neither a block device nor a regular file")
 
 
 def _sysfs_devs(rdev: int) -> list[int]:
