@@ -19,6 +19,7 @@ import pytest
 from lvm_helpers import BLOCK, CHUNK, SIZE, image_of, random_bytes
 
 from inkind.remote.channel import Channel
+from inkind.testing.faults import cut_after
 
 pytestmark = pytest.mark.root
 FAKES = Path(__file__).parent / "fakes"
@@ -398,3 +399,22 @@ def test_a_restricted_key_runs_the_lvm_commands_a_backup_needs(  # size: fixture
             "reserve_metadata_snap",
             "release_metadata_snap",
         ]
+
+
+def test_a_first_copy_cut_short_goes_on_from_the_blocks_it_fetched(
+    fake_lvm, inkind_config, inkind_store, inkind_run, on_host
+):
+    config = thin_on_host(fake_lvm, inkind_config, on_host)
+    with pytest.MonkeyPatch.context() as mp:
+        cut_after(mp, "blocks", 4)
+        cut = inkind_run(config, seed=1)
+    assert cut.exit_status == 2 and "the network went away" in " ".join(cut.results[0].messages)
+    [left] = snapshots(fake_lvm)  # the connection is gone: the next run removes it
+    partial = inkind_store / ".inkind" / "manifests" / "vols" / "vg0-data.img.partial"
+    assert partial.stat().st_blocks * 512 >= 4 * BLOCK
+    r = inkind_run(config, seed=2)  # a new snapshot: its blocks are compared, not its name
+    assert r.exit_status == 0, r.as_dict()
+    rest = SIZE // 2 - 4 * BLOCK
+    assert rest <= r.results[0].stats.bytes_received <= rest + FRAMING
+    assert image_of(inkind_store, "vg0-data").read_bytes() == fake_lvm.data("vg0", "data")
+    assert not partial.exists() and left not in snapshots(fake_lvm) and len(snapshots(fake_lvm)) == 1

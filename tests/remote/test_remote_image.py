@@ -19,6 +19,7 @@ from inkind.remote.channel import Channel
 from inkind.remote.wire import BLOCK_HASHES, block_digest, preferred_hash
 from inkind.stats import Stats
 from inkind.testing import dirtied_bytes
+from inkind.testing.faults import cut_after
 
 pytestmark = pytest.mark.root
 BS = 256 << 10
@@ -271,3 +272,26 @@ def test_the_remote_side_killed_mid_fetch_keeps_the_stored_image(
     monkeypatch.undo()
     assert inkind_run(cfg, seed=3).exit_status == 0
     assert stored(inkind_store).read_bytes() == image.read_bytes()
+
+
+def test_a_first_copy_cut_short_goes_on_from_the_blocks_it_fetched(remote_image, inkind_run, inkind_store):
+    image, cfg = remote_image
+    with pytest.MonkeyPatch.context() as mp:
+        cut_after(mp, "blocks", 5)
+        cut = inkind_run(cfg, seed=1)
+    assert cut.exit_status == 2 and "the network went away" in " ".join(cut.results[0].messages)
+    partial = inkind_store / ".inkind" / "manifests" / "disk" / "vm1.img.partial"
+    assert partial.stat().st_blocks * 512 >= 5 * BS and not stored(inkind_store).exists()  # blocks 0, 2 ... 8
+    assert inkind_run(cfg, "verify").exit_status == 0  # nothing stored yet, nothing wrong
+    # Since the cut: a fetched block changed there, another zeroed, one not fetched yet changed.
+    rng = random.Random(9)
+    rewrite(image, {2: rng.randbytes(BS), 4: bytes(BS), 30: rng.randbytes(BS)})
+    second = inkind_run(cfg, seed=2)
+    assert second.exit_status == 0, second.as_dict()
+    s = second.results[0].stats
+    fetched = 15 + 1  # the data blocks from 10 on, and block 2 again
+    assert fetched * BS <= s.bytes_received <= fetched * BS + FRAMING
+    assert stored(inkind_store).read_bytes() == image.read_bytes()
+    assert not partial.exists()
+    third = inkind_run(cfg, seed=3)  # the digests recorded are the host's: no change, nothing crosses
+    assert third.exit_status == 0 and third.results[0].stats.bytes_received < FRAMING

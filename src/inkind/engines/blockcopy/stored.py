@@ -44,6 +44,12 @@ class StoredImage:
         (:mod:`inkind.engines.image.remote`)."""
         return f"{MANIFEST_DIR}/{self.image_rel}.remote"
 
+    @property
+    def partial_rel(self) -> str:
+        """The blocks a first copy from another host fetched before it was
+        cut short (:mod:`inkind.engines.image.partial`)."""
+        return f"{MANIFEST_DIR}/{self.image_rel}.partial"
+
     def sweep_manifest_temps(self) -> None:
         """Remove manifest temps a killed run left (the caller holds the lock)."""
         parent = self.manifest_rel.rpartition("/")[0]
@@ -90,9 +96,9 @@ class StoredImage:
         )
 
     def remove(self) -> None:
-        """Delete the image, its manifest and its remote digests (counted as
-        one deleted object)."""
-        for rel in (self.image_rel, self.manifest_rel, self.digests_rel):
+        """Delete the image, its manifest, its remote digests and a partial
+        first copy (counted as one deleted object)."""
+        for rel in (self.image_rel, self.manifest_rel, self.digests_rel, self.partial_rel):
             parent, _, name = rel.rpartition("/")
             try:
                 dfd = open_beneath(self.root_fd, parent, DIR_FLAGS)

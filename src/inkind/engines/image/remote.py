@@ -33,6 +33,14 @@ from inkind.engines.blockcopy.copy import CopyResult
 from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.engines.blockcopy.manifest import ImageState, image_state
 from inkind.engines.blockcopy.ranges import block_spans, blocks_of
+from inkind.engines.image.partial import (
+    DIGEST,
+    NO_DATA,
+    HeldBlocks,
+    clear_zeroed,
+    drop_partial,
+    open_partial,
+)
 from inkind.errors import SourceError
 from inkind.remote.channel import MAX_SPANS, Channel
 from inkind.remote.listing import RemoteStat
@@ -45,12 +53,11 @@ from inkind.store.paths import open_beneath
 from inkind.ui import Progress, null_progress
 
 FORMAT = "inkind-remote-blocks-1"
-DIGEST = 16
-NO_DATA = bytes(DIGEST)  # a hole or a block of zeros: the host sends no digest
 # The digests are held in memory (16 bytes a block): a host's claim of a
 # larger image is refused before any is read, so a hostile host cannot
 # exhaust the server's memory with it (16 TiB at 4 MiB blocks).
 MAX_BLOCKS = 1 << 22
+SCRATCH_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 @dataclass
@@ -151,17 +158,24 @@ def pull_image(  # size: the channel, the path there, the engine, the run, its p
     # Digests that can be compared keep their hash; new ones take the host's.
     name = previous.hash if trusted else channel.block_hash
     spans = _spans(changed, previous) if trusted and changed is not None else None
+    first = before is None and not run.dry_run  # fetched into the partial file, kept if cut short
     with run.scratch_dir() as scratch:
-        fd = os.open(scratch / "image", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        if first:
+            fd, held = open_partial(engine, name)
+            adopt = run.store_path / engine.partial_rel
+        else:
+            fd, held, adopt = os.open(scratch / "image", SCRATCH_FLAGS, 0o600), None, scratch / "image"
         try:
             size, digests, hashed, got = _remote_digests(
-                channel, path, bs, name, spans, previous if trusted else None, fd
+                channel, path, bs, name, spans, previous if trusted else held, fd
             )
             if spans is not None and size != previous.size:  # resized meanwhile: hash all of it
                 spans = None
                 size, digests, hashed, got = _remote_digests(channel, path, bs, name)
             trusted = trusted and previous.trusted_for(engine, size, before)
-            differs, wanted = _differing(digests, previous if trusted else None, spans, got)
+            differs, wanted = _differing(digests, previous if trusted else held, spans, got)
+            if held is not None:
+                clear_zeroed(fd, held, digests, bs)
             os.ftruncate(fd, size)
             if wanted:
                 _fetch(channel, path, wanted, bs, fd, size, digests, name)
@@ -174,10 +188,12 @@ def pull_image(  # size: the channel, the path there, the engine, the run, its p
                 skip_holes=True,
                 check=check,
                 progress=progress,
-                adopt=scratch / "image",  # a first copy is the scratch file, not a copy of it
+                adopt=adopt,  # a first copy is the file fetched into, not a copy of it
             )
         finally:
             os.close(fd)
+    if first:
+        drop_partial(engine)
     after = _stored_state(engine)
     if after is not None:
         source = quick_key(hashed) if quick_check and stat.S_ISREG(hashed.st_mode) else None
@@ -279,18 +295,19 @@ def _remote_digests(  # size: the channel, the path there, the blocks asked, how
     bs: int,
     name: str,
     spans: list[tuple[int, int]] | None = None,
-    previous: RemoteDigests | None = None,
+    previous: RemoteDigests | HeldBlocks | None = None,
     into: int = -1,
 ) -> tuple[int, bytearray, RemoteStat, set[int]]:
     """The size of ``path`` on the host, its blocks' digests with the block
     hash ``name`` (NO_DATA for holes and zeros), refused before they are
     read past MAX_BLOCKS, its stat before they were hashed, and the blocks
-    that came with their data. ``previous``: trusted digests; the host gets
+    that came with their data. ``previous``: trusted digests, or those of
+    the blocks ``into`` holds already (a partial first copy); the host gets
     them, and a block whose digest differs comes with its data, written
     into the file ``into`` at its offset (no second request for it). With
     ``spans``, only those blocks are hashed; the others keep ``previous``'s
     digests (a size that changed keeps none: the caller hashes all)."""
-    known = previous.digests if previous is not None and into >= 0 else None
+    known = (previous.digests if previous is not None and into >= 0 else None) or None  # none: b"" too
     hashes = channel.hashes(path, bs, spans, name, known=known)
     size = hashes.size
     if blocks_of(size, bs) > MAX_BLOCKS:
@@ -319,11 +336,14 @@ def _remote_digests(  # size: the channel, the path there, the blocks asked, how
 
 
 def _differing(
-    digests: bytearray, previous: RemoteDigests | None, spans: list[tuple[int, int]] | None, got: set[int]
+    digests: bytearray,
+    previous: RemoteDigests | HeldBlocks | None,
+    spans: list[tuple[int, int]] | None,
+    got: set[int],
 ) -> tuple[list[int], list[int]]:
     """The blocks whose digest is not ``previous``'s (all, with none to
-    trust; of ``spans`` alone, when given), and of those the ones with data
-    still to fetch (not in ``got``)."""
+    compare with; of ``spans`` alone, when given), and of those the ones
+    with data still to fetch (not in ``got``)."""
     count = len(digests) // DIGEST
     asked = (i for first, n in spans for i in range(first, first + n)) if spans is not None else range(count)
     if previous is not None:
