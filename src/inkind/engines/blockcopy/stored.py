@@ -99,15 +99,15 @@ class StoredImage:
         """Delete the image, its manifest, its remote digests and a partial
         first copy (counted as one deleted object)."""
         for rel in (self.image_rel, self.manifest_rel, self.digests_rel, self.partial_rel):
-            parent, _, name = rel.rpartition("/")
-            try:
-                dfd = open_beneath(self.root_fd, parent, DIR_FLAGS)
-            except FileNotFoundError:
-                continue
+            self.remove_file(rel)
+        self.stats.objects_deleted += 1
+
+    def remove_file(self, rel: str) -> None:
+        """Remove the file ``rel`` below the store root, if it is there."""
+        parent, _, name = rel.rpartition("/")
+        with contextlib.suppress(FileNotFoundError):
+            dfd = open_beneath(self.root_fd, parent, DIR_FLAGS)
             try:
                 remove(dfd, name)
-            except FileNotFoundError:
-                pass
             finally:
                 os.close(dfd)
-        self.stats.objects_deleted += 1

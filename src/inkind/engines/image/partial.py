@@ -14,20 +14,18 @@ should be, before it becomes the image.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from dataclasses import dataclass
 
 from inkind.engines.blockcopy.engine import BlockCopy
+from inkind.engines.blockcopy.ranges import blocks_of, data_block_spans
 from inkind.errors import SourceError
-from inkind.remote.wire import block_digest
-from inkind.segments import data_segments
-from inkind.store.paths import DIR_FLAGS, open_beneath
+from inkind.remote.wire import DIGEST, block_digest
+from inkind.store.paths import open_beneath
 from inkind.store.sparse import punch_hole
-from inkind.store.tree import make_dirs, remove
+from inkind.store.tree import make_dirs
 
-DIGEST = 16
 NO_DATA = bytes(DIGEST)  # a hole or a block of zeros, as the host sends it
 
 
@@ -59,15 +57,13 @@ def open_partial(engine: BlockCopy, hash_name: str) -> tuple[int, HeldBlocks]:
 def held_blocks(fd: int, size: int, bs: int, hash_name: str) -> HeldBlocks:
     """The digest of each block of ``fd``'s first ``size`` bytes, holes not read."""
     digest_of = block_digest(hash_name)
-    digests = bytearray(NO_DATA * -(-size // bs))
+    digests = bytearray(NO_DATA * blocks_of(size, bs))
     zeros = bytes(bs)
-    done = -1
-    for offset, length in data_segments(fd, size):
-        for i in range(max(offset // bs, done + 1), -(-(offset + length) // bs)):
+    for first, stop in data_block_spans(fd, size, bs):
+        for i in range(first, stop):
             data = os.pread(fd, min(bs, size - i * bs), i * bs)
             if data != zeros[: len(data)]:
                 digests[i * DIGEST : (i + 1) * DIGEST] = digest_of(data)
-            done = i
     return HeldBlocks(size, bytes(digests))
 
 
@@ -83,11 +79,4 @@ def clear_zeroed(fd: int, held: HeldBlocks, digests: bytes, bs: int) -> None:
 
 def drop_partial(engine: BlockCopy) -> None:
     """Remove the partial file, if one is left (the image is committed)."""
-    parent, _, name = engine.partial_rel.rpartition("/")
-    with contextlib.suppress(FileNotFoundError):
-        dfd = open_beneath(engine.root_fd, parent, DIR_FLAGS)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                remove(dfd, name)
-        finally:
-            os.close(dfd)
+    engine.remove_file(engine.partial_rel)

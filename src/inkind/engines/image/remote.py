@@ -34,7 +34,6 @@ from inkind.engines.blockcopy.engine import BlockCopy
 from inkind.engines.blockcopy.manifest import ImageState, image_state
 from inkind.engines.blockcopy.ranges import block_spans, blocks_of
 from inkind.engines.image.partial import (
-    DIGEST,
     NO_DATA,
     HeldBlocks,
     clear_zeroed,
@@ -45,7 +44,7 @@ from inkind.errors import SourceError
 from inkind.remote.channel import MAX_SPANS, Channel
 from inkind.remote.listing import RemoteStat
 from inkind.remote.transfers import Ranges
-from inkind.remote.wire import BLOCK_DATA, BLOCK_HASHES, block_digest
+from inkind.remote.wire import BLOCK_DATA, BLOCK_HASHES, DIGEST, block_digest
 from inkind.source import RunContext
 from inkind.stats import Stats
 from inkind.store.files import UpdateFile
