@@ -181,6 +181,7 @@ def test_conninfo_parses_the_quoted_form_the_postgres_source_renders():
     assert conninfo("")
     assert not conninfo("host=/run/postgresql")  # unquoted: not what the source renders
     assert not conninfo("host='x' password='secret' sslkeylogfile='/etc/x'")
+    assert not conninfo("host='x' sslmode='require' sslkey='/var/tmp/.inkind-dump-x/dump/blob_1.dat:k'")
     assert not conninfo("host='x' dbname='postgresql://evil'")
 
 

@@ -49,7 +49,9 @@ def fullmatch(pattern: str):
 # libpq keywords a restricted key passes on: where and as whom to connect,
 # how to check the server. Left out: ``options`` (server settings such as
 # session_preload_libraries), ``service``/``servicefile`` (options read
-# from a file) and any keyword that makes libpq write a file.
+# from a file), any keyword that makes libpq write a file, and the TLS
+# file keywords: ``sslkey`` takes ``engine:key``, and OpenSSL loads the
+# engine as a library (a file the server had pg_dump write would do).
 CONNINFO_KEYWORDS = {
     "host",
     "hostaddr",
@@ -60,10 +62,6 @@ CONNINFO_KEYWORDS = {
     "connect_timeout",
     "application_name",
     "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "sslcrl",
     "gssencmode",
     "krbsrvname",
     "target_session_attrs",
