@@ -1,7 +1,8 @@
 """Fixtures of the remote tests: the remote side run locally (``python -c
 BOOT`` over pipes, no ssh), fake remote sides that break the protocol on
-purpose, and an unprivileged login on the test sshd, for what only a user
-who is not root meets (sudo asking for a password)."""
+purpose, an unprivileged login on the test sshd, for what only a user
+who is not root meets (sudo asking for a password), and a trusted
+directory outside the temps for the restricted key's programs."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from remote_helpers import FAKE, HOST
@@ -42,6 +45,21 @@ def ssh_user(inkind_sshd) -> Iterator[str]:
         yield TEST_USER
     finally:
         subprocess.run(["userdel", TEST_USER], check=False)
+
+
+@pytest.fixture
+def trusted_dir() -> Iterator[Path]:
+    """A directory only this user can change, outside the temp directories
+    (a restricted key runs no program and reads no option file from a
+    temp, where the server may have had it written): in /var/lib as root,
+    else in the home directory."""
+    base = "/var/lib" if os.geteuid() == 0 else os.path.expanduser("~")
+    where = Path(tempfile.mkdtemp(prefix="inkind-test-", dir=base))
+    where.chmod(0o755)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where)
 
 
 @pytest.fixture

@@ -28,10 +28,10 @@ MYSQLDUMP += ["--order-by-primary", "--hex-blob"]
 
 
 @pytest.fixture
-def bin_dir(tmp_path) -> Path:
+def bin_dir(trusted_dir) -> Path:
     """A directory of stand-in programs, owned by this user, that only it
-    can change (a trusted place, as /usr/bin is)."""
-    where = tmp_path / "bin"
+    can change, outside the temps (a trusted place, as /usr/bin is)."""
+    where = trusted_dir / "bin"
     where.mkdir()
     for name in policy.COMMANDS:
         (where / name).write_text("#!/bin/sh\n")
@@ -152,16 +152,61 @@ def test_a_program_is_found_on_path_and_checked_there(bin_dir, monkeypatch):
 
 
 @pytest.mark.root
-def test_a_file_owned_by_another_user_is_not_trusted(bin_dir, tmp_path):
+def test_a_file_owned_by_another_user_is_not_trusted(bin_dir, trusted_dir):
     os.chown(bin_dir / "mysql", 65534, 65534)
     refused(bin_dir, "mysql", "--batch", "--skip-column-names", "--raw", "-e", "SHOW DATABASES")
-    option_file = tmp_path / "my.cnf"
+    option_file = trusted_dir / "my.cnf"
     option_file.write_text("[client]\n")
     argv = [str(bin_dir / "mysqldump"), f"--defaults-file={option_file}", *MYSQLDUMP, "--", "shop"]
     assert allowed_command(argv, {}, set())
     os.chown(option_file, 65534, 65534)  # its plugin-dir and default-auth would load that user's code
-    with pytest.raises(PermissionError, match="mysqldump with these arguments: --defaults-file="):
+    with pytest.raises(PermissionError, match=f"{option_file}: it or a directory above it can be changed"):
         allowed_command(argv, {}, set())
+
+
+def mysqldump_with(bin_dir: Path, option_file: Path) -> list[str]:
+    return [str(bin_dir / "mysqldump"), f"--defaults-file={option_file}", *MYSQLDUMP, "--", "shop"]
+
+
+def test_a_program_or_option_file_in_a_temp_is_refused(bin_dir, trusted_dir, tmp_path, monkeypatch):
+    """A root-owned file in a temp may be one the server had pg_dump write
+    (its result-file= would write anywhere): refused, however reached."""
+    in_tmp = tmp_path / "my.cnf"  # pytest's tmp_path is in /tmp
+    in_tmp.write_text("[client]\n")
+    with pytest.raises(PermissionError, match=f"{in_tmp}: in a temp directory, where the server may"):
+        allowed_command(mysqldump_with(bin_dir, in_tmp), {}, set())
+    os.symlink(in_tmp, trusted_dir / "link.cnf")  # a trusted name for it
+    with pytest.raises(PermissionError, match=r"link\.cnf: in a temp directory"):
+        allowed_command(mysqldump_with(bin_dir, trusted_dir / "link.cnf"), {}, set())
+    own = trusted_dir / "my.cnf"
+    own.write_text("[client]\n")
+    assert allowed_command(mysqldump_with(bin_dir, own), {}, set())
+    monkeypatch.setenv("TMPDIR", str(trusted_dir))  # the remote side's temps go here now
+    with pytest.raises(PermissionError, match=r"my\.cnf: in a temp directory"):
+        allowed_command(mysqldump_with(bin_dir, own), {}, set())
+    with pytest.raises(PermissionError, match="pg_dump: in a temp directory"):
+        allowed(bin_dir, "pg_dump", "--help")
+
+
+def test_a_symlink_is_trusted_only_where_nobody_else_can_swap_it(bin_dir, trusted_dir):
+    """Every entry met resolving the path is checked, the symlinks' own
+    directories too; the program runs by the name given (Debian's
+    pg_wrapper picks the tool by it)."""
+    links = trusted_dir / "links"
+    links.mkdir()
+    os.symlink(bin_dir / "pg_dump", links / "pg_dump")
+    argv = [str(links / "pg_dump"), "--help"]
+    assert allowed_command(argv, {}, set()) == str(links / "pg_dump")
+    links.chmod(0o777)  # anyone may swap the link after the check, before the exec
+    with pytest.raises(PermissionError, match="links/pg_dump: it or a directory above it can be changed"):
+        allowed_command(argv, {}, set())
+    links.chmod(0o755)
+    os.symlink("bin", trusted_dir / "usr-bin")  # a symlinked directory on the way, as /bin on Debian
+    via = [str(trusted_dir / "usr-bin" / "pg_dump"), "--help"]
+    assert allowed_command(via, {}, set()) == via[0]
+    bin_dir.chmod(0o757)
+    with pytest.raises(PermissionError, match="usr-bin/pg_dump: it or a directory above"):
+        allowed_command(via, {}, set())
 
 
 def test_trusted_follows_symlinks_and_checks_every_directory_above(tmp_path):
@@ -169,10 +214,15 @@ def test_trusted_follows_symlinks_and_checks_every_directory_above(tmp_path):
     target = tmp_path / "a" / "b" / "prog"
     target.write_text("x")
     os.symlink(target, tmp_path / "link")
+    os.symlink("a/b", tmp_path / "dirlink")
     assert trusted(str(tmp_path / "link"))
+    assert trusted(str(tmp_path / "dirlink" / ".." / "b" / "prog"))  # ".." of the target, as the kernel
+    assert not trusted(str(tmp_path / "dirlink" / ".." / "prog"))
     (tmp_path / "a").chmod(0o757)
     assert not trusted(str(tmp_path / "link"))
     assert not trusted(str(tmp_path / "missing"))
+    os.symlink("loop", tmp_path / "loop")
+    assert not trusted(str(tmp_path / "loop"))
     assert stat.S_IMODE(os.stat("/").st_mode) & 0o022 == 0
 
 

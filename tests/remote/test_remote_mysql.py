@@ -46,10 +46,11 @@ def make_db(maria: MariaServer) -> Iterator:
 
 
 @pytest.fixture
-def table(maria, tmp_path) -> dict:
+def table(maria, trusted_dir) -> dict:
     """A mysql source of the session server as root (unix_socket: the
-    backup runs as root here and on the host, which is this machine)."""
-    return {"type": "mysql", "defaults_file": maria.defaults_file(tmp_path / "root.cnf")}
+    backup runs as root here and on the host, which is this machine); its
+    option file where a restricted key reads one (not in a temp)."""
+    return {"type": "mysql", "defaults_file": maria.defaults_file(trusted_dir / "root.cnf")}
 
 
 def test_dumps_over_ssh_are_local_dumps_and_only_a_change_rewrites(

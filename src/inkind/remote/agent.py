@@ -22,7 +22,7 @@ import tempfile
 import threading
 
 from inkind.remote.blockops import op_blocks, op_hashes, op_read, open_source
-from inkind.remote.policy import allowed_command, allowed_directory
+from inkind.remote.policy import allowed_command, allowed_directory, temp_root
 from inkind.remote.walk import op_scan, op_scan_more
 from inkind.remote.wire import (
     CHUNK,
@@ -160,13 +160,6 @@ def op_sqlite_backup(w: Writer, req: dict, session: Session) -> None:
         op_remove(None, {"path": tmp}, session)
         raise
     w.json(end=True, path=tmp, size=os.stat(tmp).st_size)
-
-
-def temp_root() -> str:
-    """Where the host's temps go unless a request says: its TMPDIR (as
-    the environment the remote side runs in has it), else /var/tmp (on
-    disk, unlike a /tmp that may be memory: a database copy can be large)."""
-    return os.environ.get("TMPDIR") or "/var/tmp"
 
 
 def op_temp_dir(w: Writer, req: dict, session: Session) -> None:

@@ -99,8 +99,16 @@ def dump_target(arg: str, temps) -> bool:
 
 def owned_option(prefix: str):
     """A token: ``prefix`` then the path of a file that only root or this
-    user can change (an option file names client plugins to load)."""
-    return lambda arg, temps: arg.startswith(prefix) and trusted(arg[len(prefix) :])
+    user can change and that is not in a temp directory (an option file
+    names client plugins to load and files to write)."""
+
+    def check(arg: str, temps) -> bool:
+        if not arg.startswith(prefix):
+            return False
+        checked_file(arg[len(prefix) :])
+        return True
+
+    return check
 
 
 LVM_NAME = r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*"
@@ -181,25 +189,79 @@ def matches(tokens, args, temps) -> bool:
     return ok and matches(rest, args[1:], temps)
 
 
-def trusted(path: str) -> bool:
-    """``path`` (symlinks resolved) and every directory above it are owned
-    by root or this user, and none can be changed by anyone else (a
-    directory others may write to counts if it is sticky: nobody else can
-    rename or remove what is ours in it)."""
+def temp_root() -> str:
+    """Where the host's temps go unless a request says: its TMPDIR (as
+    the environment the remote side runs in has it), else /var/tmp (on
+    disk, unlike a /tmp that may be memory: a database copy can be large)."""
+    return os.environ.get("TMPDIR") or "/var/tmp"
+
+
+# Where a file may be one the server had written: the remote side's temps
+# (pg_dump -Fd output, SQLite copies) and the places anyone may write to.
+TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def in_temp(path: str) -> bool:
+    """Whether ``path`` (symlinks resolved) is in a temp directory."""
     real = os.path.realpath(path)
-    mine = {0, os.geteuid()}
-    while True:
+    for root in {os.path.realpath(r) for r in (*TEMP_ROOTS, temp_root())}:
+        if real == root or real.startswith(root.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def trusted(path: str, depth: int = 0) -> bool:
+    """Whether only root or this user can change what ``path`` is: every
+    entry met resolving it, each symlink's directory and its target's
+    included, is owned by one of them, and no directory among them can be
+    written by anyone else unless it is sticky (nobody else can rename or
+    remove what is ours in it). What was checked is then what runs, by
+    the name given: a wrapper such as Debian's pg_wrapper reads it."""
+    if depth > 40:  # as the kernel's ELOOP
+        return False
+    parts = os.path.join(os.getcwd(), path).split("/")[1:]  # ".." is taken after resolving
+    current = "/"
+    if not _unchangeable(current):
+        return False
+    for i, part in enumerate(parts):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        entry = os.path.join(current, part)
         try:
-            st = os.lstat(real)
+            st = os.lstat(entry)
         except OSError:
             return False
-        writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-        sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
-        if st.st_uid not in mine or (writable and not sticky):
+        if stat.S_ISLNK(st.st_mode):  # its directory is checked: nobody else can swap it
+            rest = "/".join(parts[i + 1 :])
+            return trusted(os.path.join(current, os.readlink(entry), rest), depth + 1)
+        if not _unchangeable(entry, st):
             return False
-        if real == "/":
-            return True
-        real = os.path.dirname(real)
+        current = entry
+    return True
+
+
+def _unchangeable(path: str, st=None) -> bool:
+    """``path`` is owned by root or this user and nobody else may write it
+    (a sticky directory excepted)."""
+    try:
+        st = st or os.lstat(path)
+    except OSError:
+        return False
+    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    sticky = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+    return st.st_uid in {0, os.geteuid()} and not (writable and not sticky)
+
+
+def checked_file(path: str) -> None:
+    """Refuse a program or option file the server could have had written
+    or that another user can change."""
+    if in_temp(path):
+        raise refuse(f"{path[:300]}: in a temp directory, where the server may have had it written")
+    if not trusted(path):
+        raise refuse(f"{path[:300]}: it or a directory above it can be changed by a user other than root")
 
 
 def allowed_command(argv: list[str], env: dict, temps) -> str:
@@ -216,8 +278,7 @@ def allowed_command(argv: list[str], env: dict, temps) -> str:
     program = argv[0] if "/" in argv[0] else shutil.which(argv[0])
     if program is None:
         raise FileNotFoundError(errno.ENOENT, f"{argv[0]}: not found")
-    if not trusted(program):
-        raise refuse(f"{program}: it or a directory above it can be changed by a user other than root")
+    checked_file(program)
     return program
 
 
