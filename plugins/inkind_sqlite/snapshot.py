@@ -1,10 +1,8 @@
 """Consistent copies of live databases, and integrity checks of copies.
 
-The copy is made with SQLite's online backup API in a single step, so it is
-one read transaction: one consistent state of the database, whatever
-writers do meanwhile (in WAL mode they go on writing; in rollback mode they
-wait for the read to end). The source is opened read-only, so inkind never
-writes to it (no checkpoint, no journal rollback).
+The copy is the public API's ``copy_sqlite_database`` (one read transaction
+of SQLite's online backup API, the source opened read-only, nothing created
+beside it); the integrity check reads the copy, which nothing else uses.
 """
 
 from __future__ import annotations
@@ -15,65 +13,41 @@ import stat
 from pathlib import Path
 from urllib.parse import quote
 
-from inkind import SourceError
-
-SQLITE_BUSY = 5
-SQLITE_LOCKED = 6
-
-
-def open_readonly(path: str | Path, *, immutable: bool = False, timeout: float = 5.0) -> sqlite3.Connection:
-    """A read-only connection; ``immutable`` for a file nobody else uses (no
-    locks, and no ``-wal``/``-shm`` file is ever made next to it)."""
-    uri = f"file:{quote(os.fsdecode(path))}?mode=ro" + ("&immutable=1" if immutable else "")
-    return sqlite3.connect(uri, uri=True, timeout=timeout)
+from inkind import SourceError, copy_sqlite_database
 
 
 def check_readable(path: Path) -> None:
     """Raise SourceError naming ``path`` if it is missing, unreadable or not a
-    regular file (SQLite itself would only say "unable to open")."""
+    regular file (SQLite itself would only say "unable to open"); looked at
+    before it is opened, so a fifo or a device is never opened."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise SourceError(f"{path}: not a regular file")
+        os.close(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
     except OSError as e:
         raise SourceError(f"{path}: {e.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SourceError(f"{path}: not a regular file")
-    finally:
-        os.close(fd)
 
 
 def take_copy(src: Path, dest: Path, busy_timeout: float) -> None:
-    """Copy the database ``src`` into the new file ``dest``.
+    """Copy the database ``src`` into the new file ``dest`` (one read
+    transaction; nothing is created beside ``src``).
 
     Raises SourceError if a writer holds its lock for more than
     ``busy_timeout`` seconds, sqlite3.Error if it is not a database.
     """
     check_readable(src)
-
-    def give_up_when_busy(status: int, remaining: int, total: int) -> None:
-        # SQLite already waited busy_timeout for the lock before saying busy.
-        if status in (SQLITE_BUSY, SQLITE_LOCKED):
-            raise SourceError(f"{src}: locked by a writer for more than {busy_timeout:g} s")
-
-    source = open_readonly(src, timeout=busy_timeout)
     try:
-        target = sqlite3.connect(dest)
-        try:
-            # A scratch file: a rollback journal or fsync would only cost I/O.
-            target.execute("PRAGMA journal_mode=OFF")
-            target.execute("PRAGMA synchronous=OFF")
-            source.backup(target, pages=-1, progress=give_up_when_busy)
-        finally:
-            target.close()
-    finally:
-        source.close()
+        copy_sqlite_database(os.fsdecode(src), os.fsdecode(dest), busy_timeout)
+    except OSError as e:
+        raise SourceError(f"{src}: {e.strerror}") from None
 
 
 def integrity_problems(path: str | Path, limit: int = 5) -> list[str]:
     """What ``PRAGMA integrity_check`` finds in a database file that nothing
     else uses (at most ``limit`` lines); empty when it is sound."""
     try:
-        con = open_readonly(path, immutable=True)
+        # immutable: no locks, and no -wal/-shm file is made next to it
+        con = sqlite3.connect(f"file:{quote(os.fsdecode(path))}?mode=ro&immutable=1", uri=True)
         try:
             rows = con.execute(f"PRAGMA integrity_check({int(limit)})").fetchall()
         finally:

@@ -64,6 +64,7 @@ from inkind.engines.image.blockdev import OpenSource, in_use, open_source, udev_
 from inkind.engines.image.rawimage import DEFAULT_BLOCK, RawImageSource, check_block_size  # noqa: E402
 from inkind.engines.image.remote import differing_on_host, pull_copy, pull_image  # noqa: E402
 from inkind.remote.channel import Channel, open_channel  # noqa: E402
+from inkind.remote.sqlitecopy import copy_database as copy_sqlite_database  # noqa: E402
 
 # --- tree engine -----------------------------------------------------------
 # isort: split
@@ -144,6 +145,7 @@ __all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
     "merge_spans",
     "open_channel",
     "Channel",
+    "copy_sqlite_database",
     "open_source",
     "pull_copy",
     "pull_image",

@@ -30,7 +30,7 @@ def temps(host_tmp: Path) -> set[str]:
 
 
 def make_db(path: Path, rng: random.Random) -> None:
-    """About 1.7 MB of incompressible rows, in WAL mode (a live -wal beside it)."""
+    """About 1.7 MB of incompressible rows, in WAL mode, closed (no -wal)."""
     con = sqlite3.connect(path)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, data BLOB)")
@@ -83,6 +83,8 @@ def test_first_run_stores_a_copy_equal_to_the_database(remote_db, inkind_run, in
     db, cfg = remote_db
     report = inkind_run(cfg, seed=1)
     assert report.exit_status == 0, report.as_dict()
+    beside = [p for p in os.listdir(db.parent) if p.startswith("app.db")]
+    assert beside == ["app.db"], "a read-only open made the -wal/-shm of a database nobody had open"
     s = report.results[0].stats
     assert rows(stored(inkind_store)) == rows(db)
     size = os.path.getsize(stored(inkind_store))

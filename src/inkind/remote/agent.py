@@ -2,9 +2,9 @@
 files, and the loop that answers the server's requests (the reading ops
 are in blockops.py, the scan in walk.py).
 
-bootstrap.py sends wire.py, walk.py, blockops.py, policy.py and this
-module as one source text to ``python3 -c BOOT`` on the host and runs
-:func:`main`, so all five use the standard library only and Python 3.9
+bootstrap.py sends wire.py, walk.py, blockops.py, policy.py, sqlitecopy.py
+and this module as one source text to ``python3 -c BOOT`` on the host and
+runs :func:`main`, so all six use the standard library only and Python 3.9
 syntax. Started by a restricted key's forced command, the remote side
 checks what it runs and where it writes against policy.py.
 """
@@ -23,6 +23,7 @@ import threading
 
 from inkind.remote.blockops import op_blocks, op_hashes, op_read, open_source
 from inkind.remote.policy import allowed_command, allowed_directory, temp_root
+from inkind.remote.sqlitecopy import copy_database
 from inkind.remote.walk import op_scan, op_scan_more
 from inkind.remote.wire import (
     CHUNK,
@@ -125,34 +126,17 @@ def kill_when_server_goes(p, done) -> None:
 
 
 def op_sqlite_backup(w: Writer, req: dict, session: Session) -> None:
-    """A consistent copy of a live SQLite database (its backup API, one read
-    transaction, the source opened read-only) in a temp file on the host."""
+    """A consistent copy of a live SQLite database in a temp file on the
+    host (sqlitecopy.py: nothing is created beside the database)."""
     import sqlite3
-    from urllib.parse import quote
 
     path = to_bytes(req["path"])
     os.close(open_source(path)[0])  # missing, unreadable, not a file: its errno
-    timeout = float(req.get("busy_timeout", 60.0))
     fd, tmp = tempfile.mkstemp(prefix=".inkind-sqlite-", suffix=".db", dir=session.temp_dir(req))
     os.close(fd)
     session.temps.add(tmp)
-
-    def give_up_when_busy(status: int, remaining: int, total: int) -> None:
-        if status in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED, after busy_timeout
-            raise OSError(errno.EBUSY, f"locked by a writer for more than {timeout:g} s")
-
     try:
-        source = sqlite3.connect(f"file:{quote(to_text(path))}?mode=ro", uri=True, timeout=timeout)
-        try:
-            target = sqlite3.connect(tmp)
-            try:
-                target.execute("PRAGMA journal_mode=OFF")
-                target.execute("PRAGMA synchronous=OFF")
-                source.backup(target, pages=-1, progress=give_up_when_busy)
-            finally:
-                target.close()
-        finally:
-            source.close()
+        copy_database(to_text(path), tmp, float(req.get("busy_timeout", 60.0)))
     except sqlite3.Error as e:
         op_remove(None, {"path": tmp}, session)
         raise OSError(0, f"sqlite: {e}") from None

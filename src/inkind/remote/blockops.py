@@ -3,8 +3,8 @@ hashes of a file or device (``hashes``, of every block or of the spans a
 thin delta names) and listed blocks (``blocks``), holes found with
 SEEK_DATA/SEEK_HOLE and never sent.
 
-Sent with wire.py, walk.py, policy.py and agent.py as one source (bootstrap.py), so
-standard library only and Python 3.9 syntax.
+Sent with the other modules of the remote side as one source (bootstrap.py),
+so standard library only and Python 3.9 syntax.
 """
 
 from __future__ import annotations

@@ -20,16 +20,16 @@ import shlex
 from pathlib import Path
 
 from inkind.errors import ConfigError
-from inkind.remote import agent, blockops, policy, walk, wire
+from inkind.remote import agent, blockops, policy, sqlitecopy, walk, wire
 from inkind.remote.wire import MIN_PYTHON, PROTOCOL
 
 # The modules sent, in order: each may use the names of those before it.
-MODULES = (wire, walk, blockops, policy, agent)
+MODULES = (wire, walk, blockops, policy, sqlitecopy, agent)
 
 
 @functools.cache
 def agent_source() -> bytes:
-    """The remote side as one module: the five files, their imports of
+    """The remote side as one module: the six files, their imports of
     each other dropped (they share one namespace there) and one
     ``from __future__`` line at the top. Built on first use, not at import:
     most runs never open a connection."""
