@@ -7,9 +7,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import itertools
 import os
 import random
 import sqlite3
+import tracemalloc
 
 import pytest
 from remote_helpers import HOST
@@ -151,6 +153,24 @@ def test_hashes_of_spans_hash_those_blocks_alone(channel, tmp_path):
     with pytest.raises(RemoteOSError, match="past block 10"):
         list(channel.hashes(os.fsencode(path), BS, [(9, 2)]))
     assert [r.index for r in channel.hashes(os.fsencode(path), BS, [(0, 1)])] == [0]  # the channel goes on
+
+
+def test_a_span_of_millions_of_blocks_costs_the_host_no_memory():
+    """The spans are checked whole, then their indices given one at a time:
+    a span the server names (one of a thin delta, or a hostile one) is
+    not expanded into a list on the host."""
+    tracemalloc.start()
+    try:
+        indices = blockops.block_indices([[0, 3], [10, 3_000_000]], 4_000_000)
+        head = list(itertools.islice(indices, 5))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert head == [0, 1, 2, 10, 11] and peak < 64 << 10
+    assert next(itertools.islice(indices, 2_999_997, None)) == 3_000_009  # the last, then no more
+    assert next(indices, None) is None
+    with pytest.raises(ValueError, match="past block 4000000"):
+        blockops.block_indices([[0, 3], [3_999_999, 2]], 4_000_000)  # before any index is given
 
 
 def test_many_blocks_hash_in_order_on_the_host_threads(channel, tmp_path):

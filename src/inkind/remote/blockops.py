@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import stat
 from collections import deque
@@ -258,18 +259,19 @@ def _result(done):
 
 
 def block_indices(spans, count: int):
-    """The block indices of ``spans`` (all ``count`` when None), checked:
-    in order, not overlapping, inside the file."""
+    """The block indices of ``spans`` (all ``count`` when None), checked
+    first (in order, not overlapping, inside the file), then given one at
+    a time: a span may name millions of blocks."""
     if spans is None:
         return range(count)
-    out, end = [], 0
+    runs, end = [], 0
     for first, n in spans:
         first, n = int(first), int(n)
         if first < end or n < 1 or first + n > count:
             raise ValueError(f"block span {first}+{n} out of order or past block {count}")
-        out.extend(range(first, first + n))
+        runs.append(range(first, first + n))
         end = first + n
-    return out
+    return itertools.chain.from_iterable(runs)
 
 
 def op_blocks(w: Writer, req: dict, session: object) -> None:
