@@ -8,6 +8,7 @@ saying what."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -36,7 +37,23 @@ def bin_dir(trusted_dir) -> Path:
     for name in policy.COMMANDS:
         (where / name).write_text("#!/bin/sh\n")
         (where / name).chmod(0o755)
+    report = {"report": [{"lv": [lv(n, tags, origin) for n, tags, origin in VOLUMES]}]}
+    (where / "lvs").write_text(f"#!/bin/sh\nprintf '%s\\n' '{json.dumps(report)}'\n")
     return where
+
+
+# What the stand-in lvs lists: (name, tags, origin).
+VOLUMES = [
+    ("data", "", ""),
+    ("inkind-v-data-1", "inkind", "data"),
+    ("inkind-a-b-1", "backup,inkind", "b"),
+    ("inkind-mine", "", "data"),  # the host's own snapshot, its name in inkind's form
+    ("inkind-plain", "inkind", ""),  # tagged, not a snapshot
+]
+
+
+def lv(name: str, tags: str, origin: str) -> dict:
+    return {"vg_name": "vg0", "lv_name": name, "lv_tags": tags, "origin": origin, "lv_attr": "-wi-a-----"}
 
 
 @pytest.fixture
@@ -124,6 +141,21 @@ def test_a_dump_directory_must_be_new_and_in_a_temp_of_this_run(bin_dir, temps, 
     refused(bin_dir, *pg, f"{made}/elsewhere", temps=temps)
     os.mkdir(f"{made}/dump")  # there already: pg_dump would write into what it did not make
     refused(bin_dir, *pg, f"{made}/dump", temps=temps)
+
+
+def test_lvremove_removes_only_a_snapshot_lvs_lists_with_inkinds_tag(bin_dir, monkeypatch):
+    """The name alone could be the host's own volume: lvs, run by the remote
+    side itself, must list it as a snapshot tagged inkind."""
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert allowed(bin_dir, "lvremove", "-y", "vg0/inkind-a-b-1")
+    for name, why in [
+        ("inkind-mine", "not a snapshot with inkind's tag"),
+        ("inkind-plain", "not a snapshot with inkind's tag"),
+        ("inkind-gone", "not a snapshot with inkind's tag"),
+    ]:
+        assert refused(bin_dir, "lvremove", "-y", f"vg0/{name}").endswith(f"lvremove vg0/{name}: {why}")
+    (bin_dir / "lvs").write_text("#!/bin/sh\nprintf '%s' '{\"report\": []}'\n")
+    assert refused(bin_dir, "lvremove", "-y", "vg0/inkind-a-b-1").endswith("lvs did not list the volumes")
 
 
 def test_an_added_environment_variable_is_refused_but_the_passfile(bin_dir):

@@ -23,10 +23,12 @@ Python 3.9 syntax.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
 import stat
+import subprocess
 
 
 class Maybe:
@@ -279,7 +281,30 @@ def allowed_command(argv: list[str], env: dict, temps) -> str:
     if program is None:
         raise FileNotFoundError(errno.ENOENT, f"{argv[0]}: not found")
     checked_file(program)
+    if name == "lvremove":
+        inkind_snapshot(os.path.join(os.path.dirname(program), "lvs"), argv[-1])
     return program
+
+
+def inkind_snapshot(lvs: str, volume: str) -> None:
+    """Refuse to remove ``VG/LV`` unless ``lvs`` (the one beside lvremove,
+    listing as the lvm source does, run here) says it is a snapshot with
+    inkind's tag: a name alone could be one of the host's own volumes."""
+    argv = [lvs, *COMMANDS["lvs"][0]]
+    program = allowed_command(argv, {}, ())
+    try:
+        done = subprocess.run(
+            argv, executable=program, stdin=subprocess.DEVNULL, capture_output=True, timeout=300, check=True
+        )
+        rows = json.loads(done.stdout)["report"][0]["lv"]
+    except (OSError, subprocess.SubprocessError, ValueError, LookupError, TypeError):
+        raise refuse(f"lvremove {volume}: lvs did not list the volumes") from None
+    vg, lv = volume.split("/")
+    for row in rows:
+        named = isinstance(row, dict) and (row.get("vg_name"), row.get("lv_name")) == (vg, lv)
+        if named and "inkind" in str(row.get("lv_tags", "")).split(",") and row.get("origin"):
+            return
+    raise refuse(f"lvremove {volume}: not a snapshot with inkind's tag")
 
 
 def allowed_directory(directory, default: str) -> str:
