@@ -29,6 +29,7 @@ COMMANDS = (
     "plugins",
     "systemd",
     "authorized-key",
+    "sudoers-rule",
 )
 
 

@@ -12,16 +12,24 @@ from inkind.remote.bootstrap import authorized_keys_line
 @click.command("authorized-key")
 @click.argument("public_key", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--from", "sources", metavar="PATTERNS", help="Where the key may log in from (sshd's from=).")
-@click.option("--python", default="python3", show_default=True, help="The host's python3 (remote_python).")
-def command(public_key, sources, python):
+@click.option(
+    "--python",
+    metavar="PATH",
+    help="The host's python3 (remote_python)  [default: python3; /usr/bin/python3 with --sudo]",
+)
+@click.option("--sudo", is_flag=True, help="For a login that is not root: run as root through sudo -n.")
+def command(public_key, sources, python, sudo):
     """Print the authorized_keys line that lets PUBLIC_KEY (the backup
     server's .pub) run this inkind's remote side and nothing else: it
     reads, runs only the built-in sources' commands with their arguments,
-    and writes only its own temps. An upgrade of inkind changes the line."""
+    and writes only its own temps. With --sudo, the host's sudoers also
+    needs the rule `inkind sudoers-rule` prints. An upgrade of inkind
+    changes the line."""
     try:
         text = public_key.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(
             f"{public_key}: cannot read the public key: {getattr(e, 'strerror', None) or e}"
         ) from None
-    click.echo(authorized_keys_line(text, python, sources, where=str(public_key)))
+    python = python or ("/usr/bin/python3" if sudo else "python3")
+    click.echo(authorized_keys_line(text, python, sources, where=str(public_key), sudo=sudo))

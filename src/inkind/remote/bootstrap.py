@@ -87,28 +87,34 @@ def agent_digest() -> str:
     return hashlib.sha256(agent_source()).hexdigest()
 
 
-def forced_command(python: str = "python3") -> str:
+def forced_command(python: str = "python3", sudo: bool = False) -> str:
     """The command a restricted key is forced to run: the pinned BOOT under
     ``python -I`` (isolated: no module in the login's directory and no
-    PYTHON* variable changes what runs)."""
+    PYTHON* variable changes what runs); with ``sudo``, as root through
+    ``sudo -n`` (the rule :func:`sudoers_rule` prints allows just this)."""
     boot = boot_line(pin=agent_digest())
     # In double quotes: BOOT is full of single quotes and has none of what a
     # shell reads inside double quotes (a test runs the line through sh).
-    return f'{shlex.quote(python)} -I -c "{boot}"'
+    return f'{"sudo -n " if sudo else ""}{shlex.quote(python)} -I -c "{boot}"'
 
 
 # An OpenSSH public key line: its type, its base64 blob, any comment.
 _PUBLIC_KEY = re.compile(r"(?:ssh|ecdsa|sk)-[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( [^\n]*)?")
 
 
-def authorized_keys_line(
-    public_key: str, python: str = "python3", sources: str | None = None, where: str = "the public key"
+def authorized_keys_line(  # size: the key, where it runs, and how it is named in an error
+    public_key: str,
+    python: str = "python3",
+    sources: str | None = None,
+    where: str = "the public key",
+    sudo: bool = False,
 ) -> str:
     """The line for the host's authorized_keys that lets ``public_key`` run
     this inkind's remote side, restricted, and nothing else: sshd runs the
     forced command whatever the client asks, ``restrict`` turns off
     forwarding and ttys, ``from=`` (``sources``) limits where it may log
-    in from. ``where`` names the key in an error."""
+    in from; ``sudo`` for a login that is not root. ``where`` names the
+    key in an error."""
     key = public_key.strip()
     if not _PUBLIC_KEY.fullmatch(key):
         raise ConfigError(f"{where}: not an OpenSSH public key (one line: type, key, comment): {key[:80]!r}")
@@ -117,11 +123,37 @@ def authorized_keys_line(
         if not re.fullmatch(r"[A-Za-z0-9.:/*?!,\[\]%_-]+", sources):
             raise ConfigError(f"--from: not a list of address patterns: {sources[:80]!r}")
         options.append(f'from="{sources}"')
-    command = forced_command(python)
+    if sudo:
+        check_sudo_python(python)
+    command = forced_command(python, sudo)
     if "\\" in command:  # sshd unquotes only \" there: a backslash cannot be written
         raise ConfigError(f"--python: a path with a backslash: {python[:80]!r}")
     options.append('command="{}"'.format(command.replace('"', '\\"')))
     return f"{','.join(options)} {key}"
+
+
+# What sudoers reads in a command's arguments (separators, wildcards,
+# negation); a backslash before each makes it literal.
+_SUDOERS_SPECIAL = re.compile(r"([\\,:=\[\]*?!])")
+
+
+def check_sudo_python(python: str) -> None:
+    """A sudoers rule names the program by its absolute path, plainly."""
+    if not re.fullmatch(r"/[A-Za-z0-9/._+-]+", python):
+        raise ConfigError(f"--python: sudo needs the absolute path of the host's python3: {python[:80]!r}")
+
+
+def sudoers_rule(user: str, python: str = "/usr/bin/python3") -> str:
+    """The lines for the host's sudoers that let ``user`` run the forced
+    command of ``authorized_keys_line(..., sudo=True)`` as root and nothing
+    else: sudo compares the arguments whole, so another remote side (another
+    digest), another python option or any other command is refused. No tty
+    is needed (``restrict`` gives none)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", user):
+        raise ConfigError(f"USER: not a user name: {user[:80]!r}")
+    check_sudo_python(python)
+    args = _SUDOERS_SPECIAL.sub(r"\\\1", f"-I -c {boot_line(pin=agent_digest())}")
+    return f"Defaults:{user} !requiretty\n{user} ALL=(root) NOPASSWD: {python} {args}"
 
 
 def boot_input() -> bytes:

@@ -147,7 +147,8 @@ UNATTENDED = (
 
 _SUDO_PASSWORD = (
     "sudo needs a password (remote_sudo = true runs 'sudo -n'): give the backup user a NOPASSWD "
-    "rule for the inkind command (docs/remote.md)"
+    "rule for the inkind command, for a restricted key the rule `inkind sudoers-rule` prints for "
+    "this inkind (docs/remote.md)"
 )
 
 # (substrings of ssh's stderr, lower case) -> what to say; first match wins.
