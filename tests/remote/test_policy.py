@@ -241,6 +241,32 @@ def test_a_symlink_is_trusted_only_where_nobody_else_can_swap_it(bin_dir, truste
         allowed_command(via, {}, set())
 
 
+@pytest.mark.root
+def test_another_users_symlink_in_a_sticky_directory_is_not_trusted(bin_dir, trusted_dir):
+    """She cannot remove ours there, but she may rename her own link over
+    to another target between the check and the exec."""
+    shared = trusted_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    os.symlink(bin_dir / "mysql", shared / "mysql")
+    argv = [str(shared / "mysql"), "--batch", "--skip-column-names", "--raw", "-e", "SHOW DATABASES"]
+    assert allowed_command(argv, {}, set())
+    os.lchown(shared / "mysql", 65534, 65534)
+    with pytest.raises(PermissionError, match="shared/mysql: it or a directory above it can be changed"):
+        allowed_command(argv, {}, set())
+
+
+def test_an_option_file_on_proc_is_refused(bin_dir, trusted_dir):
+    """/proc/self is the command itself when it opens the path: its
+    environment (PGPASSFILE is the server's to set) would be its options."""
+    for path in ("/proc/self/environ", "/proc/self/cmdline", "/proc/1/root/etc/mysql/my.cnf"):
+        with pytest.raises(PermissionError, match=f"{path}: on /proc"):
+            allowed_command(mysqldump_with(bin_dir, Path(path)), {}, set())
+    os.symlink("/proc/self/environ", trusted_dir / "my.cnf")  # reached through a trusted name
+    with pytest.raises(PermissionError, match=r"my\.cnf: it or a directory above it can be changed"):
+        allowed_command(mysqldump_with(bin_dir, trusted_dir / "my.cnf"), {}, set())
+
+
 def test_trusted_follows_symlinks_and_checks_every_directory_above(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     target = tmp_path / "a" / "b" / "prog"

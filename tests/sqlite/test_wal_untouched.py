@@ -69,6 +69,16 @@ def test_a_wal_database_in_a_directory_nobody_can_write_is_backed_up(setup, inki
     assert query(s.data / "app.db", COUNT) == [(120,)]
 
 
+def test_a_stale_shm_alone_is_not_read_and_no_wal_is_made(setup, inkind_run):
+    s = setup("app.db")
+    db = make_db(s.src / "app.db", rows=80, wal=True)
+    (s.src / "app.db-shm").write_bytes(bytes(32768))  # left by a crash, nobody has it open
+    report = inkind_run(s.config, seed=1)
+    assert report.exit_status == 0, report.as_dict()
+    assert beside(db) == ["app.db", "app.db-shm"] and (s.src / "app.db-shm").read_bytes() == bytes(32768)
+    assert query(s.data / "app.db", COUNT) == [(80,)]
+
+
 def wal_without_shm(src: Path) -> Path:
     """``app.db`` and its -wal as a crash leaves them: the last 50 rows in
     the -wal only, no -shm."""

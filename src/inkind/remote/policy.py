@@ -214,10 +214,10 @@ def in_temp(path: str) -> bool:
 
 def trusted(path: str, depth: int = 0) -> bool:
     """Whether only root or this user can change what ``path`` is: every
-    entry met resolving it, each symlink's directory and its target's
-    included, is owned by one of them, and no directory among them can be
-    written by anyone else unless it is sticky (nobody else can rename or
-    remove what is ours in it). What was checked is then what runs, by
+    entry met resolving it, each symlink and its directory and its
+    target's included, is owned by one of them, and no directory among
+    them can be written by anyone else unless it is sticky (nobody else
+    can rename or remove what is ours in it). What was checked is then what runs, by
     the name given: a wrapper such as Debian's pg_wrapper reads it."""
     if depth > 40:  # as the kernel's ELOOP
         return False
@@ -234,11 +234,17 @@ def trusted(path: str, depth: int = 0) -> bool:
         entry = os.path.join(current, part)
         try:
             st = os.lstat(entry)
+            if st.st_dev == os.stat("/proc").st_dev:  # what it is depends on who looks
+                return False
+            if stat.S_ISLNK(st.st_mode):
+                if st.st_uid not in {0, os.geteuid()}:  # hers, in a sticky directory: she may swap it
+                    return False
+                target = os.readlink(entry)
         except OSError:
             return False
-        if stat.S_ISLNK(st.st_mode):  # its directory is checked: nobody else can swap it
+        if stat.S_ISLNK(st.st_mode):
             rest = "/".join(parts[i + 1 :])
-            return trusted(os.path.join(current, os.readlink(entry), rest), depth + 1)
+            return trusted(os.path.join(current, target, rest), depth + 1)
         if not _unchangeable(entry, st):
             return False
         current = entry
@@ -258,8 +264,11 @@ def _unchangeable(path: str, st=None) -> bool:
 
 
 def checked_file(path: str) -> None:
-    """Refuse a program or option file the server could have had written
-    or that another user can change."""
+    """Refuse a program or option file the server could have had written,
+    that another user can change, or on procfs (``/proc/self`` is the
+    command itself when it opens the path: its environment, say)."""
+    if os.path.abspath(path).startswith("/proc/"):  # a symlink there: trusted() stops at /proc
+        raise refuse(f"{path[:300]}: on /proc")
     if in_temp(path):
         raise refuse(f"{path[:300]}: in a temp directory, where the server may have had it written")
     if not trusted(path):

@@ -6,11 +6,12 @@ source is opened read-only, so it is never written (no checkpoint, no
 journal rollback).
 
 A read-only connection to a WAL database still creates its ``-wal`` and
-``-shm`` files when nobody has it open, and cannot remove them: a write
+``-shm`` files when they are not both there (nobody has it open), and
+cannot remove them: a write
 beside what is backed up (on a host, one a restricted key would let the
 server make), and one that fails where the directory cannot be written
-(a read-only snapshot mount). So a WAL database without its ``-shm`` is
-read without them: with ``immutable=1`` when its ``-wal`` is empty or
+(a read-only snapshot mount). So a WAL database without both is read
+without them: with ``immutable=1`` when its ``-wal`` is empty or
 missing (the main file is the whole state), else as a copy of the two
 files in a private directory; either way only if the files did not change
 meanwhile, and retried if they did.
@@ -39,11 +40,12 @@ def copy_database(path: str, dest: str, timeout: float) -> None:
     without its -shm, sqlite3.Error if it is not a database.
     """
     for _ in range(ATTEMPTS):
-        if not _is_wal(path) or os.path.lexists(path + "-shm"):
-            _backup(_uri(path), dest, timeout)  # open by others (or not WAL): nothing is created
-            return
         before = _identities(path)
-        if before[1] is None or before[1][0] == 0:
+        wal, shm = before[1], before[2]
+        if not _is_wal(path) or (wal is not None and shm):
+            _backup(_uri(path), dest, timeout)  # open elsewhere (or not WAL): nothing is created
+            return
+        if wal is None or wal[0] == 0:  # a stale -shm alone is not read either
             _backup(_uri(path) + "&immutable=1", dest, timeout)
         else:
             _backup_private_copy(path, dest, timeout)
