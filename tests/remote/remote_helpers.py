@@ -1,9 +1,12 @@
 """What the remote tests share: the host name they use, the fake remote
-side and a tree of every kind of entry to read on a host."""
+side, a tree of every kind of entry to read on a host, and a sudoers rule
+installed for a test."""
 
 import os
 import random
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HOST = "web1"
@@ -59,3 +62,20 @@ def make_tree(src: Path) -> None:
     subprocess.run(["setfacl", "-m", "u:1234:rwx", src / "etc" / "deep" / "er" / "bin"], check=True)
     for i, p in enumerate(sorted(src.rglob("*"))):
         os.utime(p, (1_600_000_000 + i, 1_600_000_000 + i * 7), follow_symlinks=False)
+
+
+@contextmanager
+def installed_sudoers(text: str, tmp_path: Path) -> Iterator[Path]:
+    """``text`` as a file of /etc/sudoers.d, checked by visudo first (a
+    broken file there would stop every sudo on this machine)."""
+    draft = tmp_path / "sudoers"
+    draft.write_text(text + "\n")
+    checked = subprocess.run(["visudo", "-cf", str(draft)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    rule = Path(f"/etc/sudoers.d/inkind-test{os.environ.get('PYTEST_XDIST_WORKER', '')}")
+    rule.write_text(draft.read_text())
+    rule.chmod(0o440)
+    try:
+        yield rule
+    finally:
+        rule.unlink()

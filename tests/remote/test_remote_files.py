@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 import random
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
-from remote_helpers import make_tree
+from remote_helpers import installed_sudoers, make_tree
 
 from inkind.engines.tree import pull, pullblocks
 from inkind.remote.channel import Channel
@@ -342,11 +341,8 @@ def test_remote_sudo_reads_as_root_what_the_login_user_cannot(
     secret = src / "etc" / "shadow"
     secret.write_text("root only\n")
     os.chmod(secret, 0o600)
-    rule = Path(f"/etc/sudoers.d/{ssh_user}")
-    rule.write_text(f"Defaults:{ssh_user} !requiretty\n{ssh_user} ALL=(root) NOPASSWD: /usr/bin/python3\n")
-    rule.chmod(0o440)
-    try:
-        assert subprocess.run(["visudo", "-cf", str(rule)], capture_output=True).returncode == 0
+    rule = f"Defaults:{ssh_user} !requiretty\n{ssh_user} ALL=(root) NOPASSWD: /usr/bin/python3"
+    with installed_sudoers(rule, tmp_path):
         table = {"type": "files", "path": src, "host": f"{ssh_user}@127.0.0.1"}
         table["ssh_command"] = shlex.join(inkind_sshd.ssh_command())
         plain = inkind_run(inkind_config({"web": table}), seed=1)
@@ -356,5 +352,3 @@ def test_remote_sudo_reads_as_root_what_the_login_user_cannot(
         assert report.exit_status == 0, report.as_dict()
         assert tree_diff(src, inkind_store / "web") == []
         assert (inkind_store / "web" / "etc" / "shadow").read_text() == "root only\n"
-    finally:
-        rule.unlink()

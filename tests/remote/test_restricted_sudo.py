@@ -9,15 +9,11 @@ is restricted as with a root login."""
 from __future__ import annotations
 
 import errno
-import os
 import shlex
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from remote_helpers import make_tree
+from remote_helpers import installed_sudoers, make_tree
 
 from inkind.remote.bootstrap import agent_digest, authorized_keys_line, boot_line, sudoers_rule
 from inkind.remote.channel import Channel, RemoteOSError
@@ -25,23 +21,6 @@ from inkind.testing import tree_diff
 
 pytestmark = pytest.mark.root
 PYTHON = "/usr/bin/python3"
-
-
-@contextmanager
-def installed_rule(text: str, tmp_path: Path) -> Iterator[Path]:
-    """``text`` as a file of /etc/sudoers.d, checked by visudo first (a
-    broken file there would stop every sudo on this machine)."""
-    draft = tmp_path / "sudoers"
-    draft.write_text(text + "\n")
-    checked = subprocess.run(["visudo", "-cf", str(draft)], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    rule = Path(f"/etc/sudoers.d/inkind-test{os.environ.get('PYTEST_XDIST_WORKER', '')}")
-    rule.write_text(draft.read_text())
-    rule.chmod(0o440)
-    try:
-        yield rule
-    finally:
-        rule.unlink()
 
 
 def sudo_line(key: str, python: str) -> str:
@@ -62,7 +41,7 @@ def test_a_login_that_is_not_root_reads_as_root_through_sudo_and_no_more(
     (src / "shadow").chmod(0o600)
     host = f"{ssh_user}@127.0.0.1"
     with (
-        installed_rule(sudoers_rule(ssh_user, PYTHON), tmp_path),
+        installed_sudoers(sudoers_rule(ssh_user, PYTHON), tmp_path),
         inkind_sshd.restricted_login(PYTHON, sudo_line) as ssh,
     ):
         cfg = inkind_config({"web": {"type": "files", "path": src, "host": host, "ssh_command": ssh}})
@@ -95,7 +74,7 @@ def test_a_rule_of_another_inkind_is_one_line_naming_the_host(
     make_tree(src)
     other = sudoers_rule(ssh_user, PYTHON).replace(agent_digest(), "0" * 64)  # the rule not upgraded
     host = f"{ssh_user}@127.0.0.1"
-    with installed_rule(other, tmp_path), inkind_sshd.restricted_login(PYTHON, sudo_line) as ssh:
+    with installed_sudoers(other, tmp_path), inkind_sshd.restricted_login(PYTHON, sudo_line) as ssh:
         cfg = inkind_config({"web": {"type": "files", "path": src, "host": host, "ssh_command": ssh}})
         r = inkind_cli("-c", cfg, "backup")
     assert r.returncode == 2

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from inkind.errors import ConfigError
-from inkind.remote.bootstrap import authorized_keys_line
+from inkind.remote.bootstrap import SUDO_PYTHON, authorized_keys_line
 
 
 @click.command("authorized-key")
@@ -15,7 +15,7 @@ from inkind.remote.bootstrap import authorized_keys_line
 @click.option(
     "--python",
     metavar="PATH",
-    help="The host's python3 (remote_python)  [default: python3; /usr/bin/python3 with --sudo]",
+    help=f"The host's python3 (remote_python)  [default: python3; {SUDO_PYTHON} with --sudo]",
 )
 @click.option("--sudo", is_flag=True, help="For a login that is not root: run as root through sudo -n.")
 def command(public_key, sources, python, sudo):
@@ -31,5 +31,5 @@ def command(public_key, sources, python, sudo):
         raise ConfigError(
             f"{public_key}: cannot read the public key: {getattr(e, 'strerror', None) or e}"
         ) from None
-    python = python or ("/usr/bin/python3" if sudo else "python3")
+    python = python or (SUDO_PYTHON if sudo else "python3")
     click.echo(authorized_keys_line(text, python, sources, where=str(public_key), sudo=sudo))

@@ -132,6 +132,8 @@ def authorized_keys_line(  # size: the key, where it runs, and how it is named i
     return f"{','.join(options)} {key}"
 
 
+SUDO_PYTHON = "/usr/bin/python3"  # a sudoers rule names its program by path
+
 # What sudoers reads in a command's arguments (separators, wildcards,
 # negation); a backslash before each makes it literal.
 _SUDOERS_SPECIAL = re.compile(r"([\\,:=\[\]*?!])")
@@ -143,7 +145,7 @@ def check_sudo_python(python: str) -> None:
         raise ConfigError(f"--python: sudo needs the absolute path of the host's python3: {python[:80]!r}")
 
 
-def sudoers_rule(user: str, python: str = "/usr/bin/python3") -> str:
+def sudoers_rule(user: str, python: str = SUDO_PYTHON) -> str:
     """The lines for the host's sudoers that let ``user`` run the forced
     command of ``authorized_keys_line(..., sudo=True)`` as root and nothing
     else: sudo compares the arguments whole, so another remote side (another

@@ -217,14 +217,16 @@ def trusted(path: str, depth: int = 0) -> bool:
     entry met resolving it, each symlink and its directory and its
     target's included, is owned by one of them, and no directory among
     them can be written by anyone else unless it is sticky (nobody else
-    can rename or remove what is ours in it). What was checked is then what runs, by
-    the name given: a wrapper such as Debian's pg_wrapper reads it."""
+    can rename or remove what is ours in it). What was checked is then
+    what runs, by the name given: a wrapper such as Debian's pg_wrapper
+    reads it."""
     if depth > 40:  # as the kernel's ELOOP
         return False
     parts = os.path.join(os.getcwd(), path).split("/")[1:]  # ".." is taken after resolving
     current = "/"
     if not _unchangeable(current):
         return False
+    proc = os.stat("/proc").st_dev  # what an entry there is depends on who looks
     for i, part in enumerate(parts):
         if part in ("", "."):
             continue
@@ -234,17 +236,15 @@ def trusted(path: str, depth: int = 0) -> bool:
         entry = os.path.join(current, part)
         try:
             st = os.lstat(entry)
-            if st.st_dev == os.stat("/proc").st_dev:  # what it is depends on who looks
-                return False
-            if stat.S_ISLNK(st.st_mode):
-                if st.st_uid not in {0, os.geteuid()}:  # hers, in a sticky directory: she may swap it
-                    return False
-                target = os.readlink(entry)
+            link = os.readlink(entry) if stat.S_ISLNK(st.st_mode) else None
         except OSError:
             return False
-        if stat.S_ISLNK(st.st_mode):
-            rest = "/".join(parts[i + 1 :])
-            return trusted(os.path.join(current, target, rest), depth + 1)
+        if st.st_dev == proc:
+            return False
+        if link is not None:  # another user may swap her own link, even in a sticky directory
+            return st.st_uid in {0, os.geteuid()} and trusted(
+                os.path.join(current, link, "/".join(parts[i + 1 :])), depth + 1
+            )
         if not _unchangeable(entry, st):
             return False
         current = entry

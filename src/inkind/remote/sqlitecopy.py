@@ -7,10 +7,9 @@ journal rollback).
 
 A read-only connection to a WAL database still creates its ``-wal`` and
 ``-shm`` files when they are not both there (nobody has it open), and
-cannot remove them: a write
-beside what is backed up (on a host, one a restricted key would let the
-server make), and one that fails where the directory cannot be written
-(a read-only snapshot mount). So a WAL database without both is read
+cannot remove them: a write beside what is backed up (on a host, one a
+restricted key would let the server make), and one that fails where the
+directory cannot be written (a read-only snapshot mount). So a WAL database without both is read
 without them: with ``immutable=1`` when its ``-wal`` is empty or
 missing (the main file is the whole state), else as a copy of the two
 files in a private directory; either way only if the files did not change
@@ -41,7 +40,7 @@ def copy_database(path: str, dest: str, timeout: float) -> None:
     """
     for _ in range(ATTEMPTS):
         before = _identities(path)
-        wal, shm = before[1], before[2]
+        _, wal, shm = before
         if not _is_wal(path) or (wal is not None and shm):
             _backup(_uri(path), dest, timeout)  # open elsewhere (or not WAL): nothing is created
             return
