@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import subprocess
 from pathlib import Path
@@ -78,3 +80,15 @@ def interrupt_at_mirror(monkeypatch, n: int) -> None:
         return real_mirror(self, *args, **kwargs)
 
     monkeypatch.setattr(Walker, "mirror", mirror)
+
+
+def open_fds() -> set[tuple[str, str]]:
+    """This process's descriptors and what each names. A run may see fewer than
+    it started with (another test's file object collected meanwhile), never one
+    it did not start with."""
+    gc.collect()
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the listing's own, closed since
+            fds.add((fd, os.readlink(f"/proc/self/fd/{fd}")))
+    return fds

@@ -5,26 +5,12 @@ nothing it holds outlives the run."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 
-from files_trees import write
+from files_trees import open_fds, write
 
 from inkind.engines.tree import prefetch
 from inkind.testing import tree_diff
-
-
-def _open_fds() -> set[tuple[str, str]]:
-    """This process's descriptors and what each names. A run may see fewer than
-    it started with (another test's file object collected meanwhile), never one
-    it did not start with."""
-    gc.collect()
-    fds = set()
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(FileNotFoundError):  # the listing's own, closed since
-            fds.add((fd, os.readlink(f"/proc/self/fd/{fd}")))
-    return fds
 
 
 def test_files_read_ahead_are_stored_whole_and_counted(setup, inkind_run, monkeypatch):
@@ -41,14 +27,14 @@ def test_files_read_ahead_are_stored_whole_and_counted(setup, inkind_run, monkey
     for d in range(3):
         for i, size in enumerate(sizes):
             write(setup.src / f"d{d}" / f"f{i}", os.urandom(size))
-    before = _open_fds()
+    before = open_fds()
     (r,) = inkind_run(setup.config).results
     assert r.outcome == "ok"
     assert tree_diff(setup.src, setup.data) == []
     assert r.stats.bytes_read == r.stats.bytes_written == 3 * sum(sizes)
     # All but the file over SMALL were read ahead; the run left no fd open.
     assert sum(taken) == 3 * (len(sizes) - 1)
-    assert _open_fds() <= before
+    assert open_fds() <= before
 
 
 def test_a_limit_too_small_leaves_the_reads_to_the_walk(setup, inkind_run, monkeypatch):
@@ -122,13 +108,13 @@ def test_discard_closes_what_was_not_taken(tmp_path):
     for n in names:
         write(tmp_path / n, n * 100)
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    before = _open_fds()
+    before = open_fds()
     with prefetch.Prefetcher() as p:
         window = p.queue(fd, [(n, os.stat(n, dir_fd=fd)) for n in names])
         got = p.take(os.stat("f0", dir_fd=fd))
         assert got is not None and got.data == b"f0" * 100
         os.close(got.fd)
         p.discard(window)
-    assert _open_fds() <= before
+    assert open_fds() <= before
     os.close(fd)
-    assert (str(fd), str(tmp_path)) in before - _open_fds()
+    assert (str(fd), str(tmp_path)) in before - open_fds()

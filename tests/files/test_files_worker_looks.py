@@ -24,8 +24,8 @@ def answers(monkeypatch):
     got = {"asked": 0, "settled": 0}
     real = CopyWorker.settled
 
-    def settled(self):
-        answer = real(self)
+    def settled(self, reply):
+        answer = real(self, reply)
         got["asked"] += len(answer)
         got["settled"] += sum(answer)
         return answer

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import stat
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from inkind.engines.tree.entry import Entry, Key
 from inkind.errors import SourceWarning
+
+if TYPE_CHECKING:
+    from inkind.engines.tree.handoff import Reply
 
 # What Walker.entry says about one source entry.
 LEFT_OUT = 0  # not part of the backup (excluded, a cache directory)
@@ -84,11 +88,13 @@ class Bounds:
 class Window:
     """Up to WINDOW entries of one directory, placed in the walk's bounds:
     those before where the walk stops, whether it stops within them, and
-    those the walk's worker was asked to look at (see Walker._place)."""
+    those the walk's worker was asked to look at (see Walker._place), and
+    its answer to come."""
 
     looks: list[Look]
     stopped: bool
     theirs: list[Look] = field(default_factory=list)
+    reply: Reply | None = None
 
 
 def place_window(bounds: Bounds, prefix: Key, names: list[tuple[bytes, str]]) -> Window:

@@ -1,18 +1,35 @@
-"""What a stored directory holds once its walk is done: in a full pass the
-names the source no longer has are swept, and the directory's entries are
+"""The stored copy of a source directory: made before its walk where it is
+missing, and once the walk is done, what it holds: in a full pass the names
+the source no longer has are swept, and the directory's entries are
 recorded (``user.inkind.entries``) where they may have changed."""
 
 from __future__ import annotations
 
 import os
+import stat
 
 from inkind.engines.tree.bounds import Bounds
-from inkind.engines.tree.entry import Key, report_change
+from inkind.engines.tree.entry import Entry, Key, report_change
 from inkind.source import RunContext
 from inkind.store.entries import has_entries, record_entries
 from inkind.store.files import is_temp_name
 from inkind.store.paths import list_dir
-from inkind.store.tree import remove
+from inkind.store.tree import make_dir, remove
+
+
+def make_directory(run: RunContext, e: Entry) -> bool:
+    """The stored directory of a source directory, made if missing (in
+    place of what else is there), and counted; whether it is new."""
+    new = e.dst_st is None or not stat.S_ISDIR(e.dst_st.st_mode)
+    if new:
+        if e.dst_st is not None:
+            remove(e.dst, e.name)
+        make_dir(e.dst, e.name)
+        report_change(run, "create", e.key)
+        run.stats.objects_changed += 1
+    else:
+        run.stats.objects_unchanged += 1
+    return new
 
 
 def finish_directory(  # size: the stored directory, where it is, and what its walk found

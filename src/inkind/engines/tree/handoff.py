@@ -35,6 +35,7 @@ import signal
 import socket
 import stat
 import struct
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NoReturn
@@ -86,8 +87,8 @@ class CopyWorker:
         self.selection = selection
         self.sock: socket.socket | None = None
         self.pid = 0
-        self.out = 0  # files of the batch handed out and not yet collected
-        self.asked = 0  # names sent to be looked at, not yet answered
+        self.batch: Reply | None = None  # the files handed out, not yet collected
+        self.replies: deque[Reply] = deque()  # asked, in order, not yet read
 
     def __enter__(self) -> CopyWorker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -110,46 +111,73 @@ class CopyWorker:
         self.sock = None
         os.waitpid(self.pid, 0)
 
+    @property
+    def out(self) -> int:
+        """Files of the batch handed out and not yet collected."""
+        return self.batch.size if self.batch is not None else 0
+
     def send(self, src: int, dst: int, entries: list[Entry]) -> None:
         """Hand the worker ``entries`` of the directory ``src`` (stored into
         ``dst``); collect before the next batch."""
-        assert self.sock is not None and not self.out and not self.asked
+        assert not self.out
         batch = [(e.name, e.key, e.st, e.dst_st) for e in entries]
-        _send(self.sock, ("store", batch), (src, dst))
-        self.out = len(entries)
+        self.batch = self._request(("store", batch), (src, dst), len(entries))
 
-    def ask(self, src: int, dst: int, prefix: Key, names: list[str]) -> None:
+    def ask(self, src: int, dst: int, prefix: Key, names: list[str]) -> Reply:
         """Have the worker look at ``names`` of the directory ``src`` (below
-        ``prefix``) and its stored copy ``dst``; :meth:`settled` answers,
-        once a batch already out is collected (answers come in order)."""
-        assert self.sock is not None and not self.asked
-        _send(self.sock, ("look", (prefix, names)), (src, dst))
-        self.asked = len(names)
+        ``prefix``) and its stored copy ``dst``; :meth:`settled` answers.
+        Asks and batches are answered in the order sent, so the worker
+        can be asked about the next directory while this one is mirrored."""
+        return self._request(("look", (prefix, names)), (src, dst), len(names))
 
-    def settled(self) -> bytes:
-        """The answer to :meth:`ask`: a byte a name, 1 where the file needs
-        nothing at all, 0 where the walk is to look itself."""
-        assert self.sock is not None and self.asked and not self.out
-        answer = _recv(self.sock)
-        if not isinstance(answer, bytes) or len(answer) != self.asked:
+    def settled(self, reply: Reply) -> bytes:
+        """The answer to an :meth:`ask`: a byte a name, 1 where the file
+        needs nothing at all, 0 where the walk is to look itself."""
+        answer = self._answer(reply)
+        if not isinstance(answer, bytes) or len(answer) != reply.size:
             raise WorkerDied(f"the walk's worker process {self.pid} ended without an answer (killed?)")
-        self.asked = 0
         return answer
 
     def collect(self) -> list[Outcome]:
         """Wait for the batch: its outcomes in order, its counters added
         into the run's Stats. What failed the worker (a store error) is
         raised here, as the walk would have raised it."""
-        assert self.sock is not None and self.out
-        answer = _recv(self.sock)
-        if answer is None:
-            raise WorkerDied(f"the walk's worker process {self.pid} ended without an answer (killed?)")
-        counts, outcomes, failure = answer
-        self.out = 0
+        assert self.batch is not None
+        counts, outcomes, failure = self._answer(self.batch)
+        self.batch = None
         self.copier.stats.add(Stats.from_dict(counts))
         if failure is not None:
             raise failure
         return outcomes
+
+    def _request(self, message: tuple[str, object], fds: tuple[int, int], size: int) -> Reply:
+        assert self.sock is not None
+        _send(self.sock, message, fds)
+        reply = Reply(size)
+        self.replies.append(reply)
+        return reply
+
+    def _answer(self, reply: Reply) -> object:
+        """Read the answers, in the order asked, up to ``reply``'s (those
+        before it are kept for their askers, or dropped with them)."""
+        assert self.sock is not None
+        while not reply.done:
+            first = self.replies.popleft()
+            first.value = _recv(self.sock)
+            if first.value is None:
+                raise WorkerDied(f"the walk's worker process {self.pid} ended without an answer (killed?)")
+            first.done = True
+        return reply.value
+
+
+@dataclass
+class Reply:
+    """One request sent to the worker: how many names or files it holds,
+    and the answer once read."""
+
+    size: int
+    value: object = None
+    done: bool = False
 
 
 @dataclass

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from inkind.engines.tree.bounds import Bounds
 from inkind.engines.tree.checkpoint import previous_count
 from inkind.engines.tree.copier import BIG_FILE, BLOCK, Copier
-from inkind.engines.tree.dirnames import finish_directory
+from inkind.engines.tree.dirnames import finish_directory, make_directory
 from inkind.engines.tree.entry import REMOTE, Changed, Entry, Key, key_text, log
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.pullblocks import pull_blocks, within_limit
@@ -196,7 +196,7 @@ class PullWalker:
             self.copier.special(e)
 
     def _directory(self, e: Entry, other_fs: bool) -> None:
-        new = self.walker.make_directory(e)
+        new = make_directory(self.run, e)
         if other_fs:  # stored empty, as the local walk stores it
             self.meta.apply(e.dst, e.name, e.st, xattrs_from=e.xattrs, new=new)
             return

@@ -12,16 +12,17 @@ each stored directory records its entries (``user.inkind.entries``).
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import os
 import stat
 import time
 
+from inkind.engines.tree.ahead import WINDOW, DirsAhead, Opened, listing, open_source
 from inkind.engines.tree.bounds import ADDED, KEPT, LEFT_OUT, Bounds, Look, Settled, Window, place_window
 from inkind.engines.tree.checkpoint import Checkpoints, previous_count
 from inkind.engines.tree.copier import Copier
-from inkind.engines.tree.dirnames import finish_directory
-from inkind.engines.tree.entry import Entry, Key, key_text, report_change, text_key
+from inkind.engines.tree.dirnames import finish_directory, make_directory
+from inkind.engines.tree.entry import Entry, Key, key_text, text_key
 from inkind.engines.tree.handoff import CopyWorker, hands_off, walk_worker
 from inkind.engines.tree.metadata import Metadata
 from inkind.engines.tree.prefetch import Prefetcher
@@ -32,11 +33,9 @@ from inkind.errors import SourceWarning
 from inkind.source import RunContext
 from inkind.store.files import is_temp_name
 from inkind.store.paths import DIR_FLAGS, lstat_at, open_at
-from inkind.store.tree import make_dir, remove
 from inkind.ui import Progress, null_progress
 
 SAVE_EVERY = 5.0  # seconds between saves of the resume pointer
-WINDOW = 128  # entries of a directory looked at before they are mirrored
 HAND_OFF_FROM = 4  # files of a window from which some go to the worker
 LOOK_FROM = 16  # entries of a window from which the worker looks at every other one
 
@@ -58,6 +57,7 @@ class Walker:
         self.last: Key | None = None  # the last completed entry
         self.checkpoints: Checkpoints | None = None  # only a backup walk keeps a resume pointer
         self.worker: CopyWorker | None = None  # only a backup walk hands files off
+        self.dirs_ahead: DirsAhead | None = None  # only a walk with a worker opens ahead
         self._tick = 0
         self._next_save = 0.0
         # Re-list every stored directory to record its entries: the last
@@ -86,6 +86,7 @@ class Walker:
             warm_caches(src, self.run.data_fd, total),
             Prefetcher() as self.copier.prefetch,
             Checkpoints(self.run) as self.checkpoints,
+            self._dirs_ahead() as self.dirs_ahead,
         ):
             self.progress = progress
             try:
@@ -97,12 +98,29 @@ class Walker:
                 self.save_pointer()
                 raise
             finally:
-                self.copier.prefetch = self.checkpoints = self.worker = None
+                self.copier.prefetch = self.checkpoints = self.worker = self.dirs_ahead = None
         self.meta.apply(self.run.data_fd, None, st, xattrs_from=src, new=True)
         state.clear_partial()
         state.set_resume(None, force=True)
 
-    def walk(self, src: int, dst: int, prefix: Key, bounds: Bounds, fresh: bool = False) -> None:
+    def _dirs_ahead(self) -> contextlib.AbstractContextManager[DirsAhead | None]:
+        """Directories opened ahead, where the worker looks (see ahead)."""
+        if self.worker is None or self.run.full:
+            return contextlib.nullcontext()
+        only_dev = self.root_dev if self.selection.one_file_system else None
+        return DirsAhead(
+            lambda src, dst, key, names: self._place(src, dst, key, Bounds(), names, True), only_dev
+        )
+
+    def walk(  # size: the directory on both sides, where it is, and what was opened ahead
+        self,
+        src: int,
+        dst: int,
+        prefix: Key,
+        bounds: Bounds,
+        fresh: bool = False,
+        opened: Opened | None = None,
+    ) -> None:
         """Mirror the entries of one directory that fall within ``bounds``,
         a window at a time: each window's entries are looked at (lstat on
         both sides) before any is mirrored, so the files it will copy can be
@@ -110,19 +128,16 @@ class Walker:
         looks at the next window's while this one is mirrored, unless this
         one holds a directory (whose walk talks to the worker itself).
         ``fresh``: the stored directory was made empty by this walk, so the
-        store side has nothing to lstat."""
-        try:
-            names = os.listdir(src)
-        except OSError as err:
-            raise SourceWarning(f"{key_text(prefix) or '.'}: cannot list: {err.strerror}") from None
-        entries = sorted((os.fsencode(n), n) for n in names)
+        store side has nothing to lstat; ``opened``: what was listed and
+        asked ahead (see ahead)."""
+        entries = opened.names if opened is not None else listing(src, prefix)
         chunks = [entries[start : start + WINDOW] for start in range(0, len(entries), WINDOW)]
         present: set[str] = set()
         added = self.recount  # whether the stored directory's names may have changed
         # The worker looks where a stored tree is compared with (not in a
         # full pass, which compares xattrs too).
         asking = self.worker is not None and not (fresh or self.run.full)
-        ahead: Window | None = None  # the next window, placed and asked about
+        ahead = opened.first if opened is not None else None  # the next window, placed and asked about
         for n, chunk in enumerate(chunks):
             window = ahead or self._place(src, dst, prefix, bounds, chunk, asking)
             self._look_ahead(src, dst, window, fresh)
@@ -155,7 +170,7 @@ class Walker:
         if asking and len(window.looks) >= LOOK_FROM:
             window.theirs = [look for look in window.looks[1::2] if look.where != "skip"]
             if window.theirs:
-                self.worker.ask(src, dst, prefix, [look.name for look in window.theirs])
+                window.reply = self.worker.ask(src, dst, prefix, [look.name for look in window.theirs])
         return window
 
     def _look_ahead(self, src: int, dst: int, window: Window, fresh: bool) -> None:
@@ -166,7 +181,7 @@ class Walker:
             self._look(src, dst, look, fresh)
         if theirs:
             settled = Settled(src, dst)
-            for look, yes in zip(theirs, self.worker.settled(), strict=True):
+            for look, yes in zip(theirs, self.worker.settled(window.reply), strict=True):
                 if yes:
                     look.found = settled
                     self.stats.objects_seen += 1
@@ -215,7 +230,7 @@ class Walker:
         own windows hand off theirs)."""
         added = False
         waiting: list[Look] = []  # in order, from the batch's first entry on
-        for look in looks:
+        for i, look in enumerate(looks):
             out = self.worker is not None and self.worker.out
             if out and look.is_dir():
                 added = self._settle(looks, waiting, bounds, present) or added
@@ -225,6 +240,8 @@ class Walker:
                     added = self._mirror(look, bounds, present) or added
                 waiting.append(look)
                 continue
+            if self.dirs_ahead is not None and look.is_dir():
+                self.dirs_ahead.entering(looks, i)
             added = self._mirror(look, bounds, present) or added  # (a handed one: its outcome)
             if look.where == "do":
                 self._done(look.key)
@@ -357,35 +374,15 @@ class Walker:
         repair); whether it was added."""
         return self.entry(src, dst, name, key, Bounds()) == ADDED
 
-    def make_directory(self, e: Entry) -> bool:
-        """The stored directory of a source directory, made if missing (in
-        place of what else is there), and counted; whether it is new."""
-        new = e.dst_st is None or not stat.S_ISDIR(e.dst_st.st_mode)
-        if new:
-            if e.dst_st is not None:
-                remove(e.dst, e.name)
-            make_dir(e.dst, e.name)
-            report_change(self.run, "create", e.key)
-            self.stats.objects_changed += 1
-        else:
-            self.stats.objects_unchanged += 1
-        return new
-
     def directory(self, e: Entry, bounds: Bounds) -> None:
-        new = self.make_directory(e)
-        try:
-            sfd = os.open(e.name, DIR_FLAGS, dir_fd=e.src)
-        except OSError as err:
-            if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-                raise SourceWarning(
-                    f"{key_text(e.key)}: changed type or vanished during the backup"
-                ) from None
-            raise SourceWarning(f"{key_text(e.key)}: cannot open: {err.strerror}") from None
+        new = make_directory(self.run, e)
+        opened = self.dirs_ahead.take(e.key) if self.dirs_ahead is not None else None
+        sfd = opened.src if opened is not None else open_source(e)
         try:
             if not self.selection.one_file_system or e.st.st_dev == self.root_dev:
-                dfd = open_at(e.dst, e.name, DIR_FLAGS)
+                dfd = opened.dst if opened is not None else open_at(e.dst, e.name, DIR_FLAGS)
                 try:
-                    self.walk(sfd, dfd, e.key, bounds.inner(e.key), fresh=new)
+                    self.walk(sfd, dfd, e.key, bounds.inner(e.key), fresh=new, opened=opened)
                     self.meta.apply(dfd, None, os.fstat(sfd), xattrs_from=sfd, new=new)
                 finally:
                     os.close(dfd)

@@ -1,0 +1,129 @@
+"""Opening the next directory of a window before the walk enters it, so the
+walk's worker looks at its first window while the walk is busy with this one.
+
+Most directories of a real tree fit in one window, and in a no-change run
+the worker looks at half of each window's entries. Asked only once the walk
+enters a directory, it looks while the walk waits for its answer, and sits
+idle while the walk mirrors the window, closes the directory and enters the
+next (measured on 101,000 files in 1,000 directories: the walk waited 0.33 s
+of a 1.0 s run, the worker was busy 0.36 s of it). So when the walk enters a
+directory of a window it also opens the next one (both sides), lists it,
+places its first window and asks the worker about it; entering that one, it
+works with what it opened, listed and asked, so nothing is opened, listed or
+looked at twice and the walk decides as it would have.
+
+Only a directory the walk will walk into a stored copy it compares with
+(stored already, on the walk's filesystem where it keeps to one, within the
+whole of the walk's bounds); at most OPEN_MAX wait opened (two fds each, one
+set per level of depth). Anything that fails here is left to the walk, which
+opens the directory itself and reports.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from inkind.engines.tree.bounds import Look, Window
+from inkind.engines.tree.entry import Entry, Key, key_text
+from inkind.errors import SourceWarning
+from inkind.store.paths import DIR_FLAGS, open_at
+
+OPEN_MAX = 32  # directories opened ahead and not yet walked
+WINDOW = 128  # entries of a directory looked at before they are mirrored
+
+Names = list[tuple[bytes, str]]  # a directory's entries, raw and decoded, sorted
+
+
+@dataclass
+class Opened:
+    """A directory opened ahead: its fds on both sides, its sorted names,
+    and its first window (placed, the worker asked)."""
+
+    src: int
+    dst: int
+    names: Names
+    first: Window
+
+
+class DirsAhead:
+    """The directories one walk opened ahead (a context manager: those not
+    walked when it ends are closed)."""
+
+    def __init__(self, place: Callable[[int, int, Key, Names], Window], only_dev: int | None):
+        self.place = place  # a directory's first window (of WINDOW names at most), placed and asked about
+        self.only_dev = only_dev  # the walk's filesystem, where it keeps to one
+        self.opened: dict[Key, Opened] = {}
+
+    def __enter__(self) -> DirsAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for opened in self.opened.values():
+            os.close(opened.src)
+            os.close(opened.dst)
+        self.opened.clear()
+
+    def entering(self, looks: list[Look], i: int) -> None:
+        """The walk is about to enter ``looks[i]``: open it, unless it is
+        open already, and the next directory of the window."""
+        self._open(looks[i])
+        following = (look for look in looks[i + 1 :] if look.is_dir())
+        nxt = next(following, None)
+        if nxt is not None:
+            self._open(nxt)
+
+    def take(self, key: Key) -> Opened | None:
+        """What was opened ahead for the directory at ``key``, now the
+        walk's to close."""
+        return self.opened.pop(key, None)
+
+    def _open(self, look: Look) -> None:
+        e = look.found
+        if (
+            look.key in self.opened
+            or look.where != "do"
+            or len(self.opened) >= OPEN_MAX
+            or not isinstance(e, Entry)
+            or e.dst_st is None
+            or not stat.S_ISDIR(e.dst_st.st_mode)
+            or self.only_dev not in (None, e.st.st_dev)
+        ):
+            return
+        try:
+            src = open_source(e)
+        except SourceWarning:
+            return
+        dst = -1
+        try:
+            dst = open_at(e.dst, e.name, DIR_FLAGS)
+            names = listing(src, look.key)
+            self.opened[look.key] = Opened(src, dst, names, self.place(src, dst, look.key, names[:WINDOW]))
+        except BaseException as err:
+            os.close(src)
+            if dst >= 0:
+                os.close(dst)
+            if not isinstance(err, (OSError, SourceWarning)):
+                raise
+
+
+def open_source(e: Entry) -> int:
+    """The source directory of a directory entry, opened to be walked."""
+    try:
+        return os.open(e.name, DIR_FLAGS, dir_fd=e.src)
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            raise SourceWarning(f"{key_text(e.key)}: changed type or vanished during the backup") from None
+        raise SourceWarning(f"{key_text(e.key)}: cannot open: {err.strerror}") from None
+
+
+def listing(src: int, prefix: Key) -> Names:
+    """A source directory's entries, sorted as the walk takes them."""
+    try:
+        names = os.listdir(src)
+    except OSError as err:
+        raise SourceWarning(f"{key_text(prefix) or '.'}: cannot list: {err.strerror}") from None
+    return sorted((os.fsencode(n), n) for n in names)
