@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from inkind.engines.tree.handoff import CopyWorker
+from inkind.engines.tree.walker import Walker
+
 
 @dataclass
 class Setup:
@@ -36,3 +39,28 @@ def open_tmp():
     d.chmod(0o755)
     yield d
     shutil.rmtree(d)
+
+
+@pytest.fixture
+def events(monkeypatch):
+    """In order: each window the walk mirrors, each ask of the worker, and
+    each batch handed to it, by the first name in it."""
+    got = []
+    real_ask, real_send, real_mirror = CopyWorker.ask, CopyWorker.send, Walker._mirror_window
+
+    def ask(self, src, dst, prefix, names):
+        got.append(("ask", names[0]))
+        return real_ask(self, src, dst, prefix, names)
+
+    def send(self, src, dst, entries):
+        got.append(("store", entries[0].name))
+        return real_send(self, src, dst, entries)
+
+    def mirror_window(self, looks, bounds, present):
+        got.append(("mirror", looks[0].name))
+        return real_mirror(self, looks, bounds, present)
+
+    monkeypatch.setattr(CopyWorker, "ask", ask)
+    monkeypatch.setattr(CopyWorker, "send", send)
+    monkeypatch.setattr(Walker, "_mirror_window", mirror_window)
+    return got

@@ -92,3 +92,14 @@ def open_fds() -> set[tuple[str, str]]:
         with contextlib.suppress(FileNotFoundError):  # the listing's own, closed since
             fds.add((fd, os.readlink(f"/proc/self/fd/{fd}")))
     return fds
+
+
+def stats_of(report) -> dict:
+    """The one source's Stats of a run report, without its duration."""
+    (r,) = report.results
+    return {k: v for k, v in r.stats.as_dict().items() if k != "duration_seconds"}
+
+
+def one_core(monkeypatch) -> None:
+    """The walk may use one core only: no worker."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})

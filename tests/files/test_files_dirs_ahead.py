@@ -4,25 +4,12 @@ window, before it enters the one before; a run that does so stores, counts
 and reports exactly what a run without the worker does, and leaves nothing
 open, however it ends."""
 
-import os
 import shutil
 
-import pytest
-from files_trees import interrupt_at_mirror, open_fds, write
+from files_trees import interrupt_at_mirror, one_core, open_fds, stats_of, write
 
 from inkind.engines.tree import ahead
-from inkind.engines.tree.handoff import CopyWorker
-from inkind.engines.tree.walker import Walker
 from inkind.testing import tree_diff
-
-
-def stats_of(report):
-    (r,) = report.results
-    return {k: v for k, v in r.stats.as_dict().items() if k != "duration_seconds"}
-
-
-def one_core(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
 
 
 def three_dirs(src):
@@ -30,31 +17,6 @@ def three_dirs(src):
     for d in "abc":
         for f in range(40):
             write(src / d / f"{d}{f:02}", f"{d} file {f}")
-
-
-@pytest.fixture
-def events(monkeypatch):
-    """In order: each ask of the worker, each batch handed to it and each
-    window the walk mirrors, by the first name in it."""
-    got = []
-    real_ask, real_send, real_mirror = CopyWorker.ask, CopyWorker.send, Walker._mirror_window
-
-    def ask(self, src, dst, prefix, names):
-        got.append(("ask", names[0]))
-        return real_ask(self, src, dst, prefix, names)
-
-    def send(self, src, dst, entries):
-        got.append(("store", entries[0].name))
-        return real_send(self, src, dst, entries)
-
-    def mirror_window(self, looks, bounds, present):
-        got.append(("mirror", looks[0].name))
-        return real_mirror(self, looks, bounds, present)
-
-    monkeypatch.setattr(CopyWorker, "ask", ask)
-    monkeypatch.setattr(CopyWorker, "send", send)
-    monkeypatch.setattr(Walker, "_mirror_window", mirror_window)
-    return got
 
 
 def test_the_worker_looks_at_the_next_directory_while_the_walk_mirrors_this_one(setup, inkind_run, events):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from files_trees import interrupt_at_mirror, write
+from files_trees import interrupt_at_mirror, one_core, stats_of, write
 
 from inkind.engines.tree.copier import Copier
 from inkind.engines.tree.handoff import CopyWorker
@@ -51,11 +51,6 @@ def in_worker() -> bool:
     return os.getpid() != MAIN
 
 
-def stats_of(report):
-    (r,) = report.results
-    return {k: v for k, v in r.stats.as_dict().items() if k != "duration_seconds"}
-
-
 def test_the_worker_stores_and_counts_as_the_walk_does(
     tmp_path, inkind_store, inkind_config, inkind_run, batches, monkeypatch
 ):
@@ -65,7 +60,7 @@ def test_the_worker_stores_and_counts_as_the_walk_does(
     with_worker = inkind_run(config, "backup", "two")
     # Every other file of each directory, the hard link's two names aside: 14 + 15 + 15.
     assert batches["files"] == 44
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    one_core(monkeypatch)
     batches["files"] = 0
     alone = inkind_run(config, "backup", "one")
     assert batches["files"] == 0

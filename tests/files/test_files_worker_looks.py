@@ -8,10 +8,9 @@ import signal
 import subprocess
 
 import pytest
-from files_trees import write
+from files_trees import one_core, stats_of, write
 
 from inkind.engines.tree.handoff import CopyWorker, Serving
-from inkind.engines.tree.walker import Walker
 from inkind.testing import tree_diff
 
 MAIN = os.getpid()
@@ -32,15 +31,6 @@ def answers(monkeypatch):
 
     monkeypatch.setattr(CopyWorker, "settled", settled)
     return got
-
-
-def stats_of(report):
-    (r,) = report.results
-    return {k: v for k, v in r.stats.as_dict().items() if k != "duration_seconds"}
-
-
-def one_core(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
 
 
 def forty(d):
@@ -145,31 +135,6 @@ def test_a_worker_killed_while_it_looks_fails_the_run_and_the_next_completes(set
     (r,) = inkind_run(setup.config).results
     assert r.outcome == "ok" and r.stats.objects_changed == 1
     assert tree_diff(setup.src, setup.data) == []
-
-
-@pytest.fixture
-def events(monkeypatch):
-    """In order: each window the walk mirrors, each ask of the worker, and
-    each batch handed to it, by the first name in it."""
-    got = []
-    real_ask, real_send, real_mirror = CopyWorker.ask, CopyWorker.send, Walker._mirror_window
-
-    def ask(self, src, dst, prefix, names):
-        got.append(("ask", names[0]))
-        return real_ask(self, src, dst, prefix, names)
-
-    def send(self, src, dst, entries):
-        got.append(("store", entries[0].name))
-        return real_send(self, src, dst, entries)
-
-    def mirror_window(self, looks, bounds, present):
-        got.append(("mirror", looks[0].name))
-        return real_mirror(self, looks, bounds, present)
-
-    monkeypatch.setattr(CopyWorker, "ask", ask)
-    monkeypatch.setattr(CopyWorker, "send", send)
-    monkeypatch.setattr(Walker, "_mirror_window", mirror_window)
-    return got
 
 
 # After the first window's ask: the next window asked about before each
