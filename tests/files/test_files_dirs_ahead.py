@@ -4,6 +4,7 @@ window, before it enters the one before; a run that does so stores, counts
 and reports exactly what a run without the worker does, and leaves nothing
 open, however it ends."""
 
+import os
 import shutil
 
 from files_trees import interrupt_at_mirror, one_core, open_fds, stats_of, write
@@ -139,4 +140,32 @@ def test_a_directory_that_vanishes_before_it_is_opened_ahead_is_reported_by_the_
     monkeypatch.undo()
     (r,) = inkind_run(setup.config, full=True).results  # (b's stored copy goes in a full pass)
     assert r.outcome == "ok"
+    assert tree_diff(setup.src, setup.data) == []
+
+
+def test_a_directory_opened_too_long_before_its_turn_is_opened_and_looked_at_again(
+    setup, inkind_run, events, monkeypatch
+):
+    monkeypatch.setattr(ahead, "FRESH_FOR", -1.0)  # (each one: too long ago)
+    three_dirs(setup.src)
+    inkind_run(setup.config)
+    write(setup.src / "b" / "b01", "B FILE 1")  # (its size is the same: the mtime tells)
+    os.utime(setup.src / "b" / "b01", ns=(0, 10**18))
+    events.clear()
+    before = open_fds()
+    (r,) = inkind_run(setup.config).results
+    assert events == [
+        ("mirror", "a"),
+        ("ask", "a01"),
+        ("ask", "b01"),
+        ("ask", "a01"),  # (a again: its walk opened it anew)
+        ("mirror", "a00"),
+        ("ask", "c01"),
+        ("ask", "b01"),
+        ("mirror", "b00"),
+        ("ask", "c01"),
+        ("mirror", "c00"),
+    ]
+    assert open_fds() <= before
+    assert r.stats.objects_changed == 1 and r.stats.objects_unchanged == 122
     assert tree_diff(setup.src, setup.data) == []

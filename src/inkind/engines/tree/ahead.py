@@ -17,6 +17,12 @@ Only a directory the walk will walk into a stored copy it compares with
 whole of the walk's bounds); at most OPEN_MAX wait opened (two fds each, one
 set per level of depth). Anything that fails here is left to the walk, which
 opens the directory itself and reports.
+
+What the worker found is what the directory held when it looked. Entering a
+directory with a large tree below it, the walk may reach the next one long
+after: one opened more than FRESH_FOR seconds before its turn is closed
+unused and the walk opens, lists and looks at it again, so a run stores
+what the tree holds when the walk is there, as it did before.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +40,7 @@ from inkind.errors import SourceWarning
 from inkind.store.paths import DIR_FLAGS, open_at
 
 OPEN_MAX = 32  # directories opened ahead and not yet walked
+FRESH_FOR = 1.0  # seconds an opened directory's listing and answer are used for
 WINDOW = 128  # entries of a directory looked at before they are mirrored
 
 Names = list[tuple[bytes, str]]  # a directory's entries, raw and decoded, sorted
@@ -41,12 +49,13 @@ Names = list[tuple[bytes, str]]  # a directory's entries, raw and decoded, sorte
 @dataclass
 class Opened:
     """A directory opened ahead: its fds on both sides, its sorted names,
-    and its first window (placed, the worker asked)."""
+    its first window (placed, the worker asked), and when."""
 
     src: int
     dst: int
     names: Names
     first: Window
+    at: float
 
 
 class DirsAhead:
@@ -63,8 +72,7 @@ class DirsAhead:
 
     def __exit__(self, *exc: object) -> None:
         for opened in self.opened.values():
-            os.close(opened.src)
-            os.close(opened.dst)
+            _close(opened)
         self.opened.clear()
 
     def entering(self, looks: list[Look], i: int) -> None:
@@ -78,8 +86,12 @@ class DirsAhead:
 
     def take(self, key: Key) -> Opened | None:
         """What was opened ahead for the directory at ``key``, now the
-        walk's to close."""
-        return self.opened.pop(key, None)
+        walk's to close; None if nothing was, or too long ago."""
+        opened = self.opened.pop(key, None)
+        if opened is not None and time.monotonic() - opened.at > FRESH_FOR:
+            _close(opened)
+            return None
+        return opened
 
     def _open(self, look: Look) -> None:
         e = look.found
@@ -101,13 +113,19 @@ class DirsAhead:
         try:
             dst = open_at(e.dst, e.name, DIR_FLAGS)
             names = listing(src, look.key)
-            self.opened[look.key] = Opened(src, dst, names, self.place(src, dst, look.key, names[:WINDOW]))
+            first = self.place(src, dst, look.key, names[:WINDOW])
+            self.opened[look.key] = Opened(src, dst, names, first, time.monotonic())
         except BaseException as err:
             os.close(src)
             if dst >= 0:
                 os.close(dst)
             if not isinstance(err, (OSError, SourceWarning)):
                 raise
+
+
+def _close(opened: Opened) -> None:
+    os.close(opened.src)
+    os.close(opened.dst)
 
 
 def open_source(e: Entry) -> int:
