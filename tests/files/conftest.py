@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from inkind.engines.tree import ahead
 from inkind.engines.tree.handoff import CopyWorker
 from inkind.engines.tree.walker import Walker
 
@@ -45,6 +46,7 @@ def open_tmp():
 def events(monkeypatch):
     """In order: each window the walk mirrors, each ask of the worker, and
     each batch handed to it, by the first name in it."""
+    monkeypatch.setattr(ahead, "FRESH_FOR", 60.0)  # (the order, however slow the machine)
     got = []
     real_ask, real_send, real_mirror = CopyWorker.ask, CopyWorker.send, Walker._mirror_window
 

@@ -6,10 +6,14 @@ open, however it ends."""
 
 import os
 import shutil
+import signal
+import socket
 
 from files_trees import interrupt_at_mirror, one_core, open_fds, stats_of, write
 
-from inkind.engines.tree import ahead
+from inkind.engines.tree import ahead, handoff
+from inkind.engines.tree.handoff import CopyWorker
+from inkind.engines.tree.walker import Walker
 from inkind.testing import tree_diff
 
 
@@ -80,9 +84,9 @@ def test_no_more_directories_wait_opened_than_the_limit(
     most = {"opened": 0}
     real_take = ahead.DirsAhead.take
 
-    def take(self, key):
+    def take(self, e):
         most["opened"] = max(most["opened"], len(self.opened))
-        return real_take(self, key)
+        return real_take(self, e)
 
     monkeypatch.setattr(ahead.DirsAhead, "take", take)
     src = tmp_path / "src"
@@ -121,6 +125,106 @@ def test_an_interrupted_walk_closes_what_it_opened_ahead_and_the_next_run_comple
     assert tree_diff(setup.src, setup.data) == []
 
 
+def in_a(setup, monkeypatch, change):
+    """``change`` made while the walk is in a (b is open ahead by then)."""
+    real = Walker._mirror_window
+
+    def mirror_window(self, looks, bounds, present):
+        if looks[0].name == "a00":
+            change()
+        return real(self, looks, bounds, present)
+
+    monkeypatch.setattr(Walker, "_mirror_window", mirror_window)
+
+
+def test_a_directory_removed_after_it_was_opened_ahead_is_reported_as_without_a_worker(
+    setup, inkind_run, monkeypatch
+):
+    monkeypatch.setattr(ahead, "FRESH_FOR", 60.0)
+    three_dirs(setup.src)
+    inkind_run(setup.config)
+    in_a(setup, monkeypatch, lambda: shutil.rmtree(setup.src / "b"))
+    (r,) = inkind_run(setup.config, verify_after=False).results
+    assert r.messages == ["b: changed type or vanished during the backup"]
+    assert r.stats.objects_skipped == 1
+    assert r.stats.objects_seen == 3 + 40 + 40  # (none of b's)
+    monkeypatch.undo()
+    (r,) = inkind_run(setup.config, full=True).results
+    assert r.outcome == "ok"
+    assert tree_diff(setup.src, setup.data) == []
+
+
+def test_a_directory_replaced_after_it_was_opened_ahead_is_not_walked_under_its_old_name(
+    setup, inkind_run, monkeypatch
+):
+    monkeypatch.setattr(ahead, "FRESH_FOR", 60.0)
+    three_dirs(setup.src)
+    inkind_run(setup.config)
+    write(setup.src / "b" / "b01", "B FILE 1")
+
+    def replace():
+        (setup.src / "b").rename(setup.src / "b.old")
+        write(setup.src / "b", "now a file")
+
+    in_a(setup, monkeypatch, replace)
+    (r,) = inkind_run(setup.config, verify_after=False).results
+    assert r.messages == ["b: changed type or vanished during the backup"]
+    assert r.stats.objects_changed == 0  # (b.old's b01 is not stored as b/b01)
+    assert (setup.data / "b" / "b01").read_text() == "b file 1"
+    monkeypatch.undo()
+    (r,) = inkind_run(setup.config, full=True).results
+    assert r.outcome == "ok"
+    assert tree_diff(setup.src, setup.data) == []
+
+
+def chain(root, depth):
+    """Directories of a few entries each, nested ``depth`` deep, each with
+    a sibling of 40 files: every level leaves one directory asked about
+    ahead while the walk goes down."""
+    for f in range(40):
+        write(root / "b-files" / f"f{f:02}", f"{f}")
+    if depth:
+        chain(root / "a-deeper", depth - 1)  # (walked first: b-files waits, asked about)
+
+
+def test_the_walk_reads_answers_before_the_worker_could_block_on_them(setup, inkind_run, monkeypatch):
+    monkeypatch.setattr(ahead, "FRESH_FOR", 60.0)
+    unread = {"most": 0}
+    real_request = CopyWorker._request
+
+    def request(self, message, fds, size):
+        got = real_request(self, message, fds, size)
+        unread["most"] = max(unread["most"], len(self.replies))
+        return got
+
+    monkeypatch.setattr(CopyWorker, "_request", request)
+    real_pair = socket.socketpair
+
+    def small_buffers(*args):
+        pair = real_pair(*args)
+        for s in pair:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        return pair
+
+    monkeypatch.setattr(socket, "socketpair", small_buffers)
+    chain(setup.src, 30)
+    inkind_run(setup.config)
+
+    def stuck(signum, frame):
+        raise TimeoutError("the walk and its worker wait for each other")
+
+    signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(60)
+    try:
+        (r,) = inkind_run(setup.config).results
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    assert r.outcome == "ok" and r.stats.objects_unchanged == r.stats.objects_seen == 31 * 41 + 30
+    assert unread["most"] == handoff.UNREAD
+
+
 def test_a_directory_that_vanishes_before_it_is_opened_ahead_is_reported_by_the_walk(
     setup, inkind_run, monkeypatch
 ):
@@ -149,8 +253,12 @@ def test_a_directory_opened_too_long_before_its_turn_is_opened_and_looked_at_aga
     monkeypatch.setattr(ahead, "FRESH_FOR", -1.0)  # (each one: too long ago)
     three_dirs(setup.src)
     inkind_run(setup.config)
-    write(setup.src / "b" / "b01", "B FILE 1")  # (its size is the same: the mtime tells)
-    os.utime(setup.src / "b" / "b01", ns=(0, 10**18))
+
+    def change():  # (after the worker looked at b: its own size, a new mtime)
+        write(setup.src / "b" / "b01", "B FILE 1")
+        os.utime(setup.src / "b" / "b01", ns=(0, 10**18))
+
+    in_a(setup, monkeypatch, change)
     events.clear()
     before = open_fds()
     (r,) = inkind_run(setup.config).results

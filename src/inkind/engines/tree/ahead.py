@@ -10,7 +10,8 @@ of a 1.0 s run, the worker was busy 0.36 s of it). So when the walk enters a
 directory of a window it also opens the next one (both sides), lists it,
 places its first window and asks the worker about it; entering that one, it
 works with what it opened, listed and asked, so nothing is opened, listed or
-looked at twice and the walk decides as it would have.
+looked at twice, and the walk decides as it would have at the moment the
+directory was opened (see below).
 
 Only a directory the walk will walk into a stored copy it compares with
 (stored already, on the walk's filesystem where it keeps to one, within the
@@ -18,11 +19,15 @@ whole of the walk's bounds); at most OPEN_MAX wait opened (two fds each, one
 set per level of depth). Anything that fails here is left to the walk, which
 opens the directory itself and reports.
 
-What the worker found is what the directory held when it looked. Entering a
-directory with a large tree below it, the walk may reach the next one long
-after: one opened more than FRESH_FOR seconds before its turn is closed
-unused and the walk opens, lists and looks at it again, so a run stores
-what the tree holds when the walk is there, as it did before.
+What the worker found is what the directory held when it looked, as the
+walk's own look of a window is what the window held before it is mirrored.
+The walk uses it only while it is recent and still names that directory: one
+opened more than FRESH_FOR seconds before its turn (the walk was in a large
+tree below the one before), or whose name holds another directory by now,
+or nothing, is closed unused, and the walk opens what is there, lists it and
+looks at it again, and reports as it does without a worker. A change made
+to a directory within FRESH_FOR of the walk's arrival may so be stored by
+the next run instead, as a change made while the walk is past it is.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from inkind.errors import SourceWarning
 from inkind.store.paths import DIR_FLAGS, open_at
 
 OPEN_MAX = 32  # directories opened ahead and not yet walked
-FRESH_FOR = 1.0  # seconds an opened directory's listing and answer are used for
+FRESH_FOR = 0.1  # seconds an opened directory's listing and answer are used for
 WINDOW = 128  # entries of a directory looked at before they are mirrored
 
 Names = list[tuple[bytes, str]]  # a directory's entries, raw and decoded, sorted
@@ -72,7 +77,7 @@ class DirsAhead:
 
     def __exit__(self, *exc: object) -> None:
         for opened in self.opened.values():
-            _close(opened)
+            _close(opened.src, opened.dst)
         self.opened.clear()
 
     def entering(self, looks: list[Look], i: int) -> None:
@@ -84,14 +89,18 @@ class DirsAhead:
         if nxt is not None:
             self._open(nxt)
 
-    def take(self, key: Key) -> Opened | None:
-        """What was opened ahead for the directory at ``key``, now the
-        walk's to close; None if nothing was, or too long ago."""
-        opened = self.opened.pop(key, None)
-        if opened is not None and time.monotonic() - opened.at > FRESH_FOR:
-            _close(opened)
+    def take(self, e: Entry) -> Opened | None:
+        """What was opened ahead for the directory entry ``e``, now the
+        walk's to close. None if nothing was, if it was too long ago, or if
+        its name holds another directory by now, or none: the walk then
+        opens what is there, and reports, as it does without a worker."""
+        opened = self.opened.pop(e.key, None)
+        if opened is None:
             return None
-        return opened
+        if time.monotonic() - opened.at <= FRESH_FOR and _still_named(e, opened.src):
+            return opened
+        _close(opened.src, opened.dst)
+        return None
 
     def _open(self, look: Look) -> None:
         e = look.found
@@ -109,23 +118,37 @@ class DirsAhead:
             src = open_source(e)
         except SourceWarning:
             return
-        dst = -1
         try:
             dst = open_at(e.dst, e.name, DIR_FLAGS)
-            names = listing(src, look.key)
-            first = self.place(src, dst, look.key, names[:WINDOW])
-            self.opened[look.key] = Opened(src, dst, names, first, time.monotonic())
-        except BaseException as err:
+        except OSError:
             os.close(src)
-            if dst >= 0:
-                os.close(dst)
-            if not isinstance(err, (OSError, SourceWarning)):
-                raise
+            return
+        try:
+            names = listing(src, look.key)
+        except SourceWarning:
+            _close(src, dst)
+            return
+        try:
+            first = self.place(src, dst, look.key, names[:WINDOW])  # (a worker gone: the walk stops)
+        except BaseException:
+            _close(src, dst)
+            raise
+        self.opened[look.key] = Opened(src, dst, names, first, time.monotonic())
 
 
-def _close(opened: Opened) -> None:
-    os.close(opened.src)
-    os.close(opened.dst)
+def _still_named(e: Entry, fd: int) -> bool:
+    """Whether ``e``'s name in its source directory is the directory ``fd``."""
+    try:
+        now = os.stat(e.name, dir_fd=e.src, follow_symlinks=False)
+    except OSError:
+        return False
+    st = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def open_source(e: Entry) -> int:

@@ -52,6 +52,7 @@ from inkind.store.files import is_temp_name
 from inkind.store.paths import lstat_at
 
 PR_SET_PDEATHSIG = 1
+UNREAD = 4  # answers the walk lets wait before it asks again (each well under the stream's buffer)
 _LENGTH = struct.Struct("!I")
 Outcome = SourceWarning | None  # one handed file: stored (or found the same), or why not
 
@@ -151,10 +152,15 @@ class CopyWorker:
         return outcomes
 
     def _request(self, message: tuple[str, object], fds: tuple[int, int], size: int) -> Reply:
+        """Send one request. Answers are read (and kept) before more than
+        UNREAD are waiting: the worker blocks once its answers fill the
+        stream, and then it reads no request either."""
         assert self.sock is not None
-        _send(self.sock, message, fds)
+        while len(self.replies) >= UNREAD:
+            self._answer(self.replies[0])
         reply = Reply(size)
-        self.replies.append(reply)
+        self.replies.append(reply)  # (a failed send breaks the stream: the walk stops)
+        _send(self.sock, message, fds)
         return reply
 
     def _answer(self, reply: Reply) -> object:
@@ -274,13 +280,12 @@ def _picklable(err: Exception) -> Exception:
 
 
 def _send(sock: socket.socket, obj: object, fds: tuple[int, ...] = ()) -> None:
+    """One message, its length first (and the fds with its first bytes),
+    in one piece where the stream takes it whole."""
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    header = _LENGTH.pack(len(data))
-    if fds:
-        socket.send_fds(sock, [header], list(fds))
-    else:
-        sock.sendall(header)
-    sock.sendall(data)
+    message = memoryview(_LENGTH.pack(len(data)) + data)
+    sent = socket.send_fds(sock, [message], list(fds)) if fds else sock.send(message)
+    sock.sendall(message[sent:])
 
 
 def _recv(sock: socket.socket, fds: int = 0) -> object | None:

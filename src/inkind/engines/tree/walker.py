@@ -376,7 +376,7 @@ class Walker:
 
     def directory(self, e: Entry, bounds: Bounds) -> None:
         new = make_directory(self.run, e)
-        opened = self.dirs_ahead.take(e.key) if self.dirs_ahead is not None else None
+        opened = self.dirs_ahead.take(e) if self.dirs_ahead is not None else None
         sfd = opened.src if opened is not None else open_source(e)
         try:
             if not self.selection.one_file_system or e.st.st_dev == self.root_dev:
