@@ -5,6 +5,7 @@ happens to it leaves the store sound and the next run complete."""
 import errno
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -186,3 +187,29 @@ def test_the_worker_dies_with_a_killed_walk(setup, inkind_run):
     (r,) = inkind_run(setup.config).results
     assert r.outcome == "ok"
     assert tree_diff(setup.src, setup.data) == []
+
+
+def test_a_worker_gone_before_the_walk_sends_it_more_fails_the_run_with_one_line(
+    setup, inkind_run, monkeypatch
+):
+    files(setup.src / "a")
+    files(setup.src / "b")
+    inkind_run(setup.config)
+    real = CopyWorker._request
+
+    def request(self, message, fds, size):
+        if message[0] == "look" and message[1][0] == (b"b",):  # (b's ask: the worker is gone by then)
+            os.kill(self.pid, signal.SIGKILL)
+            while Path(f"/proc/{self.pid}/stat").read_text().split(") ")[1][0] != "Z":  # (dead, not reaped)
+                time.sleep(0.01)
+        return real(self, message, fds, size)
+
+    monkeypatch.setattr(CopyWorker, "_request", request)
+    report = inkind_run(setup.config, verify_after=False)
+    (r,) = report.results
+    assert report.exit_status == 2 and r.outcome == "failed"
+    (message,) = r.messages
+    assert re.fullmatch(r"the walk's worker process \d+ ended without an answer \(killed\?\)", message)
+    monkeypatch.undo()
+    (r,) = inkind_run(setup.config).results
+    assert r.outcome == "ok" and r.stats.objects_unchanged == 62

@@ -136,7 +136,7 @@ class CopyWorker:
         needs nothing at all, 0 where the walk is to look itself."""
         answer = self._answer(reply)
         if not isinstance(answer, bytes) or len(answer) != reply.size:
-            raise WorkerDied(f"the walk's worker process {self.pid} ended without an answer (killed?)")
+            raise self._died()
         return answer
 
     def collect(self) -> list[Outcome]:
@@ -160,7 +160,10 @@ class CopyWorker:
             self._answer(self.replies[0])
         reply = Reply(size)
         self.replies.append(reply)  # (a failed send breaks the stream: the walk stops)
-        _send(self.sock, message, fds)
+        try:
+            _send(self.sock, message, fds)
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._died() from None
         return reply
 
     def _answer(self, reply: Reply) -> object:
@@ -171,9 +174,12 @@ class CopyWorker:
             first = self.replies.popleft()
             first.value = _recv(self.sock)
             if first.value is None:
-                raise WorkerDied(f"the walk's worker process {self.pid} ended without an answer (killed?)")
+                raise self._died()
             first.done = True
         return reply.value
+
+    def _died(self) -> WorkerDied:
+        return WorkerDied(f"the walk's worker process {self.pid} ended without an answer (killed?)")
 
 
 @dataclass
@@ -285,7 +291,8 @@ def _send(sock: socket.socket, obj: object, fds: tuple[int, ...] = ()) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     message = memoryview(_LENGTH.pack(len(data)) + data)
     sent = socket.send_fds(sock, [message], list(fds)) if fds else sock.send(message)
-    sock.sendall(message[sent:])
+    if sent < len(message):  # (never an empty send: one to a worker gone after reading it all is EPIPE)
+        sock.sendall(message[sent:])
 
 
 def _recv(sock: socket.socket, fds: int = 0) -> object | None:
