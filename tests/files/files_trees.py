@@ -103,3 +103,13 @@ def stats_of(report) -> dict:
 def one_core(monkeypatch) -> None:
     """The walk may use one core only: no worker."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+
+
+def twin_stores(inkind_config, inkind_run, src: Path, source: dict | None = None, **defaults) -> Path:
+    """A config of two sources of the same tree, "two" (for a run with the
+    walk's worker) and "one" (for one without), each backed up once."""
+    names = ("two", "one")
+    config = inkind_config({n: {"type": "files", "path": src, **(source or {})} for n in names}, **defaults)
+    for name in names:
+        inkind_run(config, "backup", name)
+    return config

@@ -9,7 +9,7 @@ import shutil
 import signal
 import socket
 
-from files_trees import interrupt_at_mirror, one_core, open_fds, stats_of, write
+from files_trees import interrupt_at_mirror, one_core, open_fds, stats_of, twin_stores, write
 
 from inkind.engines.tree import ahead, handoff
 from inkind.engines.tree.handoff import CopyWorker
@@ -47,9 +47,7 @@ def test_a_batch_handed_off_while_the_next_directory_is_asked_about_is_answered_
 ):
     src = tmp_path / "src"
     three_dirs(src)
-    config = inkind_config({name: {"type": "files", "path": src} for name in ("two", "one")})
-    inkind_run(config, "backup", "two")
-    inkind_run(config, "backup", "one")
+    config = twin_stores(inkind_config, inkind_run, src)
     for f in range(10):
         write(src / "b" / f"b{f:02}", f"b file {f} changed")
     write(src / "c" / "c-new", "new")  # (first in c: its odd entries start at c00)
@@ -91,9 +89,7 @@ def test_no_more_directories_wait_opened_than_the_limit(
     monkeypatch.setattr(ahead.DirsAhead, "take", take)
     src = tmp_path / "src"
     nested(src, 3)
-    config = inkind_config({name: {"type": "files", "path": src} for name in ("two", "one")})
-    inkind_run(config, "backup", "two")
-    inkind_run(config, "backup", "one")
+    config = twin_stores(inkind_config, inkind_run, src)
     write(src / "d1" / "d2" / "f3", "changed")
     before = open_fds()
     with_worker = inkind_run(config, "backup", "two")

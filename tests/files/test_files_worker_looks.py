@@ -8,7 +8,7 @@ import signal
 import subprocess
 
 import pytest
-from files_trees import one_core, stats_of, write
+from files_trees import one_core, stats_of, twin_stores, write
 
 from inkind.engines.tree.handoff import CopyWorker, Serving
 from inkind.testing import tree_diff
@@ -61,10 +61,7 @@ def test_a_run_with_the_worker_looking_does_what_one_without_does(
     src = tmp_path / "src"
     for d in ("a", "b"):
         forty(src / d)
-    sources = {name: {"type": "files", "path": src, "exclude": ["/b/f13"]} for name in ("two", "one")}
-    config = inkind_config(sources, scrub_fraction=1.0)
-    inkind_run(config, "backup", "two")
-    inkind_run(config, "backup", "one")
+    config = twin_stores(inkind_config, inkind_run, src, {"exclude": ["/b/f13"]}, scrub_fraction=1.0)
     change(src / "a")
     for name in ("two", "one"):  # an excluded file that the store holds (put there by hand)
         subprocess.run(["cp", "-a", src / "b" / "f13", inkind_store / name / "b" / "f13"], check=True)
@@ -196,9 +193,7 @@ def test_asked_about_the_next_window_while_a_batch_is_out_the_worker_answers_bot
 ):
     src = tmp_path / "src"
     three_hundred(src)
-    config = inkind_config({name: {"type": "files", "path": src} for name in ("two", "one")})
-    inkind_run(config, "backup", "two")
-    inkind_run(config, "backup", "one")
+    config = twin_stores(inkind_config, inkind_run, src)
     for f in range(10):
         write(src / f"f{f:03}", f"file {f} changed")
     events.clear()

@@ -32,6 +32,7 @@ the next run instead, as a change made while the walk is past it is.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -84,8 +85,7 @@ class DirsAhead:
         """The walk is about to enter ``looks[i]``: open it, unless it is
         open already, and the next directory of the window."""
         self._open(looks[i])
-        following = (look for look in looks[i + 1 :] if look.is_dir())
-        nxt = next(following, None)
+        nxt = next((look for look in looks[i + 1 :] if look.is_dir()), None)
         if nxt is not None:
             self._open(nxt)
 
@@ -114,25 +114,17 @@ class DirsAhead:
             or self.only_dev not in (None, e.st.st_dev)
         ):
             return
-        try:
-            src = open_source(e)
-        except SourceWarning:
-            return
-        try:
-            dst = open_at(e.dst, e.name, DIR_FLAGS)
-        except OSError:
-            os.close(src)
-            return
-        try:
-            names = listing(src, look.key)
-        except SourceWarning:
-            _close(src, dst)
-            return
-        try:
+        with contextlib.ExitStack() as fds:
+            try:
+                src = open_source(e)
+                fds.callback(os.close, src)
+                dst = open_at(e.dst, e.name, DIR_FLAGS)
+                fds.callback(os.close, dst)
+                names = listing(src, look.key)
+            except (OSError, SourceWarning):
+                return  # (the walk opens and lists it itself, and reports)
             first = self.place(src, dst, look.key, names[:WINDOW])  # (a worker gone: the walk stops)
-        except BaseException:
-            _close(src, dst)
-            raise
+            fds.pop_all()  # (the fds are the Opened's now)
         self.opened[look.key] = Opened(src, dst, names, first, time.monotonic())
 
 

@@ -170,12 +170,11 @@ class CopyWorker:
         """Read the answers, in the order asked, up to ``reply``'s (those
         before it are kept for their askers, or dropped with them)."""
         assert self.sock is not None
-        while not reply.done:
+        while reply.value is None:  # (an answer is never None: that is the stream's end)
             first = self.replies.popleft()
             first.value = _recv(self.sock)
             if first.value is None:
                 raise self._died()
-            first.done = True
         return reply.value
 
     def _died(self) -> WorkerDied:
@@ -189,7 +188,6 @@ class Reply:
 
     size: int
     value: object = None
-    done: bool = False
 
 
 @dataclass
