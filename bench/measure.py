@@ -55,7 +55,10 @@ def measure(
         if proc.returncode not in (0,):
             errors.seek(0)
             raise SystemExit(f"{shlex.join(cmd)}: exit {proc.returncode}: {errors.read().decode()}")
-        peak_kib = int(Path(rss.name).read_text().split()[-1])
+        written = Path(rss.name).read_text().split()
+        if not written:  # (a full disk: time could not write its one line)
+            raise SystemExit(f"{shlex.join(cmd)}: /usr/bin/time wrote no peak RSS to {rss.name}")
+        peak_kib = int(written[-1])
     return Measurement(wall, int(io["rchar"]), int(io["write_bytes"]), peak_kib * 1024)
 
 

@@ -1,11 +1,12 @@
 """The walk's read-ahead (engines/tree/prefetch.py): files the kernel was
 asked to read ahead are stored exactly as those the walk reads itself, a file that changes
-or vanishes around the read-ahead is handled as when the walk reads it, and
-nothing it holds outlives the run."""
+or vanishes around the read-ahead is handled as when the walk reads it, larger
+files are asked for within a bound, and nothing it holds outlives the run."""
 
 from __future__ import annotations
 
 import os
+import threading
 
 from files_trees import open_fds, write
 
@@ -118,3 +119,70 @@ def test_discard_closes_what_was_not_taken(tmp_path):
     assert open_fds() <= before
     os.close(fd)
     assert (str(fd), str(tmp_path)) in before - open_fds()
+
+
+def _asked(monkeypatch) -> list[int]:
+    """The lengths of the larger files the read-ahead thread is given."""
+    lengths = []
+    real = prefetch._Advisor.advise
+
+    def advise(self, fd, length):
+        lengths.append(length)
+        real(self, fd, length)
+
+    monkeypatch.setattr(prefetch._Advisor, "advise", advise)
+    return lengths
+
+
+def _advisors() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "inkind-read-ahead"]
+
+
+def test_a_larger_file_is_asked_for_and_stored_as_the_walk_reads_it(setup, inkind_run, monkeypatch):
+    asked = _asked(monkeypatch)
+    size = 3 * prefetch.SMALL + 5
+    write(setup.src / "big", os.urandom(size))
+    write(setup.src / "sparse", b"")
+    with open(setup.src / "sparse", "r+b") as f:
+        f.truncate(3 * prefetch.SMALL)  # all hole: not asked for
+    before = open_fds()
+    (r,) = inkind_run(setup.config).results
+    assert r.outcome == "ok" and tree_diff(setup.src, setup.data) == []
+    assert asked == [size]
+    assert r.stats.bytes_read == r.stats.bytes_written == size
+    assert open_fds() <= before and _advisors() == []
+
+
+def test_larger_files_are_asked_for_within_the_bound(tmp_path, monkeypatch):
+    asked = _asked(monkeypatch)
+    mib = 1 << 20
+    monkeypatch.setattr(prefetch, "LARGE_AHEAD", 5 * mib)
+    for name in ("a", "b", "c", "d"):
+        write(tmp_path / name, os.urandom(3 * mib))
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    before = open_fds()
+
+    def files(*names):
+        return [(n, os.stat(n, dir_fd=fd)) for n in names]
+
+    with prefetch.Prefetcher() as p:
+        first = p.queue(fd, files("a", "b", "c"))
+        assert asked == [3 * mib, 2 * mib]  # b only in part, c not: the bound is spent
+        assert p.take(os.stat("a", dir_fd=fd)) is None  # the walk reads a itself ...
+        p.queue(fd, files("d"))
+        assert asked == [3 * mib, 2 * mib, 3 * mib]  # ... which frees a's part of the bound
+        p.discard(first)
+    assert open_fds() <= before and _advisors() == []
+    os.close(fd)
+
+
+def test_a_walk_stopped_closes_what_it_asked_for(tmp_path):
+    for i in range(5):
+        write(tmp_path / f"f{i}", os.urandom(2 * prefetch.SMALL))
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    before = open_fds()
+    with prefetch.Prefetcher() as p:
+        assert p.queue(fd, [(f"f{i}", os.stat(f"f{i}", dir_fd=fd)) for i in range(5)])
+        assert len(_advisors()) == 1
+    assert open_fds() <= before and _advisors() == []
+    os.close(fd)

@@ -10,14 +10,21 @@ back and forth than it saved (see docs/design.md). Only the source is
 read here; every store write stays in the walk, through the primitives.
 
 Bounded: files of at most ``SMALL`` bytes with no holes, at most
-``OPEN_MAX`` held open. A file that does not fit is read by the walk
-itself, so nothing depends on the read-ahead.
+``OPEN_MAX`` held open. A larger file without holes is read ahead by the
+kernel too, asked by a thread of ours piece by piece (one advice reads at
+most the device's read-ahead window, a few MiB, and may wait for the
+device's queue), and at most ``LARGE_AHEAD`` bytes of those are asked for
+and not yet reached by the walk (the first part of a file larger than
+what is left); the walk then reads it itself, from memory where the
+kernel was faster. Nothing depends on the read-ahead.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import stat
+import threading
 from dataclasses import dataclass
 
 from inkind.engines.tree.entry import READ_FLAGS
@@ -25,6 +32,8 @@ from inkind.store.noatime import open_noatime
 
 SMALL = 1 << 20
 OPEN_MAX = 256  # (each window holds at most 128; the ones above it in the walk stay open)
+LARGE_AHEAD = 256 << 20  # larger files' bytes asked for ahead (page cache, not our memory)
+PIECE = 2 << 20  # one advice of a larger file
 
 
 @dataclass
@@ -43,9 +52,47 @@ def _key(st: os.stat_result) -> Key:
     return (st.st_dev, st.st_ino)
 
 
+def _whole(st: os.stat_result) -> bool:
+    """No holes: every byte is data to read (a sparse file's holes are not)."""
+    return st.st_size > 0 and st.st_blocks * 512 >= st.st_size
+
+
 def wanted(st: os.stat_result) -> bool:
-    """Whether a source file is one that is read ahead."""
-    return 0 < st.st_size <= SMALL and st.st_blocks * 512 >= st.st_size
+    """Whether a source file is one that is read ahead and kept open."""
+    return st.st_size <= SMALL and _whole(st)
+
+
+class _Advisor:
+    """The thread that asks the kernel to read larger files, in the order
+    asked; it owns (and closes) the fds it is given."""
+
+    def __init__(self) -> None:
+        self._todo: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inkind-read-ahead", daemon=True)
+        self._thread.start()
+
+    def advise(self, fd: int, length: int) -> None:
+        self._todo.put((fd, length))
+
+    def close(self) -> None:
+        """Stop asking (what is queued is only closed) and wait for the thread."""
+        self._stop.set()
+        self._todo.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (job := self._todo.get()) is not None:
+            fd, length = job
+            try:
+                for off in range(0, length, PIECE):
+                    if self._stop.is_set():
+                        break
+                    os.posix_fadvise(fd, off, min(PIECE, length - off), os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass  # (the walk reads the file itself, and reports)
+            finally:
+                os.close(fd)
 
 
 class Prefetcher:
@@ -53,11 +100,17 @@ class Prefetcher:
 
     def __init__(self) -> None:
         self._open: dict[Key, int] = {}
+        self._asked: dict[Key, int] = {}  # larger files: the bytes asked for
+        self._asked_bytes = 0
+        self._advisor: _Advisor | None = None  # started by the first larger file
 
     def __enter__(self) -> Prefetcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._advisor is not None:
+            self._advisor.close()
+            self._advisor = None
         for fd in self._open.values():
             os.close(fd)
         self._open.clear()
@@ -67,20 +120,42 @@ class Prefetcher:
         returns the window to :meth:`discard` once it is walked."""
         window = []
         for name, st in files:
-            if len(self._open) >= OPEN_MAX:
-                break
             key = _key(st)
-            if not wanted(st) or key in self._open:  # (a hard link's other name)
+            if key in self._open or key in self._asked:  # (a hard link's other name)
                 continue
-            fd = _open_ahead(src, name, st)
-            if fd is not None:
-                self._open[key] = fd
+            if wanted(st):
+                fd = _open_ahead(src, name, st) if len(self._open) < OPEN_MAX else None
+                if fd is not None:
+                    self._open[key] = fd
+                    window.append(key)
+            elif _whole(st) and self._ask(src, name, st, key):
                 window.append(key)
         return window or None
 
+    def _ask(self, src: int, name: str, st: os.stat_result, key: Key) -> bool:
+        """Have a larger file read ahead, as much of it as the bound leaves."""
+        length = min(st.st_size, LARGE_AHEAD - self._asked_bytes)
+        if length <= SMALL:
+            return False
+        fd = _checked(src, name, st)
+        if fd is None:
+            return False
+        if self._advisor is None:
+            self._advisor = _Advisor()
+        self._advisor.advise(fd, length)
+        self._asked[key] = length
+        self._asked_bytes += length
+        return True
+
+    def _reached(self, key: Key) -> None:
+        """The walk reads a larger file asked for now, or never will."""
+        self._asked_bytes -= self._asked.pop(key, 0)
+
     def take(self, st: os.stat_result) -> Read | None:
         """The file read ahead for this lstat; None when the walk must read
-        it itself (never queued, or the read failed: the walk reports)."""
+        it itself (never queued, larger, or the read failed: the walk
+        reports)."""
+        self._reached(_key(st))
         fd = self._open.pop(_key(st), None)
         if fd is None:
             return None
@@ -94,26 +169,37 @@ class Prefetcher:
     def discard(self, window: list[Key] | None) -> None:
         """The walk is past this window: what it did not take is closed."""
         for key in window or ():
+            self._reached(key)
             fd = self._open.pop(key, None)
             if fd is not None:
                 os.close(fd)
 
 
-def _open_ahead(dir_fd: int, name: str, st: os.stat_result) -> int | None:
-    """Open one source file and advise the kernel to read it, if it is still
-    the file lstat saw; None on any doubt (the walk then reads it itself,
-    and reports)."""
+def _checked(dir_fd: int, name: str, st: os.stat_result) -> int | None:
+    """One source file opened, if it is still the regular file lstat saw;
+    None on any doubt (the walk then reads it itself, and reports)."""
     try:
         fd = open_noatime(name, READ_FLAGS | os.O_NONBLOCK, dir_fd=dir_fd)  # a fifo swapped in never blocks
     except OSError:
         return None
     try:
         fst = os.fstat(fd)
-        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
-            os.close(fd)
-            return None
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     except OSError:
+        fst = None
+    if fst is None or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
         os.close(fd)
         return None
+    return fd
+
+
+def _open_ahead(dir_fd: int, name: str, st: os.stat_result) -> int | None:
+    """Open one small source file and advise the kernel to read it; its
+    fd, or None (see _checked)."""
+    fd = _checked(dir_fd, name, st)
+    if fd is not None:
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            os.close(fd)
+            return None
     return fd
