@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
+import pytest
 from files_trees import open_fds, write
 
 from inkind.engines.tree import prefetch
@@ -134,10 +136,28 @@ def _asked(monkeypatch) -> list[int]:
     return lengths
 
 
+def _pieces(monkeypatch, wait: threading.Event | None = None) -> list[tuple[int, int]]:
+    """The (offset, length) of each advice over part of a file; with
+    ``wait``, the first one waits for it to be set."""
+    pieces = []
+    real = os.posix_fadvise
+
+    def fadvise(fd, offset, length, advice):
+        if length:
+            if wait is not None and not pieces:
+                wait.wait(10)
+            pieces.append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(prefetch.os, "posix_fadvise", fadvise)
+    return pieces
+
+
 def _advisors() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "inkind-read-ahead"]
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_larger_file_is_asked_for_and_stored_as_the_walk_reads_it(setup, inkind_run, monkeypatch):
     asked = _asked(monkeypatch)
     size = 3 * prefetch.SMALL + 5
@@ -157,7 +177,7 @@ def test_larger_files_are_asked_for_within_the_bound(tmp_path, monkeypatch):
     asked = _asked(monkeypatch)
     mib = 1 << 20
     monkeypatch.setattr(prefetch, "LARGE_AHEAD", 5 * mib)
-    for name in ("a", "b", "c", "d"):
+    for name in ("a", "b", "c", "d", "e"):
         write(tmp_path / name, os.urandom(3 * mib))
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     before = open_fds()
@@ -165,24 +185,50 @@ def test_larger_files_are_asked_for_within_the_bound(tmp_path, monkeypatch):
     def files(*names):
         return [(n, os.stat(n, dir_fd=fd)) for n in names]
 
+    pieces = _pieces(monkeypatch)
     with prefetch.Prefetcher() as p:
         first = p.queue(fd, files("a", "b", "c"))
         assert asked == [3 * mib, 2 * mib]  # b only in part, c not: the bound is spent
         assert p.take(os.stat("a", dir_fd=fd)) is None  # the walk reads a itself ...
         p.queue(fd, files("d"))
         assert asked == [3 * mib, 2 * mib, 3 * mib]  # ... which frees a's part of the bound
-        p.discard(first)
+        assert p.queue(fd, files("e")) is None  # spent again
+        p.discard(first)  # b never read: its part is free too
+        p.queue(fd, files("e"))
+        assert asked[-1] == 2 * mib
+        three, two = [(0, 2 * mib), (2 * mib, mib)], [(0, 2 * mib)]  # (prefetch.PIECE: 2 MiB)
+        deadline = time.monotonic() + 10
+        while len(pieces) < 6 and time.monotonic() < deadline:  # (a stop drops what is left)
+            time.sleep(0.01)
+    assert pieces == three + two + three + two  # a, b in part, d, e in part
     assert open_fds() <= before and _advisors() == []
     os.close(fd)
 
 
-def test_a_walk_stopped_closes_what_it_asked_for(tmp_path):
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_walk_stopped_stops_asking_and_closes_what_it_asked_for(tmp_path, monkeypatch):
     for i in range(5):
         write(tmp_path / f"f{i}", os.urandom(2 * prefetch.SMALL))
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     before = open_fds()
+    go_on = threading.Event()
+    pieces = _pieces(monkeypatch, wait=go_on)
     with prefetch.Prefetcher() as p:
         assert p.queue(fd, [(f"f{i}", os.stat(f"f{i}", dir_fd=fd)) for i in range(5)])
         assert len(_advisors()) == 1
+        threading.Timer(0.2, go_on.set).start()  # the first advice returns after the walk stopped
+    assert pieces == [(0, prefetch.PIECE)]  # nothing asked after the stop; all five closed
     assert open_fds() <= before and _advisors() == []
     os.close(fd)
+
+
+def test_no_thread_to_be_had_leaves_the_reads_to_the_walk(setup, inkind_run, monkeypatch):
+    def refused(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(prefetch._Advisor, "__init__", refused)
+    write(setup.src / "big", os.urandom(3 * prefetch.SMALL))
+    before = open_fds()
+    (r,) = inkind_run(setup.config).results
+    assert r.outcome == "ok" and tree_diff(setup.src, setup.data) == []
+    assert open_fds() <= before

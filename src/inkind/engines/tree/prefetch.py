@@ -108,12 +108,14 @@ class Prefetcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._advisor is not None:
-            self._advisor.close()
-            self._advisor = None
-        for fd in self._open.values():
-            os.close(fd)
-        self._open.clear()
+        try:
+            if self._advisor is not None:
+                self._advisor.close()
+                self._advisor = None
+        finally:
+            for fd in self._open.values():
+                os.close(fd)
+            self._open.clear()
 
     def queue(self, src: int, files: list[tuple[str, os.stat_result]]) -> list[Key] | None:
         """Start reading ``files`` (name, lstat) of the directory ``src``;
@@ -137,11 +139,14 @@ class Prefetcher:
         length = min(st.st_size, LARGE_AHEAD - self._asked_bytes)
         if length <= SMALL:
             return False
+        if self._advisor is None:
+            try:
+                self._advisor = _Advisor()
+            except RuntimeError:  # (no thread to be had: the walk reads it itself)
+                return False
         fd = _checked(src, name, st)
         if fd is None:
             return False
-        if self._advisor is None:
-            self._advisor = _Advisor()
         self._advisor.advise(fd, length)
         self._asked[key] = length
         self._asked_bytes += length
