@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from files_trees import one_core, stats_of, twin_stores, write
 
+from inkind.engines.tree import handoff
 from inkind.engines.tree.handoff import CopyWorker, Serving
 from inkind.testing import tree_diff
 
@@ -211,3 +212,26 @@ def test_asked_about_the_next_window_while_a_batch_is_out_the_worker_answers_bot
     assert s["bytes_written"] == sum(len(f"file {f} changed") for f in range(10))
     for name in ("two", "one"):
         assert tree_diff(src, inkind_store / name) == []
+
+
+def test_the_worker_has_the_kernel_read_the_files_it_finds_the_walk_will_read(setup, inkind_run, monkeypatch):
+    forty(setup.src)
+    inkind_run(setup.config)
+    write(setup.src / "f01", "FILE 1")  # same size, a new mtime: read
+    os.utime(setup.src / "f01", ns=(0, os.stat(setup.src / "f01").st_mtime_ns + 10**9))
+    write(setup.src / "f17", "file 17 grown")  # read
+    (setup.src / "f03").chmod(0o600)  # metadata only: not read
+    write(setup.src / "f02", "file 2 grown")  # the walk's own half: its own read-ahead
+    log = setup.src.parent / "advised"
+    real = handoff.advise
+
+    def advise(dir_fd, name, st):
+        with open(log, "a") as f:  # (the worker is a process of its own)
+            f.write(name + "\n")
+        real(dir_fd, name, st)
+
+    monkeypatch.setattr(handoff, "advise", advise)
+    (r,) = inkind_run(setup.config).results
+    assert r.outcome == "ok" and tree_diff(setup.src, setup.data) == []
+    assert sorted(log.read_text().split()) == ["f01", "f17"]
+    assert r.stats.objects_changed == 3  # (f03: its mode set, its content unchanged)

@@ -42,7 +42,7 @@ from typing import NoReturn
 
 from inkind.engines.tree.copier import BIG_FILE, Copier
 from inkind.engines.tree.entry import Entry, Key
-from inkind.engines.tree.prefetch import Prefetcher
+from inkind.engines.tree.prefetch import Prefetcher, advise
 from inkind.engines.tree.selection import TreeSelection
 from inkind.errors import InkindError, SourceWarning
 from inkind.libc import libc
@@ -215,12 +215,14 @@ class Serving:
             dst_st = lstat_at(dst, name)
         except OSError:
             return False
+        if not stat.S_ISREG(st.st_mode) or not self.selection.keeps(self.copier.run, src, name, key, st):
+            return False
         e = Entry(src, dst, name, key, st, dst_st)
-        return (
-            stat.S_ISREG(st.st_mode)
-            and self.selection.keeps(self.copier.run, src, name, key, st)
-            and self.copier.settled(e)
-        )
+        if self.copier.settled(e):
+            return True
+        if self.copier.will_read(e):
+            advise(src, name, st)  # the walk will read it: the kernel starts now, a window ahead
+        return False
 
 
 def _serve(sock: socket.socket, serving: Serving, parent: int) -> NoReturn:

@@ -197,6 +197,13 @@ def _checked(dir_fd: int, name: str, st: os.stat_result) -> int | None:
     return fd
 
 
+def advise(dir_fd: int, name: str, st: os.stat_result) -> None:
+    """Have the kernel start reading a small file that a look found the
+    walk will read (the walk's worker, a window ahead); nothing is kept."""
+    if wanted(st) and (fd := _open_ahead(dir_fd, name, st)) is not None:
+        os.close(fd)
+
+
 def _open_ahead(dir_fd: int, name: str, st: os.stat_result) -> int | None:
     """Open one small source file and advise the kernel to read it; its
     fd, or None (see _checked)."""
