@@ -100,8 +100,7 @@ class Prefetcher:
 
     def __init__(self) -> None:
         self._open: dict[Key, int] = {}
-        self._asked: dict[Key, int] = {}  # larger files: the bytes asked for
-        self._asked_bytes = 0
+        self._asked: dict[Key, int] = {}  # larger files: the bytes asked for, not yet reached
         self._advisor: _Advisor | None = None  # started by the first larger file
 
     def __enter__(self) -> Prefetcher:
@@ -136,7 +135,7 @@ class Prefetcher:
 
     def _ask(self, src: int, name: str, st: os.stat_result, key: Key) -> bool:
         """Have a larger file read ahead, as much of it as the bound leaves."""
-        length = min(st.st_size, LARGE_AHEAD - self._asked_bytes)
+        length = min(st.st_size, LARGE_AHEAD - sum(self._asked.values()))
         if length <= SMALL:
             return False
         if self._advisor is None:
@@ -149,19 +148,15 @@ class Prefetcher:
             return False
         self._advisor.advise(fd, length)
         self._asked[key] = length
-        self._asked_bytes += length
         return True
-
-    def _reached(self, key: Key) -> None:
-        """The walk reads a larger file asked for now, or never will."""
-        self._asked_bytes -= self._asked.pop(key, 0)
 
     def take(self, st: os.stat_result) -> Read | None:
         """The file read ahead for this lstat; None when the walk must read
         it itself (never queued, larger, or the read failed: the walk
         reports)."""
-        self._reached(_key(st))
-        fd = self._open.pop(_key(st), None)
+        key = _key(st)
+        self._asked.pop(key, None)  # (a larger file: the walk reads it now, its share is free)
+        fd = self._open.pop(key, None)
         if fd is None:
             return None
         try:
@@ -174,7 +169,7 @@ class Prefetcher:
     def discard(self, window: list[Key] | None) -> None:
         """The walk is past this window: what it did not take is closed."""
         for key in window or ():
-            self._reached(key)
+            self._asked.pop(key, None)
             fd = self._open.pop(key, None)
             if fd is not None:
                 os.close(fd)
@@ -189,12 +184,12 @@ def _checked(dir_fd: int, name: str, st: os.stat_result) -> int | None:
         return None
     try:
         fst = os.fstat(fd)
+        if (fst.st_dev, fst.st_ino) == (st.st_dev, st.st_ino) and stat.S_ISREG(fst.st_mode):
+            return fd
     except OSError:
-        fst = None
-    if fst is None or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
-        os.close(fd)
-        return None
-    return fd
+        pass
+    os.close(fd)
+    return None
 
 
 def advise(dir_fd: int, name: str, st: os.stat_result) -> None:
