@@ -72,5 +72,6 @@ def hash_fd(fd: int, size: int | None = None) -> tuple[str, int]:
     h = xxhash.xxh3_128()
     eof = os.fstat(fd).st_size
     size = eof if size is None else min(size, eof)
-    _, read = hash_range((h,), fd, 0, size, memoryview(bytearray(CHUNK)))
+    # (a small file's buffer is its size: no MiB zeroed for each of them)
+    _, read = hash_range((h,), fd, 0, size, memoryview(bytearray(min(CHUNK, max(size, 1)))))
     return h.hexdigest(), read

@@ -2,8 +2,11 @@
 
 import os
 
+import pytest
 from files_trees import write
 
+from inkind.engines.tree import scrubber
+from inkind.engines.tree.scrubber import Scrubber
 from inkind.testing import flip_byte, tree_diff
 
 
@@ -55,13 +58,61 @@ def test_backup_scrubs_its_sample_and_fails_on_corruption(setup, inkind_run):
     assert any("home/f3" in m for m in r.messages)
 
 
-def test_scrub_sample_follows_the_seed(setup, inkind_run):
+@pytest.mark.parametrize("command", ["scrub", "backup"])
+def test_scrub_sample_follows_the_seed(setup, inkind_run, command):
     for i in range(200):
-        write(setup.src / f"f{i:03}", "x")
+        write(setup.src / f"d{i % 2}" / f"f{i:03}", "x")
     inkind_run(setup.config)
+    option = {"fraction": 0.1} if command == "scrub" else {"scrub_fraction": 0.1}
     counts = [
-        inkind_run(setup.config, "scrub", seed=s, fraction=0.1).results[0].stats.objects_scrubbed
-        for s in (7, 7, 8)
+        inkind_run(setup.config, command, seed=s, **option).results[0].stats.objects_scrubbed
+        for s in (7, 7, 8, 9)
     ]
     assert counts[0] == counts[1]
-    assert 5 <= counts[0] <= 40
+    assert len(set(counts)) > 1 and all(5 <= n <= 40 for n in counts)
+
+
+def test_a_backup_has_both_copies_of_each_file_it_scrubs_read_ahead(setup, inkind_run, monkeypatch):
+    for i in range(60):
+        write(setup.src / f"f{i:02}", f"file {i}")
+    write(setup.src / "changed", "old")
+    inkind_run(setup.config)
+    write(setup.src / "changed", "new content")
+    (setup.src / "f07").chmod(0o600)  # metadata only: its content is kept, so it may be scrubbed
+    events = []
+    real_need, real_file = scrubber._will_need, Scrubber.file
+
+    def will_need(dir_fd, name, store):
+        events.append(("ahead", name, store))
+        real_need(dir_fd, name, store)
+
+    def file(self, src, dst, name, key):
+        events.append(("scrub", name))
+        real_file(self, src, dst, name, key)
+
+    monkeypatch.setattr(scrubber, "_will_need", will_need)
+    monkeypatch.setattr(Scrubber, "file", file)
+    (r,) = inkind_run(setup.config, scrub_fraction=1.0).results
+    assert r.outcome == "ok" and r.stats.objects_scrubbed == 60
+    scrubbed = [e[1] for e in events if e[0] == "scrub"]
+    assert sorted(scrubbed) == [f"f{i:02}" for i in range(60)]  # (not the changed one, stored anew)
+    for name in scrubbed:
+        at = events.index(("scrub", name))
+        assert {("ahead", name, True), ("ahead", name, False)} <= set(events[:at]), name
+
+
+def test_a_file_gone_before_its_scrub_is_read_ahead_is_skipped_by_the_scrub(setup, inkind_run, monkeypatch):
+    for i in range(20):
+        write(setup.src / f"f{i:02}", f"file {i}")
+    inkind_run(setup.config)
+    real = Scrubber.read_ahead
+
+    def read_ahead(self, src, dst, name):
+        if name == "f05":
+            os.unlink(name, dir_fd=src)
+        real(self, src, dst, name)
+
+    monkeypatch.setattr(Scrubber, "read_ahead", read_ahead)
+    (r,) = inkind_run(setup.config, scrub_fraction=1.0).results
+    assert r.outcome == "ok" and r.stats.objects_scrubbed == 20
+    assert (setup.data / "f05").read_text() == "file 5"  # (the next run's walk removes it)

@@ -37,13 +37,15 @@ class Look:
     """One entry of a window: where it falls in the walk's bounds, and what
     looking at it found (an Entry, Settled, LEFT_OUT, or the warning to
     give when its turn comes); ``handed``: the walk's worker stores it, and ``found``
-    becomes what it did (KEPT, ADDED or the warning)."""
+    becomes what it did (KEPT, ADDED or the warning); ``scrub``: drawn to be
+    scrubbed if its stored copy is found up to date."""
 
     name: str
     key: Key
     where: str
     found: Entry | Settled | int | SourceWarning = LEFT_OUT
     handed: bool = False
+    scrub: bool = False
 
     def is_dir(self) -> bool:
         """Whether it was found a directory (mirroring it walks below it)."""

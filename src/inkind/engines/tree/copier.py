@@ -101,6 +101,11 @@ class Copier(NodeCopier):
         file with one link whose stored copy is not up to date."""
         return stat.S_ISREG(e.st.st_mode) and e.st.st_nlink == 1 and not self.up_to_date(e)
 
+    def may_keep(self, e: Entry) -> bool:
+        """Whether mirroring the entry may keep a regular file's stored copy
+        as it is (one a scrub may check)."""
+        return stat.S_ISREG(e.st.st_mode) and self.up_to_date(e)
+
     def settled(self, e: Entry) -> bool:
         """Whether a regular file needs nothing at all: one link (the walk
         notes the first path of a linked inode), its stored copy up to date,

@@ -13,6 +13,7 @@ import os
 import stat
 from collections.abc import Callable
 
+from inkind.engines.tree.bounds import Look, Settled
 from inkind.engines.tree.copier import Copier
 from inkind.engines.tree.entry import READ_FLAGS, Entry, Key, key_text, log
 from inkind.errors import CorruptionError, SourceWarning
@@ -21,9 +22,12 @@ from inkind.source import RunContext
 from inkind.store.entries import entries_problem, record_entries
 from inkind.store.files import is_temp_name
 from inkind.store.meta import set_mtime
+from inkind.store.noatime import open_noatime
 from inkind.store.paths import DIR_FLAGS, list_dir, open_at
 from inkind.store.xattrs import XAttrs
 from inkind.ui import Progress
+
+AHEAD_FLAGS = READ_FLAGS | os.O_NONBLOCK
 
 # Brings back one entry the store lacks from the source (src, dst, name,
 # key); says whether it was added.
@@ -85,8 +89,30 @@ class Scrubber:
         # The rename touched the stored directory: give it back its mtime.
         set_mtime(dst, os.fstat(src).st_mtime_ns, stats=self.stats)
 
+    def draw(self, looks: list[Look]) -> None:
+        """Draw which of a window's files that may be kept are scrubbed, once
+        the walk has looked at the window and before it mirrors it, and
+        have the kernel start reading both copies of each drawn: the scrub
+        then hashes them from memory, its reads no longer waited for one
+        by one."""
+        for look in looks:
+            found = look.found
+            if isinstance(found, Settled) or (
+                isinstance(found, Entry) and not look.handed and self.copier.may_keep(found)
+            ):
+                look.scrub = self.run.should_scrub()
+                if look.scrub:
+                    self.read_ahead(found.src, found.dst, look.name)
+
+    def read_ahead(self, src: int, dst: int, name: str) -> None:
+        """Have the kernel start reading both copies of a file to be
+        scrubbed; only a hint, so any failure is left to the scrub itself
+        to meet and report."""
+        _will_need(dst, name, store=True)
+        _will_need(src, name, store=False)
+
     def _same_as_source(self, src: int, name: str, st: os.stat_result, stored_hash: str | None) -> bool:
-        sfd = os.open(name, READ_FLAGS, dir_fd=src)
+        sfd = open_noatime(name, READ_FLAGS, dir_fd=src)
         try:
             src_hash, n = hash_fd(sfd, st.st_size)
         finally:
@@ -182,6 +208,21 @@ class Scrubber:
         if self.corrupt:
             shown = ", ".join(self.corrupt[:10]) + (" ..." if len(self.corrupt) > 10 else "")
             raise CorruptionError(shown, f"{len(self.corrupt)} stored object(s) corrupt or missing")
+
+
+def _will_need(dir_fd: int, name: str, store: bool) -> None:
+    """Open one copy of a file (never blocking on a fifo swapped in), advise
+    the kernel to read it, close it."""
+    try:
+        fd = open_at(dir_fd, name, AHEAD_FLAGS) if store else open_noatime(name, AHEAD_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _open_dir(parent: int | None, name: str) -> int | None:

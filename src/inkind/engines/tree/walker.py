@@ -150,6 +150,7 @@ class Walker:
                 and not any(map(Look.is_dir, window.looks))
             ):
                 ahead = self._place(src, dst, prefix, bounds, chunks[n + 1], asking)
+            self.scrubber.draw(window.looks)
             prefetched = self._prefetch(src, window.looks)
             try:
                 added = self._mirror_window(window.looks, bounds, present) or added
@@ -286,7 +287,7 @@ class Walker:
                 kept = (
                     found  # LEFT_OUT, or what the worker did
                     if isinstance(found, int)
-                    else self.mirror(found, bounds if look.where == "enter" else Bounds())
+                    else self.mirror(found, bounds if look.where == "enter" else Bounds(), look.scrub)
                 )
         except SourceWarning as w:
             self.run.skip(w)
@@ -300,9 +301,9 @@ class Walker:
 
     def _settled(self, found: Settled, look: Look) -> int:
         """A file found to need nothing (see _look_ahead): counted, and
-        maybe scrubbed, as Copier.regular and mirror would."""
+        scrubbed if drawn, as Copier.regular and mirror would."""
         self.stats.objects_unchanged += 1
-        if self.run.should_scrub():
+        if look.scrub:
             self.scrubber.file(found.src, found.dst, look.name, look.key)
         return KEPT
 
@@ -354,12 +355,14 @@ class Walker:
             dst_st = None
         return Entry(src, dst, name, key, st, dst_st)
 
-    def mirror(self, e: Entry, bounds: Bounds) -> int:
+    def mirror(self, e: Entry, bounds: Bounds, scrub: bool | None = None) -> int:
         """Bring the stored copy of one looked-at entry up to date: ADDED
-        or KEPT (see :meth:`entry`)."""
+        or KEPT (see :meth:`entry`). A regular file found up to date is
+        scrubbed if ``scrub`` (drawn with the window), or when None, if a
+        draw now says so."""
         st, had = e.st, e.dst_st is not None
         if stat.S_ISREG(st.st_mode):
-            if self.copier.regular(e) and self.run.should_scrub():
+            if self.copier.regular(e) and (self.run.should_scrub() if scrub is None else scrub):
                 self.scrubber.file(e.src, e.dst, e.name, e.key)
         elif stat.S_ISDIR(st.st_mode):
             self.directory(e, bounds)
