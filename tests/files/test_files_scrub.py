@@ -72,7 +72,9 @@ def test_scrub_sample_follows_the_seed(setup, inkind_run, command):
     assert len(set(counts)) > 1 and all(5 <= n <= 40 for n in counts)
 
 
-def test_a_backup_has_both_copies_of_each_file_it_scrubs_read_ahead(setup, inkind_run, monkeypatch):
+def test_a_backup_has_the_kernel_read_both_copies_of_its_window_sample_before_it_scrubs(
+    setup, inkind_run, monkeypatch
+):
     for i in range(60):
         write(setup.src / f"f{i:02}", f"file {i}")
     write(setup.src / "changed", "old")
@@ -80,25 +82,39 @@ def test_a_backup_has_both_copies_of_each_file_it_scrubs_read_ahead(setup, inkin
     write(setup.src / "changed", "new content")
     (setup.src / "f07").chmod(0o600)  # metadata only: its content is kept, so it may be scrubbed
     events = []
-    real_need, real_file = scrubber._will_need, Scrubber.file
+    real_fadvise, real_file = os.posix_fadvise, Scrubber.file
 
-    def will_need(dir_fd, name, store):
-        events.append(("ahead", name, store))
-        real_need(dir_fd, name, store)
+    def fadvise(fd, offset, length, advice):
+        real_fadvise(fd, offset, length, advice)  # (a failure is not an advice given)
+        if advice == os.POSIX_FADV_WILLNEED:
+            events.append(("advised", os.path.realpath(f"/proc/self/fd/{fd}")))
 
     def file(self, src, dst, name, key):
         events.append(("scrub", name))
         real_file(self, src, dst, name, key)
 
-    monkeypatch.setattr(scrubber, "_will_need", will_need)
+    monkeypatch.setattr(scrubber.os, "posix_fadvise", fadvise)
     monkeypatch.setattr(Scrubber, "file", file)
     (r,) = inkind_run(setup.config, scrub_fraction=1.0).results
     assert r.outcome == "ok" and r.stats.objects_scrubbed == 60
     scrubbed = [e[1] for e in events if e[0] == "scrub"]
     assert sorted(scrubbed) == [f"f{i:02}" for i in range(60)]  # (not the changed one, stored anew)
+    # One window: every file of its sample, on both sides, advised before the first is hashed.
+    first = events.index(("scrub", scrubbed[0]))
+    advised = {path for what, path in events[:first] if what == "advised"}
     for name in scrubbed:
-        at = events.index(("scrub", name))
-        assert {("ahead", name, True), ("ahead", name, False)} <= set(events[:at]), name
+        assert {os.path.realpath(setup.src / name), os.path.realpath(setup.data / name)} <= advised, name
+
+
+def test_the_first_name_of_a_hard_linked_file_is_scrubbed(setup, inkind_run):
+    write(setup.src / "a", "linked")
+    os.link(setup.src / "a", setup.src / "b")
+    for i in range(20):
+        write(setup.src / f"f{i:02}", f"file {i}")
+    inkind_run(setup.config)
+    (r,) = inkind_run(setup.config, scrub_fraction=1.0).results
+    # a and the 20; b is a second name of a's stored copy, checked with it.
+    assert (r.outcome, r.stats.objects_scrubbed, r.stats.objects_changed) == ("ok", 21, 0)
 
 
 def test_a_file_gone_before_its_scrub_is_read_ahead_is_skipped_by_the_scrub(setup, inkind_run, monkeypatch):

@@ -103,8 +103,10 @@ class Copier(NodeCopier):
 
     def may_keep(self, e: Entry) -> bool:
         """Whether mirroring the entry may keep a regular file's stored copy
-        as it is (one a scrub may check)."""
-        return stat.S_ISREG(e.st.st_mode) and self.up_to_date(e)
+        as it is (one a scrub may check, if :meth:`regular` says so): one up
+        to date, or any name of a file of several links, which the walk's
+        hard-link check decides only when its turn comes."""
+        return stat.S_ISREG(e.st.st_mode) and (e.st.st_nlink > 1 or self.up_to_date(e))
 
     def settled(self, e: Entry) -> bool:
         """Whether a regular file needs nothing at all: one link (the walk
