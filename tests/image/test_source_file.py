@@ -156,6 +156,20 @@ def test_scrub_repairs_and_counts_a_silent_source_change(cfg, inkind_cli, inkind
     assert inkind_cli("-c", cfg, "verify").returncode == 0
 
 
+def test_a_first_copy_scrubs_nothing_it_has_just_written_and_the_next_backup_scrubs(
+    inkind_config, inkind_cli, src
+):
+    cfg = inkind_config({"disk": {"type": "image", "path": src, "block_size": "256K"}}, scrub_fraction=1.0)
+    stats = []
+    for _ in range(2):
+        r = inkind_cli("-c", cfg, "backup", "--json")
+        assert r.returncode == 0, r.stderr
+        stats.append(r.json()["sources"][0]["stats"])
+    assert [s["objects_scrubbed"] for s in stats] == [0, 32]
+    assert stats[0]["bytes_read"] == 11 * BS  # the source's data, once: no block read back
+    assert stats[1]["objects_repaired"] == 0
+
+
 def test_renamed_image_replaces_the_old_one_in_a_full_pass(inkind_config, inkind_cli, inkind_store, src):
     cfg = inkind_config({"disk": {"type": "image", "path": src, "block_size": "256K"}})
     assert inkind_cli("-c", cfg, "backup").returncode == 0

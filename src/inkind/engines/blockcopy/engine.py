@@ -20,6 +20,8 @@ class BlockCopy(StoredImage):
     ``label`` names the source in messages (a path or volume name).
     """
 
+    made_new = False  # the last copy made the image: all of it was just written from the source
+
     # size: the copy's public keyword options, bundled into one CopyRequest at once
     def copy(
         self,
@@ -57,7 +59,9 @@ class BlockCopy(StoredImage):
         removed with an update that failed).
         """
         request = CopyRequest(src_fd, size, full, ranges, skip_holes, check, progress, adopt)
-        return copy_image(self, request)
+        result = copy_image(self, request)
+        self.made_new = result.old_size is None and result.changed
+        return result
 
     def scrub(
         self, src_fd: int | None, pick: Callable[[int], bool], progress: Progress = null_progress
@@ -67,8 +71,13 @@ class BlockCopy(StoredImage):
         mismatch is a change the last backup missed: repaired and counted).
 
         Without a fresh manifest there is nothing to check against; the next
-        backup rebuilds it. Returns how many blocks were repaired.
+        backup rebuilds it. Nor is there anything to check right after a
+        copy that made the image: each of its blocks was just written from
+        the source (as the files source scrubs only the files it keeps).
+        Returns how many blocks were repaired.
         """
+        if self.made_new:
+            return 0
         return checks.scrub(self, src_fd, pick, progress)
 
     def differing(self, src_fd: int, ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
