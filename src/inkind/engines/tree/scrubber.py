@@ -97,9 +97,7 @@ class Scrubber:
         by one."""
         for look in looks:
             found = look.found
-            if isinstance(found, Settled) or (
-                isinstance(found, Entry) and not look.handed and self.copier.may_keep(found)
-            ):
+            if isinstance(found, Settled) or (isinstance(found, Entry) and self.copier.may_keep(found)):
                 look.scrub = self.run.should_scrub()
                 if look.scrub:
                     self.read_ahead(found.src, found.dst, look.name)

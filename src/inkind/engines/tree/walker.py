@@ -355,14 +355,14 @@ class Walker:
             dst_st = None
         return Entry(src, dst, name, key, st, dst_st)
 
-    def mirror(self, e: Entry, bounds: Bounds, scrub: bool | None = None) -> int:
+    def mirror(self, e: Entry, bounds: Bounds, scrub: bool = False) -> int:
         """Bring the stored copy of one looked-at entry up to date: ADDED
-        or KEPT (see :meth:`entry`). A regular file found up to date is
-        scrubbed if ``scrub`` (drawn with the window), or when None, if a
-        draw now says so."""
+        or KEPT (see :meth:`entry`). A regular file found kept is scrubbed
+        if ``scrub`` (drawn with its window; an entry restored on its own
+        is one the store lacked, so nothing of it is kept)."""
         st, had = e.st, e.dst_st is not None
         if stat.S_ISREG(st.st_mode):
-            if self.copier.regular(e) and (self.run.should_scrub() if scrub is None else scrub):
+            if self.copier.regular(e) and scrub:
                 self.scrubber.file(e.src, e.dst, e.name, e.key)
         elif stat.S_ISDIR(st.st_mode):
             self.directory(e, bounds)
