@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from inkind.engines.tree.entry import READ_FLAGS
 from inkind.store.noatime import open_noatime
 
+# A file opened only to be read ahead: a fifo swapped in never blocks.
+AHEAD_FLAGS = READ_FLAGS | os.O_NONBLOCK
 SMALL = 1 << 20
 OPEN_MAX = 256  # (each window holds at most 128; the ones above it in the walk stay open)
 LARGE_AHEAD = 256 << 20  # larger files' bytes asked for ahead (page cache, not our memory)
@@ -179,7 +181,7 @@ def _checked(dir_fd: int, name: str, st: os.stat_result) -> int | None:
     """One source file opened, if it is still the regular file lstat saw;
     None on any doubt (the walk then reads it itself, and reports)."""
     try:
-        fd = open_noatime(name, READ_FLAGS | os.O_NONBLOCK, dir_fd=dir_fd)  # a fifo swapped in never blocks
+        fd = open_noatime(name, AHEAD_FLAGS, dir_fd=dir_fd)
     except OSError:
         return None
     try:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from inkind.engines.tree.bounds import Look, Settled
 from inkind.engines.tree.copier import Copier
 from inkind.engines.tree.entry import READ_FLAGS, Entry, Key, key_text, log
+from inkind.engines.tree.prefetch import AHEAD_FLAGS
 from inkind.errors import CorruptionError, SourceWarning
 from inkind.hashing import hash_fd
 from inkind.source import RunContext
@@ -26,8 +27,6 @@ from inkind.store.noatime import open_noatime
 from inkind.store.paths import DIR_FLAGS, list_dir, open_at
 from inkind.store.xattrs import XAttrs
 from inkind.ui import Progress
-
-AHEAD_FLAGS = READ_FLAGS | os.O_NONBLOCK
 
 # Brings back one entry the store lacks from the source (src, dst, name,
 # key); says whether it was added.
