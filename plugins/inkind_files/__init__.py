@@ -1,13 +1,12 @@
 """The built-in ``files`` source: a directory tree mirrored as a directory tree.
 
 Registered through the "inkind" entry-point group, exactly like a
-third-party plugin.
+third-party plugin; the source is imported only when a config uses it.
 """
 
 import inkind
-from inkind_files.source import FilesSource
 
 
 @inkind.hookimpl
-def inkind_source_types():
-    return [FilesSource]
+def inkind_source_types() -> dict[str, str]:
+    return {"files": "inkind_files.source:FilesSource"}

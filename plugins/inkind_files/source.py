@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import inkind
 from inkind import (
     ConfigError,
     Finding,
-    RemoteTreeMirror,
     RunContext,
     Source,
     TreeMirror,
@@ -78,20 +78,21 @@ class FilesSource(Source):
             exclude_caches=self.options.exclude_caches,
         )
 
-    def backup(self, run: RunContext) -> None:
+    def _mirror(self, run: RunContext) -> TreeMirror | inkind.RemoteTreeMirror:
+        """The tree engine for a local tree, or for one on another host
+        (``inkind.RemoteTreeMirror`` is imported only then)."""
         if self.remote is None:
-            TreeMirror(run, self.options.path, self._selection()).backup()
-            return
-        RemoteTreeMirror(run, self.remote, self.options.path, self._selection()).backup()
+            return TreeMirror(run, self.options.path, self._selection())
+        return inkind.RemoteTreeMirror(run, self.remote, self.options.path, self._selection())
+
+    def backup(self, run: RunContext) -> None:
+        self._mirror(run).backup()
 
     def verify(self, run: RunContext) -> list[Finding]:
         return verify_mirror(run)
 
     def scrub(self, run: RunContext) -> None:
-        if self.remote is None:
-            TreeMirror(run, self.options.path, self._selection()).scrub()
-            return
-        RemoteTreeMirror(run, self.remote, self.options.path, self._selection()).scrub()
+        self._mirror(run).scrub()
 
     def restore_commands(
         self, data_dir: Path, dest: str, path: str | None, state: dict[str, Any]

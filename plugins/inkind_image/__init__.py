@@ -2,13 +2,12 @@
 image, updated block by block.
 
 Registered through the "inkind" entry-point group, exactly like a
-third-party plugin.
+third-party plugin; the source is imported only when a config uses it.
 """
 
 import inkind
-from inkind_image.source import ImageSource
 
 
 @inkind.hookimpl
-def inkind_source_types():
-    return [ImageSource]
+def inkind_source_types() -> dict[str, str]:
+    return {"image": "inkind_image.source:ImageSource"}

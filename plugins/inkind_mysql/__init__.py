@@ -2,13 +2,12 @@
 MariaDB).
 
 Registered through the "inkind" entry-point group, exactly like a
-third-party plugin.
+third-party plugin; the source is imported only when a config uses it.
 """
 
 import inkind
-from inkind_mysql.source import MysqlSource
 
 
 @inkind.hookimpl
-def inkind_source_types():
-    return [MysqlSource]
+def inkind_source_types() -> dict[str, str]:
+    return {"mysql": "inkind_mysql.source:MysqlSource"}

@@ -2,13 +2,12 @@
 cluster's roles and tablespaces from ``pg_dumpall --globals-only``.
 
 Registered through the "inkind" entry-point group, exactly like a
-third-party plugin.
+third-party plugin; the source is imported only when a config uses it.
 """
 
 import inkind
-from inkind_postgres.source import PostgresSource
 
 
 @inkind.hookimpl
-def inkind_source_types():
-    return [PostgresSource]
+def inkind_source_types() -> dict[str, str]:
+    return {"postgres": "inkind_postgres.source:PostgresSource"}

@@ -6,12 +6,15 @@ same. How to pick one, and what each costs: docs/history.md.
 """
 
 import inkind
-from inkind_snapshots.btrfs import Btrfs
-from inkind_snapshots.copies import Hardlink, Reflink
-from inkind_snapshots.lvm import LvmThin
-from inkind_snapshots.zfs import Zfs
 
 
 @inkind.hookimpl
-def inkind_snapshot_providers() -> list[type]:
-    return [Btrfs, Reflink, Hardlink, LvmThin, Zfs]
+def inkind_snapshot_providers() -> dict[str, str]:
+    """Each imported only when a store names it, or "auto" asks it."""
+    return {
+        "btrfs": "inkind_snapshots.btrfs:Btrfs",
+        "reflink": "inkind_snapshots.copies:Reflink",
+        "hardlink": "inkind_snapshots.copies:Hardlink",
+        "lvm": "inkind_snapshots.lvm:LvmThin",
+        "zfs": "inkind_snapshots.zfs:Zfs",
+    }

@@ -2,13 +2,12 @@
 taken through SQLite's online backup API.
 
 Registered through the "inkind" entry-point group, exactly like a
-third-party plugin.
+third-party plugin; the source is imported only when a config uses it.
 """
 
 import inkind
-from inkind_sqlite.source import SqliteSource
 
 
 @inkind.hookimpl
-def inkind_source_types():
-    return [SqliteSource]
+def inkind_source_types() -> dict[str, str]:
+    return {"sqlite": "inkind_sqlite.source:SqliteSource"}

@@ -4,178 +4,94 @@ This package is the whole plugin API: a plugin imports ``inkind`` and
 nothing below it (``inkind.testing`` in its tests). Each block below names
 what one layer offers; docs/writing-a-source.md says which names are
 stable, and tests/meta fail when a plugin reaches past this list.
+
+A name is imported on first use (PEP 562), so that a plugin's ``import
+inkind`` costs nothing and a run imports only the engines its sources use:
+a files backup needs neither the block-copy nor the dump engine.
 """
+
+from importlib import import_module
 
 import pluggy
 
 hookimpl = pluggy.HookimplMarker("inkind")
 """Marker for hook implementations in plugins (``@inkind.hookimpl``)."""
 
-# --- core: sources, runs, errors, counts -----------------------------------
-from inkind.errors import ConfigError, CorruptionError, SourceError, SourceReadError, SourceWarning  # noqa: E402
-from inkind.findings import Finding  # noqa: E402
-from inkind.hashing import hash_fd  # noqa: E402
-from inkind.source import RunContext, Source  # noqa: E402
-from inkind.stats import Stats  # noqa: E402
-
-# isort: split
-from inkind.config import Config  # noqa: E402
-from inkind.runner import RunReport  # noqa: E402
-from inkind.storeroot import StoreLayout  # noqa: E402
-
-# --- store primitives ------------------------------------------------------
-# isort: split
-from inkind.store import (  # noqa: E402
-    UpdateFile,
-    UpdateImage,
-    XAttrs,
-    fd_path,
-    is_temp_name,
-    open_beneath,
-    set_mode,
-    set_mtime,
-    set_owner,
-    update_file,
-    update_image,
-)
-from inkind.store.entries import record_entries  # noqa: E402
-from inkind.store.paths import list_dir, lstat_at, open_at  # noqa: E402
-from inkind.store.reflink import reflinks_work  # noqa: E402
-from inkind.store.tree import (  # noqa: E402
-    discard,
-    exchange,
-    link,
-    make_dir,
-    make_dirs,
-    make_node,
-    make_symlink,
-    remove_dir,
-    rename,
-)
-from inkind.verify import check_file, existing  # noqa: E402
-
-# --- block-copy engine -----------------------------------------------------
-# isort: split
-from inkind import lvm  # noqa: E402  (every LVM command goes through it; tests fake its executables)
-from inkind.engines.blockcopy.copy import CopyResult  # noqa: E402
-from inkind.engines.blockcopy.engine import BlockCopy  # noqa: E402
-from inkind.engines.blockcopy.ranges import merge_spans  # noqa: E402
-from inkind.engines.image.blockdev import OpenSource, in_use, open_source, udev_ids  # noqa: E402
-from inkind.engines.image.rawimage import DEFAULT_BLOCK, RawImageSource, check_block_size  # noqa: E402
-from inkind.engines.image.remote import differing_on_host, pull_copy, pull_image  # noqa: E402
-from inkind.remote.channel import Channel, open_channel  # noqa: E402
-from inkind.remote.sqlitecopy import copy_database as copy_sqlite_database  # noqa: E402
-
-# --- tree engine -----------------------------------------------------------
-# isort: split
-from inkind.engines.tree.mirror import RemoteTreeMirror, TreeMirror, verify_mirror  # noqa: E402
-from inkind.engines.tree.restore import rsync_restore_command  # noqa: E402
-from inkind.engines.tree.selection import TreeSelection  # noqa: E402
-
-# --- dump engine -----------------------------------------------------------
-# isort: split
-from inkind.engines.dumps.entries import database_of, entry_name, select_databases, stored_entries  # noqa: E402
-from inkind.engines.dumps.source import Dump, DumpSource  # noqa: E402
-from inkind.engines.dumps.stream import stream_to_file  # noqa: E402
-from inkind.engines.dumps.tools import DumpTools, find_tool, run_tool, tool_directory  # noqa: E402
-from inkind.engines.dumps.trees import store_tree  # noqa: E402
-
-# --- history: snapshot providers -------------------------------------------
-# isort: split
-from inkind.history.ids import half_made_name, is_half_made, is_id  # noqa: E402
-from inkind.history.provider import Snapshot, SnapshotError, SnapshotProvider, run_storage_tool  # noqa: E402
-from inkind.storefs import Filesystem  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = [  # noqa: RUF022 (grouped by layer, as the imports above)
-    # core
-    "ConfigError",
-    "CorruptionError",
-    "RunContext",
-    "Source",
-    "SourceError",
-    "SourceReadError",
-    "SourceWarning",
-    "Stats",
-    "hookimpl",
-    "Config",
-    "RunReport",
-    "StoreLayout",
-    "hash_fd",
-    "Finding",
-    # store primitives
-    "UpdateFile",
-    "UpdateImage",
-    "XAttrs",
-    "set_mode",
-    "set_mtime",
-    "set_owner",
-    "update_file",
-    "update_image",
-    "record_entries",
-    "make_dir",
-    "make_dirs",
-    "make_node",
-    "make_symlink",
-    "link",
-    "rename",
-    "exchange",
-    "discard",
-    "remove_dir",
-    "open_at",
-    "open_beneath",
-    "lstat_at",
-    "list_dir",
-    "fd_path",
-    "is_temp_name",
-    "check_file",
-    "existing",
-    "reflinks_work",
-    # block-copy engine
-    "BlockCopy",
-    "CopyResult",
-    "DEFAULT_BLOCK",
-    "OpenSource",
-    "RawImageSource",
-    "check_block_size",
-    "differing_on_host",
-    "in_use",
-    "lvm",
-    "merge_spans",
-    "open_channel",
-    "Channel",
-    "copy_sqlite_database",
-    "open_source",
-    "pull_copy",
-    "pull_image",
-    "udev_ids",
-    # tree engine
-    "RemoteTreeMirror",
-    "TreeMirror",
-    "TreeSelection",
-    "rsync_restore_command",
-    "verify_mirror",
-    # dump engine
-    "Dump",
-    "DumpSource",
-    "DumpTools",
-    "database_of",
-    "entry_name",
-    "find_tool",
-    "run_tool",
-    "select_databases",
-    "store_tree",
-    "stored_entries",
-    "stream_to_file",
-    "tool_directory",
-    # history
-    "Filesystem",
-    "Snapshot",
-    "SnapshotError",
-    "SnapshotProvider",
-    "half_made_name",
-    "is_half_made",
-    "is_id",
-    "run_storage_tool",
-]
+_EXPORTS: dict[str, tuple[str, ...]] = {  # module -> the names it gives the API
+    # --- core: sources, runs, errors, counts ---
+    "inkind.errors": ("ConfigError", "CorruptionError", "SourceError", "SourceReadError", "SourceWarning"),
+    "inkind.findings": ("Finding",),
+    "inkind.hashing": ("hash_fd",),
+    "inkind.source": ("RunContext", "Source"),
+    "inkind.stats": ("Stats",),
+    "inkind.config": ("Config",),
+    "inkind.runner": ("RunReport",),
+    "inkind.storeroot": ("StoreLayout",),
+    # --- store primitives ---
+    "inkind.store.files": ("UpdateFile", "is_temp_name", "update_file"),
+    "inkind.store.image": ("UpdateImage", "update_image"),
+    "inkind.store.meta": ("set_mode", "set_mtime", "set_owner"),
+    "inkind.store.xattrs": ("XAttrs",),
+    "inkind.store.entries": ("record_entries",),
+    "inkind.store.paths": ("fd_path", "list_dir", "lstat_at", "open_at", "open_beneath"),
+    "inkind.store.reflink": ("reflinks_work",),
+    "inkind.store.tree": (
+        "discard",
+        "exchange",
+        "link",
+        "make_dir",
+        "make_dirs",
+        "make_node",
+        "make_symlink",
+        "remove_dir",
+        "rename",
+    ),
+    "inkind.verify": ("check_file", "existing"),
+    # --- block-copy engine ---
+    "inkind.lvm": ("lvm",),  # the module: every LVM command goes through it; tests fake its executables
+    "inkind.engines.blockcopy.copy": ("CopyResult",),
+    "inkind.engines.blockcopy.engine": ("BlockCopy",),
+    "inkind.engines.blockcopy.ranges": ("merge_spans",),
+    "inkind.engines.image.blockdev": ("OpenSource", "in_use", "open_source", "udev_ids"),
+    "inkind.engines.image.rawimage": ("DEFAULT_BLOCK", "RawImageSource", "check_block_size"),
+    "inkind.engines.image.remote": ("differing_on_host", "pull_copy", "pull_image"),
+    "inkind.remote.channel": ("Channel", "open_channel"),
+    "inkind.remote.sqlitecopy": ("copy_sqlite_database",),
+    # --- tree engine ---
+    "inkind.engines.tree.mirror": ("TreeMirror", "verify_mirror"),
+    "inkind.engines.tree.remote_mirror": ("RemoteTreeMirror",),
+    "inkind.engines.tree.restore": ("rsync_restore_command",),
+    "inkind.engines.tree.selection": ("TreeSelection",),
+    # --- dump engine ---
+    "inkind.engines.dumps.entries": ("database_of", "entry_name", "select_databases", "stored_entries"),
+    "inkind.engines.dumps.source": ("Dump", "DumpSource"),
+    "inkind.engines.dumps.stream": ("stream_to_file",),
+    "inkind.engines.dumps.tools": ("DumpTools", "find_tool", "run_tool", "tool_directory"),
+    "inkind.engines.dumps.trees": ("store_tree",),
+    # --- history: snapshot providers ---
+    "inkind.history.ids": ("half_made_name", "is_half_made", "is_id"),
+    "inkind.history.provider": ("Snapshot", "SnapshotError", "SnapshotProvider", "run_storage_tool"),
+    "inkind.storefs": ("Filesystem",),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = ["hookimpl", *_HOME]  # each name is written once, in _EXPORTS
+
+
+def __getattr__(name: str) -> object:
+    """Import the module that holds ``name`` and keep the value here, so the
+    next use is an ordinary attribute."""
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inkind' has no attribute {name!r}")
+    value = import_module(module)
+    if not module.endswith(f".{name}"):  # a name in the module, not the module itself
+        value = getattr(value, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -27,12 +27,18 @@ hookspec = pluggy.HookspecMarker("inkind")
 
 
 @hookspec
-def inkind_source_types() -> list[type]:
-    """Return the :class:`inkind.Source` subclasses this plugin provides.
+def inkind_source_types() -> dict[str, str | type] | list[type]:
+    """Return the :class:`inkind.Source` subclasses this plugin provides:
+    ``{TYPE: "module:Class"}``, or the classes themselves.
 
     Each class names its config ``type`` in ``type_name`` and its options
-    in the ``Options`` dataclass. Two plugins providing the same type name is
-    an error that names both.
+    in the ``Options`` dataclass. A class named by its path is imported the
+    first time a config names its type (``inkind plugins`` imports them
+    all): a plugin whose package imports no source costs a run nothing. A
+    path that fails to import, or a class that is not a Source or has
+    another ``type_name``, is one line naming the plugin, as a plugin that
+    fails to load. Two plugins providing the same type name is an error
+    that names both.
     """
 
 
@@ -81,10 +87,12 @@ def inkind_write_paths(config: Config) -> list[Path]:
 
 
 @hookspec
-def inkind_snapshot_providers() -> list[type]:
+def inkind_snapshot_providers() -> dict[str, str | type] | list[type]:
     """Return the :class:`inkind.SnapshotProvider` subclasses this
     plugin provides, each named by ``name`` (the value of ``[store]
-    snapshots``: btrfs, reflink, hardlink, ...).
+    snapshots``: btrfs, reflink, hardlink, ...): ``{NAME: "module:Class"}``,
+    imported when a store names it or "auto" asks it, or the classes
+    themselves, as for :func:`inkind_source_types`.
 
     A provider takes a read-only snapshot of the whole store after each
     backup, lists and deletes them; "auto" asks each one's ``detect()``.

@@ -11,9 +11,8 @@ hook raises is reported in one line naming it; the rest go on.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
@@ -25,6 +24,7 @@ from inkind import hookspecs
 from inkind.config import Config, ConfigError, build
 from inkind.history.provider import SnapshotProvider
 from inkind.hookguard import HookGuard
+from inkind.provided import Named, Provided
 from inkind.source import Source
 
 log = logging.getLogger("inkind")
@@ -55,47 +55,11 @@ class PluginInfo:
         return "built-in" if dist.name == "inkind" else f"{dist.name} {dist.version}"
 
 
-@dataclass(frozen=True)
-class Provided:
-    """A hook through which plugins provide named classes (source types,
-    snapshot providers, config tables)."""
-
-    hook: str
-    what: str  # in messages: "source type"
-    listed: str  # the PluginInfo field that lists the names a plugin provides
-    pairs: Callable[[Any], list[tuple[str, type]]]  # (name, class) from one return; TypeError if wrong
-
-
-def _subclasses(base: type, name_of: Callable[[Any], str]) -> Callable[[Any], list[tuple[str, type]]]:
-    def pairs(provided: Any) -> list[tuple[str, type]]:
-        classes = list(provided)
-        for cls in classes:
-            if not (isinstance(cls, type) and issubclass(cls, base)):
-                raise TypeError(f"{cls!r} is not a subclass of {base.__module__}.{base.__name__}")
-        return [(name_of(cls), cls) for cls in classes]
-
-    return pairs
-
-
-def _tables(provided: Any) -> list[tuple[str, type]]:
-    if not isinstance(provided, dict):
-        raise TypeError(f"expected a dict of table name to options dataclass, got {provided!r}")
-    for name, cls in provided.items():
-        if not (isinstance(name, str) and isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-            raise TypeError(f"{name!r}: {cls!r} is not an options dataclass")
-    return list(provided.items())
-
-
-SOURCE_TYPES = Provided(
-    "inkind_source_types", "source type", "source_types", _subclasses(Source, lambda c: c.type_name)
-)
+SOURCE_TYPES = Provided("inkind_source_types", "source type", "source_types", Source, "type_name")
 PROVIDERS = Provided(
-    "inkind_snapshot_providers",
-    "snapshot provider",
-    "snapshot_providers",
-    _subclasses(SnapshotProvider, lambda c: c.name),
+    "inkind_snapshot_providers", "snapshot provider", "snapshot_providers", SnapshotProvider, "name"
 )
-CONFIG_TABLES = Provided("inkind_config_tables", "config table", "config_tables", _tables)
+CONFIG_TABLES = Provided("inkind_config_tables", "config table", "config_tables", None)
 
 
 @dataclass
@@ -103,9 +67,9 @@ class Plugins:
     manager: pluggy.PluginManager
     info: dict[str, PluginInfo]
     guard: HookGuard
-    types: dict[str, type[Source]] = field(default_factory=dict)
-    providers: dict[str, type[SnapshotProvider]] = field(default_factory=dict)
-    tables: dict[str, type] = field(default_factory=dict)  # [plugins.NAME] -> its options dataclass
+    types: Mapping[str, type[Source]] = field(default_factory=dict)
+    providers: Mapping[str, type[SnapshotProvider]] = field(default_factory=dict)
+    tables: Mapping[str, type] = field(default_factory=dict)  # [plugins.NAME] -> its options dataclass
 
     @property
     def failed(self) -> list[PluginInfo]:
@@ -117,14 +81,14 @@ class Plugins:
         that raises is one line naming its plugin, and the others run."""
         return self.guard.call(getattr(self.manager.hook, hook), kwargs)
 
-    def collect(self, kind: Provided) -> dict[str, type]:
-        """Gather the classes ``kind.hook`` returns, by name; a plugin whose
-        hook raises, returns something else or repeats a name is reported in
-        one line and skipped."""
+    def collect(self, kind: Provided) -> Named[Any]:
+        """Gather the classes (or their paths) ``kind.hook`` returns, by
+        name; a plugin whose hook raises, returns something else or repeats
+        a name is reported in one line and skipped."""
         with self.guard.recording() as returned:
             results = self.call(kind.hook)
         owners = {id(value): name for name, value in returned}
-        found: dict[str, type] = {}
+        found: Named[Any] = Named(kind, self.guard.fail)
         for value in results:
             owner = owners.get(id(value))  # None: a hook wrapper's own value
             entry = self.info[owner] if owner is not None else None
@@ -133,16 +97,23 @@ class Plugins:
             except (TypeError, AttributeError) as e:  # not classes, or one without its name
                 self.guard.fail(entry, f"{kind.hook} failed: {type(e).__name__}: {e}")
                 continue
-            for name, cls in pairs:
+            for name, given in pairs:
                 if name in found:
                     self.guard.fail(
-                        entry, f"{kind.what} '{name}' is already provided by {found[name].__module__}"
+                        entry, f"{kind.what} '{name}' is already provided by {found.provider(name)}"
                     )
                     continue
-                found[name] = cls
+                found.add(name, given, entry)
                 if entry is not None:
                     getattr(entry, kind.listed).append(name)
         return found
+
+    def import_all(self) -> None:
+        """Import every source type and provider given by its path, so that
+        each one that cannot be used is reported (``inkind plugins``)."""
+        for named in (self.types, self.providers):
+            for name in list(named):
+                named.get(name)
 
     def configure(self, config: Config) -> None:
         """Check each ``[plugins.NAME]`` table of ``config`` against the

@@ -142,6 +142,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "inkind.cli",
         "inkind.runner",
         "inkind.plugins",
+        "inkind.provided",
         "inkind.hookspecs",
         "inkind.hookguard",
         "inkind.testing",

@@ -1,9 +1,9 @@
 """inkind-git: git repositories kept as git bundles."""
 
 import inkind
-from inkind_git.source import GitSource
 
 
 @inkind.hookimpl
-def inkind_source_types():
-    return [GitSource]
+def inkind_source_types() -> dict[str, str]:
+    # By its path: the source is imported only when a config has a git source.
+    return {"git": "inkind_git.source:GitSource"}

@@ -14,6 +14,7 @@ def command(env, as_json):
     """List plugins, where each came from and the source types, snapshot
     providers and config tables it provides."""
     plugins = env.plugins
+    plugins.import_all()
     rows = [
         {
             "name": p.name,

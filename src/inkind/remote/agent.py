@@ -23,7 +23,7 @@ import threading
 
 from inkind.remote.blockops import op_blocks, op_hashes, op_read, open_source
 from inkind.remote.policy import allowed_command, allowed_directory, temp_root
-from inkind.remote.sqlitecopy import copy_database
+from inkind.remote.sqlitecopy import copy_sqlite_database
 from inkind.remote.walk import op_scan, op_scan_more
 from inkind.remote.wire import (
     CHUNK,
@@ -136,7 +136,7 @@ def op_sqlite_backup(w: Writer, req: dict, session: Session) -> None:
     os.close(fd)
     session.temps.add(tmp)
     try:
-        copy_database(to_text(path), tmp, float(req.get("busy_timeout", 60.0)))
+        copy_sqlite_database(to_text(path), tmp, float(req.get("busy_timeout", 60.0)))
     except sqlite3.Error as e:
         op_remove(None, {"path": tmp}, session)
         raise OSError(0, f"sqlite: {e}") from None

@@ -31,7 +31,7 @@ from urllib.parse import quote
 ATTEMPTS = 3  # a database opened and closed again during each copy: give up
 
 
-def copy_database(path: str, dest: str, timeout: float) -> None:
+def copy_sqlite_database(path: str, dest: str, timeout: float) -> None:
     """Copy the database ``path`` into ``dest`` (a new file, overwritten).
 
     Raises OSError(EBUSY) if a writer holds its lock for more than

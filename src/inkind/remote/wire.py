@@ -13,7 +13,6 @@ data, hashes) and end with one JSON message holding ``end`` or ``error``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -156,6 +155,8 @@ class Writer:
 def block_digest(name: str):
     """The function making a block's DIGEST-byte digest with the hash
     ``name`` (one of BLOCK_HASHES): SHA-256 or BLAKE2b, cut to 16 bytes."""
+    import hashlib  # here: a local walk imports this module (via walk.cache_tagged); OpenSSL took 4 ms
+
     if name == "sha256-128":
         return lambda data: hashlib.sha256(data).digest()[:DIGEST]
     if name == "blake2b-128":

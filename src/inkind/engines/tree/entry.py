@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inkind.errors import SourceWarning
-from inkind.remote.listing import RemoteStat
 from inkind.source import RunContext
+
+if TYPE_CHECKING:  # a local walk's entries never hold one: no import at run time
+    from inkind.remote.listing import RemoteStat
 
 Key = tuple[bytes, ...]
 REMOTE = -1  # an Entry's src when it comes from a remote listing (no fd)
