@@ -45,8 +45,8 @@ def _last_walk(setup, inkind_config, inkind_run) -> tuple[Path, int]:
     return cfg, r.stats.objects_seen
 
 
-def test_the_warmer_visits_what_the_store_holds_in_both_trees(setup, inkind_config, inkind_run, monkeypatch):
-    _backed_up(setup, inkind_config, inkind_run)
+def _warmed(setup, monkeypatch, threads: int) -> list[tuple[str, bytes]]:
+    """What warmwalk.main on ``threads`` threads lstats: (side, name)."""
     seen: list[tuple[str, bytes]] = []
     real = os.stat
     sides = {}
@@ -59,19 +59,55 @@ def test_the_warmer_visits_what_the_store_holds_in_both_trees(setup, inkind_conf
 
     src, dst = os.open(setup.src, DIR), os.open(setup.data, DIR)
     try:
-        for sub in (".", "a", "a/b"):
-            for side, root in (("src", setup.src), ("store", setup.data)):
-                st = os.stat(root / sub)
+        for side, root in (("src", setup.src), ("store", setup.data)):
+            for d, _, _ in os.walk(root):
+                st = os.stat(d)
                 sides[(st.st_dev, st.st_ino)] = side
         monkeypatch.setattr(warmwalk.os, "stat", stat)
-        warmwalk.main(src, dst)
+        warmwalk.main(src, dst, threads)
     finally:
         os.close(src)
         os.close(dst)
-    # In walk order, each stored name in the store then in the source; the
-    # excluded directory is not in the store, the link is not entered.
-    order = [b"a", b"b", b"file", b"other", b"link-to-a"]
-    assert seen == [(side, name) for name in order for side in ("store", "src")]
+    monkeypatch.setattr(warmwalk.os, "stat", real)
+    return seen
+
+
+# Each stored name, in the store then in the source: a directory's names,
+# then its subdirectories in walk order. The excluded directory is not in
+# the store, the link is not entered.
+ORDER = [b"a", b"link-to-a", b"b", b"other", b"file"]
+
+
+def test_the_warmer_visits_what_the_store_holds_in_both_trees(setup, inkind_config, inkind_run, monkeypatch):
+    _backed_up(setup, inkind_config, inkind_run)
+    assert _warmed(setup, monkeypatch, 1) == [(side, name) for name in ORDER for side in ("store", "src")]
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_threads_share_the_tree_and_close_what_they_open(setup, inkind_config, inkind_run, monkeypatch):
+    _backed_up(setup, inkind_config, inkind_run)
+    write(setup.src / "a" / "c" / "d" / "deep", "d")
+    write(setup.data / "a" / "c" / "d" / "deep", "d")
+    before = _open_fds()
+    monkeypatch.setattr(warmwalk, "FRONTIER", 1)  # one waits; a thread goes down into the rest itself
+    seen = _warmed(setup, monkeypatch, 3)
+    expected = [*ORDER, b"c", b"d", b"deep"]
+    assert sorted(seen) == sorted((side, name) for name in expected for side in ("store", "src"))
+    assert _open_fds() == before
+
+
+def test_warm_caches_end_every_thread_and_close_what_waits(setup, inkind_config, inkind_run, monkeypatch):
+    _backed_up(setup, inkind_config, inkind_run)
+    monkeypatch.setattr(warmwalk, "BATCH", 1)
+    monkeypatch.setattr(warmwalk, "WARM_RUNS", 1)
+    monkeypatch.setattr(warmwalk, "EACH", 60.0)  # every entry counts as read from memory
+    before = _open_fds()
+    seen = _warmed(setup, monkeypatch, 2)
+    assert len(seen) <= 2 * 2  # the first entry stops the walk (each thread may have lstatted one)
+    assert _open_fds() == before
 
 
 def test_the_warmer_writes_nothing_not_even_an_atime(setup, inkind_config, inkind_run):
