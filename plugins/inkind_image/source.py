@@ -6,6 +6,7 @@ import logging
 import os
 from typing import Any
 
+import inkind
 from inkind import (
     BlockCopy,
     ConfigError,
@@ -14,9 +15,7 @@ from inkind import (
     RunContext,
     SourceError,
     in_use,
-    open_channel,
     open_source,
-    pull_image,
     udev_ids,
 )
 from inkind_image.options import ImageOptions
@@ -71,8 +70,9 @@ class ImageSource(RawImageSource):
         engine = self.engine(run, self.options.image_file, f"source {where}")
         engine.sweep_manifest_temps()
         run.stats.objects_seen += 1
-        with open_channel(self.remote, run.stats) as channel, run.progress("read") as progress:
-            result = pull_image(channel, os.fsencode(self.options.path), engine, run, progress)
+        # (inkind.NAME: the remote machinery is imported only for a remote image)
+        with inkind.open_channel(self.remote, run.stats) as channel, run.progress("read") as progress:
+            result = inkind.pull_image(channel, os.fsencode(self.options.path), engine, run, progress)
         self.account(run, result, f"source {where}")
         run.state.plugin.update(
             image=self.options.image_file, size=result.size, block_size=self.options.block_size

@@ -50,7 +50,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {  # module -> the names it gives the API
     ),
     "inkind.verify": ("check_file", "existing"),
     # --- block-copy engine ---
-    "inkind.lvm": ("lvm",),  # the module: every LVM command goes through it; tests fake its executables
     "inkind.engines.blockcopy.copy": ("CopyResult",),
     "inkind.engines.blockcopy.engine": ("BlockCopy",),
     "inkind.engines.blockcopy.ranges": ("merge_spans",),
@@ -75,20 +74,21 @@ _EXPORTS: dict[str, tuple[str, ...]] = {  # module -> the names it gives the API
     "inkind.history.provider": ("Snapshot", "SnapshotError", "SnapshotProvider", "run_storage_tool"),
     "inkind.storefs": ("Filesystem",),
 }
+_SUBMODULES = ("lvm",)  # inkind.lvm: every LVM command goes through it; tests fake its executables
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = ["hookimpl", *_HOME]  # each name is written once, in _EXPORTS
+__all__ = ["hookimpl", *_HOME, *_SUBMODULES]  # each name is written once, above
 
 
 def __getattr__(name: str) -> object:
     """Import the module that holds ``name`` and keep the value here, so the
     next use is an ordinary attribute."""
-    module = _HOME.get(name)
-    if module is None:
+    if name in _SUBMODULES:
+        value = import_module(f"inkind.{name}")
+    elif name in _HOME:
+        value = getattr(import_module(_HOME[name]), name)
+    else:
         raise AttributeError(f"module 'inkind' has no attribute {name!r}")
-    value = import_module(module)
-    if not module.endswith(f".{name}"):  # a name in the module, not the module itself
-        value = getattr(value, name)
     globals()[name] = value
     return value
 

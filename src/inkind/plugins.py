@@ -62,7 +62,7 @@ PROVIDERS = Provided(
 CONFIG_TABLES = Provided("inkind_config_tables", "config table", "config_tables", None)
 
 
-@dataclass
+@dataclass(eq=False)  # (comparing the mappings would import every class named by its path)
 class Plugins:
     manager: pluggy.PluginManager
     info: dict[str, PluginInfo]

@@ -36,7 +36,7 @@ class Provided:
         it is neither."""
         if self.base is None:
             return _tables(provided)
-        if isinstance(provided, dict):
+        if isinstance(provided, Mapping):
             for name, value in provided.items():
                 if not (isinstance(name, str) and isinstance(value, str | type)):
                     raise TypeError(f"{name!r}: {value!r} is neither a class nor a 'module:Class' path")
@@ -93,9 +93,11 @@ class Named(Mapping[str, T], Generic[T]):
         self._given[name] = (value, owner)
 
     def provider(self, name: str) -> str:
-        """Where ``name`` comes from, for a message: the class's module or the path."""
-        value = self._given[name][0]
-        return value if isinstance(value, str) else value.__module__
+        """Who provides ``name``, for a message: the plugin, and the class's
+        module or the path."""
+        value, owner = self._given[name]
+        where = value if isinstance(value, str) else value.__module__
+        return f"plugin {owner.name} ({where})" if owner is not None else where
 
     def __getitem__(self, name: str) -> T:
         value, owner = self._given[name]
@@ -105,6 +107,8 @@ class Named(Mapping[str, T], Generic[T]):
                 self.kind.check(name, cls)
             except Exception as e:  # a plugin's import may raise anything
                 del self._given[name]
+                if owner is not None:  # `inkind plugins` lists only what can be used
+                    getattr(owner, self.kind.listed).remove(name)
                 self._fail(owner, f"{self.kind.what} '{name}': cannot use {value}: {type(e).__name__}: {e}")
                 raise KeyError(name) from None
             self._given[name] = value, owner = (cls, owner)

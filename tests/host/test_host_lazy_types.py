@@ -8,7 +8,10 @@ import textwrap
 import pytest
 from test_host_hooks import plugin  # the helper making a plugin module from source
 
-from inkind.plugins import load_plugins
+from inkind.config import StoreConfig
+from inkind.history.folders import provider_for
+from inkind.plugins import PROVIDERS, load_plugins
+from inkind.provided import Named
 
 TAPES = """
 import inkind
@@ -104,7 +107,22 @@ def test_import_all_reports_each_path_that_cannot_be_used(tapes):
         f"snapshot provider 'shelf': cannot use {tapes}:Gone: AttributeError: module '{tapes}' has no attribute 'Gone'"
     )
     assert list(plugins.types).count("tape") == 1 and "shelf" not in plugins.providers
+    assert plugins.info["lazy"].source_types == ["tape"]
+    assert plugins.info["lazy"].snapshot_providers == []  # `inkind plugins` lists what can be used
     assert "btrfs" in plugins.providers  # the built-in providers' paths all import
+
+
+def test_auto_passes_over_a_provider_that_cannot_be_used(tmp_path):
+    failed = []
+    providers = Named(PROVIDERS, lambda owner, line: failed.append(line))
+    providers.add("btrfs", "no_such_module_at_all:Btrfs", None)
+    providers.add("hardlink", "inkind_snapshots.copies:Hardlink", None)
+    chosen = provider_for(StoreConfig(tmp_path), providers)
+    assert chosen.name == "hardlink"  # its detect() holds anywhere
+    assert failed == [
+        "snapshot provider 'btrfs': cannot use no_such_module_at_all:Btrfs:"
+        " ModuleNotFoundError: No module named 'no_such_module_at_all'"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -133,6 +151,6 @@ def test_a_dict_that_is_neither_form_fails_the_hook(returned, needle):
 def test_a_name_given_twice_names_where_the_first_came_from(tapes):
     plugins = load_plugins([providing(f"{{'files': '{tapes}:Tape'}}")])
     assert plugins.info["lazy"].error == (
-        "source type 'files' is already provided by inkind_files.source:FilesSource"
+        "source type 'files' is already provided by plugin files (inkind_files.source:FilesSource)"
     )
     assert plugins.types["files"].__module__ == "inkind_files.source"

@@ -97,7 +97,9 @@ def test_a_table_declared_twice_names_both():
     twin = ModuleType("twin")
     exec(textwrap.dedent(NOTIFY), twin.__dict__)
     plugins = load_plugins([notify(), twin])
-    assert plugins.info["twin"].error == "config table 'notify' is already provided by notify_plugin"
+    assert plugins.info["twin"].error == (
+        "config table 'notify' is already provided by plugin notify_plugin (notify_plugin)"
+    )
 
 
 def test_a_table_that_is_not_a_dataclass_is_the_plugins_error():

@@ -93,6 +93,11 @@ def test_third_party_plugin_is_listed_and_runs(tmp_path, third_party, inkind_sto
             "import inkind\n@inkind.hookimpl\ndef inkind_source_types():\n    raise RuntimeError('oops')\n",
             "plugin inkind_broken: inkind_source_types failed: RuntimeError: oops",
         ),
+        (
+            "import inkind\n@inkind.hookimpl\ndef inkind_source_types():\n    return {'broken': 'inkind_broken_src:Broken'}\n",
+            "plugin inkind_broken: source type 'broken': cannot use inkind_broken_src:Broken:"
+            " ModuleNotFoundError: No module named 'inkind_broken_src'",
+        ),
     ],
 )
 def test_a_broken_plugin_is_one_line_and_others_still_run(tmp_path, inkind_store, code, needle):
@@ -139,7 +144,10 @@ def test_two_plugins_with_one_type_name_both_named(tmp_path):
     make_dist(site, "copycat", "inkind_copycat", code)
     r = cli({**os.environ, "PYTHONPATH": str(site)}, "plugins")
     assert r.returncode == 2
-    assert "plugin inkind_copycat: source type 'files' is already provided by inkind_files.source" in r.stderr
+    assert (
+        "plugin inkind_copycat: source type 'files' is already provided by plugin files (inkind_files.source:FilesSource)"
+        in r.stderr
+    )
 
 
 def test_an_installed_plugin_with_a_misspelt_hook_is_not_loaded(tmp_path):

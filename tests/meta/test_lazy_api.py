@@ -22,18 +22,15 @@ RECORDING = textwrap.dedent(
     """
 )
 
-# What a local files backup has no use for: the other sources and engines,
-# the remote side, LVM, and OpenSSL (only the remote block digests use it).
-NOT_FOR_FILES = (
-    "inkind.engines.blockcopy",
-    "inkind.engines.dumps",
-    "inkind.engines.image",
+# What a local backup has no use for: the other sources and engines, the
+# remote side, LVM, and OpenSSL (only the remote block digests use it).
+NOT_LOCAL = (
     "inkind.engines.tree.pull",
     "inkind.engines.tree.remote_mirror",
+    "inkind.engines.image.remote",
     "inkind.lvm",
     "inkind.remote.agent",
     "inkind.remote.channel",
-    "inkind_image.",
     "inkind_lvm.",
     "inkind_mysql.",
     "inkind_postgres.",
@@ -43,6 +40,16 @@ NOT_FOR_FILES = (
     "hashlib",
     "sqlite3",
 )
+NOT_FOR = {
+    "files": (
+        *NOT_LOCAL,
+        "inkind.engines.blockcopy",
+        "inkind.engines.dumps",
+        "inkind.engines.image",
+        "inkind_image.",
+    ),
+    "image": (*NOT_LOCAL, "inkind.engines.tree", "inkind.engines.dumps", "inkind_files."),
+}
 
 
 def imported_by(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
@@ -56,8 +63,8 @@ def imported_by(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, list
     return r, json.loads(out.read_text())
 
 
-def unused(modules: list[str]) -> list[str]:
-    return [m for m in modules if m.startswith(NOT_FOR_FILES)]
+def unused(modules: list[str], kind: str = "files") -> list[str]:
+    return [m for m in modules if m.startswith(NOT_FOR[kind])]
 
 
 def test_import_inkind_imports_no_module_of_it():
@@ -88,15 +95,19 @@ def test_the_unused_list_would_see_an_engine():
     ]
 
 
-def test_a_files_backup_imports_only_what_it_uses(tmp_path, inkind_store):
+@pytest.mark.parametrize("kind", sorted(NOT_FOR))
+def test_a_backup_imports_only_what_its_source_uses(tmp_path, inkind_store, kind):
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
     (src / "d" / "f").write_text("x")
+    (tmp_path / "disk.img").write_bytes(b"\1" * 65536)
+    options = {"path": src} if kind == "files" else {"path": tmp_path / "disk.img", "name": "disk"}
     cfg = tmp_path / "c.toml"
-    cfg.write_text(render_config(inkind_store, {"t": {"type": "files", "path": src}}))
+    cfg.write_text(render_config(inkind_store, {"t": {"type": kind, **options}}))
     for command in ("backup", "verify"):
         r, modules = imported_by(tmp_path, "-c", str(cfg), command)
         assert r.returncode == 0, r.stderr
-        assert unused(modules) == [], command
-        assert "inkind_files.source" in modules
-    assert (inkind_store / "t" / "d" / "f").read_text() == "x"
+        assert unused(modules, kind) == [], command
+        assert f"inkind_{kind}.source" in modules
+    stored = inkind_store / "t" / ("d/f" if kind == "files" else "disk.img")
+    assert stored.stat().st_size == (1 if kind == "files" else 65536)

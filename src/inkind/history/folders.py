@@ -77,7 +77,8 @@ def provider_for(store: StoreConfig, providers: dict[str, type[SnapshotProvider]
     hardlink whose detect() holds for the store."""
     name = store.snapshots
     if name == "auto":
-        name = next((n for n in AUTO_ORDER if n in providers and providers[n].detect(store.path)), "none")
+        found = (providers.get(n) for n in AUTO_ORDER)  # one that fails to import is reported, and missing
+        name = next((c.name for c in found if c is not None and c.detect(store.path)), "none")
     cls = NoSnapshots if name == "none" else providers.get(name)
     if cls is None:
         known = ", ".join(["auto", "none", *sorted(providers)])

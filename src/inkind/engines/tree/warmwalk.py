@@ -17,8 +17,8 @@ It warms THREADS directories at once: a disk serves several reads at a
 time, and an lstat lets go of the interpreter lock while it waits. A
 directory found is left to a free thread while fewer than FRONTIER wait,
 so at most that many are held open; beyond, the thread that found it goes
-down into it itself. Cold no-change runs of a copy of /usr/share: 1.57 s
-to 1.46 s with two threads (docs/benchmarks.md, "Session 41"); four took
+down into it itself. Cold no-change runs of a copy of /usr/share: 1.54 s
+to 1.39 s with two threads (docs/benchmarks.md, "Session 41"); four took
 more of the two cores than they gave back.
 
 It stops once the caches are found warm: WARM_RUNS batches in a row of
@@ -179,7 +179,7 @@ def main(src_fd: int, dst_fd: int, threads: int = THREADS) -> None:
         return
     frontier = Frontier(Clock())
     frontier.offer((), src, dst)
-    workers = [threading.Thread(target=frontier.serve) for _ in range(threads)]
+    workers = [threading.Thread(target=frontier.serve, daemon=True) for _ in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
