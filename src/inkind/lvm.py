@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inkind.errors import SourceError
-from inkind.remote.connection import RemoteError, RemoteOSError
+from inkind.remote.errors import RemoteError, RemoteOSError
 
 if TYPE_CHECKING:
     from inkind.remote.channel import Channel

@@ -73,6 +73,13 @@ def test_import_inkind_imports_no_module_of_it():
     assert r.stdout.strip() == "[]"
 
 
+def test_the_lvm_commands_load_no_remote_machinery():
+    """A local LVM run goes through inkind.lvm, which only catches the remote side's errors."""
+    code = "import sys, inkind.lvm; print(sorted(m for m in sys.modules if m.startswith('inkind.remote.')))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "['inkind.remote.errors', 'inkind.remote.wire']"
+
+
 def test_every_public_name_resolves_and_stays():
     for name in inkind.__all__:
         value = getattr(inkind, name)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from inkind.remote import transfers as t
 from inkind.remote.bootstrap import BOOT
-from inkind.remote.connection import Connection, RemoteError, RemoteOSError
+from inkind.remote.connection import Connection
+from inkind.remote.errors import RemoteError, RemoteOSError
 from inkind.remote.listing import MAX_SIZE, MAX_TARGET, Listing, RemoteEntry, RemoteStat
 from inkind.remote.ssh import SshTarget
 from inkind.remote.wire import (

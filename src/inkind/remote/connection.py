@@ -15,8 +15,8 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from inkind.errors import SourceError
 from inkind.remote.bootstrap import boot_input
+from inkind.remote.errors import ProtocolError, RemoteError, RemoteOSError
 from inkind.remote.wire import (
     BLOCK_HASHES,
     CHUNK,
@@ -29,28 +29,10 @@ from inkind.remote.wire import (
     TruncatedFrame,
     Writer,
     read_frame,
-    to_text,
 )
 from inkind.stats import Stats
 
 CLOSE_WAIT = 10.0
-
-
-class RemoteError(SourceError):
-    """The remote side of a source failed; the message names the host."""
-
-
-class ProtocolError(RemoteError):
-    """The remote side went away or broke the protocol; the connection is done."""
-
-
-class RemoteOSError(RemoteError):
-    """An op failed on the host (a missing file, a denied read); ``errno``
-    says which, so a caller can make a vanished file a warning."""
-
-    def __init__(self, host: str, path: bytes, message: str, errno: int = 0):
-        super().__init__(f"host {host}: {to_text(path)}: {message}")
-        self.errno = errno
 
 
 class Connection:

@@ -23,7 +23,7 @@ from inkind.engines.dumps.remote import open_tools
 from inkind.engines.dumps.scrub import scrub_entry
 from inkind.engines.dumps.tools import DumpTools
 from inkind.errors import SourceError
-from inkind.remote.connection import ProtocolError
+from inkind.remote.errors import ProtocolError
 from inkind.source import RunContext, Source
 from inkind.store.tree import discard
 
