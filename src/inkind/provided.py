@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from importlib import import_module
+from importlib.metadata import EntryPoint
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -43,20 +43,18 @@ class Provided:
                 if isinstance(value, type):
                     self.check(name, value)
             return list(provided.items())
-        classes = list(provided)
-        for cls in classes:
-            self.check(None, cls)
-        return [(getattr(cls, self.name_attr), cls) for cls in classes]
+        return [(self.check(None, cls), cls) for cls in provided]
 
-    def check(self, name: str | None, cls: Any) -> None:
-        """TypeError unless ``cls`` subclasses the base and (when a name is
-        given) carries that name."""
+    def check(self, name: str | None, cls: Any) -> str:
+        """The name ``cls`` carries; TypeError unless it subclasses the
+        base and (when a name is given) carries that name."""
         assert self.base is not None
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             raise TypeError(f"{cls!r} is not a subclass of {self.base.__module__}.{self.base.__name__}")
         own = getattr(cls, self.name_attr)
         if name is not None and own != name:
             raise TypeError(f"{cls.__module__}.{cls.__qualname__}.{self.name_attr} is {own!r}, not {name!r}")
+        return own
 
 
 def _tables(provided: Any) -> list[tuple[str, Given]]:
@@ -69,13 +67,12 @@ def _tables(provided: Any) -> list[tuple[str, Given]]:
 
 
 def _imported(path: str) -> Any:
+    """What ``path`` names, imported as an entry point's value is (the
+    syntax plugins already use in their entry points)."""
     module, colon, attr = path.partition(":")
     if not (colon and module and attr):
         raise ValueError("not a 'module:Class' path")
-    value: Any = import_module(module)
-    for part in attr.split("."):
-        value = getattr(value, part)
-    return value
+    return EntryPoint("", path, "").load()
 
 
 class Named(Mapping[str, T], Generic[T]):

@@ -124,8 +124,7 @@ class Frontier:
             except Warm:
                 self.drop()
             finally:
-                os.close(src)
-                os.close(dst)
+                close(src, dst)
                 with self.cond:
                     self.busy -= 1
                     self.cond.notify_all()
@@ -134,14 +133,14 @@ class Frontier:
         """Close what is left: the caches are warm."""
         with self.cond:
             for _, src, dst in self.heap:
-                os.close(src)
-                os.close(dst)
+                close(src, dst)
             self.heap.clear()
 
 
 def warm(frontier: Frontier, key: tuple, src: int, dst: int) -> None:
-    """lstat what both trees hold below ``dst``'s names, depth first; a
-    subdirectory goes to the frontier, or this thread goes down into it."""
+    """lstat what both trees hold below ``dst``'s names; a subdirectory
+    goes to the frontier, or (when it is full) this thread goes down into
+    it at once."""
     try:
         names = sorted(os.fsencode(n) for n in os.listdir(dst))
     except OSError:
@@ -167,8 +166,12 @@ def warm(frontier: Frontier, key: tuple, src: int, dst: int) -> None:
             try:
                 warm(frontier, (*key, name), sub_src, sub_dst)
             finally:
-                os.close(sub_src)
-                os.close(sub_dst)
+                close(sub_src, sub_dst)
+
+
+def close(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def main(src_fd: int, dst_fd: int, threads: int = THREADS) -> None:
